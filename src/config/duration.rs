@@ -1,0 +1,203 @@
+//! Durations as operators write them: `90s`, `15m`, `36h`, `7d`, `250ms`.
+//!
+//! `0`, `off` and negative values mean "disabled" (the original coordinator's `Math.max(x, 0)`
+//! rule), which is only meaningful for a schedule; elsewhere the loader rejects them.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+
+/// A duration field as written: either a positive duration or "off".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationSetting {
+    /// `0`, `off`, or a negative number.
+    Off,
+    /// A positive duration.
+    On(Duration),
+}
+
+/// Parses `90s`, `15m`, `36h`, `7d`, `250ms`, `1h30m`; `0`, `off` and negatives give `Off`.
+pub fn parse_setting(text: &str) -> Result<DurationSetting, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration; write e.g. 90s, 15m, 36h or 7d".into());
+    }
+    if t.eq_ignore_ascii_case("off") || t == "0" {
+        return Ok(DurationSetting::Off);
+    }
+    if let Some(rest) = t.strip_prefix('-') {
+        parse(rest).map_err(|e| format!("{e}"))?;
+        return Ok(DurationSetting::Off);
+    }
+    parse(t).map(DurationSetting::On)
+}
+
+/// Parses a strictly positive duration such as `90s` or `1h30m`.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let mut total: u128 = 0;
+    let mut rest = t;
+    if rest.is_empty() {
+        return Err("empty duration; write e.g. 90s, 15m, 36h or 7d".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(format!("`{t}` is not a duration; write e.g. 90s, 15m, 36h or 7d"));
+        }
+        let (num, tail) = rest.split_at(digits);
+        let unit_len = tail.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let (unit, tail) = tail.split_at(unit_len);
+        let value: u128 = num
+            .parse()
+            .map_err(|_| format!("`{t}`: number too large"))?;
+        let ms_per: u128 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "" => {
+                return Err(format!(
+                    "`{t}` has no unit; write e.g. 90s, 15m, 36h or 7d (units: ms, s, m, h, d, w)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "`{t}`: unknown unit `{other}` (units: ms, s, m, h, d, w)"
+                ));
+            }
+        };
+        total = total
+            .checked_add(value.saturating_mul(ms_per))
+            .ok_or_else(|| format!("`{t}` is too large"))?;
+        rest = tail;
+    }
+    if total == 0 {
+        return Err(format!("`{t}` is zero; a positive duration is required here"));
+    }
+    let ms = u64::try_from(total).map_err(|_| format!("`{t}` is too large"))?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// Formats a duration compactly for humans: `40h`, `3h12m`, `90s`, `250ms`.
+pub fn format(d: Duration) -> String {
+    format_ms(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Formats a signed millisecond count compactly (`-` prefix when negative).
+pub fn format_ms(ms: i64) -> String {
+    if ms < 0 {
+        return format!("-{}", format_ms(ms.saturating_neg()));
+    }
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let mut secs = ms / 1_000;
+    let days = secs / 86_400;
+    secs %= 86_400;
+    let hours = secs / 3_600;
+    secs %= 3_600;
+    let mins = secs / 60;
+    secs %= 60;
+    let mut out = String::new();
+    // Two most significant units are enough to read at a glance.
+    let parts = [(days, "d"), (hours, "h"), (mins, "m"), (secs, "s")];
+    let first = parts.iter().position(|(v, _)| *v > 0).unwrap_or(3);
+    for (v, u) in parts.iter().skip(first).take(2) {
+        if *v > 0 {
+            out.push_str(&format!("{v}{u}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
+impl<'de> Deserialize<'de> for DurationSetting {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DurationSetting;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as 90s, 15m, 36h or 7d, or `off`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                parse_setting(v).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                if v <= 0 {
+                    Ok(DurationSetting::Off)
+                } else {
+                    Err(E::custom(format!(
+                        "`{v}` has no unit; write e.g. {v}s, {v}m or {v}h (0 or off disables)"
+                    )))
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                if v <= 0.0 {
+                    Ok(DurationSetting::Off)
+                } else {
+                    Err(E::custom(format!("`{v}` has no unit; write e.g. 90s, 15m, 36h or 7d")))
+                }
+            }
+            // YAML 1.1 reads a bare `off` as the boolean false.
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                if v {
+                    Err(E::custom("`true` is not a duration; write e.g. 24h, or `off`"))
+                } else {
+                    Ok(DurationSetting::Off)
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_compounds() {
+        assert_eq!(parse("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse("36h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
+    }
+
+    #[test]
+    fn off_zero_and_negative_disable() {
+        assert_eq!(parse_setting("off"), Ok(DurationSetting::Off));
+        assert_eq!(parse_setting("0"), Ok(DurationSetting::Off));
+        assert_eq!(parse_setting("-5m"), Ok(DurationSetting::Off));
+        assert_eq!(
+            parse_setting("24h"),
+            Ok(DurationSetting::On(Duration::from_secs(86400)))
+        );
+    }
+
+    #[test]
+    fn rejects_garbage_with_a_hint() {
+        assert!(parse("soon").unwrap_err().contains("not a duration"));
+        assert!(parse("10").unwrap_err().contains("no unit"));
+        assert!(parse("10y").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn formats_two_units() {
+        assert_eq!(format_ms(40 * 3_600_000), "1d16h");
+        assert_eq!(format_ms(3 * 3_600_000 + 12 * 60_000 + 5_000), "3h12m");
+        assert_eq!(format_ms(90_000), "1m30s");
+        assert_eq!(format_ms(250), "250ms");
+    }
+}

@@ -1,0 +1,357 @@
+//! Loading and validating a home's configuration: host settings, plugins and lane files.
+//!
+//! Every problem is collected with its `path:line:col`, so `validate` reports them all in one
+//! pass; a configuration with any problem is never used.
+
+pub mod diagnostic;
+pub mod duration;
+pub mod lane;
+pub mod settings;
+mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jiff::tz::TimeZone;
+use serde_saphyr::{Location, Spanned};
+
+pub use diagnostic::{Diagnostic, Diagnostics};
+use duration::DurationSetting;
+pub use lane::{Command, GateBinding, Lane, OnError, Retry, Schedule};
+use lane::{RawGate, RawLane};
+pub use settings::Settings;
+
+use crate::home::Home;
+use crate::plugins::Registry;
+use crate::plugins::schema::Names;
+
+/// A home's whole, valid configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// Where it was loaded from.
+    pub home: Home,
+    /// Host settings.
+    pub settings: Arc<Settings>,
+    /// The plugins.
+    pub registry: Registry,
+    /// The lanes, sorted by name.
+    pub lanes: Vec<Lane>,
+}
+
+impl Config {
+    /// The lane of this name.
+    pub fn lane(&self, name: &str) -> Option<&Lane> {
+        self.lanes.iter().find(|l| l.name == name)
+    }
+}
+
+/// Loads and validates everything under `home`.
+pub fn load(home: &Home) -> Result<Config, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let settings = settings::load(&home.settings_file(), home.root(), &mut diags);
+    let registry = Registry::load(&home.plugins_dir(), &settings.rhai, &mut diags);
+    let raws = read_rules(&home.rules_dir(), &mut diags);
+
+    let lane_names: BTreeSet<String> = raws.iter().map(|r| r.name.clone()).collect();
+    let names = KnownNames {
+        lanes: &lane_names,
+        settings: &settings,
+    };
+    let mut lanes = Vec::new();
+    for raw in raws {
+        if let Some(lane) = compile(raw, home, &registry, &names, &mut diags) {
+            lanes.push(lane);
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    lanes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Config {
+        home: home.clone(),
+        settings: Arc::new(settings),
+        registry,
+        lanes,
+    })
+}
+
+struct KnownNames<'a> {
+    lanes: &'a BTreeSet<String>,
+    settings: &'a Settings,
+}
+
+impl Names for KnownNames<'_> {
+    fn is_lane(&self, name: &str) -> bool {
+        self.lanes.contains(name)
+    }
+    fn is_metric(&self, name: &str) -> bool {
+        self.settings.metrics.resolve(name).is_some()
+    }
+}
+
+struct ParsedLane {
+    name: String,
+    path: PathBuf,
+    raw: RawLane,
+}
+
+fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(Diagnostic::file(
+                dir,
+                format!("cannot read the rules directory: {e}; create it and add one <lane>.yaml per lane"),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml")
+        })
+        .collect();
+    files.sort();
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut out = Vec::new();
+    for path in files {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(Diagnostic::file(&path, format!("cannot read lane file: {e}")));
+                continue;
+            }
+        };
+        let Some(raw) = yaml::parse::<RawLane>(&path, &text, diags) else {
+            continue;
+        };
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let (name, loc) = match &raw.lane {
+            Some(s) => (s.value.clone(), s.referenced),
+            None => (stem, Location::UNKNOWN),
+        };
+        if !valid_lane_name(&name) {
+            diags.push(at(
+                &path,
+                loc,
+                format!("lane name `{name}` must be 1-64 of a-z, 0-9, `-` or `_`, starting with a letter or digit"),
+            ));
+            continue;
+        }
+        if let Some(first) = seen.get(&name) {
+            diags.push(at(
+                &path,
+                loc,
+                format!(
+                    "duplicate lane name `{name}`: already defined in {}; rename one (set `lane:` or rename the file)",
+                    first.display()
+                ),
+            ));
+            continue;
+        }
+        seen.insert(name.clone(), path.clone());
+        out.push(ParsedLane { name, path, raw });
+    }
+    out
+}
+
+fn valid_lane_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+fn at(path: &Path, loc: Location, message: impl Into<String>) -> Diagnostic {
+    if loc == Location::UNKNOWN {
+        Diagnostic::file(path, message)
+    } else {
+        Diagnostic::yaml(path, loc, message)
+    }
+}
+
+/// Requires a positive duration (rejects `off`).
+fn positive(
+    path: &Path,
+    field: &str,
+    v: &Spanned<DurationSetting>,
+    diags: &mut Diagnostics,
+) -> Option<std::time::Duration> {
+    match v.value {
+        DurationSetting::On(d) => Some(d),
+        DurationSetting::Off => {
+            diags.push(at(path, v.referenced, format!("`{field}` must be a positive duration such as 30s")));
+            None
+        }
+    }
+}
+
+fn compile(
+    parsed: ParsedLane,
+    home: &Home,
+    registry: &Registry,
+    names: &dyn Names,
+    diags: &mut Diagnostics,
+) -> Option<Lane> {
+    let ParsedLane { name, path, raw } = parsed;
+    let before = diags.0.len();
+    let p = path.as_path();
+
+    let sched = &raw.schedule.value;
+    let zone = match &sched.timezone {
+        None => TimeZone::UTC,
+        Some(tz) => match jiff::tz::db().get(&tz.value) {
+            Ok(z) => z,
+            Err(_) => {
+                diags.push(at(
+                    p,
+                    tz.referenced,
+                    format!("unknown time zone `{}`; use an IANA name such as Europe/Berlin or UTC", tz.value),
+                ));
+                TimeZone::UTC
+            }
+        },
+    };
+    let schedule = match (&sched.every, &sched.cron) {
+        (Some(_), Some(c)) => {
+            diags.push(at(p, c.referenced, "give either `every:` or `cron:`, not both"));
+            Schedule::Disabled
+        }
+        (None, None) => {
+            diags.push(at(
+                p,
+                raw.schedule.referenced,
+                "schedule needs `every:` (e.g. 24h) or `cron:` (e.g. \"0 3 * * *\")",
+            ));
+            Schedule::Disabled
+        }
+        (Some(every), None) => match every.value {
+            DurationSetting::On(d) => Schedule::Every(d),
+            DurationSetting::Off => Schedule::Disabled,
+        },
+        (None, Some(c)) if c.value.trim().eq_ignore_ascii_case("off") => Schedule::Disabled,
+        (None, Some(c)) => match c.value.parse::<croner::Cron>() {
+            Ok(cron) => Schedule::Cron {
+                expr: c.value.clone(),
+                cron: Box::new(cron),
+            },
+            Err(e) => {
+                diags.push(at(
+                    p,
+                    c.referenced,
+                    format!("cannot parse cron expression `{}`: {e}; write 5 fields (min hour dom mon dow) or 6 with seconds", c.value),
+                ));
+                Schedule::Disabled
+            }
+        },
+    };
+
+    let gates = raw
+        .preconditions
+        .iter()
+        .filter_map(|g| bind_gate(p, g, registry, names, diags))
+        .collect();
+
+    let max_deferral = raw.max_deferral.as_ref().and_then(|d| positive(p, "max_deferral", d, diags));
+    let recheck = raw
+        .recheck
+        .as_ref()
+        .and_then(|d| positive(p, "recheck", d, diags))
+        .unwrap_or(lane::DEFAULT_RECHECK);
+    let retry = raw.retry.as_ref().and_then(|r| {
+        let delay = positive(p, "retry.delay", &r.value.delay, diags)?;
+        let window = positive(p, "retry.window", &r.value.window, diags)?;
+        Some(Retry { delay, window })
+    });
+
+    let cmd = &raw.command.value;
+    if cmd.argv.value.is_empty() || cmd.argv.value[0].is_empty() {
+        diags.push(at(p, cmd.argv.referenced, "`command.argv` needs at least the program, e.g. [sh, jobs/backup.sh]"));
+    }
+    let timeout = cmd.timeout.as_ref().and_then(|d| positive(p, "command.timeout", d, diags));
+    let grace = cmd
+        .grace
+        .as_ref()
+        .and_then(|d| positive(p, "command.grace", d, diags))
+        .unwrap_or(lane::DEFAULT_GRACE);
+    let command = Command {
+        argv: cmd.argv.value.clone(),
+        cwd: home.resolve(Path::new(cmd.cwd.as_deref().unwrap_or("."))),
+        env: cmd.env.clone(),
+        timeout,
+        grace,
+    };
+
+    if diags.0.len() > before {
+        return None;
+    }
+    Some(Lane {
+        label: raw.label.clone().unwrap_or_else(|| name.clone()),
+        name,
+        file: path,
+        schedule,
+        zone,
+        gates,
+        max_deferral,
+        recheck,
+        group: raw.group.clone(),
+        priority: raw.priority.unwrap_or(lane::DEFAULT_PRIORITY),
+        retry,
+        command,
+    })
+}
+
+fn bind_gate(
+    path: &Path,
+    g: &RawGate,
+    registry: &Registry,
+    names: &dyn Names,
+    diags: &mut Diagnostics,
+) -> Option<GateBinding> {
+    let name = &g.use_.value;
+    let Some(plugin) = registry.get(name) else {
+        let available = registry.names();
+        diags.push(at(
+            path,
+            g.use_.referenced,
+            format!(
+                "unknown plugin `{name}`: no plugins/{name}.rhai (available: {})",
+                if available.is_empty() { "none".to_string() } else { available.join(", ") }
+            ),
+        ));
+        return None;
+    };
+    let with_loc = g.with.as_ref().map(|w| w.referenced).unwrap_or(g.use_.referenced);
+    let with: BTreeMap<String, serde_json::Value> = g
+        .with
+        .as_ref()
+        .map(|w| w.value.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect())
+        .unwrap_or_default();
+    match plugin.schema().check(name, &with, names) {
+        Ok(params) => Some(GateBinding {
+            name: name.clone(),
+            runtime: plugin.runtime(),
+            gate: plugin.bind(&params),
+            soft: g.soft,
+            on_error: g.on_error,
+        }),
+        Err(problems) => {
+            for problem in problems {
+                let loc = problem
+                    .key
+                    .as_ref()
+                    .and_then(|k| g.with.as_ref()?.value.get(k).map(|v| v.referenced))
+                    .unwrap_or(with_loc);
+                diags.push(at(path, loc, problem.message));
+            }
+            None
+        }
+    }
+}

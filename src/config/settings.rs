@@ -1,0 +1,337 @@
+//! Host settings from the optional `lanekeeper.yaml`: metric sources and plugin limits.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::diagnostic::{Diagnostic, Diagnostics};
+use super::duration::DurationSetting;
+use super::yaml;
+
+/// Budgets applied to every Rhai plugin evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RhaiLimits {
+    /// Operations per evaluation (roughly AST nodes, calls and loop iterations).
+    pub max_operations: u64,
+    /// Nested function calls.
+    pub max_call_levels: usize,
+    /// Longest string, in bytes.
+    pub max_string_size: usize,
+    /// Longest array.
+    pub max_array_size: usize,
+    /// Largest map.
+    pub max_map_size: usize,
+    /// Wall-clock deadline per evaluation.
+    pub deadline: Duration,
+}
+
+impl Default for RhaiLimits {
+    fn default() -> Self {
+        Self {
+            max_operations: 1_000_000,
+            max_call_levels: 32,
+            max_string_size: 64 * 1024,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+            deadline: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A Prometheus series selector: `name{label="value",…}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    /// The metric name.
+    pub name: String,
+    /// Labels that must match exactly.
+    pub labels: Vec<(String, String)>,
+}
+
+impl FromStr for Selector {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (name, rest) = match s.find('{') {
+            Some(i) => (&s[..i], Some(&s[i + 1..])),
+            None => (s, None),
+        };
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        if !valid_name {
+            return Err(format!(
+                "`{s}` is not a series selector; write e.g. add_memory_latency_ms{{quantile=\"0.99\"}}"
+            ));
+        }
+        let labels = match rest {
+            None => Vec::new(),
+            Some(body) => match crate::observe::metrics::parse_labels(body) {
+                Some((labels, tail)) if tail.trim().is_empty() => labels,
+                _ => {
+                    return Err(format!(
+                        "`{s}`: bad label list; write labels as {{name=\"value\",…}}"
+                    ));
+                }
+            },
+        };
+        Ok(Self {
+            name: name.to_string(),
+            labels,
+        })
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        if !self.labels.is_empty() {
+            let parts: Vec<String> = self
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect();
+            write!(f, "{{{}}}", parts.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a named metric comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricSource {
+    /// One series of a Prometheus text-format endpoint.
+    Prometheus {
+        /// The endpoint.
+        url: String,
+        /// Which series.
+        series: Selector,
+        /// Scrape timeout.
+        timeout: Duration,
+    },
+    /// A file holding one number.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Linux pressure stall information.
+    Psi {
+        /// `cpu`, `io` or `memory`.
+        resource: String,
+        /// The `full` line rather than `some`.
+        full: bool,
+        /// `avg10`, `avg60` or `avg300`.
+        window: String,
+    },
+    /// `/proc/loadavg`: 0 = 1 minute, 1 = 5 minutes, 2 = 15 minutes.
+    LoadAvg {
+        /// Which field.
+        index: usize,
+    },
+}
+
+impl fmt::Display for MetricSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetricSource::Prometheus { url, series, .. } => write!(f, "prometheus {url} {series}"),
+            MetricSource::File { path } => write!(f, "file {}", path.display()),
+            MetricSource::Psi {
+                resource,
+                full,
+                window,
+            } => write!(
+                f,
+                "psi /proc/pressure/{resource} {} {window}",
+                if *full { "full" } else { "some" }
+            ),
+            MetricSource::LoadAvg { index } => {
+                write!(f, "loadavg {}m", [1, 5, 15].get(*index).unwrap_or(&1))
+            }
+        }
+    }
+}
+
+/// Named metrics: those configured in `lanekeeper.yaml`, plus built-ins
+/// (`psi.<cpu|io|memory>.<some|full>.<avg10|avg60|avg300>`, `loadavg.<1|5|15>`).
+#[derive(Debug, Clone, Default)]
+pub struct MetricCatalog {
+    named: BTreeMap<String, MetricSource>,
+}
+
+impl MetricCatalog {
+    /// Finds a metric by name.
+    pub fn resolve(&self, name: &str) -> Option<MetricSource> {
+        if let Some(src) = self.named.get(name) {
+            return Some(src.clone());
+        }
+        builtin(name)
+    }
+}
+
+fn builtin(name: &str) -> Option<MetricSource> {
+    let parts: Vec<&str> = name.split('.').collect();
+    match parts.as_slice() {
+        ["psi", res, kind, window]
+            if ["cpu", "io", "memory"].contains(res)
+                && ["some", "full"].contains(kind)
+                && ["avg10", "avg60", "avg300"].contains(window) =>
+        {
+            Some(MetricSource::Psi {
+                resource: res.to_string(),
+                full: *kind == "full",
+                window: window.to_string(),
+            })
+        }
+        ["loadavg", m] => {
+            let index = ["1", "5", "15"].iter().position(|x| x == m)?;
+            Some(MetricSource::LoadAvg { index })
+        }
+        _ => None,
+    }
+}
+
+/// The host settings in force.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Named metric sources.
+    pub metrics: MetricCatalog,
+    /// Rhai budgets.
+    pub rhai: RhaiLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default)]
+    metrics: BTreeMap<String, Spanned<RawMetric>>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetric {
+    prometheus: Option<String>,
+    series: Option<Spanned<String>>,
+    timeout: Option<Spanned<DurationSetting>>,
+    file: Option<String>,
+    psi: Option<String>,
+    #[serde(default)]
+    full: bool,
+    window: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    rhai: Option<RawRhaiLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRhaiLimits {
+    max_operations: Option<u64>,
+    max_call_levels: Option<usize>,
+    max_string_size: Option<usize>,
+    max_array_size: Option<usize>,
+    max_map_size: Option<usize>,
+    deadline: Option<Spanned<DurationSetting>>,
+}
+
+/// Loads `lanekeeper.yaml` if present; problems go to `diags` and defaults stand in.
+pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
+    let mut settings = Settings::default();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return settings,
+        Err(e) => {
+            diags.push(Diagnostic::file(path, format!("cannot read host settings: {e}")));
+            return settings;
+        }
+    };
+    let Some(raw) = yaml::parse::<Option<RawSettings>>(path, &text, diags).flatten() else {
+        return settings;
+    };
+    for (name, metric) in raw.metrics {
+        match compile_metric(&metric.value, home) {
+            Ok(src) => {
+                settings.metrics.named.insert(name, src);
+            }
+            Err(msg) => diags.push(Diagnostic::yaml(
+                path,
+                metric.referenced,
+                format!("metric `{name}`: {msg}"),
+            )),
+        }
+    }
+    if let Some(rhai) = raw.limits.and_then(|l| l.rhai) {
+        let l = &mut settings.rhai;
+        l.max_operations = rhai.max_operations.unwrap_or(l.max_operations);
+        l.max_call_levels = rhai.max_call_levels.unwrap_or(l.max_call_levels);
+        l.max_string_size = rhai.max_string_size.unwrap_or(l.max_string_size);
+        l.max_array_size = rhai.max_array_size.unwrap_or(l.max_array_size);
+        l.max_map_size = rhai.max_map_size.unwrap_or(l.max_map_size);
+        if let Some(d) = rhai.deadline {
+            match d.value {
+                DurationSetting::On(v) => l.deadline = v,
+                DurationSetting::Off => diags.push(Diagnostic::yaml(
+                    path,
+                    d.referenced,
+                    "limits.rhai.deadline must be a positive duration such as 250ms",
+                )),
+            }
+        }
+    }
+    settings
+}
+
+fn compile_metric(m: &RawMetric, home: &Path) -> Result<MetricSource, String> {
+    let kinds = [m.prometheus.is_some(), m.file.is_some(), m.psi.is_some()];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err("give exactly one of `prometheus: URL` (with `series:`), `file: PATH` or `psi: cpu|io|memory`".into());
+    }
+    if let Some(url) = &m.prometheus {
+        let series = m
+            .series
+            .as_ref()
+            .ok_or("a prometheus metric needs `series:`, e.g. add_memory_latency_ms{quantile=\"0.99\"}")?;
+        let series: Selector = series.value.parse()?;
+        let timeout = match m.timeout.as_ref().map(|t| t.value) {
+            None => crate::observe::metrics::DEFAULT_SCRAPE_TIMEOUT,
+            Some(DurationSetting::On(d)) => d,
+            Some(DurationSetting::Off) => return Err("timeout must be positive".into()),
+        };
+        return Ok(MetricSource::Prometheus {
+            url: url.clone(),
+            series,
+            timeout,
+        });
+    }
+    if let Some(file) = &m.file {
+        let p = Path::new(file);
+        let path = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            home.join(p)
+        };
+        return Ok(MetricSource::File { path });
+    }
+    let resource = m.psi.clone().unwrap_or_default();
+    if !["cpu", "io", "memory"].contains(&resource.as_str()) {
+        return Err(format!("psi resource `{resource}` must be cpu, io or memory"));
+    }
+    let window = m.window.clone().unwrap_or_else(|| "avg10".into());
+    if !["avg10", "avg60", "avg300"].contains(&window.as_str()) {
+        return Err(format!("psi window `{window}` must be avg10, avg60 or avg300"));
+    }
+    Ok(MetricSource::Psi {
+        resource,
+        full: m.full,
+        window,
+    })
+}

@@ -1,0 +1,158 @@
+//! The decision contract (DESIGN §4): what `check --json` prints and the history stores.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::plugins::host::Observation;
+
+/// The outcome of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Run it now.
+    Trigger,
+    /// Not now.
+    Deferred,
+    /// The schedule is off.
+    Disabled,
+}
+
+impl Outcome {
+    /// The contract spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Trigger => "trigger",
+            Outcome::Deferred => "deferred",
+            Outcome::Disabled => "disabled",
+        }
+    }
+}
+
+/// Why a trigger fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TriggerSource {
+    /// An `every:` interval elapsed.
+    PeriodicSweep,
+    /// A cron slot passed.
+    Cron,
+    /// `lanekeeper fire`.
+    Manual,
+    /// Soft gates were waived after `max_deferral`.
+    StarvationGuard,
+    /// Retrying a failed run.
+    FailedRunRetry,
+}
+
+impl TriggerSource {
+    /// The contract spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerSource::PeriodicSweep => "periodic-sweep",
+            TriggerSource::Cron => "cron",
+            TriggerSource::Manual => "manual",
+            TriggerSource::StarvationGuard => "starvation-guard",
+            TriggerSource::FailedRunRetry => "failed-run-retry",
+        }
+    }
+}
+
+/// A gate's verdict in the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateVerdict {
+    /// The gate let the lane through.
+    Pass,
+    /// The gate said not now.
+    Defer,
+    /// A soft gate deferred but the starvation guard waived it.
+    Waived,
+    /// The schedule is off.
+    Disabled,
+}
+
+/// One evaluated gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainEntry {
+    /// `schedule` or the plugin name.
+    pub gate: String,
+    /// `rhai`, `wasm`; absent for built-in gates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Its verdict.
+    pub verdict: GateVerdict,
+    /// The deferral reason, when it deferred.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Evidence in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// A plugin failure let through by `on_error: pass`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// A soft gate (may be waived by the starvation guard).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub soft: bool,
+    /// This entry decided the outcome (set when the whole chain is shown).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decided: bool,
+    /// Evaluation time in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micros: Option<u64>,
+    /// What the plugin observed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Observation>,
+}
+
+impl ChainEntry {
+    /// A built-in gate's entry.
+    pub fn builtin(gate: &str, verdict: GateVerdict, reason: Option<&str>, detail: String) -> Self {
+        Self {
+            gate: gate.to_string(),
+            runtime: None,
+            verdict,
+            reason: reason.map(str::to_string),
+            detail: Some(detail),
+            error: None,
+            soft: false,
+            decided: false,
+            micros: None,
+            evidence: Vec::new(),
+        }
+    }
+}
+
+/// The decision for one lane at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The lane.
+    pub lane: String,
+    /// The instant decided for.
+    pub at: Timestamp,
+    /// Trigger, deferred or disabled.
+    pub outcome: Outcome,
+    /// What fired a trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<TriggerSource>,
+    /// The trigger reason (`periodic-sweep:86400000`) or the deferral reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The gate that deferred.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
+    /// Evidence in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Every gate evaluated, in order.
+    pub chain: Vec<ChainEntry>,
+}
+
+impl Decision {
+    /// True for a deferral by something other than the schedule: the lane was due but held.
+    pub fn is_held(&self) -> bool {
+        self.outcome == Outcome::Deferred && self.gate.as_deref() != Some(SCHEDULE_GATE)
+    }
+}
+
+/// The name of the built-in first gate.
+pub const SCHEDULE_GATE: &str = "schedule";

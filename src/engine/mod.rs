@@ -1,0 +1,184 @@
+//! The decision engine: pure, clock injected.
+//!
+//! [`decide`] takes a lane and a pass (instant, recorded lane states, host for observations) and
+//! returns a [`Decision`]. It reads no clock and touches no store; `check`, `fire`, `run` and
+//! `explain` all call it, so they cannot disagree.
+
+pub mod decision;
+pub mod schedule;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use decision::{ChainEntry, Decision, GateVerdict, Outcome, SCHEDULE_GATE, TriggerSource};
+use schedule::Due;
+
+use crate::config::duration::format_ms;
+use crate::config::{Lane, OnError};
+use crate::plugins::{GateInput, PassHost, Verdict, host};
+
+/// How much of the chain to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainMode {
+    /// Stop at the first deferral (what scheduling needs).
+    FirstDeferral,
+    /// Evaluate every gate and mark the deciding one (what `explain` shows).
+    Full,
+}
+
+/// Decides one lane at the pass's instant.
+pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
+    let now = pass.now();
+    let state = pass.states().get(&lane.name).cloned().unwrap_or_default();
+    let mut chain = Vec::with_capacity(lane.gates.len() + 1);
+    let mut decision = Decision {
+        lane: lane.name.clone(),
+        at: now,
+        outcome: Outcome::Trigger,
+        source: None,
+        reason: None,
+        gate: None,
+        detail: None,
+        chain: Vec::new(),
+    };
+
+    match schedule::due(&lane.schedule, &lane.zone, state.last_run_at, now) {
+        Due::Disabled => {
+            let mut entry = ChainEntry::builtin(
+                SCHEDULE_GATE,
+                GateVerdict::Disabled,
+                None,
+                "schedule is off (every: 0, off or negative)".into(),
+            );
+            entry.decided = mode == ChainMode::Full;
+            decision.outcome = Outcome::Disabled;
+            decision.gate = Some(SCHEDULE_GATE.into());
+            decision.detail = entry.detail.clone();
+            decision.chain = vec![entry];
+            return decision;
+        }
+        Due::NotDue { detail, .. } => {
+            decision.outcome = Outcome::Deferred;
+            decision.reason = Some(REASON_NOT_DUE.into());
+            decision.gate = Some(SCHEDULE_GATE.into());
+            decision.detail = Some(detail.clone());
+            let mut entry =
+                ChainEntry::builtin(SCHEDULE_GATE, GateVerdict::Defer, Some(REASON_NOT_DUE), detail);
+            entry.decided = mode == ChainMode::Full;
+            chain.push(entry);
+            if mode == ChainMode::FirstDeferral {
+                decision.chain = chain;
+                return decision;
+            }
+        }
+        Due::Due {
+            source,
+            reason,
+            detail,
+        } => {
+            decision.source = Some(source);
+            decision.reason = Some(reason);
+            chain.push(ChainEntry::builtin(SCHEDULE_GATE, GateVerdict::Pass, None, detail));
+        }
+    }
+
+    // The starvation guard counts from the start of the current due-and-deferred streak.
+    let starving_for = match (lane.max_deferral, state.deferral_since) {
+        (Some(max), Some(since)) => {
+            let held = now.as_millisecond() - since.as_millisecond();
+            let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
+            (held >= max_ms).then_some(held)
+        }
+        _ => None,
+    };
+    let mut waived = false;
+
+    for binding in &lane.gates {
+        let input = GateInput {
+            lane: &lane.name,
+            zone: &lane.zone,
+            pass,
+        };
+        let started = Instant::now();
+        let (result, evidence) = host::observe(pass, &lane.name, || binding.gate.evaluate(&input));
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut entry = ChainEntry {
+            gate: binding.name.clone(),
+            runtime: Some(binding.runtime.as_str().into()),
+            verdict: GateVerdict::Pass,
+            reason: None,
+            detail: None,
+            error: None,
+            soft: binding.soft,
+            decided: false,
+            micros: Some(micros),
+            evidence,
+        };
+        let deferral = match result {
+            Ok(Verdict::Pass { detail }) => {
+                entry.detail = detail;
+                None
+            }
+            Ok(Verdict::Defer { reason, detail }) => Some((reason, detail)),
+            Err(e) if binding.on_error == OnError::Pass => {
+                entry.error = Some(e.message);
+                None
+            }
+            Err(e) => Some((REASON_PLUGIN_ERROR.to_string(), e.message)),
+        };
+        if let Some((reason, detail)) = deferral {
+            entry.reason = Some(reason.clone());
+            entry.detail = Some(detail.clone());
+            if binding.soft && starving_for.is_some() {
+                entry.verdict = GateVerdict::Waived;
+                waived = true;
+            } else {
+                entry.verdict = GateVerdict::Defer;
+                if decision.outcome != Outcome::Deferred {
+                    decision.outcome = Outcome::Deferred;
+                    decision.source = None;
+                    decision.reason = Some(reason);
+                    decision.gate = Some(binding.name.clone());
+                    decision.detail = Some(detail);
+                    entry.decided = mode == ChainMode::Full;
+                    if mode == ChainMode::FirstDeferral {
+                        chain.push(entry);
+                        break;
+                    }
+                }
+            }
+        }
+        chain.push(entry);
+    }
+
+    if decision.outcome == Outcome::Trigger && waived {
+        let held = starving_for.unwrap_or(0);
+        decision.source = Some(TriggerSource::StarvationGuard);
+        decision.reason = Some(format!("starvation-guard:{held}"));
+        decision.detail = Some(format!(
+            "due and deferred for {}; soft gates waived",
+            format_ms(held)
+        ));
+    }
+    decision.chain = chain;
+    decision
+}
+
+/// The schedule gate's deferral reason.
+pub const REASON_NOT_DUE: &str = "interval-not-due";
+/// The reason of a failed plugin.
+pub const REASON_PLUGIN_ERROR: &str = "plugin-error";
+
+/// A manual trigger (`fire`): recorded so the history shows who started the run.
+pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
+    Decision {
+        lane: lane.name.clone(),
+        at: now,
+        outcome: Outcome::Trigger,
+        source: Some(TriggerSource::Manual),
+        reason: Some("manual".into()),
+        gate: None,
+        detail: Some("fired by hand; preconditions bypassed".into()),
+        chain: Vec::new(),
+    }
+}

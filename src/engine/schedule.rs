@@ -1,0 +1,109 @@
+//! The built-in schedule gate: DESIGN §4's due rule, exact at the boundaries.
+//!
+//! A lane with no recorded run is due; otherwise an `every:` lane is due iff
+//! `now - last_run_at >= every` (equality is due), and a cron lane is due iff a slot passed in
+//! `(last_run_at, now]`.
+
+use jiff::{SignedDuration, Timestamp};
+use jiff::tz::TimeZone;
+
+use super::decision::TriggerSource;
+use crate::config::Schedule;
+use crate::config::duration::format_ms;
+
+/// What the schedule says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Due {
+    /// The schedule is off.
+    Disabled,
+    /// Not yet; due at `next` if known.
+    NotDue {
+        /// When it becomes due.
+        next: Option<Timestamp>,
+        /// Why, in words.
+        detail: String,
+    },
+    /// Due now.
+    Due {
+        /// Periodic sweep or cron.
+        source: TriggerSource,
+        /// The trigger reason.
+        reason: String,
+        /// Why, in words.
+        detail: String,
+    },
+}
+
+fn ago(now: Timestamp, then: Timestamp) -> String {
+    format_ms(now.duration_since(then).as_millis() as i64)
+}
+
+/// Applies the due rule.
+pub fn due(schedule: &Schedule, zone: &TimeZone, last_run: Option<Timestamp>, now: Timestamp) -> Due {
+    match schedule {
+        Schedule::Disabled => Due::Disabled,
+        Schedule::Every(every) => {
+            let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+            let reason = format!("periodic-sweep:{every_ms}");
+            match last_run {
+                None => Due::Due {
+                    source: TriggerSource::PeriodicSweep,
+                    reason,
+                    detail: "no recorded run".into(),
+                },
+                Some(last) => {
+                    let elapsed = now.as_millisecond() - last.as_millisecond();
+                    if elapsed >= every_ms {
+                        Due::Due {
+                            source: TriggerSource::PeriodicSweep,
+                            reason,
+                            detail: format!("last run {} ago (every {})", ago(now, last), format_ms(every_ms)),
+                        }
+                    } else {
+                        let next = last
+                            .checked_add(SignedDuration::from_millis(every_ms))
+                            .ok();
+                        Due::NotDue {
+                            next,
+                            detail: format!(
+                                "last run {} ago; due every {}, in {}",
+                                ago(now, last),
+                                format_ms(every_ms),
+                                format_ms(every_ms - elapsed)
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        Schedule::Cron { expr, cron } => {
+            let Some(last) = last_run else {
+                return Due::Due {
+                    source: TriggerSource::Cron,
+                    reason: format!("cron:{expr}"),
+                    detail: "no recorded run".into(),
+                };
+            };
+            let from = last.to_zoned(zone.clone());
+            match cron.find_next_occurrence(&from, false) {
+                Ok(slot) if slot.timestamp() <= now => Due::Due {
+                    source: TriggerSource::Cron,
+                    reason: format!("cron:{expr}"),
+                    detail: format!("slot {} passed since the last run {} ago", slot, ago(now, last)),
+                },
+                Ok(slot) => Due::NotDue {
+                    next: Some(slot.timestamp()),
+                    detail: format!(
+                        "next cron slot {} (in {})",
+                        slot,
+                        format_ms(slot.timestamp().as_millisecond() - now.as_millisecond())
+                    ),
+                },
+                Err(e) => Due::NotDue {
+                    next: None,
+                    detail: format!("cron `{expr}` has no next slot: {e}"),
+                },
+            }
+        }
+    }
+}

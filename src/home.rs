@@ -1,0 +1,65 @@
+//! The layout of a lanekeeper home (DESIGN §2): where rules, plugins and state live.
+
+use std::path::{Path, PathBuf};
+
+/// Paths inside one lanekeeper home directory.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// A home rooted at `root` (nothing is created until state is first written).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The home directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `rules/`: one lane per YAML file.
+    pub fn rules_dir(&self) -> PathBuf {
+        self.root.join("rules")
+    }
+
+    /// `plugins/`: precondition plugins; only the top level is loaded.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.root.join("plugins")
+    }
+
+    /// `lanekeeper.yaml`: optional host settings.
+    pub fn settings_file(&self) -> PathBuf {
+        self.root.join("lanekeeper.yaml")
+    }
+
+    /// `state/`: lanekeeper's own data.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    /// The embedded database.
+    pub fn database(&self) -> PathBuf {
+        self.state_dir().join("lanekeeper.db")
+    }
+
+    /// Per-lane lock files, held for the life of a run.
+    pub fn lock_file(&self, lane: &str) -> PathBuf {
+        self.state_dir().join("locks").join(format!("{lane}.lock"))
+    }
+
+    /// The directory of one lane's run logs.
+    pub fn run_log_dir(&self, lane: &str) -> PathBuf {
+        self.state_dir().join("runs").join(lane)
+    }
+
+    /// Resolves a path written in a lane file: relative paths are relative to the home.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.root.join(path)
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! lanekeeper: decides, for every lane on every pass, whether to trigger it now or defer it, and
+//! why; then runs triggered commands safely.
+//!
+//! The decision path is pure (`engine`): a lane, a clock reading, recorded lane states and a host
+//! for plugin observations go in; a [`engine::Decision`] comes out. Everything that touches the
+//! world — the store, HTTP probes, metric files, child processes — lives at the edges
+//! (`state`, `observe`, `dispatch`) so that `check`, `run` and `explain` share one code path.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod dispatch;
+pub mod engine;
+pub mod home;
+pub mod observe;
+pub mod plugins;
+pub mod state;

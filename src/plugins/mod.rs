@@ -1,0 +1,135 @@
+//! Precondition plugins: one contract, any runtime.
+//!
+//! A [`Plugin`] is a loaded file (`plugins/<name>.rhai`). Binding it to a lane's `with:`
+//! parameters gives a [`Gate`], which the engine evaluates. Plugins see the world only through
+//! the host capabilities in [`host`], which record every observation as evidence.
+
+pub mod host;
+pub mod registry;
+pub mod rhai;
+pub mod schema;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use jiff::tz::TimeZone;
+
+pub use host::PassHost;
+pub use registry::Registry;
+pub use schema::ParamSchema;
+
+/// Which runtime evaluates a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// A Rhai script.
+    Rhai,
+}
+
+impl Runtime {
+    /// The name used in decision JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Rhai => "rhai",
+        }
+    }
+}
+
+/// What a plugin said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The gate is open; `detail` optionally says why.
+    Pass {
+        /// Optional explanation.
+        detail: Option<String>,
+    },
+    /// Not now.
+    Defer {
+        /// A kebab-case reason from the deferral vocabulary.
+        reason: String,
+        /// Evidence in words.
+        detail: String,
+    },
+}
+
+/// The kinds of plugin failure, for metrics and for the detail text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginErrorKind {
+    /// The operation (or fuel) budget ran out.
+    Budget,
+    /// The wall-clock deadline passed.
+    Deadline,
+    /// A size or depth limit was hit.
+    Limit,
+    /// The plugin threw or trapped.
+    Thrown,
+    /// The plugin returned something that is not a verdict.
+    BadVerdict,
+}
+
+impl PluginErrorKind {
+    /// A stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginErrorKind::Budget => "budget",
+            PluginErrorKind::Deadline => "deadline",
+            PluginErrorKind::Limit => "limit",
+            PluginErrorKind::Thrown => "thrown",
+            PluginErrorKind::BadVerdict => "bad-verdict",
+        }
+    }
+}
+
+/// A plugin that failed to produce a verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginError {
+    /// What kind of failure.
+    pub kind: PluginErrorKind,
+    /// Names the plugin, the script position and the cause.
+    pub message: String,
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What a gate gets to look at, besides the host capabilities.
+pub struct GateInput<'a> {
+    /// The lane being decided.
+    pub lane: &'a str,
+    /// The lane's zone, for local time.
+    pub zone: &'a TimeZone,
+    /// The evaluation pass: clock reading, lane states, observation cache.
+    pub pass: &'a Arc<PassHost>,
+}
+
+/// A loaded plugin file.
+pub trait Plugin: Send + Sync {
+    /// The name lanes `use:`.
+    fn name(&self) -> &str;
+    /// Its runtime.
+    fn runtime(&self) -> Runtime;
+    /// The file it was loaded from.
+    fn path(&self) -> &Path;
+    /// The parameters it declares.
+    fn schema(&self) -> &ParamSchema;
+    /// Binds normalised `with:` parameters, giving an evaluable gate.
+    fn bind(&self, params: &serde_json::Value) -> Arc<dyn Gate>;
+}
+
+/// A plugin bound to one lane's parameters.
+pub trait Gate: Send + Sync {
+    /// Evaluates once. Must return within the plugin's budget whatever the plugin does.
+    fn evaluate(&self, input: &GateInput<'_>) -> Result<Verdict, PluginError>;
+}
+
+/// Checks that a reason is a kebab-case identifier, so the vocabulary stays greppable.
+pub fn valid_reason(reason: &str) -> bool {
+    !reason.is_empty()
+        && reason.len() <= 64
+        && reason
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}

@@ -1,0 +1,433 @@
+//! The Rhai runtime: scripts compiled once to an AST, evaluated in a budgeted sandbox.
+//!
+//! The engine is built without filesystem, process or network access; plugins reach the world
+//! only through the host functions registered here, which all go through [`super::host`].
+//! Limits (operations, call depth, sizes) are Rhai's own; the wall-clock deadline is enforced
+//! from `on_progress`, reading a per-thread deadline set for each evaluation.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope};
+
+use super::host::{self, PassHost};
+use super::schema::{ParamSchema, ParamSpec};
+use super::{Gate, GateInput, Plugin, PluginError, PluginErrorKind, Runtime, Verdict, valid_reason};
+use crate::config::duration;
+use crate::config::settings::RhaiLimits;
+use crate::state::LaneState;
+
+thread_local! {
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Token returned from `on_progress` when the deadline passes.
+const DEADLINE_TOKEN: &str = "lanekeeper:deadline";
+
+/// Default timeout of `http_get` when the plugin gives none.
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Builds the one sandboxed engine shared by every Rhai plugin of a registry.
+pub fn engine(limits: &RhaiLimits) -> Engine {
+    let mut e = Engine::new();
+    e.set_max_operations(limits.max_operations);
+    e.set_max_call_levels(limits.max_call_levels);
+    e.set_max_expr_depths(64, 32);
+    e.set_max_string_size(limits.max_string_size);
+    e.set_max_array_size(limits.max_array_size);
+    e.set_max_map_size(limits.max_map_size);
+    e.set_max_variables(256);
+    e.set_max_functions(256);
+    e.set_max_modules(0);
+    e.disable_symbol("eval");
+    e.set_strict_variables(true);
+    e.on_progress(|ops| {
+        if ops % 256 != 0 {
+            return None;
+        }
+        let late = DEADLINE.with(|d| d.get().is_some_and(|at| Instant::now() >= at));
+        late.then(|| Dynamic::from(DEADLINE_TOKEN))
+    });
+    e.on_print(|s| host::log("info", s));
+    e.on_debug(|s, _, _| host::log("info", s));
+    register_host_functions(&mut e);
+    e
+}
+
+fn register_host_functions(e: &mut Engine) {
+    e.register_fn("http_get", |url: &str| http_get(url, DEFAULT_PROBE_TIMEOUT));
+    e.register_fn("http_get", |url: &str, timeout_ms: i64| {
+        http_get(url, Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0)))
+    });
+    e.register_fn("metric", |name: &str| -> Dynamic {
+        match host::current() {
+            Some((pass, _)) => match pass.metric(name) {
+                Ok(v) => Dynamic::from_float(v),
+                Err(_) => Dynamic::UNIT,
+            },
+            None => Dynamic::UNIT,
+        }
+    });
+    e.register_fn("lane", |name: &str| -> Dynamic {
+        match host::current() {
+            Some((pass, _)) => pass.lane(name).map(lane_map).map(Dynamic::from_map).unwrap_or(Dynamic::UNIT),
+            None => Dynamic::UNIT,
+        }
+    });
+    e.register_fn("log", |msg: &str| host::log("info", msg));
+    e.register_fn("warn", |msg: &str| host::log("warn", msg));
+    e.register_fn("duration_ms", |text: &str| -> Result<i64, Box<EvalAltResult>> {
+        duration::parse(text)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .map_err(|e| e.into())
+    });
+    e.register_fn("fmt_duration", duration::format_ms);
+    e.register_fn("window_minutes", |text: &str| -> Result<rhai::Array, Box<EvalAltResult>> {
+        super::schema::parse_window(text)
+            .map(|(a, b)| vec![Dynamic::from_int(i64::from(a)), Dynamic::from_int(i64::from(b))])
+            .map_err(|e| e.into())
+    });
+}
+
+fn http_get(url: &str, timeout: Duration) -> Dynamic {
+    let Some((pass, _)) = host::current() else {
+        return Dynamic::UNIT;
+    };
+    let r = pass.http_get(url, timeout);
+    let mut m = Map::new();
+    m.insert("ok".into(), Dynamic::from_bool(r.ok()));
+    m.insert("status".into(), r.status.map(|s| Dynamic::from_int(i64::from(s))).unwrap_or(Dynamic::UNIT));
+    m.insert("latency_ms".into(), Dynamic::from_float(r.latency_ms));
+    m.insert("error".into(), r.error.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+    Dynamic::from_map(m)
+}
+
+fn ms(t: Option<jiff::Timestamp>) -> Dynamic {
+    t.map(|t| Dynamic::from_int(t.as_millisecond())).unwrap_or(Dynamic::UNIT)
+}
+
+fn lane_map(s: &LaneState) -> Map {
+    let mut m = Map::new();
+    m.insert("last_run_ms".into(), ms(s.last_run_at));
+    m.insert("last_success_ms".into(), ms(s.last_success_at));
+    m.insert(
+        "last_result".into(),
+        s.last_result.map(|r| Dynamic::from(r.as_str())).unwrap_or(Dynamic::UNIT),
+    );
+    let (code, signal) = match s.last_exit {
+        Some(crate::state::ExitInfo::Code(c)) => (Dynamic::from_int(i64::from(c)), Dynamic::UNIT),
+        Some(crate::state::ExitInfo::Signal(n)) => (Dynamic::UNIT, Dynamic::from_int(i64::from(n))),
+        None => (Dynamic::UNIT, Dynamic::UNIT),
+    };
+    m.insert("last_exit_code".into(), code);
+    m.insert("last_signal".into(), signal);
+    m.insert("running".into(), Dynamic::from_bool(s.running.is_some()));
+    m.insert(
+        "pid".into(),
+        s.running.as_ref().map(|r| Dynamic::from_int(i64::from(r.pid))).unwrap_or(Dynamic::UNIT),
+    );
+    m.insert("running_since_ms".into(), ms(s.running.as_ref().map(|r| r.started_at)));
+    m
+}
+
+/// Every lane's state as a Rhai map, built once per pass.
+fn lanes_dynamic(pass: &PassHost) -> Dynamic {
+    pass.rhai_lanes
+        .get_or_init(|| {
+            let m: Map = pass
+                .states()
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), Dynamic::from_map(lane_map(v))))
+                .collect();
+            Dynamic::from_map(m).into_read_only()
+        })
+        .clone()
+}
+
+/// A problem found while loading a script: position and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// 1-based line, 0 if unknown.
+    pub line: usize,
+    /// 1-based column, 0 if unknown.
+    pub col: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+struct Inner {
+    name: String,
+    path: PathBuf,
+    engine: Arc<Engine>,
+    ast: AST,
+    schema: ParamSchema,
+    deadline: Duration,
+    max_operations: u64,
+}
+
+/// A compiled Rhai plugin.
+pub struct RhaiPlugin {
+    inner: Arc<Inner>,
+}
+
+impl RhaiPlugin {
+    /// Compiles `source` and reads its declared parameters.
+    pub fn load(
+        name: &str,
+        path: &Path,
+        source: &str,
+        engine: Arc<Engine>,
+        limits: &RhaiLimits,
+    ) -> Result<Self, LoadError> {
+        let ast = engine.compile(source).map_err(|e| LoadError {
+            line: e.1.line().unwrap_or(0),
+            col: e.1.position().unwrap_or(0),
+            message: format!("Rhai syntax error: {}", e.0),
+        })?;
+        let has = |f: &str, arity: usize| {
+            ast.iter_functions().find(|m| m.name == f).map(|m| m.params.len() == arity)
+        };
+        match has("evaluate", 1) {
+            Some(true) => {}
+            Some(false) => {
+                return Err(LoadError {
+                    line: 0,
+                    col: 0,
+                    message: "`evaluate` must take exactly one parameter: fn evaluate(ctx)".into(),
+                });
+            }
+            None => {
+                return Err(LoadError {
+                    line: 0,
+                    col: 0,
+                    message: "no `fn evaluate(ctx)`; a Rhai plugin must define it".into(),
+                });
+            }
+        }
+        let declares_params = has("params", 0).is_some();
+        let mut inner = Inner {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            engine,
+            ast,
+            schema: ParamSchema::default(),
+            deadline: limits.deadline,
+            max_operations: limits.max_operations,
+        };
+        if declares_params {
+            inner.schema = read_schema(&inner)?;
+        }
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// Calls `fn params()` once and parses `#{ name: "type", other: "type?" }`.
+fn read_schema(inner: &Inner) -> Result<ParamSchema, LoadError> {
+    let err = |message: String| LoadError {
+        line: 0,
+        col: 0,
+        message,
+    };
+    let value = inner
+        .call("params", ())
+        .map_err(|e| err(format!("`params()` failed: {}", e.message)))?;
+    let map = value
+        .try_cast::<Map>()
+        .ok_or_else(|| err("`params()` must return a map such as #{ lane: \"lane\", max_age: \"duration?\" }".into()))?;
+    let mut params = BTreeMap::new();
+    for (k, v) in map {
+        let spec: ParamSpec = v
+            .into_immutable_string()
+            .map_err(|t| err(format!("`params()`: type of `{k}` must be a string, found {t}")))?
+            .parse()
+            .map_err(|e| err(format!("`params()`: `{k}`: {e}")))?;
+        params.insert(k.to_string(), spec);
+    }
+    Ok(ParamSchema {
+        params: Some(params),
+    })
+}
+
+impl Inner {
+    /// Calls a script function under the deadline, mapping failures to plugin errors.
+    fn call(&self, f: &str, args: impl rhai::FuncArgs) -> Result<Dynamic, PluginError> {
+        let previous = DEADLINE.with(|d| d.replace(Some(Instant::now() + self.deadline)));
+        let mut scope = Scope::new();
+        let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        let result = self
+            .engine
+            .call_fn_with_options::<Dynamic>(options, &mut scope, &self.ast, f, args);
+        DEADLINE.with(|d| d.set(previous));
+        result.map_err(|e| self.error(&e))
+    }
+
+    fn error(&self, e: &EvalAltResult) -> PluginError {
+        let inner = e.unwrap_inner();
+        let (kind, cause) = match inner {
+            EvalAltResult::ErrorTooManyOperations(_) => (
+                PluginErrorKind::Budget,
+                format!("ran out of its operation budget ({} operations)", self.max_operations),
+            ),
+            EvalAltResult::ErrorTerminated(token, _)
+                if token.clone().into_immutable_string().ok().as_deref() == Some(DEADLINE_TOKEN) =>
+            {
+                (
+                    PluginErrorKind::Deadline,
+                    format!("missed its deadline of {}", duration::format(self.deadline)),
+                )
+            }
+            EvalAltResult::ErrorDataTooLarge(what, _) => {
+                (PluginErrorKind::Limit, format!("exceeded a size limit: {what}"))
+            }
+            EvalAltResult::ErrorStackOverflow(_) => {
+                (PluginErrorKind::Limit, "exceeded the call-depth limit".to_string())
+            }
+            EvalAltResult::ErrorRuntime(value, _) => (PluginErrorKind::Thrown, format!("threw: {value}")),
+            other => (PluginErrorKind::Thrown, strip_position(&other.to_string())),
+        };
+        PluginError {
+            kind,
+            message: format!("{} {cause}", self.at(inner.position())),
+        }
+    }
+
+    fn at(&self, pos: Position) -> String {
+        match (pos.line(), pos.position()) {
+            (Some(l), Some(c)) => format!("plugin `{}` ({}:{l}:{c})", self.name, self.path.display()),
+            (Some(l), None) => format!("plugin `{}` ({}:{l})", self.name, self.path.display()),
+            _ => format!("plugin `{}` ({})", self.name, self.path.display()),
+        }
+    }
+
+    fn verdict(&self, value: Dynamic) -> Result<Verdict, PluginError> {
+        let bad = |what: String| PluginError {
+            kind: PluginErrorKind::BadVerdict,
+            message: format!(
+                "{} returned {what}; return () to pass, a reason string, or #{{ defer: \"reason\", detail: \"…\" }}",
+                self.at(Position::NONE)
+            ),
+        };
+        let reason = |r: ImmutableString| -> Result<String, PluginError> {
+            if valid_reason(&r) {
+                Ok(r.to_string())
+            } else {
+                Err(bad(format!("the reason `{r}`, which is not kebab-case (a-z, 0-9, -)")))
+            }
+        };
+        if value.is_unit() {
+            return Ok(Verdict::Pass { detail: None });
+        }
+        if value.is_string() {
+            let r = value.into_immutable_string().map_err(|t| bad(t.to_string()))?;
+            return Ok(Verdict::Defer {
+                reason: reason(r)?,
+                detail: String::new(),
+            });
+        }
+        let type_name = value.type_name();
+        let Some(map) = value.try_cast::<Map>() else {
+            return Err(bad(format!("a value of type {type_name}")));
+        };
+        if let Some(k) = map.keys().find(|k| !["defer", "detail", "pass"].contains(&k.as_str())) {
+            return Err(bad(format!("a map with the unknown key `{k}`")));
+        }
+        let detail = match map.get("detail") {
+            None => None,
+            Some(d) if d.is_unit() => None,
+            Some(d) => Some(d.to_string()),
+        };
+        match map.get("defer") {
+            Some(d) if d.is_string() => {
+                let r = d.clone().into_immutable_string().map_err(|t| bad(t.to_string()))?;
+                Ok(Verdict::Defer {
+                    reason: reason(r)?,
+                    detail: detail.unwrap_or_default(),
+                })
+            }
+            Some(d) if !d.is_unit() => Err(bad(format!("`defer` of type {}", d.type_name()))),
+            _ => Ok(Verdict::Pass { detail }),
+        }
+    }
+}
+
+fn strip_position(s: &str) -> String {
+    match s.rfind(" (line ") {
+        Some(i) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+impl Plugin for RhaiPlugin {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn runtime(&self) -> Runtime {
+        Runtime::Rhai
+    }
+
+    fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn schema(&self) -> &ParamSchema {
+        &self.inner.schema
+    }
+
+    fn bind(&self, params: &serde_json::Value) -> Arc<dyn Gate> {
+        let with = rhai::serde::to_dynamic(params).unwrap_or(Dynamic::UNIT).into_read_only();
+        Arc::new(RhaiGate {
+            inner: Arc::clone(&self.inner),
+            with,
+        })
+    }
+}
+
+struct RhaiGate {
+    inner: Arc<Inner>,
+    with: Dynamic,
+}
+
+impl Gate for RhaiGate {
+    fn evaluate(&self, input: &GateInput<'_>) -> Result<Verdict, PluginError> {
+        let ctx = context(input, self.with.clone());
+        let value = self.inner.call("evaluate", (ctx,))?;
+        self.inner.verdict(value)
+    }
+}
+
+/// The `ctx` map a plugin receives.
+fn context(input: &GateInput<'_>, with: Dynamic) -> Dynamic {
+    let pass = input.pass;
+    let now = pass.now();
+    let local = now.to_zoned(input.zone.clone());
+    let mut l = Map::new();
+    l.insert("date".into(), Dynamic::from(local.date().to_string()));
+    l.insert("time".into(), Dynamic::from(local.time().strftime("%H:%M:%S").to_string()));
+    l.insert("hour".into(), Dynamic::from_int(i64::from(local.hour())));
+    l.insert("minute".into(), Dynamic::from_int(i64::from(local.minute())));
+    l.insert("second".into(), Dynamic::from_int(i64::from(local.second())));
+    l.insert(
+        "minutes".into(),
+        Dynamic::from_int(i64::from(local.hour()) * 60 + i64::from(local.minute())),
+    );
+    l.insert(
+        "weekday".into(),
+        Dynamic::from_int(i64::from(local.weekday().to_monday_one_offset())),
+    );
+    l.insert("zone".into(), Dynamic::from(input.zone.iana_name().unwrap_or("UTC").to_string()));
+    l.insert("offset".into(), Dynamic::from(local.offset().to_string()));
+    let mut m = Map::new();
+    m.insert("now_ms".into(), Dynamic::from_int(now.as_millisecond()));
+    m.insert("now".into(), Dynamic::from(now.to_string()));
+    m.insert("local".into(), Dynamic::from_map(l));
+    m.insert("lane".into(), Dynamic::from(input.lane.to_string()));
+    m.insert("with".into(), with);
+    m.insert("lanes".into(), lanes_dynamic(pass));
+    Dynamic::from_map(m)
+}

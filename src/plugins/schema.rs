@@ -1,0 +1,316 @@
+//! The parameters a plugin declares, and the check of a lane's `with:` against them.
+//!
+//! Checking at load time is what lets `validate` point at a bad `max_age:` by line and column
+//! instead of the plugin failing at 03:00. Values are also normalised here (durations become
+//! milliseconds) so every runtime receives the same shapes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde_json::Value;
+
+use crate::config::duration;
+
+/// The type of one parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    /// Any string.
+    String,
+    /// An integer.
+    Int,
+    /// Any number.
+    Number,
+    /// true or false.
+    Bool,
+    /// A duration such as `36h`; the plugin receives milliseconds.
+    Duration,
+    /// The name of a lane in this home.
+    Lane,
+    /// A list of lane names.
+    Lanes,
+    /// The name of a metric the host can read.
+    Metric,
+    /// An http:// or https:// URL.
+    Url,
+    /// A daily window `HH:MM-HH:MM`.
+    Window,
+    /// A list of `{ metric: NAME, above: NUMBER }`.
+    Thresholds,
+    /// A list of anything.
+    List,
+    /// A mapping of anything.
+    Map,
+    /// Anything.
+    Any,
+}
+
+const TYPES: &[(&str, ParamType)] = &[
+    ("string", ParamType::String),
+    ("int", ParamType::Int),
+    ("number", ParamType::Number),
+    ("bool", ParamType::Bool),
+    ("duration", ParamType::Duration),
+    ("lane", ParamType::Lane),
+    ("lanes", ParamType::Lanes),
+    ("metric", ParamType::Metric),
+    ("url", ParamType::Url),
+    ("window", ParamType::Window),
+    ("thresholds", ParamType::Thresholds),
+    ("list", ParamType::List),
+    ("map", ParamType::Map),
+    ("any", ParamType::Any),
+];
+
+impl FromStr for ParamType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TYPES
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                let names: Vec<&str> = TYPES.iter().map(|(n, _)| *n).collect();
+                format!("unknown parameter type `{s}` (types: {})", names.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for ParamType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = TYPES
+            .iter()
+            .find(|(_, t)| t == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("any");
+        f.write_str(name)
+    }
+}
+
+/// One declared parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// Its type.
+    pub ty: ParamType,
+    /// Whether `with:` must give it.
+    pub required: bool,
+}
+
+impl FromStr for ParamSpec {
+    type Err = String;
+    /// `"duration"` is required; `"duration?"` is optional.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, required) = match s.strip_suffix('?') {
+            Some(n) => (n, false),
+            None => (s, true),
+        };
+        Ok(Self {
+            ty: name.trim().parse()?,
+            required,
+        })
+    }
+}
+
+/// A plugin's declared parameters. A plugin that declares none accepts any `with:` as is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParamSchema {
+    /// Declared parameters by name; `None` when the plugin declares no schema.
+    pub params: Option<BTreeMap<String, ParamSpec>>,
+}
+
+/// What the checker needs to know about the rest of the configuration.
+pub trait Names {
+    /// Whether a lane of this name exists.
+    fn is_lane(&self, name: &str) -> bool;
+    /// Whether a metric of this name can be read.
+    fn is_metric(&self, name: &str) -> bool;
+}
+
+/// A problem with one parameter; `key` is `None` when the whole `with:` is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamProblem {
+    /// The parameter, if one is concerned.
+    pub key: Option<String>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl ParamSchema {
+    /// Checks `with` and returns it normalised (durations in milliseconds).
+    pub fn check(
+        &self,
+        plugin: &str,
+        with: &BTreeMap<String, Value>,
+        names: &dyn Names,
+    ) -> Result<Value, Vec<ParamProblem>> {
+        let Some(params) = &self.params else {
+            return Ok(Value::Object(with.clone().into_iter().collect()));
+        };
+        let mut problems = Vec::new();
+        let mut out = serde_json::Map::new();
+        for (key, value) in with {
+            match params.get(key) {
+                None => {
+                    let known: Vec<&str> = params.keys().map(String::as_str).collect();
+                    problems.push(ParamProblem {
+                        key: Some(key.clone()),
+                        message: format!(
+                            "plugin `{plugin}` has no parameter `{key}` (it takes: {})",
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ),
+                    });
+                }
+                Some(spec) => match normalise(spec.ty, value, names) {
+                    Ok(v) => {
+                        out.insert(key.clone(), v);
+                    }
+                    Err(msg) => problems.push(ParamProblem {
+                        key: Some(key.clone()),
+                        message: format!("plugin `{plugin}` parameter `{key}`: {msg}"),
+                    }),
+                },
+            }
+        }
+        for (key, spec) in params {
+            if spec.required && !with.contains_key(key) {
+                problems.push(ParamProblem {
+                    key: None,
+                    message: format!(
+                        "plugin `{plugin}` needs parameter `{key}` ({}); add it under `with:`",
+                        spec.ty
+                    ),
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(Value::Object(out))
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn normalise(ty: ParamType, v: &Value, names: &dyn Names) -> Result<Value, String> {
+    let want = |what: &str| format!("expected {what}, found {}", type_name(v));
+    match ty {
+        ParamType::Any => Ok(v.clone()),
+        ParamType::String => v.as_str().map(|_| v.clone()).ok_or_else(|| want("a string")),
+        ParamType::Int => v
+            .as_i64()
+            .map(|_| v.clone())
+            .ok_or_else(|| want("an integer")),
+        ParamType::Number => v.as_f64().map(|_| v.clone()).ok_or_else(|| want("a number")),
+        ParamType::Bool => v.as_bool().map(|_| v.clone()).ok_or_else(|| want("true or false")),
+        ParamType::List => v.as_array().map(|_| v.clone()).ok_or_else(|| want("a list")),
+        ParamType::Map => v.as_object().map(|_| v.clone()).ok_or_else(|| want("a mapping")),
+        ParamType::Duration => {
+            let s = v
+                .as_str()
+                .ok_or_else(|| want("a duration such as 36h"))?;
+            let d = duration::parse(s)?;
+            Ok(Value::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+        }
+        ParamType::Lane => {
+            let s = v.as_str().ok_or_else(|| want("a lane name"))?;
+            lane(s, names)
+        }
+        ParamType::Lanes => {
+            let list = v.as_array().ok_or_else(|| want("a list of lane names"))?;
+            let lanes: Result<Vec<Value>, String> = list
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .ok_or_else(|| format!("expected lane names, found {}", type_name(item)))
+                        .and_then(|s| lane(s, names))
+                })
+                .collect();
+            Ok(Value::Array(lanes?))
+        }
+        ParamType::Metric => {
+            let s = v.as_str().ok_or_else(|| want("a metric name"))?;
+            metric(s, names)
+        }
+        ParamType::Url => {
+            let s = v.as_str().ok_or_else(|| want("a URL"))?;
+            if s.starts_with("http://") || s.starts_with("https://") {
+                Ok(v.clone())
+            } else {
+                Err(format!("`{s}` is not an http:// or https:// URL"))
+            }
+        }
+        ParamType::Window => {
+            let s = v.as_str().ok_or_else(|| want("a window such as \"01:00-06:00\""))?;
+            parse_window(s)?;
+            Ok(v.clone())
+        }
+        ParamType::Thresholds => {
+            let list = v
+                .as_array()
+                .ok_or_else(|| want("a list of { metric: NAME, above: NUMBER }"))?;
+            for item in list {
+                let obj = item
+                    .as_object()
+                    .ok_or_else(|| "each threshold is { metric: NAME, above: NUMBER }".to_string())?;
+                for k in obj.keys() {
+                    if k != "metric" && k != "above" {
+                        return Err(format!("threshold key `{k}` is unknown (keys: metric, above)"));
+                    }
+                }
+                let name = obj
+                    .get("metric")
+                    .and_then(Value::as_str)
+                    .ok_or("each threshold needs `metric: NAME`")?;
+                metric(name, names)?;
+                obj.get("above")
+                    .and_then(Value::as_f64)
+                    .ok_or("each threshold needs `above: NUMBER`")?;
+            }
+            Ok(v.clone())
+        }
+    }
+}
+
+fn lane(s: &str, names: &dyn Names) -> Result<Value, String> {
+    if names.is_lane(s) {
+        Ok(Value::from(s))
+    } else {
+        Err(format!("no lane named `{s}` in rules/"))
+    }
+}
+
+fn metric(s: &str, names: &dyn Names) -> Result<Value, String> {
+    if names.is_metric(s) {
+        Ok(Value::from(s))
+    } else {
+        Err(format!(
+            "unknown metric `{s}`; define it under `metrics:` in lanekeeper.yaml, or use a built-in (psi.io.some.avg10, loadavg.1, …)"
+        ))
+    }
+}
+
+/// Parses `HH:MM-HH:MM` into minutes of the day (start inclusive, end exclusive).
+pub fn parse_window(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("`{s}` is not a window; write HH:MM-HH:MM, e.g. \"01:00-06:00\"");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let hm = |t: &str| -> Option<u32> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60 && t.trim().len() == 5).then_some(h * 60 + m)
+    };
+    let (start, end) = (hm(a).ok_or_else(bad)?, hm(b).ok_or_else(bad)?);
+    if start == end {
+        return Err(format!("window `{s}` is empty (start equals end)"));
+    }
+    Ok((start, end))
+}

@@ -1,0 +1,217 @@
+//! Recorded state: what each lane did, and the decisions made about it.
+//!
+//! [`Store`] is the seam for backends; [`sqlite::SqliteStore`] is the embedded one. The types here
+//! are plain data so the engine can read them without knowing where they came from.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::engine::Decision;
+
+pub use sqlite::SqliteStore;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunResult {
+    /// Exit code 0.
+    Success,
+    /// Non-zero exit, a signal, a timeout or a spawn failure.
+    Failure,
+    /// lanekeeper lost track of the child (it died with its supervisor, or the host rebooted).
+    Interrupted,
+}
+
+impl RunResult {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Failure => "failure",
+            RunResult::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "success" => Some(RunResult::Success),
+            "failure" => Some(RunResult::Failure),
+            "interrupted" => Some(RunResult::Interrupted),
+            _ => None,
+        }
+    }
+}
+
+/// How a child process ended, as the OS reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExitInfo {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitInfo::Code(c) => write!(f, "exit {c}"),
+            ExitInfo::Signal(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// A run in progress, as recorded when its child started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunningRun {
+    /// The run's row id.
+    pub run_id: i64,
+    /// The child's pid.
+    pub pid: u32,
+    /// The child's start time in clock ticks since boot, so a reused pid is never mistaken for it.
+    pub pid_start: u64,
+    /// When the run started.
+    pub started_at: Timestamp,
+}
+
+/// Everything recorded about one lane.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LaneState {
+    /// When the command was last started (the due rule counts from here).
+    pub last_run_at: Option<Timestamp>,
+    /// When a run last succeeded.
+    pub last_success_at: Option<Timestamp>,
+    /// The result of the last finished run.
+    pub last_result: Option<RunResult>,
+    /// The exit code or signal of the last finished run.
+    pub last_exit: Option<ExitInfo>,
+    /// The run in progress, if its process is alive.
+    pub running: Option<RunningRun>,
+    /// Since when the lane has been due and deferred without a break.
+    pub deferral_since: Option<Timestamp>,
+    /// The reason of the current deferral streak.
+    pub deferral_reason: Option<String>,
+}
+
+/// Every lane's recorded state, by lane name.
+pub type LaneStates = BTreeMap<String, LaneState>;
+
+/// Errors of the state store, with the operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened, read or written.
+    #[error("state database {path}: {op}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// What was being done.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The state directory could not be created.
+    #[error("state directory {path}: {source}")]
+    Io {
+        /// The directory.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database was written by a newer lanekeeper.
+    #[error(
+        "state database {path} has schema version {found}, newer than this lanekeeper understands ({supported}); upgrade lanekeeper"
+    )]
+    TooNew {
+        /// The database file.
+        path: String,
+        /// The version found.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A run that is not in progress was asked to finish.
+    #[error("run {0} is not recorded as running")]
+    NotRunning(i64),
+}
+
+/// One finished or running run, as listed by `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    /// Row id.
+    pub id: i64,
+    /// The lane.
+    pub lane: String,
+    /// What started it (`manual`, `periodic-sweep`, `record`, …).
+    pub source: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended, if it has.
+    pub ended_at: Option<Timestamp>,
+    /// Its result, once ended.
+    pub result: Option<RunResult>,
+    /// The exit code or signal, once ended.
+    pub exit: Option<ExitInfo>,
+    /// The child's pid, if a child was started.
+    pub pid: Option<u32>,
+    /// The run log, if any.
+    pub log_path: Option<String>,
+}
+
+/// The outcome to record when a run ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    /// When it ended.
+    pub at: Timestamp,
+    /// Success, failure or interrupted.
+    pub result: RunResult,
+    /// The exit code or signal, if known.
+    pub exit: Option<ExitInfo>,
+}
+
+/// A new run to record as started.
+#[derive(Debug, Clone)]
+pub struct RunStart<'a> {
+    /// The lane.
+    pub lane: &'a str,
+    /// What started it.
+    pub source: &'a str,
+    /// When it started; stamped as the lane's `last_run_at`.
+    pub at: Timestamp,
+    /// The child's pid.
+    pub pid: u32,
+    /// The child's start time in clock ticks since boot.
+    pub pid_start: u64,
+    /// The run log.
+    pub log_path: Option<&'a str>,
+}
+
+/// Durable lane state and decision history.
+pub trait Store {
+    /// Every lane's recorded state, including runs recorded as in progress (liveness is the
+    /// caller's to check).
+    fn lane_states(&self) -> Result<LaneStates, StoreError>;
+    /// Records a started run and stamps `last_run_at`, in one transaction.
+    fn begin_run(&self, run: &RunStart<'_>) -> Result<i64, StoreError>;
+    /// Records the end of a run and updates the lane's last result, in one transaction.
+    fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<(), StoreError>;
+    /// Records a run made outside lanekeeper (`lanekeeper record`).
+    fn record_external(
+        &self,
+        lane: &str,
+        at: Timestamp,
+        result: RunResult,
+    ) -> Result<(), StoreError>;
+    /// Appends decisions made at the real present and updates each lane's deferral streak.
+    fn record_decisions(&self, decisions: &[Decision]) -> Result<(), StoreError>;
+    /// The most recent decision recorded for `lane` at or before `at`.
+    fn decision_at(&self, lane: &str, at: Timestamp) -> Result<Option<Decision>, StoreError>;
+    /// The latest runs of a lane, newest first.
+    fn recent_runs(&self, lane: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+}

@@ -1,0 +1,398 @@
+//! The embedded store: SQLite in WAL mode.
+//!
+//! WAL lets `status` in one process read a consistent snapshot while `fire` in another writes.
+//! Every write is one transaction with `synchronous = FULL`, so a killed process leaves either
+//! the old or the new state, never a torn one. The schema is versioned through `user_version`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    Decision, ExitInfo, LaneState, LaneStates, RunEnd, RunRecord, RunResult, RunStart, RunningRun,
+    Store, StoreError,
+};
+
+/// Schema migrations, applied in order; `user_version` counts how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: lanes, runs and the decision history.
+    "CREATE TABLE lanes (
+        lane            TEXT PRIMARY KEY,
+        last_run_at     INTEGER,
+        last_success_at INTEGER,
+        last_result     TEXT,
+        last_exit_code  INTEGER,
+        last_signal     INTEGER,
+        deferral_since  INTEGER,
+        deferral_reason TEXT,
+        failure_since   INTEGER
+    );
+    CREATE TABLE runs (
+        id         INTEGER PRIMARY KEY,
+        lane       TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at   INTEGER,
+        result     TEXT,
+        exit_code  INTEGER,
+        signal     INTEGER,
+        pid        INTEGER,
+        pid_start  INTEGER,
+        log_path   TEXT
+    );
+    CREATE INDEX runs_by_lane ON runs(lane, started_at);
+    CREATE INDEX runs_open ON runs(lane) WHERE result IS NULL;
+    CREATE TABLE decisions (
+        id      INTEGER PRIMARY KEY,
+        lane    TEXT NOT NULL,
+        at      INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        reason  TEXT,
+        gate    TEXT,
+        body    TEXT NOT NULL
+    );
+    CREATE INDEX decisions_by_lane ON decisions(lane, at);",
+];
+
+/// A SQLite-backed [`Store`].
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn ts(ms: Option<i64>) -> Option<Timestamp> {
+    ms.and_then(|m| Timestamp::from_millisecond(m).ok())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            op: "open",
+            source,
+        })?;
+        let store = Self {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store
+            .conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(|e| store.err("set busy timeout", e))?;
+        store
+            .conn
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(|e| store.err("enable WAL", e))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.display().to_string(),
+            op,
+            source,
+        }
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let supported = MIGRATIONS.len() as i64;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err("read schema version", e))?;
+        if version > supported {
+            return Err(StoreError::TooNew {
+                path: self.path.display().to_string(),
+                found: version,
+                supported,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            // IMMEDIATE takes the write lock first, so two processes never migrate at once.
+            let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| self.err("begin migration", e))?;
+            let current: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(|e| self.err("read schema version", e))?;
+            if current > i as i64 {
+                continue;
+            }
+            tx.execute_batch(sql).map_err(|e| self.err("migrate schema", e))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(|e| self.err("record schema version", e))?;
+            tx.commit().map_err(|e| self.err("commit migration", e))?;
+        }
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(op, e))?;
+        let out = f(&tx).map_err(|e| self.err(op, e))?;
+        tx.commit().map_err(|e| self.err(op, e))?;
+        Ok(out)
+    }
+}
+
+const ENSURE_LANE: &str = "INSERT INTO lanes(lane) VALUES (?1) ON CONFLICT(lane) DO NOTHING";
+
+impl Store for SqliteStore {
+    fn lane_states(&self) -> Result<LaneStates, StoreError> {
+        // One read transaction, so lanes and runs come from the same snapshot.
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Deferred)
+            .map_err(|e| self.err("read lane states", e))?;
+        let mut states = LaneStates::new();
+        {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT lane, last_run_at, last_success_at, last_result, last_exit_code,
+                            last_signal, deferral_since, deferral_reason FROM lanes",
+                )
+                .map_err(|e| self.err("read lane states", e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let code: Option<i32> = r.get(4)?;
+                    let signal: Option<i32> = r.get(5)?;
+                    let result: Option<String> = r.get(3)?;
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        LaneState {
+                            last_run_at: ts(r.get(1)?),
+                            last_success_at: ts(r.get(2)?),
+                            last_result: result.as_deref().and_then(RunResult::parse),
+                            last_exit: code.map(ExitInfo::Code).or(signal.map(ExitInfo::Signal)),
+                            running: None,
+                            deferral_since: ts(r.get(6)?),
+                            deferral_reason: r.get(7)?,
+                        },
+                    ))
+                })
+                .map_err(|e| self.err("read lane states", e))?;
+            for row in rows {
+                let (lane, state) = row.map_err(|e| self.err("read lane states", e))?;
+                states.insert(lane, state);
+            }
+            let mut stmt = tx
+                .prepare(
+                    "SELECT lane, id, pid, pid_start, started_at FROM runs
+                     WHERE result IS NULL AND pid IS NOT NULL ORDER BY started_at",
+                )
+                .map_err(|e| self.err("read running runs", e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .map_err(|e| self.err("read running runs", e))?;
+            for row in rows {
+                let (lane, run_id, pid, pid_start, started) =
+                    row.map_err(|e| self.err("read running runs", e))?;
+                let (Ok(pid), Some(started_at)) = (u32::try_from(pid), ts(Some(started))) else {
+                    continue;
+                };
+                states.entry(lane).or_default().running = Some(RunningRun {
+                    run_id,
+                    pid,
+                    pid_start: pid_start as u64,
+                    started_at,
+                });
+            }
+        }
+        tx.finish().map_err(|e| self.err("read lane states", e))?;
+        Ok(states)
+    }
+
+    fn begin_run(&self, run: &RunStart<'_>) -> Result<i64, StoreError> {
+        self.write("record run start", |tx| {
+            tx.execute(ENSURE_LANE, params![run.lane])?;
+            tx.execute(
+                "INSERT INTO runs(lane, source, started_at, pid, pid_start, log_path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    run.lane,
+                    run.source,
+                    run.at.as_millisecond(),
+                    run.pid,
+                    run.pid_start as i64,
+                    run.log_path
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE lanes SET last_run_at = ?2 WHERE lane = ?1",
+                params![run.lane, run.at.as_millisecond()],
+            )?;
+            Ok(id)
+        })
+    }
+
+    fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<(), StoreError> {
+        let (code, signal) = split_exit(end.exit);
+        let updated = self.write("record run end", |tx| {
+            let lane: Option<String> = tx
+                .query_row(
+                    "SELECT lane FROM runs WHERE id = ?1 AND result IS NULL",
+                    params![run_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(lane) = lane else { return Ok(false) };
+            tx.execute(
+                "UPDATE runs SET ended_at = ?2, result = ?3, exit_code = ?4, signal = ?5 WHERE id = ?1",
+                params![run_id, end.at.as_millisecond(), end.result.as_str(), code, signal],
+            )?;
+            update_last_result(tx, &lane, end.at, end.result, code, signal)?;
+            Ok(true)
+        })?;
+        if updated {
+            Ok(())
+        } else {
+            Err(StoreError::NotRunning(run_id))
+        }
+    }
+
+    fn record_external(&self, lane: &str, at: Timestamp, result: RunResult) -> Result<(), StoreError> {
+        let ms = at.as_millisecond();
+        self.write("record external run", |tx| {
+            tx.execute(ENSURE_LANE, params![lane])?;
+            tx.execute(
+                "INSERT INTO runs(lane, source, started_at, ended_at, result) VALUES (?1, 'record', ?2, ?2, ?3)",
+                params![lane, ms, result.as_str()],
+            )?;
+            tx.execute(
+                "UPDATE lanes SET last_run_at = MAX(COALESCE(last_run_at, ?2), ?2) WHERE lane = ?1",
+                params![lane, ms],
+            )?;
+            update_last_result(tx, lane, at, result, None, None)
+        })
+    }
+
+    fn record_decisions(&self, decisions: &[Decision]) -> Result<(), StoreError> {
+        self.write("record decisions", |tx| {
+            for d in decisions {
+                let body = serde_json::to_string(d)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                tx.execute(
+                    "INSERT INTO decisions(lane, at, outcome, reason, gate, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![d.lane, d.at.as_millisecond(), d.outcome.as_str(), d.reason, d.gate, body],
+                )?;
+                tx.execute(ENSURE_LANE, params![d.lane])?;
+                if d.is_held() {
+                    tx.execute(
+                        "UPDATE lanes SET deferral_since = COALESCE(deferral_since, ?2), deferral_reason = ?3
+                         WHERE lane = ?1",
+                        params![d.lane, d.at.as_millisecond(), d.reason],
+                    )?;
+                } else {
+                    tx.execute(
+                        "UPDATE lanes SET deferral_since = NULL, deferral_reason = NULL WHERE lane = ?1",
+                        params![d.lane],
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn decision_at(&self, lane: &str, at: Timestamp) -> Result<Option<Decision>, StoreError> {
+        let body: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT body FROM decisions WHERE lane = ?1 AND at <= ?2 ORDER BY at DESC, id DESC LIMIT 1",
+                params![lane, at.as_millisecond()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err("read decision history", e))?;
+        Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
+    }
+
+    fn recent_runs(&self, lane: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, lane, source, started_at, ended_at, result, exit_code, signal, pid, log_path
+                 FROM runs WHERE lane = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err("read runs", e))?;
+        let rows = stmt
+            .query_map(params![lane, limit as i64], |r| {
+                let code: Option<i32> = r.get(6)?;
+                let signal: Option<i32> = r.get(7)?;
+                let result: Option<String> = r.get(5)?;
+                let pid: Option<i64> = r.get(8)?;
+                Ok(RunRecord {
+                    id: r.get(0)?,
+                    lane: r.get(1)?,
+                    source: r.get(2)?,
+                    started_at: ts(r.get(3)?).unwrap_or(Timestamp::UNIX_EPOCH),
+                    ended_at: ts(r.get(4)?),
+                    result: result.as_deref().and_then(RunResult::parse),
+                    exit: code.map(ExitInfo::Code).or(signal.map(ExitInfo::Signal)),
+                    pid: pid.and_then(|p| u32::try_from(p).ok()),
+                    log_path: r.get(9)?,
+                })
+            })
+            .map_err(|e| self.err("read runs", e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err("read runs", e))
+    }
+}
+
+fn split_exit(exit: Option<ExitInfo>) -> (Option<i32>, Option<i32>) {
+    match exit {
+        Some(ExitInfo::Code(c)) => (Some(c), None),
+        Some(ExitInfo::Signal(s)) => (None, Some(s)),
+        None => (None, None),
+    }
+}
+
+fn update_last_result(
+    tx: &rusqlite::Transaction<'_>,
+    lane: &str,
+    at: Timestamp,
+    result: RunResult,
+    code: Option<i32>,
+    signal: Option<i32>,
+) -> rusqlite::Result<()> {
+    let ms = at.as_millisecond();
+    if result == RunResult::Success {
+        tx.execute(
+            "UPDATE lanes SET last_result = ?2, last_exit_code = ?3, last_signal = ?4,
+                 last_success_at = MAX(COALESCE(last_success_at, ?5), ?5), failure_since = NULL
+             WHERE lane = ?1",
+            params![lane, result.as_str(), code, signal, ms],
+        )?;
+    } else {
+        tx.execute(
+            "UPDATE lanes SET last_result = ?2, last_exit_code = ?3, last_signal = ?4,
+                 failure_since = COALESCE(failure_since, ?5)
+             WHERE lane = ?1",
+            params![lane, result.as_str(), code, signal, ms],
+        )?;
+    }
+    Ok(())
+}
