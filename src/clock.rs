@@ -1,13 +1,14 @@
 //! The one place that reads the wall clock.
 //!
 //! Everything else receives time from a [`Clock`], so tests and `--at` evaluations are
-//! deterministic and the engine never calls `now()` itself.
+//! deterministic and the engine never calls `now()` itself. Readings are whole milliseconds,
+//! the resolution of the due rule and of the store.
 
 use jiff::Timestamp;
 
 /// A source of the current instant.
 pub trait Clock: Send + Sync {
-    /// The current instant.
+    /// The current instant, in whole milliseconds.
     fn now(&self) -> Timestamp;
 }
 
@@ -17,7 +18,8 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        Timestamp::now()
+        let now = Timestamp::now();
+        Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now)
     }
 }
 

@@ -1,1 +1,244 @@
-//! placeholder
+//! The command line (DESIGN §5): parsing, one module per command, and the mapping of errors
+//! to messages and exit codes (0 ok, 1 invalid configuration or failure, 2 usage).
+
+mod check;
+mod explain;
+mod fire;
+mod output;
+mod record;
+mod run;
+mod status;
+mod validate;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use jiff::Timestamp;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, Config, Diagnostics, Lane};
+use crate::dispatch::process;
+use crate::engine::{self, ChainMode, Decision};
+use crate::home::Home;
+use crate::observe::{LiveObserver, Observer};
+use crate::state::{LaneStates, SqliteStore, Store};
+
+/// Coordinates heavy maintenance jobs ("lanes") behind ordered, pluggable preconditions.
+#[derive(Parser, Debug)]
+#[command(name = "lanekeeper", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The lanekeeper home: rules/, plugins/, state/ and lanekeeper.yaml.
+    #[arg(long, global = true, env = "LANEKEEPER_HOME", default_value = ".")]
+    home: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check rules and plugins; print one `path:line:col: message` per problem.
+    Validate,
+    /// Decide every lane (or the named ones) now or at --at, dispatching nothing.
+    Check(check::Args),
+    /// Run a lane's command now, bypassing preconditions but not its lock.
+    Fire(fire::Args),
+    /// Record a run made outside lanekeeper, e.g. a backup taken by hand.
+    Record(record::Args),
+    /// Per lane: last run, last success, running pid, next due, current deferral.
+    Status(status::Args),
+    /// The whole chain and evidence behind a lane's decision, now or at a past --at.
+    Explain(explain::Args),
+    /// Evaluate all lanes and run what triggers (`--once`: one pass, then wait and exit).
+    Run(run::Args),
+}
+
+/// A failure at the command-line edge, with its exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// Invalid configuration: every problem, each with its place.
+    Config(Diagnostics),
+    /// Bad arguments (exit 2).
+    Usage(String),
+    /// Anything else that stopped the command (exit 1).
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError::Failed(e.into())
+    }
+}
+
+type CliResult = Result<i32, CliError>;
+
+/// Parses the arguments, runs the command and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 2,
+            };
+        }
+    };
+    init_logging(&cli);
+    let home = Home::new(cli.home.clone());
+    let result = match cli.command {
+        Command::Validate => validate::run(&home),
+        Command::Check(a) => check::run(&home, a),
+        Command::Fire(a) => fire::run(&home, a),
+        Command::Record(a) => record::run(&home, a),
+        Command::Status(a) => status::run(&home, a),
+        Command::Explain(a) => explain::run(&home, a),
+        Command::Run(a) => run::run(&home, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError::Config(diags)) => {
+            eprint!("{diags}");
+            eprintln!(
+                "lanekeeper: {} problem(s) in the configuration under {}; fix them and run `lanekeeper validate`",
+                diags.0.len(),
+                home.root().display()
+            );
+            1
+        }
+        Err(CliError::Usage(msg)) => {
+            eprintln!("lanekeeper: {msg}");
+            2
+        }
+        Err(CliError::Failed(e)) => {
+            eprintln!("lanekeeper: {e:#}");
+            1
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    // Commands report to the terminal themselves; logs are for problems unless asked for.
+    let default = "warn";
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LANEKEEPER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match cli.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Parses `--at` (RFC 3339).
+fn parse_at(text: &str) -> Result<Timestamp, CliError> {
+    text.parse::<Timestamp>().map_err(|e| {
+        CliError::Usage(format!(
+            "--at `{text}` is not an RFC 3339 time ({e}); write e.g. 2026-05-09T22:00:00Z or 2026-05-10T00:00:00+02:00"
+        ))
+    })
+}
+
+/// A loaded home: configuration, store and the live observer.
+struct Session {
+    config: Config,
+    store: SqliteStore,
+    observer: Arc<dyn Observer>,
+    clock: SystemClock,
+}
+
+impl Session {
+    fn open(home: &Home) -> Result<Self, CliError> {
+        let config = config::load(home).map_err(CliError::Config)?;
+        let store = SqliteStore::open(&home.database())?;
+        Ok(Self {
+            config,
+            store,
+            observer: Arc::new(LiveObserver::default()),
+            clock: SystemClock,
+        })
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Lane states as recorded, with runs whose process is gone no longer counted as running.
+    fn states(&self) -> Result<LaneStates, CliError> {
+        let mut states = self.store.lane_states()?;
+        process::prune_dead(&mut states);
+        Ok(states)
+    }
+
+    /// The lanes named, in the order given, or all lanes.
+    fn select(&self, names: &[String]) -> Result<Vec<&Lane>, CliError> {
+        if names.is_empty() {
+            return Ok(self.config.lanes.iter().collect());
+        }
+        names.iter().map(|n| self.lane(n)).collect()
+    }
+
+    fn lane(&self, name: &str) -> Result<&Lane, CliError> {
+        self.config.lane(name).ok_or_else(|| {
+            let known: Vec<&str> = self.config.lanes.iter().map(|l| l.name.as_str()).collect();
+            CliError::Usage(format!(
+                "unknown lane `{name}` (lanes in {}: {})",
+                self.config.home.rules_dir().display(),
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+
+    /// One evaluation pass at `now`.
+    fn decide(
+        &self,
+        lanes: &[&Lane],
+        now: Timestamp,
+        mode: ChainMode,
+    ) -> Result<Vec<Decision>, CliError> {
+        let states = Arc::new(self.states()?);
+        Ok(engine::pass(
+            lanes,
+            states,
+            now,
+            Arc::clone(&self.observer),
+            &self.config.settings,
+            mode,
+        ))
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends output quietly instead of failing.
+fn emit(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Prints items as JSON, one object per line.
+fn print_json_lines<T: serde::Serialize>(items: &[T]) -> Result<(), CliError> {
+    let mut text = String::new();
+    for item in items {
+        text.push_str(&serde_json::to_string(item)?);
+        text.push('\n');
+    }
+    emit(&text)
+}

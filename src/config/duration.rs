@@ -45,7 +45,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
-            return Err(format!("`{t}` is not a duration; write e.g. 90s, 15m, 36h or 7d"));
+            return Err(format!(
+                "`{t}` is not a duration; write e.g. 90s, 15m, 36h or 7d"
+            ));
         }
         let (num, tail) = rest.split_at(digits);
         let unit_len = tail.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
@@ -77,7 +79,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         rest = tail;
     }
     if total == 0 {
-        return Err(format!("`{t}` is zero; a positive duration is required here"));
+        return Err(format!(
+            "`{t}` is zero; a positive duration is required here"
+        ));
     }
     let ms = u64::try_from(total).map_err(|_| format!("`{t}` is too large"))?;
     Ok(Duration::from_millis(ms))
@@ -97,14 +101,15 @@ pub fn format_ms(ms: i64) -> String {
         return format!("{ms}ms");
     }
     let mut secs = ms / 1_000;
-    let days = secs / 86_400;
-    secs %= 86_400;
+    // Days only from a week up, so `36h` reads back as written rather than `1d12h`.
+    let days = if secs >= 7 * 86_400 { secs / 86_400 } else { 0 };
+    secs -= days * 86_400;
     let hours = secs / 3_600;
     secs %= 3_600;
     let mins = secs / 60;
     secs %= 60;
     let mut out = String::new();
-    // Two most significant units are enough to read at a glance.
+    // The two most significant units are enough to read at a glance.
     let parts = [(days, "d"), (hours, "h"), (mins, "m"), (secs, "s")];
     let first = parts.iter().position(|(v, _)| *v > 0).unwrap_or(3);
     for (v, u) in parts.iter().skip(first).take(2) {
@@ -145,13 +150,17 @@ impl<'de> Deserialize<'de> for DurationSetting {
                 if v <= 0.0 {
                     Ok(DurationSetting::Off)
                 } else {
-                    Err(E::custom(format!("`{v}` has no unit; write e.g. 90s, 15m, 36h or 7d")))
+                    Err(E::custom(format!(
+                        "`{v}` has no unit; write e.g. 90s, 15m, 36h or 7d"
+                    )))
                 }
             }
             // YAML 1.1 reads a bare `off` as the boolean false.
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
                 if v {
-                    Err(E::custom("`true` is not a duration; write e.g. 24h, or `off`"))
+                    Err(E::custom(
+                        "`true` is not a duration; write e.g. 24h, or `off`",
+                    ))
                 } else {
                     Ok(DurationSetting::Off)
                 }
@@ -195,7 +204,8 @@ mod tests {
 
     #[test]
     fn formats_two_units() {
-        assert_eq!(format_ms(40 * 3_600_000), "1d16h");
+        assert_eq!(format_ms(40 * 3_600_000), "40h");
+        assert_eq!(format_ms(7 * 86_400_000 + 3_600_000), "7d1h");
         assert_eq!(format_ms(3 * 3_600_000 + 12 * 60_000 + 5_000), "3h12m");
         assert_eq!(format_ms(90_000), "1m30s");
         assert_eq!(format_ms(250), "250ms");

@@ -110,9 +110,7 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml")
-        })
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -121,7 +119,10 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                diags.push(Diagnostic::file(&path, format!("cannot read lane file: {e}")));
+                diags.push(Diagnostic::file(
+                    &path,
+                    format!("cannot read lane file: {e}"),
+                ));
                 continue;
             }
         };
@@ -165,7 +166,9 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
 fn valid_lane_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && name.as_bytes()[0].is_ascii_alphanumeric()
 }
 
@@ -187,7 +190,11 @@ fn positive(
     match v.value {
         DurationSetting::On(d) => Some(d),
         DurationSetting::Off => {
-            diags.push(at(path, v.referenced, format!("`{field}` must be a positive duration such as 30s")));
+            diags.push(at(
+                path,
+                v.referenced,
+                format!("`{field}` must be a positive duration such as 30s"),
+            ));
             None
         }
     }
@@ -213,7 +220,10 @@ fn compile(
                 diags.push(at(
                     p,
                     tz.referenced,
-                    format!("unknown time zone `{}`; use an IANA name such as Europe/Berlin or UTC", tz.value),
+                    format!(
+                        "unknown time zone `{}`; use an IANA name such as Europe/Berlin or UTC",
+                        tz.value
+                    ),
                 ));
                 TimeZone::UTC
             }
@@ -221,7 +231,11 @@ fn compile(
     };
     let schedule = match (&sched.every, &sched.cron) {
         (Some(_), Some(c)) => {
-            diags.push(at(p, c.referenced, "give either `every:` or `cron:`, not both"));
+            diags.push(at(
+                p,
+                c.referenced,
+                "give either `every:` or `cron:`, not both",
+            ));
             Schedule::Disabled
         }
         (None, None) => {
@@ -259,7 +273,10 @@ fn compile(
         .filter_map(|g| bind_gate(p, g, registry, names, diags))
         .collect();
 
-    let max_deferral = raw.max_deferral.as_ref().and_then(|d| positive(p, "max_deferral", d, diags));
+    let max_deferral = raw
+        .max_deferral
+        .as_ref()
+        .and_then(|d| positive(p, "max_deferral", d, diags));
     let recheck = raw
         .recheck
         .as_ref()
@@ -273,9 +290,16 @@ fn compile(
 
     let cmd = &raw.command.value;
     if cmd.argv.value.is_empty() || cmd.argv.value[0].is_empty() {
-        diags.push(at(p, cmd.argv.referenced, "`command.argv` needs at least the program, e.g. [sh, jobs/backup.sh]"));
+        diags.push(at(
+            p,
+            cmd.argv.referenced,
+            "`command.argv` needs at least the program, e.g. [sh, jobs/backup.sh]",
+        ));
     }
-    let timeout = cmd.timeout.as_ref().and_then(|d| positive(p, "command.timeout", d, diags));
+    let timeout = cmd
+        .timeout
+        .as_ref()
+        .and_then(|d| positive(p, "command.timeout", d, diags));
     let grace = cmd
         .grace
         .as_ref()
@@ -316,6 +340,17 @@ fn bind_gate(
     diags: &mut Diagnostics,
 ) -> Option<GateBinding> {
     let name = &g.use_.value;
+    if let Some(file) = registry.broken(name) {
+        diags.push(at(
+            path,
+            g.use_.referenced,
+            format!(
+                "plugin `{name}` failed to load; fix {} (reported above)",
+                file.display()
+            ),
+        ));
+        return None;
+    }
     let Some(plugin) = registry.get(name) else {
         let available = registry.names();
         diags.push(at(
@@ -323,16 +358,29 @@ fn bind_gate(
             g.use_.referenced,
             format!(
                 "unknown plugin `{name}`: no plugins/{name}.rhai (available: {})",
-                if available.is_empty() { "none".to_string() } else { available.join(", ") }
+                if available.is_empty() {
+                    "none".to_string()
+                } else {
+                    available.join(", ")
+                }
             ),
         ));
         return None;
     };
-    let with_loc = g.with.as_ref().map(|w| w.referenced).unwrap_or(g.use_.referenced);
+    let with_loc = g
+        .with
+        .as_ref()
+        .map(|w| w.referenced)
+        .unwrap_or(g.use_.referenced);
     let with: BTreeMap<String, serde_json::Value> = g
         .with
         .as_ref()
-        .map(|w| w.value.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect())
+        .map(|w| {
+            w.value
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     match plugin.schema().check(name, &with, names) {
         Ok(params) => Some(GateBinding {

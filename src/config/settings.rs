@@ -250,7 +250,10 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return settings,
         Err(e) => {
-            diags.push(Diagnostic::file(path, format!("cannot read host settings: {e}")));
+            diags.push(Diagnostic::file(
+                path,
+                format!("cannot read host settings: {e}"),
+            ));
             return settings;
         }
     };
@@ -296,10 +299,9 @@ fn compile_metric(m: &RawMetric, home: &Path) -> Result<MetricSource, String> {
         return Err("give exactly one of `prometheus: URL` (with `series:`), `file: PATH` or `psi: cpu|io|memory`".into());
     }
     if let Some(url) = &m.prometheus {
-        let series = m
-            .series
-            .as_ref()
-            .ok_or("a prometheus metric needs `series:`, e.g. add_memory_latency_ms{quantile=\"0.99\"}")?;
+        let series = m.series.as_ref().ok_or(
+            "a prometheus metric needs `series:`, e.g. add_memory_latency_ms{quantile=\"0.99\"}",
+        )?;
         let series: Selector = series.value.parse()?;
         let timeout = match m.timeout.as_ref().map(|t| t.value) {
             None => crate::observe::metrics::DEFAULT_SCRAPE_TIMEOUT,
@@ -323,11 +325,15 @@ fn compile_metric(m: &RawMetric, home: &Path) -> Result<MetricSource, String> {
     }
     let resource = m.psi.clone().unwrap_or_default();
     if !["cpu", "io", "memory"].contains(&resource.as_str()) {
-        return Err(format!("psi resource `{resource}` must be cpu, io or memory"));
+        return Err(format!(
+            "psi resource `{resource}` must be cpu, io or memory"
+        ));
     }
     let window = m.window.clone().unwrap_or_else(|| "avg10".into());
     if !["avg10", "avg60", "avg300"].contains(&window.as_str()) {
-        return Err(format!("psi window `{window}` must be avg10, avg60 or avg300"));
+        return Err(format!(
+            "psi window `{window}` must be avg10, avg60 or avg300"
+        ));
     }
     Ok(MetricSource::Psi {
         resource,

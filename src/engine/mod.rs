@@ -62,8 +62,12 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
             decision.reason = Some(REASON_NOT_DUE.into());
             decision.gate = Some(SCHEDULE_GATE.into());
             decision.detail = Some(detail.clone());
-            let mut entry =
-                ChainEntry::builtin(SCHEDULE_GATE, GateVerdict::Defer, Some(REASON_NOT_DUE), detail);
+            let mut entry = ChainEntry::builtin(
+                SCHEDULE_GATE,
+                GateVerdict::Defer,
+                Some(REASON_NOT_DUE),
+                detail,
+            );
             entry.decided = mode == ChainMode::Full;
             chain.push(entry);
             if mode == ChainMode::FirstDeferral {
@@ -78,7 +82,12 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
         } => {
             decision.source = Some(source);
             decision.reason = Some(reason);
-            chain.push(ChainEntry::builtin(SCHEDULE_GATE, GateVerdict::Pass, None, detail));
+            chain.push(ChainEntry::builtin(
+                SCHEDULE_GATE,
+                GateVerdict::Pass,
+                None,
+                detail,
+            ));
         }
     }
 
@@ -181,4 +190,23 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
         detail: Some("fired by hand; preconditions bypassed".into()),
         chain: Vec::new(),
     }
+}
+
+/// One evaluation pass over `lanes` at `now`: every lane shares one host, so probes and metric
+/// reads are made once per pass. `check`, `run`, `explain` and simulations all come through here.
+pub fn pass(
+    lanes: &[&Lane],
+    states: Arc<crate::state::LaneStates>,
+    now: jiff::Timestamp,
+    observer: Arc<dyn crate::observe::Observer>,
+    settings: &crate::config::Settings,
+    mode: ChainMode,
+) -> Vec<Decision> {
+    let host = Arc::new(PassHost::new(
+        now,
+        states,
+        observer,
+        Arc::new(settings.metrics.clone()),
+    ));
+    lanes.iter().map(|lane| decide(lane, &host, mode)).collect()
 }

@@ -4,8 +4,8 @@
 //! `now - last_run_at >= every` (equality is due), and a cron lane is due iff a slot passed in
 //! `(last_run_at, now]`.
 
-use jiff::{SignedDuration, Timestamp};
 use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
 
 use super::decision::TriggerSource;
 use crate::config::Schedule;
@@ -39,7 +39,12 @@ fn ago(now: Timestamp, then: Timestamp) -> String {
 }
 
 /// Applies the due rule.
-pub fn due(schedule: &Schedule, zone: &TimeZone, last_run: Option<Timestamp>, now: Timestamp) -> Due {
+pub fn due(
+    schedule: &Schedule,
+    zone: &TimeZone,
+    last_run: Option<Timestamp>,
+    now: Timestamp,
+) -> Due {
     match schedule {
         Schedule::Disabled => Due::Disabled,
         Schedule::Every(every) => {
@@ -57,12 +62,14 @@ pub fn due(schedule: &Schedule, zone: &TimeZone, last_run: Option<Timestamp>, no
                         Due::Due {
                             source: TriggerSource::PeriodicSweep,
                             reason,
-                            detail: format!("last run {} ago (every {})", ago(now, last), format_ms(every_ms)),
+                            detail: format!(
+                                "last run {} ago (every {})",
+                                ago(now, last),
+                                format_ms(every_ms)
+                            ),
                         }
                     } else {
-                        let next = last
-                            .checked_add(SignedDuration::from_millis(every_ms))
-                            .ok();
+                        let next = last.checked_add(SignedDuration::from_millis(every_ms)).ok();
                         Due::NotDue {
                             next,
                             detail: format!(
@@ -89,7 +96,11 @@ pub fn due(schedule: &Schedule, zone: &TimeZone, last_run: Option<Timestamp>, no
                 Ok(slot) if slot.timestamp() <= now => Due::Due {
                     source: TriggerSource::Cron,
                     reason: format!("cron:{expr}"),
-                    detail: format!("slot {} passed since the last run {} ago", slot, ago(now, last)),
+                    detail: format!(
+                        "slot {} passed since the last run {} ago",
+                        slot,
+                        ago(now, last)
+                    ),
                 },
                 Ok(slot) => Due::NotDue {
                     next: Some(slot.timestamp()),
@@ -105,5 +116,26 @@ pub fn due(schedule: &Schedule, zone: &TimeZone, last_run: Option<Timestamp>, no
                 },
             }
         }
+    }
+}
+
+/// When the lane is (or was) next due: `None` when disabled or never run (due at once).
+pub fn next_due(
+    schedule: &Schedule,
+    zone: &TimeZone,
+    last_run: Option<Timestamp>,
+) -> Option<Timestamp> {
+    let last = last_run?;
+    match schedule {
+        Schedule::Disabled => None,
+        Schedule::Every(every) => last
+            .checked_add(SignedDuration::from_millis(
+                i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
+            ))
+            .ok(),
+        Schedule::Cron { cron, .. } => cron
+            .find_next_occurrence(&last.to_zoned(zone.clone()), false)
+            .ok()
+            .map(|z| z.timestamp()),
     }
 }

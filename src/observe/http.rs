@@ -72,7 +72,10 @@ fn failed(start: Instant, error: String) -> HttpResult {
 
 fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
-        format!("timed out after {}", crate::config::duration::format(timeout))
+        format!(
+            "timed out after {}",
+            crate::config::duration::format(timeout)
+        )
     } else if e.is_connect() {
         let mut cause: &dyn std::error::Error = e;
         while let Some(next) = cause.source() {

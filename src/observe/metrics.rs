@@ -15,8 +15,7 @@ pub fn read(source: &MetricSource, http: &Prober) -> Result<f64, String> {
             timeout,
         } => {
             let body = http.get_text(url, *timeout)?;
-            select(&body, series)
-                .ok_or_else(|| format!("no series matching `{series}` at {url}"))
+            select(&body, series).ok_or_else(|| format!("no series matching `{series}` at {url}"))
         }
         MetricSource::File { path } => {
             let text = std::fs::read_to_string(path)
@@ -154,7 +153,10 @@ up 1 1700000000\n";
             Some(950.5)
         );
         assert_eq!(
-            select(BODY, &sel("add_memory_latency_ms{quantile=\"0.99\",path=\"/c\"}")),
+            select(
+                BODY,
+                &sel("add_memory_latency_ms{quantile=\"0.99\",path=\"/c\"}")
+            ),
             Some(700.0)
         );
         assert_eq!(select(BODY, &sel("missing")), None);

@@ -204,7 +204,11 @@ thread_local! {
 }
 
 /// Runs one gate evaluation with `pass` as the current host, returning what it observed.
-pub fn observe<R>(pass: &Arc<PassHost>, lane: &str, f: impl FnOnce() -> R) -> (R, Vec<Observation>) {
+pub fn observe<R>(
+    pass: &Arc<PassHost>,
+    lane: &str,
+    f: impl FnOnce() -> R,
+) -> (R, Vec<Observation>) {
     let previous = SESSION.with(|s| {
         s.borrow_mut().replace(Session {
             pass: Arc::clone(pass),

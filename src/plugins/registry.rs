@@ -13,6 +13,8 @@ use crate::config::settings::RhaiLimits;
 #[derive(Default, Clone)]
 pub struct Registry {
     plugins: BTreeMap<String, Arc<dyn Plugin>>,
+    /// Plugins present but not loadable, so lanes using them are not told "unknown".
+    broken: BTreeMap<String, std::path::PathBuf>,
 }
 
 impl Registry {
@@ -23,7 +25,10 @@ impl Registry {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return registry,
             Err(e) => {
-                diags.push(Diagnostic::file(dir, format!("cannot read plugin directory: {e}")));
+                diags.push(Diagnostic::file(
+                    dir,
+                    format!("cannot read plugin directory: {e}"),
+                ));
                 return registry;
             }
         };
@@ -35,7 +40,11 @@ impl Registry {
         files.sort();
         let engine = Arc::new(super::rhai::engine(limits));
         for path in files {
-            let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+            let Some(name) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_string)
+            else {
                 continue;
             };
             let source = match std::fs::read_to_string(&path) {
@@ -49,12 +58,15 @@ impl Registry {
                 Ok(p) => {
                     registry.plugins.insert(name, Arc::new(p));
                 }
-                Err(e) => diags.push(Diagnostic::at(
-                    &path,
-                    e.line as u64,
-                    e.col as u64,
-                    format!("plugin `{name}`: {}", e.message),
-                )),
+                Err(e) => {
+                    registry.broken.insert(name.clone(), path.clone());
+                    diags.push(Diagnostic::at(
+                        &path,
+                        e.line as u64,
+                        e.col as u64,
+                        format!("plugin `{name}`: {}", e.message),
+                    ));
+                }
             }
         }
         registry
@@ -63,6 +75,11 @@ impl Registry {
     /// The plugin of this name.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Plugin>> {
         self.plugins.get(name)
+    }
+
+    /// The file of a plugin that exists but failed to load.
+    pub fn broken(&self, name: &str) -> Option<&Path> {
+        self.broken.get(name).map(|p| p.as_path())
     }
 
     /// Every plugin name, sorted.

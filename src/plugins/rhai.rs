@@ -11,11 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope};
+use rhai::{
+    AST, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope,
+};
 
 use super::host::{self, PassHost};
 use super::schema::{ParamSchema, ParamSpec};
-use super::{Gate, GateInput, Plugin, PluginError, PluginErrorKind, Runtime, Verdict, valid_reason};
+use super::{
+    Gate, GateInput, Plugin, PluginError, PluginErrorKind, Runtime, Verdict, valid_reason,
+};
 use crate::config::duration;
 use crate::config::settings::RhaiLimits;
 use crate::state::LaneState;
@@ -60,7 +64,10 @@ pub fn engine(limits: &RhaiLimits) -> Engine {
 fn register_host_functions(e: &mut Engine) {
     e.register_fn("http_get", |url: &str| http_get(url, DEFAULT_PROBE_TIMEOUT));
     e.register_fn("http_get", |url: &str, timeout_ms: i64| {
-        http_get(url, Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0)))
+        http_get(
+            url,
+            Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0)),
+        )
     });
     e.register_fn("metric", |name: &str| -> Dynamic {
         match host::current() {
@@ -73,23 +80,38 @@ fn register_host_functions(e: &mut Engine) {
     });
     e.register_fn("lane", |name: &str| -> Dynamic {
         match host::current() {
-            Some((pass, _)) => pass.lane(name).map(lane_map).map(Dynamic::from_map).unwrap_or(Dynamic::UNIT),
+            Some((pass, _)) => pass
+                .lane(name)
+                .map(lane_map)
+                .map(Dynamic::from_map)
+                .unwrap_or(Dynamic::UNIT),
             None => Dynamic::UNIT,
         }
     });
     e.register_fn("log", |msg: &str| host::log("info", msg));
     e.register_fn("warn", |msg: &str| host::log("warn", msg));
-    e.register_fn("duration_ms", |text: &str| -> Result<i64, Box<EvalAltResult>> {
-        duration::parse(text)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .map_err(|e| e.into())
-    });
+    e.register_fn(
+        "duration_ms",
+        |text: &str| -> Result<i64, Box<EvalAltResult>> {
+            duration::parse(text)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .map_err(|e| e.into())
+        },
+    );
     e.register_fn("fmt_duration", duration::format_ms);
-    e.register_fn("window_minutes", |text: &str| -> Result<rhai::Array, Box<EvalAltResult>> {
-        super::schema::parse_window(text)
-            .map(|(a, b)| vec![Dynamic::from_int(i64::from(a)), Dynamic::from_int(i64::from(b))])
-            .map_err(|e| e.into())
-    });
+    e.register_fn(
+        "window_minutes",
+        |text: &str| -> Result<rhai::Array, Box<EvalAltResult>> {
+            super::schema::parse_window(text)
+                .map(|(a, b)| {
+                    vec![
+                        Dynamic::from_int(i64::from(a)),
+                        Dynamic::from_int(i64::from(b)),
+                    ]
+                })
+                .map_err(|e| e.into())
+        },
+    );
 }
 
 fn http_get(url: &str, timeout: Duration) -> Dynamic {
@@ -99,14 +121,23 @@ fn http_get(url: &str, timeout: Duration) -> Dynamic {
     let r = pass.http_get(url, timeout);
     let mut m = Map::new();
     m.insert("ok".into(), Dynamic::from_bool(r.ok()));
-    m.insert("status".into(), r.status.map(|s| Dynamic::from_int(i64::from(s))).unwrap_or(Dynamic::UNIT));
+    m.insert(
+        "status".into(),
+        r.status
+            .map(|s| Dynamic::from_int(i64::from(s)))
+            .unwrap_or(Dynamic::UNIT),
+    );
     m.insert("latency_ms".into(), Dynamic::from_float(r.latency_ms));
-    m.insert("error".into(), r.error.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+    m.insert(
+        "error".into(),
+        r.error.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+    );
     Dynamic::from_map(m)
 }
 
 fn ms(t: Option<jiff::Timestamp>) -> Dynamic {
-    t.map(|t| Dynamic::from_int(t.as_millisecond())).unwrap_or(Dynamic::UNIT)
+    t.map(|t| Dynamic::from_int(t.as_millisecond()))
+        .unwrap_or(Dynamic::UNIT)
 }
 
 fn lane_map(s: &LaneState) -> Map {
@@ -115,7 +146,9 @@ fn lane_map(s: &LaneState) -> Map {
     m.insert("last_success_ms".into(), ms(s.last_success_at));
     m.insert(
         "last_result".into(),
-        s.last_result.map(|r| Dynamic::from(r.as_str())).unwrap_or(Dynamic::UNIT),
+        s.last_result
+            .map(|r| Dynamic::from(r.as_str()))
+            .unwrap_or(Dynamic::UNIT),
     );
     let (code, signal) = match s.last_exit {
         Some(crate::state::ExitInfo::Code(c)) => (Dynamic::from_int(i64::from(c)), Dynamic::UNIT),
@@ -127,9 +160,15 @@ fn lane_map(s: &LaneState) -> Map {
     m.insert("running".into(), Dynamic::from_bool(s.running.is_some()));
     m.insert(
         "pid".into(),
-        s.running.as_ref().map(|r| Dynamic::from_int(i64::from(r.pid))).unwrap_or(Dynamic::UNIT),
+        s.running
+            .as_ref()
+            .map(|r| Dynamic::from_int(i64::from(r.pid)))
+            .unwrap_or(Dynamic::UNIT),
     );
-    m.insert("running_since_ms".into(), ms(s.running.as_ref().map(|r| r.started_at)));
+    m.insert(
+        "running_since_ms".into(),
+        ms(s.running.as_ref().map(|r| r.started_at)),
+    );
     m
 }
 
@@ -188,7 +227,9 @@ impl RhaiPlugin {
             message: format!("Rhai syntax error: {}", e.0),
         })?;
         let has = |f: &str, arity: usize| {
-            ast.iter_functions().find(|m| m.name == f).map(|m| m.params.len() == arity)
+            ast.iter_functions()
+                .find(|m| m.name == f)
+                .map(|m| m.params.len() == arity)
         };
         match has("evaluate", 1) {
             Some(true) => {}
@@ -236,14 +277,21 @@ fn read_schema(inner: &Inner) -> Result<ParamSchema, LoadError> {
     let value = inner
         .call("params", ())
         .map_err(|e| err(format!("`params()` failed: {}", e.message)))?;
-    let map = value
-        .try_cast::<Map>()
-        .ok_or_else(|| err("`params()` must return a map such as #{ lane: \"lane\", max_age: \"duration?\" }".into()))?;
+    let map = value.try_cast::<Map>().ok_or_else(|| {
+        err(
+            "`params()` must return a map such as #{ lane: \"lane\", max_age: \"duration?\" }"
+                .into(),
+        )
+    })?;
     let mut params = BTreeMap::new();
     for (k, v) in map {
         let spec: ParamSpec = v
             .into_immutable_string()
-            .map_err(|t| err(format!("`params()`: type of `{k}` must be a string, found {t}")))?
+            .map_err(|t| {
+                err(format!(
+                    "`params()`: type of `{k}` must be a string, found {t}"
+                ))
+            })?
             .parse()
             .map_err(|e| err(format!("`params()`: `{k}`: {e}")))?;
         params.insert(k.to_string(), spec);
@@ -271,23 +319,31 @@ impl Inner {
         let (kind, cause) = match inner {
             EvalAltResult::ErrorTooManyOperations(_) => (
                 PluginErrorKind::Budget,
-                format!("ran out of its operation budget ({} operations)", self.max_operations),
+                format!(
+                    "ran out of its operation budget ({} operations)",
+                    self.max_operations
+                ),
             ),
             EvalAltResult::ErrorTerminated(token, _)
-                if token.clone().into_immutable_string().ok().as_deref() == Some(DEADLINE_TOKEN) =>
+                if token.clone().into_immutable_string().ok().as_deref()
+                    == Some(DEADLINE_TOKEN) =>
             {
                 (
                     PluginErrorKind::Deadline,
                     format!("missed its deadline of {}", duration::format(self.deadline)),
                 )
             }
-            EvalAltResult::ErrorDataTooLarge(what, _) => {
-                (PluginErrorKind::Limit, format!("exceeded a size limit: {what}"))
+            EvalAltResult::ErrorDataTooLarge(what, _) => (
+                PluginErrorKind::Limit,
+                format!("exceeded a size limit: {what}"),
+            ),
+            EvalAltResult::ErrorStackOverflow(_) => (
+                PluginErrorKind::Limit,
+                "exceeded the call-depth limit".to_string(),
+            ),
+            EvalAltResult::ErrorRuntime(value, _) => {
+                (PluginErrorKind::Thrown, format!("threw: {value}"))
             }
-            EvalAltResult::ErrorStackOverflow(_) => {
-                (PluginErrorKind::Limit, "exceeded the call-depth limit".to_string())
-            }
-            EvalAltResult::ErrorRuntime(value, _) => (PluginErrorKind::Thrown, format!("threw: {value}")),
             other => (PluginErrorKind::Thrown, strip_position(&other.to_string())),
         };
         PluginError {
@@ -298,7 +354,9 @@ impl Inner {
 
     fn at(&self, pos: Position) -> String {
         match (pos.line(), pos.position()) {
-            (Some(l), Some(c)) => format!("plugin `{}` ({}:{l}:{c})", self.name, self.path.display()),
+            (Some(l), Some(c)) => {
+                format!("plugin `{}` ({}:{l}:{c})", self.name, self.path.display())
+            }
             (Some(l), None) => format!("plugin `{}` ({}:{l})", self.name, self.path.display()),
             _ => format!("plugin `{}` ({})", self.name, self.path.display()),
         }
@@ -316,14 +374,18 @@ impl Inner {
             if valid_reason(&r) {
                 Ok(r.to_string())
             } else {
-                Err(bad(format!("the reason `{r}`, which is not kebab-case (a-z, 0-9, -)")))
+                Err(bad(format!(
+                    "the reason `{r}`, which is not kebab-case (a-z, 0-9, -)"
+                )))
             }
         };
         if value.is_unit() {
             return Ok(Verdict::Pass { detail: None });
         }
         if value.is_string() {
-            let r = value.into_immutable_string().map_err(|t| bad(t.to_string()))?;
+            let r = value
+                .into_immutable_string()
+                .map_err(|t| bad(t.to_string()))?;
             return Ok(Verdict::Defer {
                 reason: reason(r)?,
                 detail: String::new(),
@@ -333,7 +395,10 @@ impl Inner {
         let Some(map) = value.try_cast::<Map>() else {
             return Err(bad(format!("a value of type {type_name}")));
         };
-        if let Some(k) = map.keys().find(|k| !["defer", "detail", "pass"].contains(&k.as_str())) {
+        if let Some(k) = map
+            .keys()
+            .find(|k| !["defer", "detail", "pass"].contains(&k.as_str()))
+        {
             return Err(bad(format!("a map with the unknown key `{k}`")));
         }
         let detail = match map.get("detail") {
@@ -343,7 +408,10 @@ impl Inner {
         };
         match map.get("defer") {
             Some(d) if d.is_string() => {
-                let r = d.clone().into_immutable_string().map_err(|t| bad(t.to_string()))?;
+                let r = d
+                    .clone()
+                    .into_immutable_string()
+                    .map_err(|t| bad(t.to_string()))?;
                 Ok(Verdict::Defer {
                     reason: reason(r)?,
                     detail: detail.unwrap_or_default(),
@@ -380,7 +448,9 @@ impl Plugin for RhaiPlugin {
     }
 
     fn bind(&self, params: &serde_json::Value) -> Arc<dyn Gate> {
-        let with = rhai::serde::to_dynamic(params).unwrap_or(Dynamic::UNIT).into_read_only();
+        let with = rhai::serde::to_dynamic(params)
+            .unwrap_or(Dynamic::UNIT)
+            .into_read_only();
         Arc::new(RhaiGate {
             inner: Arc::clone(&self.inner),
             with,
@@ -408,10 +478,19 @@ fn context(input: &GateInput<'_>, with: Dynamic) -> Dynamic {
     let local = now.to_zoned(input.zone.clone());
     let mut l = Map::new();
     l.insert("date".into(), Dynamic::from(local.date().to_string()));
-    l.insert("time".into(), Dynamic::from(local.time().strftime("%H:%M:%S").to_string()));
+    l.insert(
+        "time".into(),
+        Dynamic::from(local.time().strftime("%H:%M:%S").to_string()),
+    );
     l.insert("hour".into(), Dynamic::from_int(i64::from(local.hour())));
-    l.insert("minute".into(), Dynamic::from_int(i64::from(local.minute())));
-    l.insert("second".into(), Dynamic::from_int(i64::from(local.second())));
+    l.insert(
+        "minute".into(),
+        Dynamic::from_int(i64::from(local.minute())),
+    );
+    l.insert(
+        "second".into(),
+        Dynamic::from_int(i64::from(local.second())),
+    );
     l.insert(
         "minutes".into(),
         Dynamic::from_int(i64::from(local.hour()) * 60 + i64::from(local.minute())),
@@ -420,14 +499,17 @@ fn context(input: &GateInput<'_>, with: Dynamic) -> Dynamic {
         "weekday".into(),
         Dynamic::from_int(i64::from(local.weekday().to_monday_one_offset())),
     );
-    l.insert("zone".into(), Dynamic::from(input.zone.iana_name().unwrap_or("UTC").to_string()));
+    l.insert(
+        "zone".into(),
+        Dynamic::from(input.zone.iana_name().unwrap_or("UTC").to_string()),
+    );
     l.insert("offset".into(), Dynamic::from(local.offset().to_string()));
     let mut m = Map::new();
     m.insert("now_ms".into(), Dynamic::from_int(now.as_millisecond()));
     m.insert("now".into(), Dynamic::from(now.to_string()));
     m.insert("local".into(), Dynamic::from_map(l));
     m.insert("lane".into(), Dynamic::from(input.lane.to_string()));
-    m.insert("with".into(), with);
+    m.insert("params".into(), with);
     m.insert("lanes".into(), lanes_dynamic(pass));
     Dynamic::from_map(m)
 }

@@ -156,7 +156,11 @@ impl ParamSchema {
                         key: Some(key.clone()),
                         message: format!(
                             "plugin `{plugin}` has no parameter `{key}` (it takes: {})",
-                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
                         ),
                     });
                 }
@@ -205,21 +209,36 @@ fn normalise(ty: ParamType, v: &Value, names: &dyn Names) -> Result<Value, Strin
     let want = |what: &str| format!("expected {what}, found {}", type_name(v));
     match ty {
         ParamType::Any => Ok(v.clone()),
-        ParamType::String => v.as_str().map(|_| v.clone()).ok_or_else(|| want("a string")),
+        ParamType::String => v
+            .as_str()
+            .map(|_| v.clone())
+            .ok_or_else(|| want("a string")),
         ParamType::Int => v
             .as_i64()
             .map(|_| v.clone())
             .ok_or_else(|| want("an integer")),
-        ParamType::Number => v.as_f64().map(|_| v.clone()).ok_or_else(|| want("a number")),
-        ParamType::Bool => v.as_bool().map(|_| v.clone()).ok_or_else(|| want("true or false")),
-        ParamType::List => v.as_array().map(|_| v.clone()).ok_or_else(|| want("a list")),
-        ParamType::Map => v.as_object().map(|_| v.clone()).ok_or_else(|| want("a mapping")),
+        ParamType::Number => v
+            .as_f64()
+            .map(|_| v.clone())
+            .ok_or_else(|| want("a number")),
+        ParamType::Bool => v
+            .as_bool()
+            .map(|_| v.clone())
+            .ok_or_else(|| want("true or false")),
+        ParamType::List => v
+            .as_array()
+            .map(|_| v.clone())
+            .ok_or_else(|| want("a list")),
+        ParamType::Map => v
+            .as_object()
+            .map(|_| v.clone())
+            .ok_or_else(|| want("a mapping")),
         ParamType::Duration => {
-            let s = v
-                .as_str()
-                .ok_or_else(|| want("a duration such as 36h"))?;
+            let s = v.as_str().ok_or_else(|| want("a duration such as 36h"))?;
             let d = duration::parse(s)?;
-            Ok(Value::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+            Ok(Value::from(
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            ))
         }
         ParamType::Lane => {
             let s = v.as_str().ok_or_else(|| want("a lane name"))?;
@@ -250,7 +269,9 @@ fn normalise(ty: ParamType, v: &Value, names: &dyn Names) -> Result<Value, Strin
             }
         }
         ParamType::Window => {
-            let s = v.as_str().ok_or_else(|| want("a window such as \"01:00-06:00\""))?;
+            let s = v
+                .as_str()
+                .ok_or_else(|| want("a window such as \"01:00-06:00\""))?;
             parse_window(s)?;
             Ok(v.clone())
         }
@@ -259,12 +280,14 @@ fn normalise(ty: ParamType, v: &Value, names: &dyn Names) -> Result<Value, Strin
                 .as_array()
                 .ok_or_else(|| want("a list of { metric: NAME, above: NUMBER }"))?;
             for item in list {
-                let obj = item
-                    .as_object()
-                    .ok_or_else(|| "each threshold is { metric: NAME, above: NUMBER }".to_string())?;
+                let obj = item.as_object().ok_or_else(|| {
+                    "each threshold is { metric: NAME, above: NUMBER }".to_string()
+                })?;
                 for k in obj.keys() {
                     if k != "metric" && k != "above" {
-                        return Err(format!("threshold key `{k}` is unknown (keys: metric, above)"));
+                        return Err(format!(
+                            "threshold key `{k}` is unknown (keys: metric, above)"
+                        ));
                     }
                 }
                 let name = obj

@@ -184,10 +184,9 @@ pub struct RunStart<'a> {
     pub source: &'a str,
     /// When it started; stamped as the lane's `last_run_at`.
     pub at: Timestamp,
-    /// The child's pid.
-    pub pid: u32,
-    /// The child's start time in clock ticks since boot.
-    pub pid_start: u64,
+    /// The child's pid and its start time in clock ticks since boot; `None` when the command
+    /// could not be started at all.
+    pub process: Option<(u32, u64)>,
     /// The run log.
     pub log_path: Option<&'a str>,
 }

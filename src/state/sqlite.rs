@@ -119,15 +119,19 @@ impl SqliteStore {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             // IMMEDIATE takes the write lock first, so two processes never migrate at once.
-            let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| self.err("begin migration", e))?;
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )
+            .map_err(|e| self.err("begin migration", e))?;
             let current: i64 = tx
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .map_err(|e| self.err("read schema version", e))?;
             if current > i as i64 {
                 continue;
             }
-            tx.execute_batch(sql).map_err(|e| self.err("migrate schema", e))?;
+            tx.execute_batch(sql)
+                .map_err(|e| self.err("migrate schema", e))?;
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
                 .map_err(|e| self.err("record schema version", e))?;
             tx.commit().map_err(|e| self.err("commit migration", e))?;
@@ -145,8 +149,11 @@ impl SqliteStore {
         op: &'static str,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| self.err(op, e))?;
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(|e| self.err(op, e))?;
         let out = f(&tx).map_err(|e| self.err(op, e))?;
         tx.commit().map_err(|e| self.err(op, e))?;
         Ok(out)
@@ -158,8 +165,11 @@ const ENSURE_LANE: &str = "INSERT INTO lanes(lane) VALUES (?1) ON CONFLICT(lane)
 impl Store for SqliteStore {
     fn lane_states(&self) -> Result<LaneStates, StoreError> {
         // One read transaction, so lanes and runs come from the same snapshot.
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Deferred)
-            .map_err(|e| self.err("read lane states", e))?;
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Deferred,
+        )
+        .map_err(|e| self.err("read lane states", e))?;
         let mut states = LaneStates::new();
         {
             let mut stmt = tx
@@ -236,8 +246,8 @@ impl Store for SqliteStore {
                     run.lane,
                     run.source,
                     run.at.as_millisecond(),
-                    run.pid,
-                    run.pid_start as i64,
+                    run.process.map(|p| p.0),
+                    run.process.map(|p| p.1 as i64),
                     run.log_path
                 ],
             )?;
@@ -275,7 +285,12 @@ impl Store for SqliteStore {
         }
     }
 
-    fn record_external(&self, lane: &str, at: Timestamp, result: RunResult) -> Result<(), StoreError> {
+    fn record_external(
+        &self,
+        lane: &str,
+        at: Timestamp,
+        result: RunResult,
+    ) -> Result<(), StoreError> {
         let ms = at.as_millisecond();
         self.write("record external run", |tx| {
             tx.execute(ENSURE_LANE, params![lane])?;
@@ -358,7 +373,8 @@ impl Store for SqliteStore {
                 })
             })
             .map_err(|e| self.err("read runs", e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err("read runs", e))
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("read runs", e))
     }
 }
 

@@ -1,0 +1,57 @@
+//! `lanekeeper check`: decide lanes now (recorded) or at `--at` (a what-if, never recorded).
+
+use super::output::{or_dash, table};
+use super::{CliResult, Session, emit, parse_at, print_json_lines};
+use crate::engine::{ChainMode, Decision};
+use crate::home::Home;
+use crate::state::Store;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Lanes to decide (default: all).
+    lanes: Vec<String>,
+    /// Decide at this RFC 3339 time instead of now; nothing is recorded.
+    #[arg(long)]
+    at: Option<String>,
+    /// One JSON decision per line (DESIGN §4).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(home: &Home, args: Args) -> CliResult {
+    let at = args.at.as_deref().map(parse_at).transpose()?;
+    let session = Session::open(home)?;
+    let lanes = session.select(&args.lanes)?;
+    let now = at.unwrap_or_else(|| session.now());
+    let decisions = session.decide(&lanes, now, ChainMode::FirstDeferral)?;
+    if at.is_none() {
+        session.store.record_decisions(&decisions)?;
+    }
+    if args.json {
+        print_json_lines(&decisions)?;
+    } else {
+        emit(&render(&decisions))?;
+    }
+    Ok(0)
+}
+
+/// The decision table shared by `check` and `run --once`.
+pub fn render(decisions: &[Decision]) -> String {
+    let rows: Vec<Vec<String>> = decisions
+        .iter()
+        .map(|d| {
+            vec![
+                d.outcome.as_str().to_string(),
+                or_dash(d.reason.as_deref()),
+                d.lane.clone(),
+                or_dash(d.gate.as_deref().or(d.source.map(|s| s.as_str()))),
+                or_dash(
+                    d.detail
+                        .as_deref()
+                        .or_else(|| d.chain.first().and_then(|c| c.detail.as_deref())),
+                ),
+            ]
+        })
+        .collect();
+    table(&["OUTCOME", "REASON", "LANE", "GATE", "DETAIL"], &rows)
+}

@@ -1,0 +1,69 @@
+//! Process facts from `/proc`, and signals to process groups.
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::state::LaneStates;
+
+/// The start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`), or
+/// `None` if there is no such process or it is a zombie.
+///
+/// Paired with the pid it identifies one process for good: a reused pid has a later start.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    // `rest` starts at field 3, so field 22 is the 20th of these (we consumed one).
+    fields.nth(18)?.parse().ok()
+}
+
+/// Whether the process `pid` that started at `pid_start` is still alive.
+pub fn is_alive(pid: u32, pid_start: u64) -> bool {
+    start_time(pid) == Some(pid_start)
+}
+
+/// Drops recorded runs whose process is gone, so readers see only real ones.
+pub fn prune_dead(states: &mut LaneStates) {
+    for state in states.values_mut() {
+        if let Some(r) = &state.running
+            && !is_alive(r.pid, r.pid_start)
+        {
+            state.running = None;
+        }
+    }
+}
+
+/// Sends `signal` to the process group led by `pgid`; true if any member received it.
+pub fn signal_group(pgid: u32, signal: Signal) -> bool {
+    match i32::try_from(pgid) {
+        Ok(p) if p > 1 => killpg(Pid::from_raw(p), signal).is_ok(),
+        _ => false,
+    }
+}
+
+/// Whether any process of the group still exists.
+pub fn group_alive(pgid: u32) -> bool {
+    match i32::try_from(pgid) {
+        Ok(p) if p > 1 => killpg(Pid::from_raw(p), None).is_ok(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_start_time_is_stable_and_identifies_us() {
+        let me = std::process::id();
+        let t = start_time(me).expect("own stat");
+        assert_eq!(start_time(me), Some(t));
+        assert!(is_alive(me, t));
+        assert!(!is_alive(me, t + 1));
+    }
+}
