@@ -22,9 +22,40 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str, diags: &mut Diagnosti
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((1, 1));
-            diags.push(Diagnostic::at(path, line, col, message(&e)));
+            diags.push(Diagnostic::at(
+                path,
+                line,
+                col,
+                explain(message(&e), text, line),
+            ));
             None
         }
+    }
+}
+
+/// Makes serde's terse type errors readable and names the key they concern.
+fn explain(message: String, text: &str, line: u64) -> String {
+    let plain = match message.as_str() {
+        "invalid i64" | "invalid u64" | "invalid i32" | "invalid u32" | "invalid usize" => {
+            "expected an integer".to_string()
+        }
+        "invalid f64" | "invalid f32" => "expected a number".to_string(),
+        "invalid bool" => "expected true or false".to_string(),
+        _ => message,
+    };
+    let key = usize::try_from(line)
+        .ok()
+        .and_then(|l| text.lines().nth(l.checked_sub(1)?))
+        .and_then(|l| l.trim_start().trim_start_matches("- ").split_once(':'))
+        .map(|(k, _)| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    match key {
+        Some(k) if !plain.contains(k) => format!("`{k}`: {plain}"),
+        _ => plain,
     }
 }
 

@@ -200,6 +200,9 @@ pub struct LoadError {
 struct Inner {
     name: String,
     path: PathBuf,
+    /// Where `fn evaluate` starts: Rhai reports budget and limit errors at the call site, which
+    /// is outside the script, so these errors point here instead.
+    evaluate_at: (usize, usize),
     engine: Arc<Engine>,
     ast: AST,
     schema: ParamSchema,
@@ -252,6 +255,7 @@ impl RhaiPlugin {
         let mut inner = Inner {
             name: name.to_string(),
             path: path.to_path_buf(),
+            evaluate_at: find_fn(source, "evaluate"),
             engine,
             ast,
             schema: ParamSchema::default(),
@@ -358,7 +362,14 @@ impl Inner {
                 format!("plugin `{}` ({}:{l}:{c})", self.name, self.path.display())
             }
             (Some(l), None) => format!("plugin `{}` ({}:{l})", self.name, self.path.display()),
-            _ => format!("plugin `{}` ({})", self.name, self.path.display()),
+            _ => {
+                let (l, c) = self.evaluate_at;
+                format!(
+                    "plugin `{}` ({}:{l}:{c}, in fn evaluate)",
+                    self.name,
+                    self.path.display()
+                )
+            }
         }
     }
 
@@ -421,6 +432,22 @@ impl Inner {
             _ => Ok(Verdict::Pass { detail }),
         }
     }
+}
+
+/// The 1-based line and column of `fn NAME(` in `source` (1:1 if not found).
+fn find_fn(source: &str, name: &str) -> (usize, usize) {
+    for (i, line) in source.lines().enumerate() {
+        if let Some(col) = line.find("fn ") {
+            let rest = line[col + 3..].trim_start();
+            if rest
+                .strip_prefix(name)
+                .is_some_and(|r| r.trim_start().starts_with('('))
+            {
+                return (i + 1, col + 1);
+            }
+        }
+    }
+    (1, 1)
 }
 
 fn strip_position(s: &str) -> String {

@@ -1,0 +1,239 @@
+//! A temporary lanekeeper home and helpers to run the binary against it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The repository root, where the shipped rules, plugins and jobs live.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temporary home.
+pub struct Home {
+    dir: TempDir,
+}
+
+impl Home {
+    /// An empty home with `rules/` and `plugins/`.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("rules")).expect("rules dir");
+        std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
+        Self { dir }
+    }
+
+    /// A home with the four standard plugins and no lanes.
+    pub fn standard() -> Self {
+        let home = Self::new();
+        home.copy_dir("plugins", "rhai");
+        home
+    }
+
+    /// A copy of the shipped home: rules, plugins and jobs.
+    pub fn shipped() -> Self {
+        let home = Self::new();
+        home.copy_dir("plugins", "rhai");
+        home.copy_dir("rules", "yaml");
+        std::fs::create_dir_all(home.path().join("jobs")).expect("jobs dir");
+        for entry in std::fs::read_dir(repo().join("jobs")).expect("jobs") {
+            let p = entry.expect("entry").path();
+            std::fs::copy(
+                &p,
+                home.path().join("jobs").join(p.file_name().expect("name")),
+            )
+            .expect("copy job");
+        }
+        home
+    }
+
+    fn copy_dir(&self, dir: &str, ext: &str) {
+        for entry in std::fs::read_dir(repo().join(dir)).expect("read repo dir") {
+            let p = entry.expect("entry").path();
+            if p.extension().is_some_and(|x| x == ext) {
+                std::fs::copy(&p, self.path().join(dir).join(p.file_name().expect("name")))
+                    .expect("copy");
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file relative to the home.
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.path().join(rel);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        std::fs::write(p, content).expect("write");
+    }
+
+    /// Writes `rules/<name>.yaml`.
+    pub fn lane(&self, name: &str, yaml: &str) {
+        self.write(&format!("rules/{name}.yaml"), yaml);
+    }
+
+    /// The command, ready to run against this home.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanekeeper"));
+        cmd.arg("--home").arg(self.path()).args(args);
+        cmd.env_remove("LANEKEEPER_HOME")
+            .env_remove("LANEKEEPER_LOG");
+        cmd
+    }
+
+    /// Runs the binary and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run lanekeeper")
+    }
+
+    /// Runs the binary, asserts exit 0, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "lanekeeper {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+
+    /// `check LANE --at AT --json`, parsed.
+    pub fn check_at(&self, lane: &str, at: &str) -> Value {
+        let out = self.ok(&["check", lane, "--at", at, "--json"]);
+        serde_json::from_str(out.trim()).expect("one JSON decision")
+    }
+
+    /// `check LANE --json` at the real present (recorded), parsed.
+    pub fn check_now(&self, lane: &str) -> Value {
+        let out = self.ok(&["check", lane, "--json"]);
+        serde_json::from_str(out.trim()).expect("one JSON decision")
+    }
+
+    /// `status --json`, the entry for `lane`.
+    pub fn status(&self, lane: &str) -> Value {
+        let out = self.ok(&["status", "--json"]);
+        let v: Value = serde_json::from_str(&out).expect("status JSON");
+        v["lanes"]
+            .as_array()
+            .expect("lanes")
+            .iter()
+            .find(|l| l["lane"] == lane)
+            .cloned()
+            .expect("lane in status")
+    }
+
+    /// Polls `status` until `pred` holds for `lane`, for at most 20 s.
+    pub fn wait_status(&self, lane: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let s = self.status(lane);
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {lane}: {what}; last status {s}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+/// A lane with `every` and the given precondition YAML (a list, indented by 2) and command.
+pub fn lane_yaml(every: &str, preconditions: &str, argv: &str) -> String {
+    let pre = if preconditions.trim().is_empty() {
+        String::new()
+    } else {
+        format!("preconditions:\n{preconditions}\n")
+    };
+    format!("schedule:\n  every: {every}\n{pre}command:\n  argv: {argv}\n")
+}
+
+/// Asserts a decision's outcome and reason, showing the decision on failure.
+pub fn assert_decision(d: &Value, outcome: &str, reason: &str) {
+    assert_eq!(d["outcome"], outcome, "decision: {d}");
+    assert_eq!(d["reason"], reason, "decision: {d}");
+}
+
+/// A tiny HTTP server on loopback answering every request with `status` and `body`, counting
+/// requests; it serves at most 200 connections.
+pub struct TestServer {
+    pub url: String,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl TestServer {
+    pub fn start(status: u16, body: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&hits);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(200) {
+                let Ok(mut s) = stream else { continue };
+                read_request(&mut s);
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Self { url, hits }
+    }
+
+    /// A server that accepts connections and never answers.
+    pub fn silent() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&hits);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().take(50) {
+                if let Ok(s) = stream {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    held.push(s);
+                }
+            }
+        });
+        Self { url, hits }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn read_request(s: &mut TcpStream) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// A loopback URL on which nothing listens.
+pub fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    format!("http://{addr}/")
+}

@@ -1,0 +1,15 @@
+//! Integration tests: the built `lanekeeper` binary driven against temporary homes.
+//!
+//! Time comes from `--at` and `record --at`; nothing here waits on the wall clock except for
+//! real child processes and servers to reach a state, which is polled with a bound.
+
+mod harness;
+
+mod chain;
+mod dispatch;
+mod history;
+mod plugins;
+mod preconditions;
+mod schedule;
+mod shipped;
+mod validation;

@@ -1,0 +1,252 @@
+//! Bad configuration: every problem reported as `path:line:col: message`, exit 1, in one pass.
+
+use crate::harness::{Home, lane_yaml};
+
+/// Runs `validate`, asserts exit 1, returns stderr lines.
+fn problems(home: &Home) -> Vec<String> {
+    let out = home.run(&["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("lanekeeper:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Asserts exactly one problem, in `file` at `line:col`, mentioning `needle`.
+fn assert_one(home: &Home, file: &str, line_col: &str, needle: &str) {
+    let p = problems(home);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    let expected = format!("{}:{line_col}: ", home.path().join(file).display());
+    assert!(
+        p[0].starts_with(&expected),
+        "expected `{expected}…`, got `{}`",
+        p[0]
+    );
+    assert!(p[0].contains(needle), "expected `{needle}` in `{}`", p[0]);
+}
+
+const CMD: &str = "command:\n  argv: [\"true\"]\n";
+
+#[test]
+fn an_unknown_key_is_reported_at_its_place() {
+    let home = Home::new();
+    home.lane("a", &format!("schedule:\n  every: 1h\nbogus: 1\n{CMD}"));
+    assert_one(&home, "rules/a.yaml", "3:1", "bogus");
+}
+
+#[test]
+fn a_wrong_type_is_reported_at_the_value() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        &format!("schedule:\n  every: 1h\npriority: high\n{CMD}"),
+    );
+    assert_one(
+        &home,
+        "rules/a.yaml",
+        "3:11",
+        "`priority`: expected an integer",
+    );
+}
+
+#[test]
+fn a_bad_duration_is_reported_with_a_hint() {
+    let home = Home::new();
+    home.lane("a", &format!("schedule:\n  every: soon\n{CMD}"));
+    assert_one(&home, "rules/a.yaml", "2:10", "90s");
+}
+
+#[test]
+fn an_unknown_plugin_is_reported_at_use() {
+    let home = Home::standard();
+    home.lane("a", &lane_yaml("1h", "  - use: teleport", "[\"true\"]"));
+    assert_one(&home, "rules/a.yaml", "4:10", "unknown plugin `teleport`");
+}
+
+#[test]
+fn missing_and_ill_typed_plugin_parameters_are_reported() {
+    let home = Home::standard();
+    home.lane("backup", &lane_yaml("1h", "", "[\"true\"]"));
+    home.lane(
+        "a",
+        &lane_yaml(
+            "1h",
+            "  - use: backup-recency\n    with: { lane: backup }",
+            "[\"true\"]",
+        ),
+    );
+    assert_one(&home, "rules/a.yaml", "5:11", "needs parameter `max_age`");
+
+    home.lane(
+        "a",
+        &lane_yaml(
+            "1h",
+            "  - use: backup-recency\n    with:\n      lane: backup\n      max_age: soon",
+            "[\"true\"]",
+        ),
+    );
+    assert_one(&home, "rules/a.yaml", "7:16", "`max_age`");
+
+    home.lane(
+        "a",
+        &lane_yaml(
+            "1h",
+            "  - use: backup-recency\n    with: { lane: nowhere, max_age: 1h }",
+            "[\"true\"]",
+        ),
+    );
+    assert_one(&home, "rules/a.yaml", "5:19", "no lane named `nowhere`");
+
+    home.lane(
+        "a",
+        &lane_yaml(
+            "1h",
+            "  - use: off-peak\n    with: { window: \"25:00-03:00\" }",
+            "[\"true\"]",
+        ),
+    );
+    assert_one(&home, "rules/a.yaml", "5:21", "HH:MM-HH:MM");
+
+    home.lane(
+        "a",
+        &lane_yaml(
+            "1h",
+            "  - use: off-peak\n    with: { window: \"01:00-02:00\", extra: 1 }",
+            "[\"true\"]",
+        ),
+    );
+    assert_one(&home, "rules/a.yaml", "5:43", "no parameter `extra`");
+}
+
+#[test]
+fn an_unparsable_cron_expression_is_reported() {
+    let home = Home::new();
+    home.lane("a", &format!("schedule:\n  cron: \"61 * * * *\"\n{CMD}"));
+    assert_one(&home, "rules/a.yaml", "2:9", "cron");
+}
+
+#[test]
+fn an_unknown_time_zone_is_reported() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        &format!("schedule:\n  every: 1h\n  timezone: Mars/Olympus\n{CMD}"),
+    );
+    assert_one(&home, "rules/a.yaml", "3:13", "Mars/Olympus");
+}
+
+#[test]
+fn duplicate_lane_names_name_both_files() {
+    let home = Home::new();
+    home.lane("a", &format!("lane: same\nschedule:\n  every: 1h\n{CMD}"));
+    home.lane("b", &format!("lane: same\nschedule:\n  every: 1h\n{CMD}"));
+    let p = problems(&home);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].starts_with(&format!(
+            "{}:1:7: ",
+            home.path().join("rules/b.yaml").display()
+        )),
+        "{}",
+        p[0]
+    );
+    assert!(
+        p[0].contains("duplicate lane name `same`") && p[0].contains("a.yaml"),
+        "{}",
+        p[0]
+    );
+}
+
+#[test]
+fn broken_yaml_is_reported_at_the_error() {
+    let home = Home::new();
+    home.lane("a", "schedule:\n  every: [1h\ncommand: x\n");
+    let p = problems(&home);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].starts_with(&format!("{}:", home.path().join("rules/a.yaml").display())),
+        "{}",
+        p[0]
+    );
+    assert!(
+        !p[0].contains(":1:1:"),
+        "a real position, not the file start: {}",
+        p[0]
+    );
+}
+
+#[test]
+fn a_broken_plugin_is_reported_at_its_syntax_error() {
+    let home = Home::new();
+    home.write("plugins/oops.rhai", "fn evaluate(ctx) {\n    let = 3;\n}\n");
+    home.lane("a", &lane_yaml("1h", "  - use: oops", "[\"true\"]"));
+    let p = problems(&home);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(
+        p[0].starts_with(&format!(
+            "{}:2:",
+            home.path().join("plugins/oops.rhai").display()
+        )),
+        "{}",
+        p[0]
+    );
+    assert!(p[1].contains("failed to load"), "{}", p[1]);
+}
+
+#[test]
+fn a_plugin_without_evaluate_is_rejected() {
+    let home = Home::new();
+    home.write("plugins/empty.rhai", "fn check(ctx) { () }\n");
+    let p = problems(&home);
+    assert!(p[0].contains("fn evaluate(ctx)"), "{p:#?}");
+}
+
+#[test]
+fn every_problem_is_reported_in_one_pass() {
+    let home = Home::standard();
+    home.lane("a", &format!("schedule:\n  every: 1h\nbogus: 1\n{CMD}"));
+    home.lane("b", &format!("schedule:\n  cron: \"nope\"\n{CMD}"));
+    home.lane("c", &lane_yaml("1h", "  - use: teleport", "[\"true\"]"));
+    home.lane(
+        "d",
+        &format!("schedule:\n  every: 1h\n  timezone: Nowhere/City\n{CMD}"),
+    );
+    home.write("lanekeeper.yaml", "metrics:\n  q: { nothing: 1 }\n");
+    let p = problems(&home);
+    assert_eq!(p.len(), 5, "{p:#?}");
+}
+
+#[test]
+fn every_command_refuses_an_invalid_configuration_with_exit_1() {
+    let home = Home::new();
+    home.lane("a", &format!("schedule:\n  every: 1h\nbogus: 1\n{CMD}"));
+    for args in [
+        vec!["check"],
+        vec!["status"],
+        vec!["fire", "a", "--wait"],
+        vec!["run", "--once"],
+    ] {
+        let out = home.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("a.yaml:3:1"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    assert_eq!(
+        home.run(&["check", "--at", "yesterday"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(home.run(&["check", "nope"]).status.code(), Some(2));
+    assert_eq!(home.run(&["frobnicate"]).status.code(), Some(2));
+    let out = home.run(&["check", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown lane `nope`"));
+}
