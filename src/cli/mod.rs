@@ -174,10 +174,14 @@ impl Session {
         self.clock.now()
     }
 
-    /// Lane states as recorded, with runs whose process is gone no longer counted as running.
+    /// Lane states as recorded, with runs whose process is gone no longer counted as running,
+    /// and an empty state for every configured lane that has none yet (so plugins see them all).
     fn states(&self) -> Result<LaneStates, CliError> {
         let mut states = self.store.lane_states()?;
         process::prune_dead(&mut states);
+        for lane in &self.config.lanes {
+            states.entry(lane.name.clone()).or_default();
+        }
         Ok(states)
     }
 

@@ -1,1 +1,283 @@
-//! placeholder
+//! `fire`: real child processes under the lane lock, with exit codes, signals and timeouts.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Home, assert_decision, lane_yaml};
+
+fn sh(script: &str) -> String {
+    format!("[sh, -c, {}]", serde_json::to_string(script).unwrap())
+}
+
+fn pid_alive(pid: i64) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(true)
+}
+
+fn kill(pid: i64, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -s {signal} {pid}");
+}
+
+#[test]
+fn fire_wait_exits_with_the_child_exit_code_and_records_it() {
+    let home = Home::new();
+    home.lane("job", &lane_yaml("1h", "", &sh("echo working; exit 7")));
+    let out = home.run(&["fire", "job", "--wait"]);
+    assert_eq!(out.status.code(), Some(7));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("failure (exit 7)"), "{stderr}");
+
+    let s = home.status("job");
+    assert_eq!(s["last_result"], "failure");
+    assert_eq!(s["last_exit"]["code"], 7);
+    assert!(s["last_run_at"].is_string());
+    assert!(s["last_success_at"].is_null());
+
+    home.lane("job", &lane_yaml("1h", "", &sh("exit 0")));
+    assert_eq!(home.run(&["fire", "job", "--wait"]).status.code(), Some(0));
+    let s = home.status("job");
+    assert_eq!(s["last_result"], "success");
+    assert!(s["last_success_at"].is_string());
+}
+
+#[test]
+fn fire_runs_argv_without_a_shell_in_cwd_with_env_and_logs_output() {
+    let home = Home::new();
+    home.write("work/.keep", "");
+    home.lane(
+        "job",
+        "schedule:\n  every: 1h\ncommand:\n  argv: [sh, -c, 'echo \"$1 $GREETING $(pwd)\"', x, '$HOME;*']\n  cwd: work\n  env: { GREETING: hello }\n",
+    );
+    assert_eq!(home.run(&["fire", "job", "--wait"]).status.code(), Some(0));
+    let logs: Vec<_> = std::fs::read_dir(home.path().join("state/runs/job"))
+        .unwrap()
+        .collect();
+    assert_eq!(logs.len(), 1);
+    let log = std::fs::read_to_string(logs[0].as_ref().unwrap().path()).unwrap();
+    let cwd = home.path().join("work").canonicalize().unwrap();
+    assert_eq!(
+        log.trim(),
+        format!("$HOME;* hello {}", cwd.display()),
+        "arguments reach the child verbatim"
+    );
+}
+
+#[test]
+fn a_command_that_cannot_start_is_a_recorded_failure_with_a_clear_message() {
+    let home = Home::new();
+    home.lane(
+        "job",
+        &lane_yaml("1h", "", "[/nonexistent/program, --flag]"),
+    );
+    let out = home.run(&["fire", "job", "--wait"]);
+    assert_eq!(out.status.code(), Some(127));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lane `job`") && stderr.contains("/nonexistent/program"),
+        "{stderr}"
+    );
+    assert_eq!(home.status("job")["last_result"], "failure");
+}
+
+#[test]
+fn two_concurrent_fires_of_one_lane_run_it_exactly_once() {
+    let home = Home::new();
+    home.lane("job", &lane_yaml("1h", "", &sh("sleep 1")));
+    let a = home
+        .command(&["fire", "job", "--wait"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = home
+        .command(&["fire", "job", "--wait"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(1)),
+        "one ran, one refused: {codes:?}"
+    );
+    let refused = if a.status.code() == Some(1) { &a } else { &b };
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        msg.contains("lane `job` is already running") && msg.contains("pid"),
+        "{msg}"
+    );
+    let runs = std::fs::read_dir(home.path().join("state/runs/job"))
+        .unwrap()
+        .count();
+    assert_eq!(runs, 1, "exactly one run");
+}
+
+#[test]
+fn a_peer_fired_in_another_process_defers_its_contenders_until_it_is_gone() {
+    let home = Home::standard();
+    home.lane("peer", &lane_yaml("1h", "", &sh("sleep 60")));
+    home.lane(
+        "main",
+        &lane_yaml(
+            "1h",
+            "  - use: contention\n    with: { peers: [peer] }",
+            "[\"true\"]",
+        ),
+    );
+
+    // Without --wait, fire returns once the child runs under a detached supervisor.
+    let out = home.ok(&["fire", "peer"]);
+    assert!(out.contains("started pid"), "{out}");
+    let running = home.wait_status("peer", "running", |s| s["running"].is_object());
+    let pid = running["running"]["pid"].as_i64().unwrap();
+
+    let d = home.check_at("main", "2026-05-10T00:00:00Z");
+    assert_decision(&d, "deferred", "peer-task-running");
+    assert!(
+        d["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pid {pid}")),
+        "{d}"
+    );
+
+    // A second fire is refused, naming the holder.
+    let refused = home.run(&["fire", "peer"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already running"));
+
+    // Killing the child ends the run; its supervisor records the signal.
+    kill(pid, "KILL");
+    let done = home.wait_status("peer", "finished", |s| {
+        s["running"].is_null() && s["last_result"].is_string()
+    });
+    assert_eq!(done["last_result"], "failure");
+    assert_eq!(done["last_exit"]["signal"], 9);
+    assert_eq!(
+        home.check_at("main", "2026-05-10T00:00:00Z")["outcome"],
+        "trigger"
+    );
+}
+
+#[test]
+fn a_child_outliving_its_supervisor_still_counts_as_running() {
+    let home = Home::standard();
+    home.lane("peer", &lane_yaml("1h", "", &sh("sleep 60")));
+    home.lane(
+        "main",
+        &lane_yaml(
+            "1h",
+            "  - use: contention\n    with: { peers: [peer] }",
+            "[\"true\"]",
+        ),
+    );
+    let mut supervisor = home
+        .command(&["fire", "peer", "--wait"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = home.wait_status("peer", "running", |s| s["running"].is_object());
+    let pid = running["running"]["pid"].as_i64().unwrap();
+
+    supervisor.kill().unwrap();
+    supervisor.wait().unwrap();
+    assert!(
+        pid_alive(pid),
+        "the child runs in its own process group and survives"
+    );
+    assert_decision(
+        &home.check_at("main", "2026-05-10T00:00:00Z"),
+        "deferred",
+        "peer-task-running",
+    );
+    let refused = home.run(&["fire", "peer", "--wait"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("outlived its supervisor"));
+
+    kill(pid, "KILL");
+    let start = Instant::now();
+    while pid_alive(pid) {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        home.check_at("main", "2026-05-10T00:00:00Z")["outcome"],
+        "trigger"
+    );
+    // The next fire closes the orphaned record as interrupted before running.
+    home.lane("peer", &lane_yaml("1h", "", &sh("exit 0")));
+    assert_eq!(home.run(&["fire", "peer", "--wait"]).status.code(), Some(0));
+    let runs: serde_json::Value = home.status("peer");
+    assert_eq!(runs["last_result"], "success");
+}
+
+#[test]
+fn sigterm_to_fire_is_forwarded_to_the_child_and_the_outcome_recorded() {
+    let home = Home::new();
+    home.lane("job", &lane_yaml("1h", "", &sh("sleep 60")));
+    let fire = home
+        .command(&["fire", "job", "--wait"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    home.wait_status("job", "running", |s| s["running"].is_object());
+    kill(i64::from(fire.id()), "TERM");
+    let out = fire.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(128 + 15),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = home.status("job");
+    assert!(s["running"].is_null());
+    assert_eq!(s["last_result"], "failure");
+    assert_eq!(s["last_exit"]["signal"], 15);
+}
+
+#[test]
+fn a_timeout_kills_a_child_that_ignores_sigterm_and_its_grandchild() {
+    let home = Home::new();
+    let script = "sleep 300 & echo $! > grandchild.pid; trap '' TERM; while true; do sleep 1; done";
+    home.lane(
+        "stuck",
+        &format!(
+            "schedule:\n  every: 1h\ncommand:\n  argv: {}\n  timeout: 1s\n  grace: 1s\n",
+            sh(script)
+        ),
+    );
+    let started = Instant::now();
+    let out = home.run(&["fire", "stuck", "--wait"]);
+    assert_eq!(
+        out.status.code(),
+        Some(128 + 9),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let grandchild: i64 = std::fs::read_to_string(home.path().join("grandchild.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let start = Instant::now();
+    while pid_alive(grandchild) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "grandchild {grandchild} survived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(home.status("stuck")["last_result"], "failure");
+}
