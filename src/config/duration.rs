@@ -28,7 +28,7 @@ pub fn parse_setting(text: &str) -> Result<DurationSetting, String> {
         return Ok(DurationSetting::Off);
     }
     if let Some(rest) = t.strip_prefix('-') {
-        parse(rest).map_err(|e| format!("{e}"))?;
+        parse(rest)?;
         return Ok(DurationSetting::Off);
     }
     parse(t).map(DurationSetting::On)

@@ -111,9 +111,9 @@ pub enum StoreError {
         path: String,
         /// What was being done.
         op: &'static str,
-        /// The underlying error.
+        /// The underlying error (boxed: rusqlite's error is large and errors are rare).
         #[source]
-        source: rusqlite::Error,
+        source: Box<rusqlite::Error>,
     },
     /// The state directory could not be created.
     #[error("state directory {path}: {source}")]

@@ -78,7 +78,7 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
             path: path.display().to_string(),
             op: "open",
-            source,
+            source: Box::new(source),
         })?;
         let store = Self {
             conn,
@@ -100,7 +100,7 @@ impl SqliteStore {
         StoreError::Sqlite {
             path: self.path.display().to_string(),
             op,
-            source,
+            source: Box::new(source),
         }
     }
 

@@ -203,11 +203,9 @@ impl TestServer {
         let counter = Arc::clone(&hits);
         std::thread::spawn(move || {
             let mut held = Vec::new();
-            for stream in listener.incoming().take(50) {
-                if let Ok(s) = stream {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    held.push(s);
-                }
+            for s in listener.incoming().take(50).flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                held.push(s);
             }
         });
         Self { url, hits }
