@@ -139,3 +139,52 @@ pub fn next_due(
             .map(|z| z.timestamp()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millisecond(ms).expect("in range")
+    }
+
+    proptest! {
+        /// The due rule is exactly `now - last >= every`, for any interval and offset.
+        #[test]
+        fn every_is_due_iff_elapsed_reaches_the_interval(
+            last in 1_600_000_000_000i64..1_900_000_000_000,
+            every_ms in 1i64..(30 * 86_400_000),
+            delta in -86_400_000i64..(60 * 86_400_000),
+        ) {
+            let schedule = Schedule::Every(Duration::from_millis(every_ms as u64));
+            let now = at(last + delta);
+            let verdict = due(&schedule, &TimeZone::UTC, Some(at(last)), now);
+            let is_due = matches!(verdict, Due::Due { .. });
+            prop_assert_eq!(is_due, delta >= every_ms, "{:?}", verdict);
+            if let Due::NotDue { next: Some(next), .. } = verdict {
+                prop_assert_eq!(next, at(last + every_ms));
+            }
+        }
+    }
+
+    #[test]
+    fn never_run_is_due_and_disabled_is_never_due() {
+        let every = Schedule::Every(Duration::from_secs(60));
+        assert!(matches!(
+            due(&every, &TimeZone::UTC, None, at(0)),
+            Due::Due { .. }
+        ));
+        assert_eq!(
+            due(&Schedule::Disabled, &TimeZone::UTC, None, at(0)),
+            Due::Disabled
+        );
+        assert_eq!(
+            next_due(&every, &TimeZone::UTC, Some(at(1_000))),
+            Some(at(61_000))
+        );
+    }
+}

@@ -88,10 +88,11 @@ impl SqliteStore {
             .conn
             .busy_timeout(Duration::from_secs(10))
             .map_err(|e| store.err("set busy timeout", e))?;
+        store.enable_wal()?;
         store
             .conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-            .map_err(|e| store.err("enable WAL", e))?;
+            .execute_batch("PRAGMA synchronous = FULL;")
+            .map_err(|e| store.err("set synchronous", e))?;
         store.migrate()?;
         Ok(store)
     }
@@ -101,6 +102,36 @@ impl SqliteStore {
             path: self.path.display().to_string(),
             op,
             source: Box::new(source),
+        }
+    }
+
+    /// Switches a new database to WAL (the mode persists in the file). SQLite answers "locked"
+    /// at once, without the busy handler, while another process makes the same switch, so
+    /// this retries for up to the busy timeout.
+    fn enable_wal(&self) -> Result<(), StoreError> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mode: rusqlite::Result<String> =
+                self.conn
+                    .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0));
+            match mode {
+                Ok(m) if m.eq_ignore_ascii_case("wal") => return Ok(()),
+                Ok(m) => {
+                    return Err(self.err(
+                        "enable WAL",
+                        rusqlite::Error::InvalidParameterName(format!("journal mode stayed `{m}`")),
+                    ));
+                }
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(
+                        e.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(self.err("enable WAL", e)),
+            }
         }
     }
 
