@@ -61,6 +61,8 @@ fn supervise(session: &Session, args: &Args) -> CliResult {
             );
         }
     };
+    let (stop, stop_rx) = dispatch::stop_channel();
+    runtime.block_on(async { dispatch::forward_signals(stop) })?;
     let result = runtime.block_on(dispatch::run_lane(
         home,
         lane,
@@ -68,6 +70,7 @@ fn supervise(session: &Session, args: &Args) -> CliResult {
         &session.clock,
         engine::TriggerSource::Manual.as_str(),
         &mut on_start,
+        stop_rx,
     ));
     match result {
         Ok(report) => {

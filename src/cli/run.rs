@@ -72,6 +72,8 @@ pub fn run(home: &Home, args: Args) -> CliResult {
                 log.display()
             );
         };
+        let (stop, stop_rx) = dispatch::stop_channel();
+        runtime.block_on(async { dispatch::forward_signals(stop) })?;
         match runtime.block_on(dispatch::run_lane(
             home,
             lane,
@@ -79,6 +81,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
             &session.clock,
             source,
             &mut on_start,
+            stop_rx,
         )) {
             Ok(report) => eprintln!("{}", summary(&lane.name, &report)),
             Err(e) => eprintln!("lanekeeper: {e}"),

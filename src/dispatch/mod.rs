@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use nix::sys::signal::Signal;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::config::Lane;
@@ -182,8 +182,38 @@ pub fn acquire(
     Ok(lock)
 }
 
+/// Asks a running child to stop: the signal goes to its process group, then KILL after `grace`.
+pub type StopSender = watch::Sender<Option<Signal>>;
+/// The receiving side given to [`run_lane`].
+pub type StopReceiver = watch::Receiver<Option<Signal>>;
+
+/// A stop channel: send `Some(SIGTERM)` (or another signal) to stop the run.
+pub fn stop_channel() -> (StopSender, StopReceiver) {
+    watch::channel(None)
+}
+
+/// Forwards this process's SIGTERM and SIGINT to `stop` (what `fire` does for its child).
+pub fn forward_signals(stop: StopSender) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        loop {
+            let sig = tokio::select! {
+                Some(()) = term.recv() => Signal::SIGTERM,
+                Some(()) = int.recv() => Signal::SIGINT,
+                else => return,
+            };
+            if stop.send(Some(sig)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Runs `lane`'s command under its lock and records the outcome. Returns once the child has
-/// exited (or been stopped) and the outcome is recorded.
+/// exited (or been stopped through `stop`) and the outcome is recorded.
 pub async fn run_lane(
     home: &Home,
     lane: &Lane,
@@ -191,6 +221,7 @@ pub async fn run_lane(
     clock: &dyn Clock,
     source: &str,
     on_start: &mut dyn StartListener,
+    mut stop: StopReceiver,
 ) -> Result<RunReport, DispatchError> {
     let started_at = clock.now();
     let _lock = acquire(home, &lane.name, store, started_at)?;
@@ -208,18 +239,6 @@ pub async fn run_lane(
         .try_clone()
         .map_err(io_err(&lane.name, "cannot open run log", &log_path))?;
     let log_str = log_path.display().to_string();
-
-    // Register before spawning, so a signal that arrives at once is forwarded, not fatal to us.
-    let mut sigterm = signal(SignalKind::terminate()).map_err(io_err(
-        &lane.name,
-        "cannot watch signals for",
-        &log_path,
-    ))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(io_err(
-        &lane.name,
-        "cannot watch signals for",
-        &log_path,
-    ))?;
 
     let cmd = &lane.command;
     let mut command = tokio::process::Command::new(&cmd.argv[0]);
@@ -298,6 +317,7 @@ pub async fn run_lane(
     let deadline = cmd.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut kill_at: Option<tokio::time::Instant> = None;
     let mut timed_out = false;
+    let mut stop_closed = false;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
@@ -312,13 +332,16 @@ pub async fn run_lane(
                 process::signal_group(pid, Signal::SIGKILL);
                 kill_at = None;
             }
-            Some(()) = sigterm.recv() => {
-                process::signal_group(pid, Signal::SIGTERM);
-                kill_at.get_or_insert(tokio::time::Instant::now() + cmd.grace);
-            }
-            Some(()) = sigint.recv() => {
-                process::signal_group(pid, Signal::SIGINT);
-                kill_at.get_or_insert(tokio::time::Instant::now() + cmd.grace);
+            changed = stop.changed(), if !stop_closed => {
+                match (changed, *stop.borrow_and_update()) {
+                    (Err(_), _) => stop_closed = true,
+                    (Ok(()), Some(sig)) => {
+                        tracing::info!(lane = %lane.name, pid, signal = %sig, "Stopping the run.");
+                        process::signal_group(pid, sig);
+                        kill_at.get_or_insert(tokio::time::Instant::now() + cmd.grace);
+                    }
+                    (Ok(()), None) => {}
+                }
             }
         }
     };
