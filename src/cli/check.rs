@@ -2,7 +2,7 @@
 
 use super::output::{or_dash, table};
 use super::{CliResult, Session, emit, parse_at, print_json_lines};
-use crate::engine::{ChainMode, Decision};
+use crate::engine::Decision;
 use crate::home::Home;
 use crate::state::Store;
 
@@ -23,7 +23,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let session = Session::open(home)?;
     let lanes = session.select(&args.lanes)?;
     let now = at.unwrap_or_else(|| session.now());
-    let decisions = session.decide(&lanes, now, ChainMode::FirstDeferral)?;
+    let decisions = session.decide(&lanes, now, None)?;
     if at.is_none() {
         session.store.record_decisions(&decisions)?;
     }

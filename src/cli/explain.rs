@@ -3,7 +3,7 @@
 
 use super::output::{or_dash, table};
 use super::{CliError, CliResult, Session, emit, parse_at};
-use crate::engine::{ChainMode, Decision, GateVerdict};
+use crate::engine::{Decision, GateVerdict};
 use crate::home::Home;
 use crate::plugins::host::Observation;
 use crate::state::Store;
@@ -26,7 +26,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let lane = session.lane(&args.lane)?;
     let decision = match at {
         None => session
-            .decide(&[lane], session.now(), ChainMode::Full)?
+            .decide(&[lane], session.now(), Some(&lane.name))?
             .pop()
             .ok_or_else(|| CliError::Failed(anyhow::anyhow!("no decision for `{}`", lane.name)))?,
         Some(at) => session.store.decision_at(&lane.name, at)?.ok_or_else(|| {

@@ -66,6 +66,7 @@ fn supervise(session: &Session, args: &Args) -> CliResult {
     let result = runtime.block_on(dispatch::run_lane(
         home,
         lane,
+        &session.config.settings.run_logs,
         &session.store,
         &session.clock,
         engine::TriggerSource::Manual.as_str(),

@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, Diagnostics, Lane};
 use crate::dispatch::process;
-use crate::engine::{self, ChainMode, Decision};
+use crate::engine::{self, Decision};
 use crate::home::Home;
 use crate::observe::{LiveObserver, Observer};
 use crate::state::{LaneStates, SqliteStore, Store};
@@ -128,7 +128,11 @@ pub fn main() -> i32 {
 
 fn init_logging(cli: &Cli) {
     // Commands report to the terminal themselves; logs are for problems unless asked for.
-    let default = "warn";
+    // The daemon's log is its report.
+    let default = match &cli.command {
+        Command::Run(a) if !a.once => "info",
+        _ => "warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LANEKEEPER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
@@ -161,6 +165,16 @@ struct Session {
 impl Session {
     fn open(home: &Home) -> Result<Self, CliError> {
         let config = config::load(home).map_err(CliError::Config)?;
+        Self::with_config(home, config)
+    }
+
+    /// A session over whatever lanes are valid, for read-only views; returns the problems too.
+    fn open_lenient(home: &Home) -> Result<(Self, Diagnostics), CliError> {
+        let (config, diags) = config::load_lenient(home);
+        Ok((Self::with_config(home, config)?, diags))
+    }
+
+    fn with_config(home: &Home, config: Config) -> Result<Self, CliError> {
         let store = SqliteStore::open(&home.database())?;
         Ok(Self {
             config,
@@ -208,22 +222,31 @@ impl Session {
         })
     }
 
-    /// One evaluation pass at `now`.
+    /// One evaluation pass at `now` over every lane (groups need them all); returns the
+    /// decisions of `only`, in that order. `explain` names a lane to evaluate in full.
     fn decide(
         &self,
-        lanes: &[&Lane],
+        only: &[&Lane],
         now: Timestamp,
-        mode: ChainMode,
+        explain: Option<&str>,
     ) -> Result<Vec<Decision>, CliError> {
         let states = Arc::new(self.states()?);
-        Ok(engine::pass(
-            lanes,
+        let all: Vec<&Lane> = self.config.lanes.iter().collect();
+        let mut decisions = engine::pass(
+            &all,
             states,
             now,
             Arc::clone(&self.observer),
             &self.config.settings,
-            mode,
-        ))
+            explain,
+        );
+        Ok(only
+            .iter()
+            .filter_map(|lane| {
+                let i = decisions.iter().position(|d| d.lane == lane.name)?;
+                Some(decisions.swap_remove(i))
+            })
+            .collect())
     }
 }
 

@@ -8,9 +8,10 @@ use super::output::{or_dash, relative, table};
 use super::{CliResult, Session, emit};
 use crate::config::duration::format;
 use crate::config::{Lane, Schedule};
+use crate::daemon::{RELOAD_KEY, ReloadStatus};
 use crate::engine::schedule::next_due;
 use crate::home::Home;
-use crate::state::{ExitInfo, LaneState, RunResult};
+use crate::state::{ExitInfo, LaneState, RunResult, Store};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -49,6 +50,8 @@ struct LaneStatus {
 struct Status {
     at: Timestamp,
     lanes: Vec<LaneStatus>,
+    /// The daemon's last configuration reload, if any.
+    reload: Option<ReloadStatus>,
 }
 
 fn describe(schedule: &Schedule) -> String {
@@ -81,10 +84,24 @@ fn lane_status(lane: &Lane, state: LaneState) -> LaneStatus {
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
-    let session = Session::open(home)?;
+    // Status must work while an edit is half done: that is when the operator needs it most.
+    let (session, problems) = Session::open_lenient(home)?;
+    if !problems.is_empty() {
+        eprint!("{problems}");
+        eprintln!(
+            "lanekeeper: the rules under {} have {} problem(s); lanes that fail to load are not listed (a running daemon keeps its last good configuration)",
+            home.root().display(),
+            problems.0.len()
+        );
+    }
     let now = session.now();
     let mut states = session.states()?;
+    let reload = session
+        .store
+        .meta(RELOAD_KEY)?
+        .and_then(|json| serde_json::from_str::<ReloadStatus>(&json).ok());
     let status = Status {
+        reload,
         at: now,
         lanes: session
             .config
@@ -141,16 +158,31 @@ pub fn run(home: &Home, args: Args) -> CliResult {
             ]
         })
         .collect();
-    emit(&table(
-        &[
-            "LANE",
-            "STATE",
-            "LAST RUN",
-            "LAST SUCCESS",
-            "NEXT DUE",
-            "DEFERRED",
-        ],
-        &rows,
-    ))?;
+    let header = [
+        "LANE",
+        "STATE",
+        "LAST RUN",
+        "LAST SUCCESS",
+        "NEXT DUE",
+        "DEFERRED",
+    ];
+    let mut text = table(&header, &rows);
+    if let Some(r) = &status.reload {
+        if r.ok {
+            text.push_str(&format!(
+                "\nlast reload: applied {} ({})\n",
+                relative(now, Some(r.at)),
+                r.trigger
+            ));
+        } else {
+            text.push_str(&format!(
+                "\nlast reload FAILED {} ({}); the daemon keeps its last good configuration:\n{}\n",
+                relative(now, Some(r.at)),
+                r.trigger,
+                r.error.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    emit(&text)?;
     Ok(0)
 }

@@ -150,7 +150,7 @@ pub struct Lane {
     pub gates: Vec<GateBinding>,
     /// Starvation guard: waive soft gates after being due and deferred this long.
     pub max_deferral: Option<Duration>,
-    /// Re-evaluate a due but deferred lane this often.
+    /// Re-evaluate a due but deferred lane this often (default: `recheck` in lanekeeper.yaml).
     pub recheck: Duration,
     /// Concurrency group.
     pub group: Option<String>,
@@ -162,8 +162,6 @@ pub struct Lane {
     pub command: Command,
 }
 
-/// Default `recheck`.
-pub const DEFAULT_RECHECK: Duration = Duration::from_secs(30);
 /// Default `grace` between TERM and KILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// Default `priority`: backup ships at 0 so it wins its group.

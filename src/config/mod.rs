@@ -48,6 +48,17 @@ impl Config {
 
 /// Loads and validates everything under `home`.
 pub fn load(home: &Home) -> Result<Config, Diagnostics> {
+    let (config, diags) = load_lenient(home);
+    if diags.is_empty() {
+        Ok(config)
+    } else {
+        Err(diags)
+    }
+}
+
+/// Loads what is valid and reports the rest: the lanes that compiled, and every problem. For
+/// read-only views (`status`) that must work while an edit is half done; never for running.
+pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
     let mut diags = Diagnostics::default();
     let settings = settings::load(&home.settings_file(), home.root(), &mut diags);
     let registry = Registry::load(&home.plugins_dir(), &settings.rhai, &mut diags);
@@ -60,20 +71,18 @@ pub fn load(home: &Home) -> Result<Config, Diagnostics> {
     };
     let mut lanes = Vec::new();
     for raw in raws {
-        if let Some(lane) = compile(raw, home, &registry, &names, &mut diags) {
+        if let Some(lane) = compile(raw, home, &settings, &registry, &names, &mut diags) {
             lanes.push(lane);
         }
     }
-    if !diags.is_empty() {
-        return Err(diags);
-    }
     lanes.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Config {
+    let config = Config {
         home: home.clone(),
         settings: Arc::new(settings),
         registry,
         lanes,
-    })
+    };
+    (config, diags)
 }
 
 struct KnownNames<'a> {
@@ -203,6 +212,7 @@ fn positive(
 fn compile(
     parsed: ParsedLane,
     home: &Home,
+    settings: &Settings,
     registry: &Registry,
     names: &dyn Names,
     diags: &mut Diagnostics,
@@ -281,7 +291,7 @@ fn compile(
         .recheck
         .as_ref()
         .and_then(|d| positive(p, "recheck", d, diags))
-        .unwrap_or(lane::DEFAULT_RECHECK);
+        .unwrap_or(settings.recheck);
     let retry = raw.retry.as_ref().and_then(|r| {
         let delay = positive(p, "retry.delay", &r.value.delay, diags)?;
         let window = positive(p, "retry.window", &r.value.window, diags)?;

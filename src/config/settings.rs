@@ -195,13 +195,62 @@ fn builtin(name: &str) -> Option<MetricSource> {
     }
 }
 
+/// Retention of run logs under `state/runs/<lane>/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLogs {
+    /// A log is cut to this many bytes (head and tail kept) when its run ends.
+    pub max_bytes: u64,
+    /// Logs kept per lane.
+    pub keep: usize,
+    /// Logs older than this are removed.
+    pub max_age: Duration,
+}
+
+impl Default for RunLogs {
+    fn default() -> Self {
+        Self {
+            max_bytes: 10 * 1024 * 1024,
+            keep: 50,
+            max_age: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
 /// The host settings in force.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Named metric sources.
     pub metrics: MetricCatalog,
     /// Rhai budgets.
     pub rhai: RhaiLimits,
+    /// Concurrent runs allowed per group (groups not listed allow 1).
+    pub groups: BTreeMap<String, usize>,
+    /// Default `recheck` for lanes that set none.
+    pub recheck: Duration,
+    /// On shutdown, running children get this long to finish before TERM.
+    pub shutdown_timeout: Duration,
+    /// Run log size cap and retention.
+    pub run_logs: RunLogs,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            metrics: MetricCatalog::default(),
+            rhai: RhaiLimits::default(),
+            groups: BTreeMap::new(),
+            recheck: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(60),
+            run_logs: RunLogs::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// How many runs of `group` may run at once.
+    pub fn max_concurrent(&self, group: &str) -> usize {
+        self.groups.get(group).copied().unwrap_or(1)
+    }
 }
 
 #[derive(Deserialize)]
@@ -211,6 +260,45 @@ struct RawSettings {
     metrics: BTreeMap<String, Spanned<RawMetric>>,
     #[serde(default)]
     limits: Option<RawLimits>,
+    #[serde(default)]
+    groups: BTreeMap<String, Spanned<RawGroup>>,
+    recheck: Option<Spanned<DurationSetting>>,
+    shutdown_timeout: Option<Spanned<DurationSetting>>,
+    run_logs: Option<RawRunLogs>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    max_concurrent: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRunLogs {
+    max_bytes: Option<u64>,
+    keep: Option<usize>,
+    max_age: Option<Spanned<DurationSetting>>,
+}
+
+/// A positive duration, or a diagnostic.
+fn positive(
+    path: &Path,
+    field: &str,
+    v: &Spanned<DurationSetting>,
+    diags: &mut Diagnostics,
+) -> Option<Duration> {
+    match v.value {
+        DurationSetting::On(d) => Some(d),
+        DurationSetting::Off => {
+            diags.push(Diagnostic::yaml(
+                path,
+                v.referenced,
+                format!("`{field}` must be a positive duration"),
+            ));
+            None
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -270,6 +358,43 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
                 metric.referenced,
                 format!("metric `{name}`: {msg}"),
             )),
+        }
+    }
+    for (name, group) in raw.groups {
+        if group.value.max_concurrent == 0 {
+            diags.push(Diagnostic::yaml(
+                path,
+                group.referenced,
+                format!("group `{name}`: max_concurrent must be at least 1"),
+            ));
+        } else {
+            settings.groups.insert(name, group.value.max_concurrent);
+        }
+    }
+    if let Some(d) = raw
+        .recheck
+        .as_ref()
+        .and_then(|d| positive(path, "recheck", d, diags))
+    {
+        settings.recheck = d;
+    }
+    if let Some(d) = raw
+        .shutdown_timeout
+        .as_ref()
+        .and_then(|d| positive(path, "shutdown_timeout", d, diags))
+    {
+        settings.shutdown_timeout = d;
+    }
+    if let Some(logs) = raw.run_logs {
+        let r = &mut settings.run_logs;
+        r.max_bytes = logs.max_bytes.unwrap_or(r.max_bytes);
+        r.keep = logs.keep.unwrap_or(r.keep).max(1);
+        if let Some(d) = logs
+            .max_age
+            .as_ref()
+            .and_then(|d| positive(path, "run_logs.max_age", d, diags))
+        {
+            r.max_age = d;
         }
     }
     if let Some(rhai) = raw.limits.and_then(|l| l.rhai) {

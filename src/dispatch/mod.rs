@@ -5,6 +5,7 @@
 //! obey the same lock and leave the same records.
 
 pub mod lock;
+pub mod logs;
 pub mod process;
 
 use std::fs::File;
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::config::Lane;
 use crate::config::duration::format;
+use crate::config::settings::RunLogs;
 use crate::home::Home;
 use crate::state::{ExitInfo, RunEnd, RunResult, RunStart, Store, StoreError};
 use lock::{LaneLock, LockError};
@@ -212,19 +214,39 @@ pub fn forward_signals(stop: StopSender) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs `lane`'s command under its lock and records the outcome. Returns once the child has
-/// exited (or been stopped through `stop`) and the outcome is recorded.
-pub async fn run_lane(
+/// A run whose child has started and whose start is recorded; [`StartedRun::wait`] sees it to
+/// its end. Holds the lane lock until then.
+pub struct StartedRun {
+    _lock: LaneLock,
+    log_rules: RunLogs,
+    child: tokio::process::Child,
+    lane: Lane,
+    run_id: i64,
+    pid: u32,
+    log_path: PathBuf,
+    started: Instant,
+}
+
+/// What [`start_run`] did.
+pub enum Start {
+    /// The child runs.
+    Running(StartedRun),
+    /// The command could not be started; the failure is recorded.
+    Failed(RunReport),
+}
+
+/// Takes the lane lock, starts the command in its own process group and records the run
+/// (stamping `last_run_at`). Returns as soon as the child has been exec'd.
+pub fn start_run(
     home: &Home,
     lane: &Lane,
+    log_rules: &RunLogs,
     store: &dyn Store,
     clock: &dyn Clock,
     source: &str,
-    on_start: &mut dyn StartListener,
-    mut stop: StopReceiver,
-) -> Result<RunReport, DispatchError> {
+) -> Result<Start, DispatchError> {
     let started_at = clock.now();
-    let _lock = acquire(home, &lane.name, store, started_at)?;
+    let lock = acquire(home, &lane.name, store, started_at)?;
 
     let log_dir = home.run_log_dir(&lane.name);
     std::fs::create_dir_all(&log_dir).map_err(io_err(
@@ -253,8 +275,8 @@ pub async fn run_lane(
         .stderr(Stdio::from(log_err))
         .process_group(0)
         .kill_on_drop(false);
-    let clock_start = Instant::now();
-    let mut child = match command.spawn() {
+    let started = Instant::now();
+    let child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
             let why = format!(
@@ -271,26 +293,26 @@ pub async fn run_lane(
                 log_path: Some(&log_str),
             };
             let run_id = store.begin_run(&run)?;
-            store.finish_run(
-                run_id,
-                &RunEnd {
-                    at: clock.now(),
-                    result: RunResult::Failure,
-                    exit: None,
-                },
-            )?;
-            return Ok(RunReport {
+            let end = RunEnd {
+                at: clock.now(),
+                result: RunResult::Failure,
+                exit: None,
+            };
+            store.finish_run(run_id, &end)?;
+            tracing::error!(lane = %lane.name, "Run failed to start: {why}.");
+            return Ok(Start::Failed(RunReport {
                 run_id,
                 pid: None,
                 result: RunResult::Failure,
                 exit: None,
                 timed_out: false,
                 spawn_error: Some(why),
-                duration: clock_start.elapsed(),
+                duration: started.elapsed(),
                 log_path,
-            });
+            }));
         }
     };
+    let mut child = child;
     let pid = child.id().unwrap_or(0);
     let pid_start = process::start_time(pid).unwrap_or(0);
     let run = RunStart {
@@ -303,90 +325,144 @@ pub async fn run_lane(
     let run_id = match store.begin_run(&run) {
         Ok(id) => id,
         Err(e) => {
+            // Never leave a child running that nothing records: stop it and report why.
             process::signal_group(pid, Signal::SIGKILL);
-            let _ = child.wait().await;
+            let _ = child.start_kill();
             return Err(DispatchError::Unrecorded {
                 lane: lane.name.clone(),
                 source: e,
             });
         }
     };
-    tracing::info!(lane = %lane.name, pid, log = %log_str, "Run started.");
-    on_start.started(pid, &log_path);
+    tracing::info!(lane = %lane.name, pid, source, log = %log_str, "Run started.");
+    Ok(Start::Running(StartedRun {
+        _lock: lock,
+        log_rules: *log_rules,
+        child,
+        lane: lane.clone(),
+        run_id,
+        pid,
+        log_path,
+        started,
+    }))
+}
 
-    let deadline = cmd.timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut kill_at: Option<tokio::time::Instant> = None;
-    let mut timed_out = false;
-    let mut stop_closed = false;
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status,
-            _ = sleep_until(deadline), if deadline.is_some() && !timed_out => {
-                timed_out = true;
-                tracing::warn!(lane = %lane.name, pid, timeout = %format(cmd.timeout.unwrap_or_default()), "Run timed out; sending TERM to its process group.");
-                process::signal_group(pid, Signal::SIGTERM);
-                kill_at.get_or_insert(tokio::time::Instant::now() + cmd.grace);
-            }
-            _ = sleep_until(kill_at), if kill_at.is_some() => {
-                tracing::warn!(lane = %lane.name, pid, "Grace period over; sending KILL to its process group.");
-                process::signal_group(pid, Signal::SIGKILL);
-                kill_at = None;
-            }
-            changed = stop.changed(), if !stop_closed => {
-                match (changed, *stop.borrow_and_update()) {
-                    (Err(_), _) => stop_closed = true,
-                    (Ok(()), Some(sig)) => {
-                        tracing::info!(lane = %lane.name, pid, signal = %sig, "Stopping the run.");
-                        process::signal_group(pid, sig);
-                        kill_at.get_or_insert(tokio::time::Instant::now() + cmd.grace);
+impl StartedRun {
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The run log.
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log_path
+    }
+
+    /// Waits for the child, enforcing the timeout (TERM to the group, `grace`, KILL) and
+    /// honouring `stop`, then records the outcome and releases the lock.
+    pub async fn wait(
+        mut self,
+        store: &dyn Store,
+        clock: &dyn Clock,
+        mut stop: StopReceiver,
+    ) -> Result<RunReport, DispatchError> {
+        let (lane, pid, cmd) = (&self.lane, self.pid, &self.lane.command);
+        let deadline = cmd.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut kill_at: Option<tokio::time::Instant> = None;
+        let mut timed_out = false;
+        let mut stop_closed = false;
+        let status = loop {
+            tokio::select! {
+                status = self.child.wait() => break status,
+                _ = sleep_until(deadline), if deadline.is_some() && !timed_out => {
+                    timed_out = true;
+                    tracing::warn!(lane = %lane.name, pid, timeout = %format(cmd.timeout.unwrap_or_default()), "Run timed out; sending TERM to its process group.");
+                    process::signal_group(pid, Signal::SIGTERM);
+                    kill_at.get_or_insert(tokio::time::Instant::now() + cmd.grace);
+                }
+                _ = sleep_until(kill_at), if kill_at.is_some() => {
+                    tracing::warn!(lane = %lane.name, pid, "Grace period over; sending KILL to its process group.");
+                    process::signal_group(pid, Signal::SIGKILL);
+                    kill_at = None;
+                }
+                changed = stop.changed(), if !stop_closed => {
+                    match (changed, *stop.borrow_and_update()) {
+                        (Err(_), _) => stop_closed = true,
+                        (Ok(()), Some(sig)) => {
+                            tracing::info!(lane = %lane.name, pid, signal = %sig, "Stopping the run.");
+                            process::signal_group(pid, sig);
+                            kill_at.get_or_insert(tokio::time::Instant::now() + cmd.grace);
+                        }
+                        (Ok(()), None) => {}
                     }
-                    (Ok(()), None) => {}
                 }
             }
+        };
+        // Members of the group that outlive a stopped leader get the rest of the grace, then KILL.
+        if let Some(at) = kill_at {
+            while process::group_alive(pid) && tokio::time::Instant::now() < at {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            process::signal_group(pid, Signal::SIGKILL);
         }
-    };
-    // Members of the group that outlive a stopped leader get the rest of the grace, then KILL.
-    if let Some(at) = kill_at {
-        while process::group_alive(pid) && tokio::time::Instant::now() < at {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        process::signal_group(pid, Signal::SIGKILL);
+        let exit = match status {
+            Ok(s) => {
+                use std::os::unix::process::ExitStatusExt;
+                s.code()
+                    .map(ExitInfo::Code)
+                    .or(s.signal().map(ExitInfo::Signal))
+            }
+            Err(e) => {
+                tracing::error!(lane = %lane.name, pid, "Lost track of the child: {e}.");
+                None
+            }
+        };
+        let result = match (exit, timed_out) {
+            (Some(ExitInfo::Code(0)), false) => RunResult::Success,
+            (None, _) => RunResult::Interrupted,
+            _ => RunResult::Failure,
+        };
+        let end = RunEnd {
+            at: clock.now(),
+            result,
+            exit,
+        };
+        store.finish_run(self.run_id, &end)?;
+        logs::tidy(&self.log_path, &self.log_rules);
+        let duration = self.started.elapsed();
+        tracing::info!(lane = %lane.name, pid, result = result.as_str(), exit = %exit.map(|e| e.to_string()).unwrap_or_else(|| "unknown".into()), duration = %format(duration), "Run finished.");
+        Ok(RunReport {
+            run_id: self.run_id,
+            pid: Some(pid),
+            result,
+            exit,
+            timed_out,
+            spawn_error: None,
+            duration,
+            log_path: self.log_path,
+        })
     }
-    let exit = match status {
-        Ok(s) => {
-            use std::os::unix::process::ExitStatusExt;
-            s.code()
-                .map(ExitInfo::Code)
-                .or(s.signal().map(ExitInfo::Signal))
+}
+
+/// Starts `lane`'s command and waits for it: [`start_run`] then [`StartedRun::wait`].
+#[allow(clippy::too_many_arguments)]
+pub async fn run_lane(
+    home: &Home,
+    lane: &Lane,
+    log_rules: &RunLogs,
+    store: &dyn Store,
+    clock: &dyn Clock,
+    source: &str,
+    on_start: &mut dyn StartListener,
+    stop: StopReceiver,
+) -> Result<RunReport, DispatchError> {
+    match start_run(home, lane, log_rules, store, clock, source)? {
+        Start::Failed(report) => Ok(report),
+        Start::Running(run) => {
+            on_start.started(run.pid(), run.log_path());
+            run.wait(store, clock, stop).await
         }
-        Err(e) => {
-            tracing::error!(lane = %lane.name, pid, "Lost track of the child: {e}.");
-            None
-        }
-    };
-    let result = match (exit, timed_out) {
-        (Some(ExitInfo::Code(0)), false) => RunResult::Success,
-        (None, _) => RunResult::Interrupted,
-        _ => RunResult::Failure,
-    };
-    let end = RunEnd {
-        at: clock.now(),
-        result,
-        exit,
-    };
-    store.finish_run(run_id, &end)?;
-    let duration = clock_start.elapsed();
-    tracing::info!(lane = %lane.name, pid, result = result.as_str(), exit = ?exit, duration = %format(duration), "Run finished.");
-    Ok(RunReport {
-        run_id,
-        pid: Some(pid),
-        result,
-        exit,
-        timed_out,
-        spawn_error: None,
-        duration,
-        log_path,
-    })
+    }
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

@@ -5,6 +5,7 @@
 //! `explain` all call it, so they cannot disagree.
 
 pub mod decision;
+pub mod fairness;
 pub mod schedule;
 
 use std::sync::Arc;
@@ -42,7 +43,13 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
         chain: Vec::new(),
     };
 
-    match schedule::due(&lane.schedule, &lane.zone, state.last_run_at, now) {
+    let mut due = schedule::due(&lane.schedule, &lane.zone, state.last_run_at, now);
+    if matches!(due, Due::NotDue { .. })
+        && let Some(retry) = schedule::retry_due(lane.retry, &state, now)
+    {
+        due = retry;
+    }
+    match due {
         Due::Disabled => {
             let mut entry = ChainEntry::builtin(
                 SCHEDULE_GATE,
@@ -192,21 +199,37 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
     }
 }
 
-/// One evaluation pass over `lanes` at `now`: every lane shares one host, so probes and metric
-/// reads are made once per pass. `check`, `run`, `explain` and simulations all come through here.
+/// One evaluation pass over every lane at `now`: every lane shares one host, so probes and
+/// metric reads are made once per pass; then concurrency groups pick which triggers may run.
+/// `check`, `run`, `explain` and simulations all come through here, so they cannot disagree.
+/// The lane named by `explain` has its whole chain evaluated.
 pub fn pass(
     lanes: &[&Lane],
     states: Arc<crate::state::LaneStates>,
     now: jiff::Timestamp,
     observer: Arc<dyn crate::observe::Observer>,
     settings: &crate::config::Settings,
-    mode: ChainMode,
+    explain: Option<&str>,
 ) -> Vec<Decision> {
     let host = Arc::new(PassHost::new(
         now,
-        states,
+        Arc::clone(&states),
         observer,
         Arc::new(settings.metrics.clone()),
     ));
-    lanes.iter().map(|lane| decide(lane, &host, mode)).collect()
+    let mut decisions: Vec<Decision> = lanes
+        .iter()
+        .map(|lane| {
+            let mode = if explain == Some(lane.name.as_str()) {
+                ChainMode::Full
+            } else {
+                ChainMode::FirstDeferral
+            };
+            decide(lane, &host, mode)
+        })
+        .collect();
+    fairness::arbitrate(&mut decisions, lanes, &states, now, &|g| {
+        settings.max_concurrent(g)
+    });
+    decisions
 }

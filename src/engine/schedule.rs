@@ -8,8 +8,9 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use super::decision::TriggerSource;
-use crate::config::Schedule;
 use crate::config::duration::format_ms;
+use crate::config::{Retry, Schedule};
+use crate::state::{LaneState, RunResult};
 
 /// What the schedule says.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +118,55 @@ pub fn due(
             }
         }
     }
+}
+
+/// A failed run is retried `retry.delay` after it ended, for as long as the failure streak is
+/// no older than `retry.window`. Returns the retry trigger when one is due now.
+pub fn retry_due(retry: Option<Retry>, state: &LaneState, now: Timestamp) -> Option<Due> {
+    let retry = retry?;
+    let failed = matches!(
+        state.last_result,
+        Some(RunResult::Failure | RunResult::Interrupted)
+    );
+    let (ended, since) = (state.last_ended_at?, state.failure_since?);
+    if !failed {
+        return None;
+    }
+    let streak = now.as_millisecond() - since.as_millisecond();
+    let waited = now.as_millisecond() - ended.as_millisecond();
+    let window = i64::try_from(retry.window.as_millis()).unwrap_or(i64::MAX);
+    let delay = i64::try_from(retry.delay.as_millis()).unwrap_or(i64::MAX);
+    (waited >= delay && streak <= window).then(|| Due::Due {
+        source: TriggerSource::FailedRunRetry,
+        reason: format!("failed-run-retry:{streak}"),
+        detail: format!(
+            "last run failed {} ago; retrying every {} while the failures are under {} old (streak {})",
+            format_ms(waited),
+            format_ms(delay),
+            format_ms(window),
+            format_ms(streak)
+        ),
+    })
+}
+
+/// When a pending retry becomes due, if one is pending.
+pub fn retry_at(retry: Option<Retry>, state: &LaneState) -> Option<Timestamp> {
+    let retry = retry?;
+    if !matches!(
+        state.last_result,
+        Some(RunResult::Failure | RunResult::Interrupted)
+    ) {
+        return None;
+    }
+    let at = state
+        .last_ended_at?
+        .checked_add(SignedDuration::try_from(retry.delay).ok()?)
+        .ok()?;
+    let window_end = state
+        .failure_since?
+        .checked_add(SignedDuration::try_from(retry.window).ok()?)
+        .ok()?;
+    (at <= window_end).then_some(at)
 }
 
 /// When the lane is (or was) next due: `None` when disabled or never run (due at once).

@@ -24,6 +24,8 @@ pub enum RunResult {
     Failure,
     /// lanekeeper lost track of the child (it died with its supervisor, or the host rebooted).
     Interrupted,
+    /// An adopted child ended, but not as our child, so its exit code cannot be known.
+    Unknown,
 }
 
 impl RunResult {
@@ -33,6 +35,7 @@ impl RunResult {
             RunResult::Success => "success",
             RunResult::Failure => "failure",
             RunResult::Interrupted => "interrupted",
+            RunResult::Unknown => "unknown",
         }
     }
 
@@ -42,6 +45,7 @@ impl RunResult {
             "success" => Some(RunResult::Success),
             "failure" => Some(RunResult::Failure),
             "interrupted" => Some(RunResult::Interrupted),
+            "unknown" => Some(RunResult::Unknown),
             _ => None,
         }
     }
@@ -96,6 +100,10 @@ pub struct LaneState {
     pub deferral_since: Option<Timestamp>,
     /// The reason of the current deferral streak.
     pub deferral_reason: Option<String>,
+    /// Since when runs have been failing without a success in between (for `retry`).
+    pub failure_since: Option<Timestamp>,
+    /// When the last run ended.
+    pub last_ended_at: Option<Timestamp>,
 }
 
 /// Every lane's recorded state, by lane name.
@@ -211,6 +219,10 @@ pub trait Store {
     fn record_decisions(&self, decisions: &[Decision]) -> Result<(), StoreError>;
     /// The most recent decision recorded for `lane` at or before `at`.
     fn decision_at(&self, lane: &str, at: Timestamp) -> Result<Option<Decision>, StoreError>;
+    /// Stores a daemon fact (e.g. the outcome of the last reload) under `key`.
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Reads a daemon fact.
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// The latest runs of a lane, newest first.
     fn recent_runs(&self, lane: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
 }

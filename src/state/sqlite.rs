@@ -54,6 +54,10 @@ const MIGRATIONS: &[&str] = &[
         body    TEXT NOT NULL
     );
     CREATE INDEX decisions_by_lane ON decisions(lane, at);",
+    // 2: when the last run ended (retry delays count from it), and daemon facts such as the
+    // outcome of the last configuration reload.
+    "ALTER TABLE lanes ADD COLUMN last_ended_at INTEGER;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
 /// A SQLite-backed [`Store`].
@@ -206,7 +210,8 @@ impl Store for SqliteStore {
             let mut stmt = tx
                 .prepare(
                     "SELECT lane, last_run_at, last_success_at, last_result, last_exit_code,
-                            last_signal, deferral_since, deferral_reason FROM lanes",
+                            last_signal, deferral_since, deferral_reason, failure_since,
+                            last_ended_at FROM lanes",
                 )
                 .map_err(|e| self.err("read lane states", e))?;
             let rows = stmt
@@ -224,6 +229,8 @@ impl Store for SqliteStore {
                             running: None,
                             deferral_since: ts(r.get(6)?),
                             deferral_reason: r.get(7)?,
+                            failure_since: ts(r.get(8)?),
+                            last_ended_at: ts(r.get(9)?),
                         },
                     ))
                 })
@@ -377,6 +384,26 @@ impl Store for SqliteStore {
         Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
     }
 
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.write("record daemon state", |tx| {
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err("read daemon state", e))
+    }
+
     fn recent_runs(&self, lane: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let mut stmt = self
             .conn
@@ -426,20 +453,23 @@ fn update_last_result(
     signal: Option<i32>,
 ) -> rusqlite::Result<()> {
     let ms = at.as_millisecond();
-    if result == RunResult::Success {
-        tx.execute(
-            "UPDATE lanes SET last_result = ?2, last_exit_code = ?3, last_signal = ?4,
-                 last_success_at = MAX(COALESCE(last_success_at, ?5), ?5), failure_since = NULL
-             WHERE lane = ?1",
-            params![lane, result.as_str(), code, signal, ms],
-        )?;
-    } else {
-        tx.execute(
-            "UPDATE lanes SET last_result = ?2, last_exit_code = ?3, last_signal = ?4,
-                 failure_since = COALESCE(failure_since, ?5)
-             WHERE lane = ?1",
-            params![lane, result.as_str(), code, signal, ms],
-        )?;
-    }
+    tx.execute(
+        "UPDATE lanes SET last_result = ?2, last_exit_code = ?3, last_signal = ?4,
+             last_ended_at = MAX(COALESCE(last_ended_at, ?5), ?5) WHERE lane = ?1",
+        params![lane, result.as_str(), code, signal, ms],
+    )?;
+    match result {
+        RunResult::Success => tx.execute(
+            "UPDATE lanes SET last_success_at = MAX(COALESCE(last_success_at, ?2), ?2),
+                 failure_since = NULL WHERE lane = ?1",
+            params![lane, ms],
+        )?,
+        RunResult::Failure | RunResult::Interrupted => tx.execute(
+            "UPDATE lanes SET failure_since = COALESCE(failure_since, ?2) WHERE lane = ?1",
+            params![lane, ms],
+        )?,
+        // An adopted run whose exit code could not be known neither starts nor ends a streak.
+        RunResult::Unknown => 0,
+    };
     Ok(())
 }

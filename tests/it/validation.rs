@@ -224,7 +224,7 @@ fn every_command_refuses_an_invalid_configuration_with_exit_1() {
     home.lane("a", &format!("schedule:\n  every: 1h\nbogus: 1\n{CMD}"));
     for args in [
         vec!["check"],
-        vec!["status"],
+        vec!["explain", "a"],
         vec!["fire", "a", "--wait"],
         vec!["run", "--once"],
     ] {
@@ -249,4 +249,20 @@ fn usage_errors_exit_2() {
     assert_eq!(home.run(&["frobnicate"]).status.code(), Some(2));
     let out = home.run(&["check", "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown lane `nope`"));
+}
+
+#[test]
+fn status_still_works_while_the_rules_are_invalid() {
+    let home = Home::new();
+    home.lane("good", &lane_yaml("1h", "", "[\"true\"]"));
+    home.lane("bad", &format!("schedule:\n  every: 1h\nbogus: 1\n{CMD}"));
+    let out = home.run(&["status"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("good") && !stdout.contains("bad "),
+        "{stdout}"
+    );
+    assert!(stderr.contains("bad.yaml:3:1"), "{stderr}");
 }

@@ -1,0 +1,70 @@
+//! What the daemon records and logs: one history entry and one log line per *change* of a
+//! lane's decision, not per pass. A deferral is logged when its episode starts, again only when
+//! its reason changes, and once when it ends. The original platform flooded its log otherwise.
+
+use std::collections::HashMap;
+
+use crate::engine::{Decision, Outcome};
+
+#[derive(Clone, PartialEq, Eq)]
+struct Key {
+    outcome: Outcome,
+    reason: Option<String>,
+    gate: Option<String>,
+}
+
+fn key(d: &Decision) -> Key {
+    // Trigger reasons carry counters (starvation, retry streaks); the source is what matters.
+    let reason = match d.outcome {
+        Outcome::Trigger => d.source.map(|s| s.as_str().to_string()),
+        _ => d.reason.clone(),
+    };
+    Key {
+        outcome: d.outcome,
+        reason,
+        gate: d.gate.clone(),
+    }
+}
+
+/// The last decision recorded per lane.
+#[derive(Default)]
+pub struct Episodes {
+    last: HashMap<String, (Key, bool)>,
+}
+
+impl Episodes {
+    /// Returns the decisions that differ from the last recorded one of their lane, logging
+    /// each change, and remembers them.
+    pub fn changes(&mut self, decisions: &[Decision]) -> Vec<Decision> {
+        let mut out = Vec::new();
+        for d in decisions {
+            let k = key(d);
+            let held = d.is_held();
+            let prev = self.last.get(&d.lane);
+            if prev.is_some_and(|(p, _)| *p == k) {
+                continue;
+            }
+            let was_held = prev.is_some_and(|(_, h)| *h);
+            let reason = d.reason.as_deref().unwrap_or("-");
+            let detail = d.detail.as_deref().unwrap_or("");
+            match (was_held, held) {
+                (false, true) => {
+                    tracing::info!(lane = %d.lane, reason, gate = d.gate.as_deref().unwrap_or("-"), detail, "Deferral started.")
+                }
+                (true, true) => {
+                    tracing::info!(lane = %d.lane, reason, gate = d.gate.as_deref().unwrap_or("-"), detail, "Deferral reason changed.")
+                }
+                (true, false) => {
+                    tracing::info!(lane = %d.lane, outcome = d.outcome.as_str(), "Deferral ended.")
+                }
+                (false, false) if d.outcome == Outcome::Disabled => {
+                    tracing::info!(lane = %d.lane, "Lane is disabled.")
+                }
+                (false, false) => {}
+            }
+            self.last.insert(d.lane.clone(), (k, held));
+            out.push(d.clone());
+        }
+        out
+    }
+}

@@ -1,0 +1,437 @@
+//! The coordinator daemon: `lanekeeper run`.
+//!
+//! One single-threaded event loop. It sleeps until the earliest of: the next time a lane becomes
+//! due, a deferred lane's re-check, a retry, a child exiting, a configuration change or a
+//! signal. It never polls on a timer otherwise. Each wake-up is one evaluation pass over every
+//! lane (one shared host, so probes are shared), run on a blocking thread because plugins block.
+//! Then the triggers that the groups allow are dispatched through the same code as `fire`.
+
+mod episodes;
+mod recovery;
+mod reload;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, Config, Diagnostics, Lane};
+use crate::dispatch::lock::{LaneLock, LockError};
+use crate::dispatch::{self, DispatchError, RunReport, Start, StopSender};
+use crate::engine::schedule::{next_due, retry_at};
+use crate::engine::{self, Decision, Outcome, SCHEDULE_GATE};
+use crate::home::Home;
+use crate::observe::{LiveObserver, Observer};
+use crate::state::{LaneStates, SqliteStore, Store, StoreError};
+
+/// The longest the loop sleeps without a reason, as a guard against clock jumps.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+/// How long to wait before trying again after a pass failed (e.g. the disk was full).
+const PASS_RETRY: Duration = Duration::from_secs(30);
+/// The store key of the last reload's outcome.
+pub const RELOAD_KEY: &str = "reload";
+
+/// Something that wakes the loop.
+#[derive(Debug)]
+pub enum Event {
+    /// A run this daemon supervises (or adopted) ended.
+    RunEnded(String, Option<Result<RunReport, String>>),
+    /// Configuration files changed, or SIGHUP.
+    Reload(&'static str),
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Another daemon holds the home.
+    #[error(
+        "another lanekeeper daemon ({holder}) already serves {home}; stop it first (one daemon per home)"
+    )]
+    AlreadyRunning {
+        /// Who holds it.
+        holder: String,
+        /// The home.
+        home: String,
+    },
+    /// The configuration is invalid at start (there is no last good one to fall back on).
+    #[error("invalid configuration")]
+    Config(Diagnostics),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Setting up the loop failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The outcome of the last configuration reload, as `status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadStatus {
+    /// When it happened.
+    pub at: Timestamp,
+    /// Whether it was applied.
+    pub ok: bool,
+    /// What started it (`file change`, `SIGHUP`).
+    pub trigger: String,
+    /// Why it was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What `run --once` did.
+#[derive(Debug, Default)]
+pub struct OnceReport {
+    /// The pass's decisions.
+    pub decisions: Vec<Decision>,
+    /// Each dispatched run and how it ended.
+    pub runs: Vec<(String, Result<RunReport, String>)>,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT, or one pass with `once`.
+pub fn run(home: &Home, once: bool) -> Result<OnceReport, DaemonError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Setup(format!("cannot start the runtime: {e}")))?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let (mut daemon, events) = Daemon::start(home, once)?;
+        daemon.serve(events).await
+    })
+}
+
+struct Daemon {
+    home: Home,
+    config: Arc<Config>,
+    store: Rc<SqliteStore>,
+    observer: Arc<dyn Observer>,
+    clock: Rc<dyn Clock>,
+    /// Runs this daemon started, by lane, with the way to stop them.
+    runs: HashMap<String, StopSender>,
+    episodes: episodes::Episodes,
+    events: UnboundedSender<Event>,
+    once: bool,
+    stopping: bool,
+    _lock: LaneLock,
+}
+
+impl Daemon {
+    fn start(home: &Home, once: bool) -> Result<(Self, UnboundedReceiver<Event>), DaemonError> {
+        // Absolute paths, so file-change events match whatever the working directory.
+        let home = Home::new(
+            std::fs::canonicalize(home.root()).unwrap_or_else(|_| home.root().to_path_buf()),
+        );
+        let lock = match LaneLock::try_acquire(&home.state_dir().join("daemon.lock")) {
+            Ok(l) => l,
+            Err(LockError::Busy { holder }) => {
+                return Err(DaemonError::AlreadyRunning {
+                    holder: holder.map_or("pid unknown".into(), |p| format!("pid {p}")),
+                    home: home.root().display().to_string(),
+                });
+            }
+            Err(e) => return Err(DaemonError::Setup(e.to_string())),
+        };
+        let config = config::load(&home).map_err(DaemonError::Config)?;
+        let store = Rc::new(SqliteStore::open(&home.database())?);
+        let clock: Rc<dyn Clock> = Rc::new(SystemClock);
+        let (tx, rx) = unbounded_channel();
+        recovery::recover(&home, &store, &clock, &tx, !once)?;
+        tracing::info!(home = %home.root().display(), lanes = config.lanes.len(), pid = std::process::id(), "Daemon started.");
+        Ok((
+            Self {
+                home,
+                config: Arc::new(config),
+                store,
+                observer: Arc::new(LiveObserver::default()),
+                clock,
+                runs: HashMap::new(),
+                episodes: episodes::Episodes::default(),
+                events: tx,
+                once,
+                stopping: false,
+                _lock: lock,
+            },
+            rx,
+        ))
+    }
+
+    async fn serve(
+        &mut self,
+        mut events: UnboundedReceiver<Event>,
+    ) -> Result<OnceReport, DaemonError> {
+        let setup = |e: std::io::Error| DaemonError::Setup(format!("cannot watch signals: {e}"));
+        let mut term = signal(SignalKind::terminate()).map_err(setup)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(setup)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(setup)?;
+        let _watch = if self.once {
+            None
+        } else {
+            match reload::watch(&self.home, self.events.clone()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!("{e}; hot reload is off, SIGHUP still reloads.");
+                    None
+                }
+            }
+        };
+
+        loop {
+            let (decisions, wake) = match self.pass().await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(
+                        "Evaluation pass failed: {e}; trying again in {}.",
+                        config::duration::format(PASS_RETRY)
+                    );
+                    (
+                        Vec::new(),
+                        self.clock.now() + SignedDuration::try_from(PASS_RETRY).unwrap_or_default(),
+                    )
+                }
+            };
+            if self.once {
+                let runs = self.drain(&mut events, None).await;
+                return Ok(OnceReport { decisions, runs });
+            }
+            let sleep = wake.duration_since(self.clock.now()).clamp(
+                SignedDuration::ZERO,
+                SignedDuration::try_from(MAX_SLEEP).unwrap_or_default(),
+            );
+            let sleep = Duration::try_from(sleep).unwrap_or(MAX_SLEEP);
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                Some(event) = events.recv() => self.handle(event).await,
+                Some(()) = hup.recv() => self.reload("SIGHUP").await,
+                Some(()) = term.recv() => return self.shutdown(&mut events, "SIGTERM").await,
+                Some(()) = int.recv() => return self.shutdown(&mut events, "SIGINT").await,
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::RunEnded(lane, _) => {
+                self.runs.remove(&lane);
+            }
+            Event::Reload(why) => self.reload(why).await,
+        }
+    }
+
+    /// Lane states as recorded, dead runs pruned, every configured lane present.
+    fn states(&self) -> Result<LaneStates, StoreError> {
+        let mut states = self.store.lane_states()?;
+        dispatch::process::prune_dead(&mut states);
+        for lane in &self.config.lanes {
+            states.entry(lane.name.clone()).or_default();
+        }
+        Ok(states)
+    }
+
+    /// One evaluation pass: decide, record changes, dispatch. Returns the decisions and when
+    /// the loop should wake next.
+    async fn pass(&mut self) -> Result<(Vec<Decision>, Timestamp), String> {
+        let now = self.clock.now();
+        let states = Arc::new(self.states().map_err(|e| e.to_string())?);
+        let (config, observer, st) = (
+            Arc::clone(&self.config),
+            Arc::clone(&self.observer),
+            Arc::clone(&states),
+        );
+        let decisions = tokio::task::spawn_blocking(move || {
+            let lanes: Vec<&Lane> = config.lanes.iter().collect();
+            engine::pass(&lanes, st, now, observer, &config.settings, None)
+        })
+        .await
+        .map_err(|e| format!("the evaluation thread failed: {e}"))?;
+
+        let changes = self.episodes.changes(&decisions);
+        if let Err(e) = self.store.record_decisions(&changes) {
+            tracing::error!("Could not record decisions: {e}.");
+        }
+        if !self.stopping {
+            for d in decisions.iter().filter(|d| d.outcome == Outcome::Trigger) {
+                self.dispatch(d);
+            }
+        }
+        let wake = self.next_wake(&decisions, &states, now);
+        Ok((decisions, wake))
+    }
+
+    fn dispatch(&mut self, decision: &Decision) {
+        let Some(lane) = self.config.lane(&decision.lane).cloned() else {
+            return;
+        };
+        let source = decision.source.map_or("periodic-sweep", |s| s.as_str());
+        let started = dispatch::start_run(
+            &self.home,
+            &lane,
+            &self.config.settings.run_logs,
+            &*self.store,
+            &*self.clock,
+            source,
+        );
+        match started {
+            Ok(Start::Running(run)) => {
+                let (stop, stop_rx) = dispatch::stop_channel();
+                self.runs.insert(lane.name.clone(), stop);
+                let (store, clock, events) = (
+                    Rc::clone(&self.store),
+                    Rc::clone(&self.clock),
+                    self.events.clone(),
+                );
+                tokio::task::spawn_local(async move {
+                    let report = run
+                        .wait(&*store, &*clock, stop_rx)
+                        .await
+                        .map_err(|e| e.to_string());
+                    if let Err(e) = &report {
+                        tracing::error!(lane = %lane.name, "{e}");
+                    }
+                    let _ = events.send(Event::RunEnded(lane.name.clone(), Some(report)));
+                });
+            }
+            Ok(Start::Failed(report)) => {
+                let _ = self
+                    .events
+                    .send(Event::RunEnded(lane.name.clone(), Some(Ok(report))));
+            }
+            Err(DispatchError::Busy { holder, .. }) => {
+                tracing::info!(lane = %lane.name, holder = %holder, "Not started: the lane is already running elsewhere.");
+            }
+            Err(e) => tracing::error!(lane = %lane.name, "Could not start the run: {e}."),
+        }
+    }
+
+    /// The earliest moment any decision could change without an event.
+    fn next_wake(&self, decisions: &[Decision], states: &LaneStates, now: Timestamp) -> Timestamp {
+        let mut wake = now + SignedDuration::try_from(MAX_SLEEP).unwrap_or_default();
+        for d in decisions {
+            let Some(lane) = self.config.lane(&d.lane) else {
+                continue;
+            };
+            let state = states.get(&d.lane).cloned().unwrap_or_default();
+            let candidates = match d.outcome {
+                Outcome::Disabled | Outcome::Trigger => vec![],
+                Outcome::Deferred if d.gate.as_deref() == Some(SCHEDULE_GATE) => vec![
+                    next_due(&lane.schedule, &lane.zone, state.last_run_at),
+                    retry_at(lane.retry, &state),
+                ],
+                Outcome::Deferred => vec![Some(
+                    now + SignedDuration::try_from(lane.recheck).unwrap_or_default(),
+                )],
+            };
+            for t in candidates.into_iter().flatten() {
+                wake = wake.min(t.max(now));
+            }
+        }
+        wake
+    }
+
+    async fn reload(&mut self, trigger: &str) {
+        let home = self.home.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&home)).await;
+        let status = match loaded {
+            Ok(Ok(config)) => {
+                tracing::info!(trigger, lanes = config.lanes.len(), "Reload applied.");
+                self.config = Arc::new(config);
+                ReloadStatus {
+                    at: self.clock.now(),
+                    ok: true,
+                    trigger: trigger.into(),
+                    error: None,
+                }
+            }
+            Ok(Err(diags)) => {
+                for d in &diags.0 {
+                    tracing::error!("{d}");
+                }
+                tracing::error!(
+                    trigger,
+                    problems = diags.0.len(),
+                    "Reload rejected; keeping the last good configuration."
+                );
+                ReloadStatus {
+                    at: self.clock.now(),
+                    ok: false,
+                    trigger: trigger.into(),
+                    error: Some(diags.to_string().trim_end().to_string()),
+                }
+            }
+            Err(e) => {
+                tracing::error!("Reload failed: {e}.");
+                return;
+            }
+        };
+        match serde_json::to_string(&status) {
+            Ok(json) => {
+                if let Err(e) = self.store.set_meta(RELOAD_KEY, &json) {
+                    tracing::error!("Could not record the reload outcome: {e}.");
+                }
+            }
+            Err(e) => tracing::error!("Could not encode the reload outcome: {e}."),
+        }
+    }
+
+    /// Waits for this daemon's runs to end (all of them, or until `deadline`).
+    async fn drain(
+        &mut self,
+        events: &mut UnboundedReceiver<Event>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Vec<(String, Result<RunReport, String>)> {
+        let mut ended = Vec::new();
+        while !self.runs.is_empty() {
+            let event = match deadline {
+                Some(at) => tokio::select! {
+                    e = events.recv() => e,
+                    _ = tokio::time::sleep_until(at) => break,
+                },
+                None => events.recv().await,
+            };
+            match event {
+                Some(Event::RunEnded(lane, report)) => {
+                    self.runs.remove(&lane);
+                    if let Some(r) = report {
+                        ended.push((lane, r));
+                    }
+                }
+                Some(Event::Reload(_)) => {}
+                None => break,
+            }
+        }
+        ended
+    }
+
+    async fn shutdown(
+        &mut self,
+        events: &mut UnboundedReceiver<Event>,
+        why: &str,
+    ) -> Result<OnceReport, DaemonError> {
+        self.stopping = true;
+        let timeout = self.config.settings.shutdown_timeout;
+        tracing::info!(signal = why, running = self.runs.len(), timeout = %config::duration::format(timeout), "Shutting down: no new runs; waiting for running children.");
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut runs = self.drain(events, Some(deadline)).await;
+        if !self.runs.is_empty() {
+            tracing::warn!(
+                running = self.runs.len(),
+                "Shutdown timeout over; stopping the remaining runs (TERM, then KILL after their grace)."
+            );
+            for stop in self.runs.values() {
+                let _ = stop.send(Some(Signal::SIGTERM));
+            }
+            runs.extend(self.drain(events, None).await);
+        }
+        tracing::info!("Daemon stopped.");
+        Ok(OnceReport {
+            decisions: Vec::new(),
+            runs,
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! Crash recovery at start: runs recorded as in progress are either still alive (adopted and
+//! watched to their end) or gone (recorded as `interrupted`, which counts as a failure).
+//! Nothing recorded is silently dropped.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::Event;
+use crate::clock::Clock;
+use crate::dispatch::lock::{LaneLock, LockError};
+use crate::dispatch::process;
+use crate::home::Home;
+use crate::state::{RunEnd, RunResult, RunningRun, SqliteStore, Store, StoreError};
+
+/// How often an adopted child (not ours to `wait` on) is checked for exit.
+const ADOPTED_POLL: Duration = Duration::from_secs(1);
+
+/// Closes or adopts every run recorded as in progress. `adopt` is false for `run --once`,
+/// which must not wait on children it did not start.
+pub fn recover(
+    home: &Home,
+    store: &Rc<SqliteStore>,
+    clock: &Rc<dyn Clock>,
+    events: &UnboundedSender<Event>,
+    adopt: bool,
+) -> Result<(), StoreError> {
+    for (lane, state) in store.lane_states()? {
+        let Some(run) = state.running else { continue };
+        // A live supervisor (`fire`, another lanekeeper) holds the lane lock and will record
+        // the outcome itself; only runs nobody supervises are ours to settle.
+        let lock = match LaneLock::try_acquire(&home.lock_file(&lane)) {
+            Ok(lock) => lock,
+            Err(LockError::Busy { .. }) => continue,
+            Err(e) => {
+                tracing::warn!(lane = %lane, "Cannot check the lane lock: {e}.");
+                continue;
+            }
+        };
+        if process::is_alive(run.pid, run.pid_start) {
+            if adopt {
+                watch_adopted(
+                    lane,
+                    run,
+                    lock,
+                    Rc::clone(store),
+                    Rc::clone(clock),
+                    events.clone(),
+                );
+            }
+        } else {
+            store.finish_run(
+                run.run_id,
+                &RunEnd {
+                    at: clock.now(),
+                    result: RunResult::Interrupted,
+                    exit: None,
+                },
+            )?;
+            tracing::warn!(lane = %lane, pid = run.pid, started = %run.started_at, "Recorded a run as interrupted: its process is gone.");
+        }
+    }
+    Ok(())
+}
+
+fn watch_adopted(
+    lane: String,
+    run: RunningRun,
+    lock: LaneLock,
+    store: Rc<SqliteStore>,
+    clock: Rc<dyn Clock>,
+    events: UnboundedSender<Event>,
+) {
+    tracing::info!(lane = %lane, pid = run.pid, started = %run.started_at, "Adopted a run that outlived the previous daemon; watching it.");
+    tokio::task::spawn_local(async move {
+        let _lock = lock;
+        while process::is_alive(run.pid, run.pid_start) {
+            tokio::time::sleep(ADOPTED_POLL).await;
+        }
+        let end = RunEnd {
+            at: clock.now(),
+            result: RunResult::Unknown,
+            exit: None,
+        };
+        match store.finish_run(run.run_id, &end) {
+            Ok(()) => {
+                tracing::warn!(lane = %lane, pid = run.pid, "Adopted run ended; its exit code cannot be known because it was not this daemon's child.")
+            }
+            Err(e) => {
+                tracing::error!(lane = %lane, "Could not record the end of an adopted run: {e}.")
+            }
+        }
+        let _ = events.send(Event::RunEnded(lane, None));
+    });
+}

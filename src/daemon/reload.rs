@@ -1,0 +1,69 @@
+//! Watching `rules/`, `plugins/` and `lanekeeper.yaml` for changes.
+//!
+//! Editors save by writing a temporary file and renaming it, which produces a burst of events;
+//! the debouncer folds each burst into one reload request. Directories are watched (not files)
+//! so renames are seen.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify_debouncer_full::notify::event::ModifyKind;
+use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::Event;
+use crate::home::Home;
+
+/// Keeps the watch alive while held.
+pub type Watch = Debouncer<RecommendedWatcher, RecommendedCache>;
+
+/// How long a burst of file events is folded before one reload.
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Sends [`Event::Reload`] whenever a rules, plugin or settings file changes.
+pub fn watch(home: &Home, events: UnboundedSender<Event>) -> Result<Watch, String> {
+    let rules = home.rules_dir();
+    let plugins = home.plugins_dir();
+    let settings = home.settings_file();
+    let relevant = {
+        let (rules, plugins, settings) = (rules.clone(), plugins.clone(), settings.clone());
+        move |p: &Path| {
+            p.starts_with(&rules) || p.parent() == Some(plugins.as_path()) || p == settings
+        }
+    };
+    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
+        let Ok(events_seen) = result else { return };
+        // Only writes count: loading the configuration reads these files, and reacting to
+        // those access events would reload forever.
+        let changed: Vec<PathBuf> = events_seen
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::Create(_)
+                        | EventKind::Remove(_)
+                        | EventKind::Modify(
+                            ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any
+                        )
+                )
+            })
+            .flat_map(|e| e.paths.iter())
+            .filter(|p| relevant(p))
+            .cloned()
+            .collect();
+        if !changed.is_empty() {
+            tracing::debug!(paths = ?changed, "Configuration files changed.");
+            let _ = events.send(Event::Reload("file change"));
+        }
+    })
+    .map_err(|e| format!("cannot start watching files: {e}"))?;
+    for dir in [home.root(), rules.as_path(), plugins.as_path()] {
+        if dir.is_dir() {
+            debouncer
+                .watch(dir, RecursiveMode::NonRecursive)
+                .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+        }
+    }
+    Ok(debouncer)
+}
