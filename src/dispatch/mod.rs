@@ -229,8 +229,8 @@ pub struct StartedRun {
 
 /// What [`start_run`] did.
 pub enum Start {
-    /// The child runs.
-    Running(StartedRun),
+    /// The child runs (boxed: it carries the child handle and the lock).
+    Running(Box<StartedRun>),
     /// The command could not be started; the failure is recorded.
     Failed(RunReport),
 }
@@ -335,7 +335,7 @@ pub fn start_run(
         }
     };
     tracing::info!(lane = %lane.name, pid, source, log = %log_str, "Run started.");
-    Ok(Start::Running(StartedRun {
+    Ok(Start::Running(Box::new(StartedRun {
         _lock: lock,
         log_rules: *log_rules,
         child,
@@ -344,7 +344,7 @@ pub fn start_run(
         pid,
         log_path,
         started,
-    }))
+    })))
 }
 
 impl StartedRun {

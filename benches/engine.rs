@@ -1,0 +1,336 @@
+//! Engine and Rhai gate benchmarks (issue 2).
+//!
+//! Run with `cargo bench --bench engine`; results are recorded in `docs/PERFORMANCE.md`.
+//!
+//! Rows:
+//! - `gate_native`: a Rust `Gate` returning `Pass`, called through `dyn Gate` (the baseline).
+//! - `gate_rhai_trivial`: a Rhai plugin `fn evaluate(ctx) { () }`, loaded through `config::load`.
+//! - `gate_rhai_trivial_berlin`: the same, with the lane zone Europe/Berlin instead of UTC.
+//! - `decide_sandman_cached_probe`: the full sandman chain (four Rhai gates) on a warmed pass,
+//!   so the provider probe is answered from the pass cache.
+//! - `decide_sandman_not_due`: sandman when its interval has not elapsed (schedule gate only).
+//! - `decide_sandman_fresh_pass`: `PassHost::new` + one decide, probe not cached (stub observer).
+//! - `sandman_gate`: each sandman gate alone on the warmed pass, with evidence recording.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use lanekeeper::config::settings::{MetricCatalog, MetricSource};
+use lanekeeper::config::{self, Config, Lane};
+use lanekeeper::engine::{self, ChainMode, Outcome};
+use lanekeeper::home::Home;
+use lanekeeper::observe::{HttpResult, Observer};
+use lanekeeper::plugins::{Gate, GateInput, PassHost, PluginError, Verdict, host};
+use lanekeeper::state::{LaneState, LaneStates};
+
+fn main() {
+    divan::main();
+    // The cached-probe row must not have probed more than once (the warm-up).
+    if SANDMAN.get().is_some() {
+        let probes = CACHED_PASS_PROBES.load(Ordering::Relaxed);
+        eprintln!("observer calls on the reused (cached) pass: {probes}");
+        assert_eq!(
+            probes, 1,
+            "the provider probe was not answered from the pass cache"
+        );
+    }
+    if FRESH_PASS_PROBES.load(Ordering::Relaxed) > 0 {
+        eprintln!(
+            "observer calls across fresh passes: {}",
+            FRESH_PASS_PROBES.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// 03:00 Europe/Berlin (CEST): inside sandman's off-peak window 01:00-06:00.
+fn now() -> Timestamp {
+    "2026-05-10T01:00:00Z"
+        .parse()
+        .expect("a valid RFC 3339 instant")
+}
+
+fn hours_before(now: Timestamp, hours: i64) -> Timestamp {
+    now.checked_sub(SignedDuration::from_hours(hours))
+        .expect("in range")
+}
+
+/// Answers every probe with 200 instantly and counts the calls.
+struct StubObserver {
+    calls: &'static AtomicUsize,
+}
+
+impl Observer for StubObserver {
+    fn http_get(&self, _url: &str, _timeout: Duration) -> HttpResult {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        HttpResult {
+            status: Some(200),
+            latency_ms: 1.0,
+            error: None,
+        }
+    }
+
+    fn metric(&self, _source: &MetricSource) -> Result<f64, String> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        Ok(0.0)
+    }
+}
+
+static CACHED_PASS_PROBES: AtomicUsize = AtomicUsize::new(0);
+static FRESH_PASS_PROBES: AtomicUsize = AtomicUsize::new(0);
+static UNUSED_PROBES: AtomicUsize = AtomicUsize::new(0);
+
+fn pass(states: Arc<LaneStates>, calls: &'static AtomicUsize) -> Arc<PassHost> {
+    Arc::new(PassHost::new(
+        now(),
+        states,
+        Arc::new(StubObserver { calls }),
+        Arc::new(MetricCatalog::default()),
+    ))
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Loads a home through the real loader; the temp dir is dropped once the scripts are compiled.
+fn load(populate: impl FnOnce(&Path)) -> Config {
+    let dir = tempfile::tempdir().expect("temp home");
+    std::fs::create_dir(dir.path().join("plugins")).expect("plugins/");
+    std::fs::create_dir(dir.path().join("rules")).expect("rules/");
+    populate(dir.path());
+    match config::load(&Home::new(dir.path())) {
+        Ok(config) => config,
+        Err(diags) => panic!("config did not load: {diags:?}"),
+    }
+}
+
+fn lane<'a>(config: &'a Config, name: &str) -> &'a Lane {
+    config
+        .lane(name)
+        .unwrap_or_else(|| panic!("lane {name} loaded"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gates
+
+struct NativePass;
+
+impl Gate for NativePass {
+    fn evaluate(&self, _input: &GateInput<'_>) -> Result<Verdict, PluginError> {
+        Ok(Verdict::Pass { detail: None })
+    }
+}
+
+struct Trivial {
+    config: Config,
+    pass: Arc<PassHost>,
+}
+
+static TRIVIAL: LazyLock<Trivial> = LazyLock::new(|| {
+    let config = load(|home| {
+        write(
+            &home.join("plugins/trivial.rhai"),
+            "fn evaluate(ctx) { () }\n",
+        );
+        write(
+            &home.join("rules/t.yaml"),
+            "schedule:\n  every: 24h\npreconditions:\n  - use: trivial\ncommand:\n  argv: [\"true\"]\n",
+        );
+    });
+    Trivial {
+        config,
+        pass: pass(Arc::new(LaneStates::new()), &UNUSED_PROBES),
+    }
+});
+
+/// Baseline: a native Rust gate, called through `dyn Gate` like the engine does.
+#[divan::bench]
+fn gate_native(bencher: divan::Bencher) {
+    let t = &*TRIVIAL;
+    let lane = lane(&t.config, "t");
+    let gate: Arc<dyn Gate> = Arc::new(NativePass);
+    let gate = divan::black_box(gate);
+    bencher.bench(|| {
+        gate.evaluate(&GateInput {
+            lane: &lane.name,
+            zone: &lane.zone,
+            pass: &t.pass,
+        })
+    });
+}
+
+/// `fn evaluate(ctx) { () }`: the fixed cost of a Rhai gate (context map, call, verdict).
+#[divan::bench]
+fn gate_rhai_trivial(bencher: divan::Bencher) {
+    let t = &*TRIVIAL;
+    let lane = lane(&t.config, "t");
+    let gate = &lane.gates[0].gate;
+    let input = GateInput {
+        lane: &lane.name,
+        zone: &lane.zone,
+        pass: &t.pass,
+    };
+    assert_eq!(
+        gate.evaluate(&input).expect("trivial gate evaluates"),
+        Verdict::Pass { detail: None }
+    );
+    bencher.bench(|| {
+        gate.evaluate(&GateInput {
+            lane: &lane.name,
+            zone: &lane.zone,
+            pass: &t.pass,
+        })
+    });
+}
+
+/// The trivial gate with sandman's zone (Europe/Berlin) instead of UTC: the context map's
+/// local-time fields cost more outside UTC.
+#[divan::bench]
+fn gate_rhai_trivial_berlin(bencher: divan::Bencher) {
+    let t = &*TRIVIAL;
+    let lane = lane(&t.config, "t");
+    let gate = &lane.gates[0].gate;
+    let zone = jiff::tz::TimeZone::get("Europe/Berlin").expect("bundled tzdb");
+    bencher.bench(|| {
+        gate.evaluate(&GateInput {
+            lane: &lane.name,
+            zone: &zone,
+            pass: &t.pass,
+        })
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sandman chain
+
+struct Sandman {
+    config: Config,
+    /// Sandman due (last run 25h ago), backup fresh (10h ago).
+    due: Arc<LaneStates>,
+    /// The warmed pass over `due`: the probe is in its cache.
+    cached: Arc<PassHost>,
+    /// Sandman ran 1h ago: not due.
+    not_due: Arc<PassHost>,
+}
+
+static SANDMAN: OnceLock<Sandman> = OnceLock::new();
+
+fn sandman() -> &'static Sandman {
+    SANDMAN.get_or_init(|| {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let config = load(|home| {
+            for (dir, ext) in [("plugins", "rhai"), ("rules", "yaml")] {
+                let entries = std::fs::read_dir(repo.join(dir)).expect("repo dir");
+                for entry in entries {
+                    let path = entry.expect("dir entry").path();
+                    if path.extension().is_some_and(|x| x == ext) {
+                        let name = path.file_name().expect("file name");
+                        std::fs::copy(&path, home.join(dir).join(name)).expect("copy");
+                    }
+                }
+            }
+        });
+        let now = now();
+        let mut due = LaneStates::new();
+        due.insert(
+            "backup".into(),
+            LaneState {
+                last_run_at: Some(hours_before(now, 10)),
+                last_success_at: Some(hours_before(now, 10)),
+                ..LaneState::default()
+            },
+        );
+        due.insert(
+            "sandman".into(),
+            LaneState {
+                last_run_at: Some(hours_before(now, 25)),
+                last_success_at: Some(hours_before(now, 25)),
+                ..LaneState::default()
+            },
+        );
+        let mut not_due = due.clone();
+        if let Some(s) = not_due.get_mut("sandman") {
+            s.last_run_at = Some(hours_before(now, 1));
+        }
+        let due = Arc::new(due);
+        let cached = pass(Arc::clone(&due), &CACHED_PASS_PROBES);
+        let lane = lane(&config, "sandman");
+        assert_eq!(lane.gates.len(), 4, "sandman has four preconditions");
+
+        // Warm the pass: the probe goes to the observer once, then lives in the pass cache.
+        let warm = engine::decide(lane, &cached, ChainMode::FirstDeferral);
+        assert_eq!(warm.outcome, Outcome::Trigger, "{warm:#?}");
+        assert_eq!(CACHED_PASS_PROBES.load(Ordering::Relaxed), 1);
+        let again = engine::decide(lane, &cached, ChainMode::FirstDeferral);
+        assert_eq!(again.outcome, Outcome::Trigger, "{again:#?}");
+        assert_eq!(
+            CACHED_PASS_PROBES.load(Ordering::Relaxed),
+            1,
+            "the probe was answered from the pass cache"
+        );
+
+        let not_due = pass(Arc::new(not_due), &UNUSED_PROBES);
+        let idle = engine::decide(lane, &not_due, ChainMode::FirstDeferral);
+        assert_eq!(idle.outcome, Outcome::Deferred, "{idle:#?}");
+        assert_eq!(idle.reason.as_deref(), Some(engine::REASON_NOT_DUE));
+
+        Sandman {
+            config,
+            due,
+            cached,
+            not_due,
+        }
+    })
+}
+
+/// The whole sandman chain on a warmed pass (probe answered from the pass cache).
+#[divan::bench]
+fn decide_sandman_cached_probe(bencher: divan::Bencher) {
+    let s = sandman();
+    let lane = lane(&s.config, "sandman");
+    bencher.bench(|| engine::decide(lane, &s.cached, ChainMode::FirstDeferral));
+}
+
+/// Sandman rechecked before its interval elapsed: decided by the schedule gate alone.
+#[divan::bench]
+fn decide_sandman_not_due(bencher: divan::Bencher) {
+    let s = sandman();
+    let lane = lane(&s.config, "sandman");
+    bencher.bench(|| engine::decide(lane, &s.not_due, ChainMode::FirstDeferral));
+}
+
+/// A fresh pass per iteration: `PassHost::new`, lane-state conversion, one uncached probe.
+#[divan::bench]
+fn decide_sandman_fresh_pass(bencher: divan::Bencher) {
+    let s = sandman();
+    let lane = lane(&s.config, "sandman");
+    bencher.bench(|| {
+        let pass = pass(Arc::clone(&s.due), &FRESH_PASS_PROBES);
+        engine::decide(lane, &pass, ChainMode::FirstDeferral)
+    });
+}
+
+/// One sandman gate at a time, inside `host::observe` as the engine runs it (evidence recorded),
+/// on the warmed pass: where the chain's time goes.
+#[divan::bench(args = ["backup-recency", "provider-probe", "contention", "off-peak"])]
+fn sandman_gate(bencher: divan::Bencher, gate: &str) {
+    let s = sandman();
+    let lane = lane(&s.config, "sandman");
+    let binding = lane
+        .gates
+        .iter()
+        .find(|b| b.name == gate)
+        .unwrap_or_else(|| panic!("sandman uses {gate}"));
+    bencher.bench(|| {
+        host::observe(&s.cached, &lane.name, || {
+            binding.gate.evaluate(&GateInput {
+                lane: &lane.name,
+                zone: &lane.zone,
+                pass: &s.cached,
+            })
+        })
+    });
+}
