@@ -6,6 +6,7 @@
 mod harness;
 
 mod chain;
+mod daemon;
 mod dispatch;
 mod history;
 mod plugins;

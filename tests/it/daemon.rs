@@ -1,0 +1,307 @@
+//! `lanekeeper run`: the daemon with real processes, file edits and signals.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Home, assert_decision, lane_yaml};
+
+/// A daemon running against a home; killed when dropped.
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(home: &Home) -> Self {
+        let log = std::fs::File::create(home.path().join("daemon.log")).unwrap();
+        let child = home
+            .command(&["run"])
+            .env("LANEKEEPER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let daemon = Self { child };
+        // The daemon records its first pass before anything else can be asserted.
+        wait_for(home, "the first pass", || log_of(home).contains("Daemon started."));
+        daemon
+    }
+
+    fn pid(&self) -> i64 {
+        i64::from(self.child.id())
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill").args(["-s", sig, &self.pid().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    fn wait_exit(mut self) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "daemon did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_of(home: &Home) -> String {
+    std::fs::read_to_string(home.path().join("daemon.log")).unwrap_or_default()
+}
+
+fn wait_for(home: &Home, what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}; daemon log:\n{}", log_of(home));
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn runs(home: &Home, lane: &str) -> usize {
+    std::fs::read_dir(home.path().join("state/runs").join(lane)).map(|d| d.count()).unwrap_or(0)
+}
+
+fn sh(script: &str) -> String {
+    format!("[sh, -c, {}]", serde_json::to_string(script).unwrap())
+}
+
+#[test]
+fn a_second_daemon_on_the_same_home_refuses_to_start_naming_the_first() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    let first = Daemon::start(&home);
+    let out = home.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains(&format!("pid {}", first.pid())), "{msg}");
+    assert_eq!(home.run(&["run", "--once"]).status.code(), Some(1), "nor does a one-shot pass");
+}
+
+#[test]
+fn fire_racing_the_daemon_never_runs_a_lane_twice() {
+    let home = Home::new();
+    home.lane("job", &lane_yaml("1h", "", &sh("sleep 2")));
+    let _daemon = Daemon::start(&home);
+    home.wait_status("job", "running", |s| s["running"].is_object());
+    let out = home.run(&["fire", "job", "--wait"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    home.wait_status("job", "done", |s| s["last_result"] == "success");
+    assert_eq!(runs(&home, "job"), 1);
+}
+
+#[test]
+fn after_kill_9_a_restarted_daemon_adopts_the_surviving_child_and_records_its_end() {
+    let home = Home::new();
+    home.lane("job", &lane_yaml("1h", "", &sh("sleep 2")));
+    let daemon = Daemon::start(&home);
+    let running = home.wait_status("job", "running", |s| s["running"].is_object());
+    let pid = running["running"]["pid"].as_i64().unwrap();
+    daemon.signal("KILL");
+    assert_eq!(daemon.wait_exit(), None, "killed by a signal");
+
+    let _restarted = Daemon::start(&home);
+    wait_for(&home, "adoption", || log_of(&home).contains("Adopted a run"));
+    assert_eq!(home.status("job")["running"]["pid"].as_i64(), Some(pid));
+    let done = home.wait_status("job", "the adopted run to end", |s| s["running"].is_null() && s["last_result"].is_string());
+    assert_eq!(done["last_result"], "unknown", "its exit code cannot be known: {done}");
+    assert!(log_of(&home).contains("exit code cannot be known"));
+}
+
+#[test]
+fn after_kill_9_of_daemon_and_child_a_restart_records_interrupted() {
+    let home = Home::new();
+    home.lane("job", &lane_yaml("1h", "", &sh("sleep 30")));
+    let daemon = Daemon::start(&home);
+    let running = home.wait_status("job", "running", |s| s["running"].is_object());
+    let pid = running["running"]["pid"].as_i64().unwrap();
+    daemon.signal("KILL");
+    daemon.wait_exit();
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+
+    let _restarted = Daemon::start(&home);
+    let s = home.status("job");
+    assert!(s["running"].is_null(), "{s}");
+    assert_eq!(s["last_result"], "interrupted", "a vanished run is never dropped silently: {s}");
+    assert!(log_of(&home).contains("Recorded a run as interrupted"), "{}", log_of(&home));
+}
+
+#[test]
+fn the_picker_prefers_priority_then_the_most_overdue_lane() {
+    let home = Home::new();
+    home.write("lanekeeper.yaml", "groups:\n  heavy: { max_concurrent: 1 }\n");
+    let lane = |every: &str, priority: u32| {
+        format!("schedule:\n  every: {every}\ngroup: heavy\npriority: {priority}\ncommand:\n  argv: [\"true\"]\n")
+    };
+    home.lane("backup", &lane("24h", 0));
+    home.lane("summary", &lane("10m", 5));
+    home.lane("kb-sync", &lane("30m", 5));
+    let ago = |h: i64| (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(h)).to_string();
+    // summary is 30 intervals overdue, kb-sync 4, backup barely: priority still wins.
+    home.ok(&["record", "summary", "--outcome", "success", "--at", &ago(5)]);
+    home.ok(&["record", "kb-sync", "--outcome", "success", "--at", &ago(2)]);
+    home.ok(&["record", "backup", "--outcome", "success", "--at", &ago(25)]);
+
+    let first = home.ok(&["run", "--once", "--json"]);
+    let by = |out: &str, lane: &str| -> serde_json::Value {
+        out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|d| d["lane"] == lane).unwrap()
+    };
+    assert_eq!(by(&first, "backup")["outcome"], "trigger");
+    let held = by(&first, "summary");
+    assert_decision(&held, "deferred", "peer-task-running");
+    assert!(held["detail"].as_str().unwrap().contains("backup goes first"), "{held}");
+
+    let second = home.ok(&["run", "--once", "--json"]);
+    assert_eq!(by(&second, "summary")["outcome"], "trigger", "most overdue next: {second}");
+    assert_decision(&by(&second, "kb-sync"), "deferred", "peer-task-running");
+
+    let third = home.ok(&["run", "--once", "--json"]);
+    assert_eq!(by(&third, "kb-sync")["outcome"], "trigger");
+}
+
+#[test]
+fn a_lane_blocked_by_a_running_group_member_names_it() {
+    let home = Home::new();
+    home.lane("long", &format!("schedule:\n  every: 1h\ngroup: heavy\ncommand:\n  argv: {}\n", sh("sleep 30")));
+    home.lane("short", "schedule:\n  every: 1h\ngroup: heavy\ncommand:\n  argv: [\"true\"]\n");
+    home.ok(&["fire", "long"]);
+    let pid = home.wait_status("long", "running", |s| s["running"].is_object())["running"]["pid"].as_i64().unwrap();
+    let d = home.check_at("short", "2026-05-10T00:00:00Z");
+    assert_decision(&d, "deferred", "peer-task-running");
+    assert!(d["detail"].as_str().unwrap().contains(&format!("long (pid {pid})")), "{d}");
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+}
+
+#[test]
+fn a_failed_run_is_retried_within_its_window_and_not_after_it() {
+    let home = Home::new();
+    home.lane("backup", "schedule:\n  every: 24h\nretry: { delay: 15m, window: 1h }\ncommand:\n  argv: [\"true\"]\n");
+    home.ok(&["record", "backup", "--outcome", "failure", "--at", "2026-05-10T00:00:00Z"]);
+    assert_decision(&home.check_at("backup", "2026-05-10T00:14:59Z"), "deferred", "interval-not-due");
+    let d = home.check_at("backup", "2026-05-10T00:15:00Z");
+    assert_eq!(d["outcome"], "trigger", "{d}");
+    assert_eq!(d["source"], "failed-run-retry");
+    assert_eq!(d["reason"], "failed-run-retry:900000");
+
+    // Failing again keeps the streak: retries go on while it is under an hour old.
+    home.ok(&["record", "backup", "--outcome", "failure", "--at", "2026-05-10T00:45:00Z"]);
+    assert_eq!(home.check_at("backup", "2026-05-10T01:00:00Z")["source"], "failed-run-retry");
+    assert_decision(&home.check_at("backup", "2026-05-10T01:00:01Z"), "deferred", "interval-not-due");
+
+    // A success ends the streak.
+    home.ok(&["record", "backup", "--outcome", "success", "--at", "2026-05-10T01:30:00Z"]);
+    assert_decision(&home.check_at("backup", "2026-05-10T01:50:00Z"), "deferred", "interval-not-due");
+}
+
+#[test]
+fn the_starvation_guard_waives_a_soft_off_peak_gate() {
+    let home = Home::standard();
+    // A one-minute window six hours away: outside now and for the next two hours.
+    let start = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC) + jiff::SignedDuration::from_hours(6);
+    let end = start.clone() + jiff::SignedDuration::from_mins(1);
+    let window = format!("{}-{}", start.strftime("%H:%M"), end.strftime("%H:%M"));
+    home.lane(
+        "sandman",
+        &format!("schedule:\n  every: 1h\npreconditions:\n  - use: off-peak\n    with: {{ window: \"{window}\" }}\n    soft: true\nmax_deferral: 1h\ncommand:\n  argv: [\"true\"]\n"),
+    );
+    let first = home.check_now("sandman");
+    assert_decision(&first, "deferred", "outside-off-peak");
+    let since: jiff::Timestamp = first["at"].as_str().unwrap().parse().unwrap();
+    let later = (since + jiff::SignedDuration::from_mins(61)).to_string();
+    let d = home.check_at("sandman", &later);
+    assert_eq!(d["source"], "starvation-guard", "{d}");
+    assert_eq!(d["chain"][1]["reason"], "outside-off-peak");
+    assert_eq!(d["chain"][1]["verdict"], "waived");
+}
+
+#[test]
+fn a_valid_edit_takes_effect_and_an_invalid_one_is_rejected_without_a_restart() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    let daemon = Daemon::start(&home);
+    home.wait_status("a", "the first run", |s| s["last_result"] == "success");
+
+    // A new lane appears and runs.
+    home.lane("b", &lane_yaml("1h", "", "[\"true\"]"));
+    home.wait_status("b", "the new lane to run", |s| s["last_result"] == "success");
+
+    // A broken edit is rejected with its place; the daemon keeps the last good rules.
+    home.lane("c", "schedule:\n  every: 1h\nbogus: 1\ncommand:\n  argv: [\"true\"]\n");
+    wait_for(&home, "the rejection", || log_of(&home).contains("Reload rejected"));
+    assert!(log_of(&home).contains("c.yaml:3:1: unknown field `bogus`"), "{}", log_of(&home));
+    let status = home.ok(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["reload"]["ok"], false);
+    assert!(v["reload"]["error"].as_str().unwrap().contains("bogus"));
+    assert!(home.ok(&["status"]).contains("last reload FAILED"));
+
+    // Still serving: SIGHUP reloads too, and a fix is picked up.
+    home.lane("c", &lane_yaml("1h", "", "[\"true\"]"));
+    home.wait_status("c", "the fixed lane to run", |s| s["last_result"] == "success");
+    daemon.signal("HUP");
+    wait_for(&home, "the SIGHUP reload", || log_of(&home).contains("trigger=\"SIGHUP\""));
+    assert_eq!(daemon.wait_exit_after_term(), Some(0));
+}
+
+impl Daemon {
+    fn wait_exit_after_term(self) -> Option<i32> {
+        self.signal("TERM");
+        self.wait_exit()
+    }
+}
+
+#[test]
+fn sigterm_lets_a_running_child_finish_and_records_it() {
+    let home = Home::new();
+    home.lane("job", &lane_yaml("1h", "", &sh("sleep 1; exit 3")));
+    let daemon = Daemon::start(&home);
+    home.wait_status("job", "running", |s| s["running"].is_object());
+    assert_eq!(daemon.wait_exit_after_term(), Some(0));
+    let s = home.status("job");
+    assert!(s["running"].is_null());
+    assert_eq!(s["last_exit"]["code"], 3, "the child finished on its own: {s}");
+}
+
+#[test]
+fn sigterm_stops_a_child_that_outlasts_the_shutdown_timeout() {
+    let home = Home::new();
+    home.write("lanekeeper.yaml", "shutdown_timeout: 500ms\n");
+    home.lane(
+        "job",
+        &format!("schedule:\n  every: 1h\ncommand:\n  argv: {}\n  grace: 1s\n", sh("sleep 60")),
+    );
+    let daemon = Daemon::start(&home);
+    home.wait_status("job", "running", |s| s["running"].is_object());
+    assert_eq!(daemon.wait_exit_after_term(), Some(0));
+    let s = home.status("job");
+    assert_eq!(s["last_result"], "failure");
+    assert_eq!(s["last_exit"]["signal"], 15);
+}
+
+#[test]
+fn the_daemon_logs_json_and_logs_a_deferral_once_per_episode() {
+    let home = Home::new();
+    home.write("plugins/wait.rhai", "fn evaluate(ctx) { \"waiting\" }\n");
+    home.lane("a", "schedule:\n  every: 1h\nrecheck: 100ms\npreconditions:\n  - use: wait\ncommand:\n  argv: [\"true\"]\n");
+    let log = std::fs::File::create(home.path().join("daemon.log")).unwrap();
+    let mut child = home.command(&["run", "--log-format", "json"]).stderr(log).spawn().unwrap();
+    // Many re-checks happen; the deferral is logged once.
+    wait_for(&home, "re-checks", || log_of(&home).contains("Deferral started."));
+    std::thread::sleep(Duration::from_millis(800));
+    let _ = std::process::Command::new("kill").args(["-s", "TERM", &child.id().to_string()]).status();
+    child.wait().unwrap();
+    let log = log_of(&home);
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("JSON log line")).collect();
+    let started = lines.iter().filter(|l| l["fields"]["message"] == "Deferral started.").count();
+    assert_eq!(started, 1, "{log}");
+}
