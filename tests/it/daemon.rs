@@ -22,7 +22,9 @@ impl Daemon {
             .unwrap();
         let daemon = Self { child };
         // The daemon records its first pass before anything else can be asserted.
-        wait_for(home, "the first pass", || log_of(home).contains("Daemon started."));
+        wait_for(home, "the first pass", || {
+            log_of(home).contains("Daemon started.")
+        });
         daemon
     }
 
@@ -31,7 +33,10 @@ impl Daemon {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill").args(["-s", sig, &self.pid().to_string()]).status().unwrap();
+        let ok = std::process::Command::new("kill")
+            .args(["-s", sig, &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -41,7 +46,10 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "daemon did not exit");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "daemon did not exit"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -61,13 +69,19 @@ fn log_of(home: &Home) -> String {
 fn wait_for(home: &Home, what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}; daemon log:\n{}", log_of(home));
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}; daemon log:\n{}",
+            log_of(home)
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
 
 fn runs(home: &Home, lane: &str) -> usize {
-    std::fs::read_dir(home.path().join("state/runs").join(lane)).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(home.path().join("state/runs").join(lane))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fn sh(script: &str) -> String {
@@ -83,7 +97,11 @@ fn a_second_daemon_on_the_same_home_refuses_to_start_naming_the_first() {
     assert_eq!(out.status.code(), Some(1));
     let msg = String::from_utf8_lossy(&out.stderr);
     assert!(msg.contains(&format!("pid {}", first.pid())), "{msg}");
-    assert_eq!(home.run(&["run", "--once"]).status.code(), Some(1), "nor does a one-shot pass");
+    assert_eq!(
+        home.run(&["run", "--once"]).status.code(),
+        Some(1),
+        "nor does a one-shot pass"
+    );
 }
 
 #[test]
@@ -110,10 +128,17 @@ fn after_kill_9_a_restarted_daemon_adopts_the_surviving_child_and_records_its_en
     assert_eq!(daemon.wait_exit(), None, "killed by a signal");
 
     let _restarted = Daemon::start(&home);
-    wait_for(&home, "adoption", || log_of(&home).contains("Adopted a run"));
+    wait_for(&home, "adoption", || {
+        log_of(&home).contains("Adopted a run")
+    });
     assert_eq!(home.status("job")["running"]["pid"].as_i64(), Some(pid));
-    let done = home.wait_status("job", "the adopted run to end", |s| s["running"].is_null() && s["last_result"].is_string());
-    assert_eq!(done["last_result"], "unknown", "its exit code cannot be known: {done}");
+    let done = home.wait_status("job", "the adopted run to end", |s| {
+        s["running"].is_null() && s["last_result"].is_string()
+    });
+    assert_eq!(
+        done["last_result"], "unknown",
+        "its exit code cannot be known: {done}"
+    );
     assert!(log_of(&home).contains("exit code cannot be known"));
 }
 
@@ -126,22 +151,37 @@ fn after_kill_9_of_daemon_and_child_a_restart_records_interrupted() {
     let pid = running["running"]["pid"].as_i64().unwrap();
     daemon.signal("KILL");
     daemon.wait_exit();
-    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(100));
 
     let _restarted = Daemon::start(&home);
     let s = home.status("job");
     assert!(s["running"].is_null(), "{s}");
-    assert_eq!(s["last_result"], "interrupted", "a vanished run is never dropped silently: {s}");
-    assert!(log_of(&home).contains("Recorded a run as interrupted"), "{}", log_of(&home));
+    assert_eq!(
+        s["last_result"], "interrupted",
+        "a vanished run is never dropped silently: {s}"
+    );
+    assert!(
+        log_of(&home).contains("Recorded a run as interrupted"),
+        "{}",
+        log_of(&home)
+    );
 }
 
 #[test]
 fn the_picker_prefers_priority_then_the_most_overdue_lane() {
     let home = Home::new();
-    home.write("lanekeeper.yaml", "groups:\n  heavy: { max_concurrent: 1 }\n");
+    home.write(
+        "lanekeeper.yaml",
+        "groups:\n  heavy: { max_concurrent: 1 }\n",
+    );
     let lane = |every: &str, priority: u32| {
-        format!("schedule:\n  every: {every}\ngroup: heavy\npriority: {priority}\ncommand:\n  argv: [\"true\"]\n")
+        format!(
+            "schedule:\n  every: {every}\ngroup: heavy\npriority: {priority}\ncommand:\n  argv: [\"true\"]\n"
+        )
     };
     home.lane("backup", &lane("24h", 0));
     home.lane("summary", &lane("10m", 5));
@@ -154,15 +194,28 @@ fn the_picker_prefers_priority_then_the_most_overdue_lane() {
 
     let first = home.ok(&["run", "--once", "--json"]);
     let by = |out: &str, lane: &str| -> serde_json::Value {
-        out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|d| d["lane"] == lane).unwrap()
+        out.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|d| d["lane"] == lane)
+            .unwrap()
     };
     assert_eq!(by(&first, "backup")["outcome"], "trigger");
     let held = by(&first, "summary");
     assert_decision(&held, "deferred", "peer-task-running");
-    assert!(held["detail"].as_str().unwrap().contains("backup goes first"), "{held}");
+    assert!(
+        held["detail"]
+            .as_str()
+            .unwrap()
+            .contains("backup goes first"),
+        "{held}"
+    );
 
     let second = home.ok(&["run", "--once", "--json"]);
-    assert_eq!(by(&second, "summary")["outcome"], "trigger", "most overdue next: {second}");
+    assert_eq!(
+        by(&second, "summary")["outcome"],
+        "trigger",
+        "most overdue next: {second}"
+    );
     assert_decision(&by(&second, "kb-sync"), "deferred", "peer-task-running");
 
     let third = home.ok(&["run", "--once", "--json"]);
@@ -172,42 +225,99 @@ fn the_picker_prefers_priority_then_the_most_overdue_lane() {
 #[test]
 fn a_lane_blocked_by_a_running_group_member_names_it() {
     let home = Home::new();
-    home.lane("long", &format!("schedule:\n  every: 1h\ngroup: heavy\ncommand:\n  argv: {}\n", sh("sleep 30")));
-    home.lane("short", "schedule:\n  every: 1h\ngroup: heavy\ncommand:\n  argv: [\"true\"]\n");
+    home.lane(
+        "long",
+        &format!(
+            "schedule:\n  every: 1h\ngroup: heavy\ncommand:\n  argv: {}\n",
+            sh("sleep 30")
+        ),
+    );
+    home.lane(
+        "short",
+        "schedule:\n  every: 1h\ngroup: heavy\ncommand:\n  argv: [\"true\"]\n",
+    );
     home.ok(&["fire", "long"]);
-    let pid = home.wait_status("long", "running", |s| s["running"].is_object())["running"]["pid"].as_i64().unwrap();
+    let pid = home.wait_status("long", "running", |s| s["running"].is_object())["running"]["pid"]
+        .as_i64()
+        .unwrap();
     let d = home.check_at("short", "2026-05-10T00:00:00Z");
     assert_decision(&d, "deferred", "peer-task-running");
-    assert!(d["detail"].as_str().unwrap().contains(&format!("long (pid {pid})")), "{d}");
-    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    assert!(
+        d["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("long (pid {pid})")),
+        "{d}"
+    );
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
 }
 
 #[test]
 fn a_failed_run_is_retried_within_its_window_and_not_after_it() {
     let home = Home::new();
     home.lane("backup", "schedule:\n  every: 24h\nretry: { delay: 15m, window: 1h }\ncommand:\n  argv: [\"true\"]\n");
-    home.ok(&["record", "backup", "--outcome", "failure", "--at", "2026-05-10T00:00:00Z"]);
-    assert_decision(&home.check_at("backup", "2026-05-10T00:14:59Z"), "deferred", "interval-not-due");
+    home.ok(&[
+        "record",
+        "backup",
+        "--outcome",
+        "failure",
+        "--at",
+        "2026-05-10T00:00:00Z",
+    ]);
+    assert_decision(
+        &home.check_at("backup", "2026-05-10T00:14:59Z"),
+        "deferred",
+        "interval-not-due",
+    );
     let d = home.check_at("backup", "2026-05-10T00:15:00Z");
     assert_eq!(d["outcome"], "trigger", "{d}");
     assert_eq!(d["source"], "failed-run-retry");
     assert_eq!(d["reason"], "failed-run-retry:900000");
 
     // Failing again keeps the streak: retries go on while it is under an hour old.
-    home.ok(&["record", "backup", "--outcome", "failure", "--at", "2026-05-10T00:45:00Z"]);
-    assert_eq!(home.check_at("backup", "2026-05-10T01:00:00Z")["source"], "failed-run-retry");
-    assert_decision(&home.check_at("backup", "2026-05-10T01:00:01Z"), "deferred", "interval-not-due");
+    home.ok(&[
+        "record",
+        "backup",
+        "--outcome",
+        "failure",
+        "--at",
+        "2026-05-10T00:45:00Z",
+    ]);
+    assert_eq!(
+        home.check_at("backup", "2026-05-10T01:00:00Z")["source"],
+        "failed-run-retry"
+    );
+    assert_decision(
+        &home.check_at("backup", "2026-05-10T01:00:01Z"),
+        "deferred",
+        "interval-not-due",
+    );
 
     // A success ends the streak.
-    home.ok(&["record", "backup", "--outcome", "success", "--at", "2026-05-10T01:30:00Z"]);
-    assert_decision(&home.check_at("backup", "2026-05-10T01:50:00Z"), "deferred", "interval-not-due");
+    home.ok(&[
+        "record",
+        "backup",
+        "--outcome",
+        "success",
+        "--at",
+        "2026-05-10T01:30:00Z",
+    ]);
+    assert_decision(
+        &home.check_at("backup", "2026-05-10T01:50:00Z"),
+        "deferred",
+        "interval-not-due",
+    );
 }
 
 #[test]
 fn the_starvation_guard_waives_a_soft_off_peak_gate() {
     let home = Home::standard();
     // A one-minute window six hours away: outside now and for the next two hours.
-    let start = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC) + jiff::SignedDuration::from_hours(6);
+    let start = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC)
+        + jiff::SignedDuration::from_hours(6);
     let end = start.clone() + jiff::SignedDuration::from_mins(1);
     let window = format!("{}-{}", start.strftime("%H:%M"), end.strftime("%H:%M"));
     home.lane(
@@ -233,12 +343,23 @@ fn a_valid_edit_takes_effect_and_an_invalid_one_is_rejected_without_a_restart() 
 
     // A new lane appears and runs.
     home.lane("b", &lane_yaml("1h", "", "[\"true\"]"));
-    home.wait_status("b", "the new lane to run", |s| s["last_result"] == "success");
+    home.wait_status("b", "the new lane to run", |s| {
+        s["last_result"] == "success"
+    });
 
     // A broken edit is rejected with its place; the daemon keeps the last good rules.
-    home.lane("c", "schedule:\n  every: 1h\nbogus: 1\ncommand:\n  argv: [\"true\"]\n");
-    wait_for(&home, "the rejection", || log_of(&home).contains("Reload rejected"));
-    assert!(log_of(&home).contains("c.yaml:3:1: unknown field `bogus`"), "{}", log_of(&home));
+    home.lane(
+        "c",
+        "schedule:\n  every: 1h\nbogus: 1\ncommand:\n  argv: [\"true\"]\n",
+    );
+    wait_for(&home, "the rejection", || {
+        log_of(&home).contains("Reload rejected")
+    });
+    assert!(
+        log_of(&home).contains("c.yaml:3:1: unknown field `bogus`"),
+        "{}",
+        log_of(&home)
+    );
     let status = home.ok(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(v["reload"]["ok"], false);
@@ -247,9 +368,13 @@ fn a_valid_edit_takes_effect_and_an_invalid_one_is_rejected_without_a_restart() 
 
     // Still serving: SIGHUP reloads too, and a fix is picked up.
     home.lane("c", &lane_yaml("1h", "", "[\"true\"]"));
-    home.wait_status("c", "the fixed lane to run", |s| s["last_result"] == "success");
+    home.wait_status("c", "the fixed lane to run", |s| {
+        s["last_result"] == "success"
+    });
     daemon.signal("HUP");
-    wait_for(&home, "the SIGHUP reload", || log_of(&home).contains("trigger=\"SIGHUP\""));
+    wait_for(&home, "the SIGHUP reload", || {
+        log_of(&home).contains("trigger=\"SIGHUP\"")
+    });
     assert_eq!(daemon.wait_exit_after_term(), Some(0));
 }
 
@@ -269,7 +394,10 @@ fn sigterm_lets_a_running_child_finish_and_records_it() {
     assert_eq!(daemon.wait_exit_after_term(), Some(0));
     let s = home.status("job");
     assert!(s["running"].is_null());
-    assert_eq!(s["last_exit"]["code"], 3, "the child finished on its own: {s}");
+    assert_eq!(
+        s["last_exit"]["code"], 3,
+        "the child finished on its own: {s}"
+    );
 }
 
 #[test]
@@ -278,7 +406,10 @@ fn sigterm_stops_a_child_that_outlasts_the_shutdown_timeout() {
     home.write("lanekeeper.yaml", "shutdown_timeout: 500ms\n");
     home.lane(
         "job",
-        &format!("schedule:\n  every: 1h\ncommand:\n  argv: {}\n  grace: 1s\n", sh("sleep 60")),
+        &format!(
+            "schedule:\n  every: 1h\ncommand:\n  argv: {}\n  grace: 1s\n",
+            sh("sleep 60")
+        ),
     );
     let daemon = Daemon::start(&home);
     home.wait_status("job", "running", |s| s["running"].is_object());
@@ -294,14 +425,28 @@ fn the_daemon_logs_json_and_logs_a_deferral_once_per_episode() {
     home.write("plugins/wait.rhai", "fn evaluate(ctx) { \"waiting\" }\n");
     home.lane("a", "schedule:\n  every: 1h\nrecheck: 100ms\npreconditions:\n  - use: wait\ncommand:\n  argv: [\"true\"]\n");
     let log = std::fs::File::create(home.path().join("daemon.log")).unwrap();
-    let mut child = home.command(&["run", "--log-format", "json"]).stderr(log).spawn().unwrap();
+    let mut child = home
+        .command(&["run", "--log-format", "json"])
+        .stderr(log)
+        .spawn()
+        .unwrap();
     // Many re-checks happen; the deferral is logged once.
-    wait_for(&home, "re-checks", || log_of(&home).contains("Deferral started."));
+    wait_for(&home, "re-checks", || {
+        log_of(&home).contains("Deferral started.")
+    });
     std::thread::sleep(Duration::from_millis(800));
-    let _ = std::process::Command::new("kill").args(["-s", "TERM", &child.id().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status();
     child.wait().unwrap();
     let log = log_of(&home);
-    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("JSON log line")).collect();
-    let started = lines.iter().filter(|l| l["fields"]["message"] == "Deferral started.").count();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON log line"))
+        .collect();
+    let started = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "Deferral started.")
+        .count();
     assert_eq!(started, 1, "{log}");
 }
