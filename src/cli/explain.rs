@@ -138,8 +138,8 @@ fn evidence(o: &Observation) -> String {
                 (true, Some(p)) => format!("running pid {p}"),
                 _ => "not running".into(),
             },
-            last_run_at.as_deref().unwrap_or("never"),
-            last_success_at.as_deref().unwrap_or("never"),
+            last_run_at.map_or("never".to_string(), |t| t.to_string()),
+            last_success_at.map_or("never".to_string(), |t| t.to_string()),
         ),
         Observation::Log { level, message } => format!("log {level}: {message}"),
     }

@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -63,11 +63,11 @@ pub enum Observation {
         #[serde(skip_serializing_if = "Option::is_none")]
         pid: Option<u32>,
         /// Its last success.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        last_success_at: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_success_at: Option<Timestamp>,
         /// Its last run start.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        last_run_at: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_run_at: Option<Timestamp>,
     },
     /// A log line written by the plugin.
     Log {
@@ -86,8 +86,6 @@ pub struct PassHost {
     metrics: Arc<MetricCatalog>,
     http_cache: Mutex<HashMap<String, HttpResult>>,
     metric_cache: Mutex<HashMap<String, Result<f64, String>>>,
-    /// Lane states converted for Rhai once per pass, shared by every Rhai gate.
-    pub(crate) rhai_lanes: OnceLock<::rhai::Dynamic>,
 }
 
 impl PassHost {
@@ -105,7 +103,6 @@ impl PassHost {
             metrics,
             http_cache: Mutex::new(HashMap::new()),
             metric_cache: Mutex::new(HashMap::new()),
-            rhai_lanes: OnceLock::new(),
         }
     }
 
@@ -122,13 +119,12 @@ impl PassHost {
     /// A lane's state, recorded as evidence.
     pub fn lane(&self, name: &str) -> Option<&LaneState> {
         let state = self.states.get(name);
-        let fmt = |t: Option<Timestamp>| t.map(|t| t.to_string());
         record(Observation::Lane {
             lane: name.to_string(),
             running: state.is_some_and(|s| s.running.is_some()),
             pid: state.and_then(|s| s.running.as_ref().map(|r| r.pid)),
-            last_success_at: fmt(state.and_then(|s| s.last_success_at)),
-            last_run_at: fmt(state.and_then(|s| s.last_run_at)),
+            last_success_at: state.and_then(|s| s.last_success_at),
+            last_run_at: state.and_then(|s| s.last_run_at),
         });
         state
     }

@@ -58,6 +58,7 @@ pub fn engine(limits: &RhaiLimits) -> Engine {
     e.on_print(|s| host::log("info", s));
     e.on_debug(|s, _, _| host::log("info", s));
     register_host_functions(&mut e);
+    register_context(&mut e);
     e
 }
 
@@ -80,11 +81,7 @@ fn register_host_functions(e: &mut Engine) {
     });
     e.register_fn("lane", |name: &str| -> Dynamic {
         match host::current() {
-            Some((pass, _)) => pass
-                .lane(name)
-                .map(lane_map)
-                .map(Dynamic::from_map)
-                .unwrap_or(Dynamic::UNIT),
+            Some((pass, _)) => lane_view(&pass, name),
             None => Dynamic::UNIT,
         }
     });
@@ -118,72 +115,94 @@ fn http_get(url: &str, timeout: Duration) -> Dynamic {
     let Some((pass, _)) = host::current() else {
         return Dynamic::UNIT;
     };
-    let r = pass.http_get(url, timeout);
-    let mut m = Map::new();
-    m.insert("ok".into(), Dynamic::from_bool(r.ok()));
-    m.insert(
-        "status".into(),
-        r.status
-            .map(|s| Dynamic::from_int(i64::from(s)))
-            .unwrap_or(Dynamic::UNIT),
-    );
-    m.insert("latency_ms".into(), Dynamic::from_float(r.latency_ms));
-    m.insert(
-        "error".into(),
-        r.error.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
-    );
-    Dynamic::from_map(m)
+    Dynamic::from(Probe(Arc::new(pass.http_get(url, timeout))))
 }
 
-fn ms(t: Option<jiff::Timestamp>) -> Dynamic {
-    t.map(|t| Dynamic::from_int(t.as_millisecond()))
-        .unwrap_or(Dynamic::UNIT)
+/// A lane's recorded state as scripts see it (`lane(name)`, `ctx.lanes.<name>`): read-only,
+/// each field computed when read. Reading it records the lane as evidence.
+#[derive(Clone)]
+struct LaneView(Arc<PassHost>, ImmutableString);
+
+impl LaneView {
+    fn state(&self) -> Option<&LaneState> {
+        self.0.states().get(self.1.as_str())
+    }
 }
 
-fn lane_map(s: &LaneState) -> Map {
-    let mut m = Map::new();
-    m.insert("last_run_ms".into(), ms(s.last_run_at));
-    m.insert("last_success_ms".into(), ms(s.last_success_at));
-    m.insert(
-        "last_result".into(),
-        s.last_result
-            .map(|r| Dynamic::from(r.as_str()))
-            .unwrap_or(Dynamic::UNIT),
-    );
-    let (code, signal) = match s.last_exit {
-        Some(crate::state::ExitInfo::Code(c)) => (Dynamic::from_int(i64::from(c)), Dynamic::UNIT),
-        Some(crate::state::ExitInfo::Signal(n)) => (Dynamic::UNIT, Dynamic::from_int(i64::from(n))),
-        None => (Dynamic::UNIT, Dynamic::UNIT),
-    };
-    m.insert("last_exit_code".into(), code);
-    m.insert("last_signal".into(), signal);
-    m.insert("running".into(), Dynamic::from_bool(s.running.is_some()));
-    m.insert(
-        "pid".into(),
-        s.running
-            .as_ref()
-            .map(|r| Dynamic::from_int(i64::from(r.pid)))
-            .unwrap_or(Dynamic::UNIT),
-    );
-    m.insert(
-        "running_since_ms".into(),
-        ms(s.running.as_ref().map(|r| r.started_at)),
-    );
-    m
+fn lane_view(pass: &Arc<PassHost>, name: &str) -> Dynamic {
+    match pass.lane(name) {
+        Some(_) => Dynamic::from(LaneView(Arc::clone(pass), name.into())),
+        None => Dynamic::UNIT,
+    }
 }
 
-/// Every lane's state as a Rhai map, built once per pass.
-fn lanes_dynamic(pass: &PassHost) -> Dynamic {
-    pass.rhai_lanes
-        .get_or_init(|| {
-            let m: Map = pass
-                .states()
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), Dynamic::from_map(lane_map(v))))
-                .collect();
-            Dynamic::from_map(m).into_read_only()
+/// The outcome of `http_get`: `ok`, `status`, `latency_ms`, `error`.
+#[derive(Clone)]
+struct Probe(Arc<crate::observe::HttpResult>);
+
+fn register_views(e: &mut Engine) {
+    let opt = |v: Option<i64>| v.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT);
+    e.register_type_with_name::<LaneView>("Lane")
+        .register_get("last_run_ms", move |l: &mut LaneView| {
+            opt(l
+                .state()
+                .and_then(|s| s.last_run_at)
+                .map(|t| t.as_millisecond()))
         })
-        .clone()
+        .register_get("last_success_ms", move |l: &mut LaneView| {
+            opt(l
+                .state()
+                .and_then(|s| s.last_success_at)
+                .map(|t| t.as_millisecond()))
+        })
+        .register_get("last_result", |l: &mut LaneView| {
+            l.state()
+                .and_then(|s| s.last_result)
+                .map(|r| Dynamic::from(r.as_str()))
+                .unwrap_or(Dynamic::UNIT)
+        })
+        .register_get("last_exit_code", move |l: &mut LaneView| {
+            match l.state().and_then(|s| s.last_exit) {
+                Some(crate::state::ExitInfo::Code(c)) => Dynamic::from_int(i64::from(c)),
+                _ => Dynamic::UNIT,
+            }
+        })
+        .register_get("last_signal", move |l: &mut LaneView| {
+            match l.state().and_then(|s| s.last_exit) {
+                Some(crate::state::ExitInfo::Signal(n)) => Dynamic::from_int(i64::from(n)),
+                _ => Dynamic::UNIT,
+            }
+        })
+        .register_get("running", |l: &mut LaneView| {
+            l.state().is_some_and(|s| s.running.is_some())
+        })
+        .register_get("pid", move |l: &mut LaneView| {
+            opt(l
+                .state()
+                .and_then(|s| s.running.as_ref())
+                .map(|r| i64::from(r.pid)))
+        })
+        .register_get("running_since_ms", move |l: &mut LaneView| {
+            opt(l
+                .state()
+                .and_then(|s| s.running.as_ref())
+                .map(|r| r.started_at.as_millisecond()))
+        })
+        .register_get("name", |l: &mut LaneView| l.1.clone());
+    e.register_type_with_name::<Probe>("Probe")
+        .register_get("ok", |p: &mut Probe| p.0.ok())
+        .register_get("status", |p: &mut Probe| {
+            p.0.status
+                .map(|s| Dynamic::from_int(i64::from(s)))
+                .unwrap_or(Dynamic::UNIT)
+        })
+        .register_get("latency_ms", |p: &mut Probe| p.0.latency_ms)
+        .register_get("error", |p: &mut Probe| {
+            p.0.error
+                .clone()
+                .map(Dynamic::from)
+                .unwrap_or(Dynamic::UNIT)
+        });
 }
 
 /// A problem found while loading a script: position and message.
@@ -475,68 +494,103 @@ impl Plugin for RhaiPlugin {
     }
 
     fn bind(&self, params: &serde_json::Value) -> Arc<dyn Gate> {
-        let with = rhai::serde::to_dynamic(params)
-            .unwrap_or(Dynamic::UNIT)
-            .into_read_only();
+        let map = rhai::serde::to_dynamic(params)
+            .ok()
+            .and_then(|d| d.try_cast::<Map>())
+            .unwrap_or_default();
         Arc::new(RhaiGate {
             inner: Arc::clone(&self.inner),
-            with,
+            params: Params(Arc::new(map)),
         })
     }
 }
 
 struct RhaiGate {
     inner: Arc<Inner>,
-    with: Dynamic,
+    params: Params,
 }
 
 impl Gate for RhaiGate {
     fn evaluate(&self, input: &GateInput<'_>) -> Result<Verdict, PluginError> {
-        let ctx = context(input, self.with.clone());
-        let value = self.inner.call("evaluate", (ctx,))?;
+        let ctx = Context(Arc::new(ContextData {
+            lane: input.lane.into(),
+            pass: Arc::clone(input.pass),
+            zone: input.zone.clone(),
+            params: self.params.clone(),
+            local: std::sync::OnceLock::new(),
+        }));
+        let value = self.inner.call("evaluate", (Dynamic::from(ctx),))?;
         self.inner.verdict(value)
     }
 }
 
-/// The `ctx` map a plugin receives.
-fn context(input: &GateInput<'_>, with: Dynamic) -> Dynamic {
-    let pass = input.pass;
-    let now = pass.now();
-    let local = now.to_zoned(input.zone.clone());
-    let mut l = Map::new();
-    l.insert("date".into(), Dynamic::from(local.date().to_string()));
-    l.insert(
-        "time".into(),
-        Dynamic::from(local.time().strftime("%H:%M:%S").to_string()),
-    );
-    l.insert("hour".into(), Dynamic::from_int(i64::from(local.hour())));
-    l.insert(
-        "minute".into(),
-        Dynamic::from_int(i64::from(local.minute())),
-    );
-    l.insert(
-        "second".into(),
-        Dynamic::from_int(i64::from(local.second())),
-    );
-    l.insert(
-        "minutes".into(),
-        Dynamic::from_int(i64::from(local.hour()) * 60 + i64::from(local.minute())),
-    );
-    l.insert(
-        "weekday".into(),
-        Dynamic::from_int(i64::from(local.weekday().to_monday_one_offset())),
-    );
-    l.insert(
-        "zone".into(),
-        Dynamic::from(input.zone.iana_name().unwrap_or("UTC").to_string()),
-    );
-    l.insert("offset".into(), Dynamic::from(local.offset().to_string()));
-    let mut m = Map::new();
-    m.insert("now_ms".into(), Dynamic::from_int(now.as_millisecond()));
-    m.insert("now".into(), Dynamic::from(now.to_string()));
-    m.insert("local".into(), Dynamic::from_map(l));
-    m.insert("lane".into(), Dynamic::from(input.lane.to_string()));
-    m.insert("params".into(), with);
-    m.insert("lanes".into(), lanes_dynamic(pass));
-    Dynamic::from_map(m)
+/// The `ctx` a plugin receives: a read-only view. Scripts get no setters, so nothing one gate
+/// does can leak into another, and building it costs one allocation; every field is computed
+/// only when the script reads it.
+#[derive(Clone)]
+struct Context(Arc<ContextData>);
+
+struct ContextData {
+    lane: ImmutableString,
+    pass: Arc<PassHost>,
+    zone: jiff::tz::TimeZone,
+    params: Params,
+    local: std::sync::OnceLock<Arc<jiff::Zoned>>,
+}
+
+impl Context {
+    fn local(&self) -> LocalTime {
+        let d = &self.0;
+        LocalTime(Arc::clone(
+            d.local
+                .get_or_init(|| Arc::new(d.pass.now().to_zoned(d.zone.clone()))),
+        ))
+    }
+}
+
+/// `ctx.params`: the lane's `with:` parameters; a missing one reads as `()`.
+#[derive(Clone)]
+struct Params(Arc<Map>);
+
+/// `ctx.lanes`: every lane's recorded state by name; each read is recorded as evidence.
+#[derive(Clone)]
+struct Lanes(Arc<PassHost>);
+
+/// `ctx.local`: the evaluation instant in the lane's zone.
+#[derive(Clone)]
+struct LocalTime(Arc<jiff::Zoned>);
+
+fn register_context(e: &mut Engine) {
+    e.register_type_with_name::<Context>("Context")
+        .register_get("lane", |c: &mut Context| c.0.lane.clone())
+        .register_get("now_ms", |c: &mut Context| c.0.pass.now().as_millisecond())
+        .register_get("now", |c: &mut Context| c.0.pass.now().to_string())
+        .register_get("params", |c: &mut Context| c.0.params.clone())
+        .register_get("lanes", |c: &mut Context| Lanes(Arc::clone(&c.0.pass)))
+        .register_get("local", |c: &mut Context| c.local());
+    e.register_type_with_name::<Params>("Params")
+        .register_indexer_get(|p: &mut Params, key: &str| -> Dynamic {
+            p.0.get(key).cloned().unwrap_or(Dynamic::UNIT)
+        });
+    e.register_type_with_name::<Lanes>("Lanes")
+        .register_indexer_get(|l: &mut Lanes, name: &str| -> Dynamic { lane_view(&l.0, name) });
+    register_views(e);
+    e.register_type_with_name::<LocalTime>("LocalTime")
+        .register_get("date", |t: &mut LocalTime| t.0.date().to_string())
+        .register_get("time", |t: &mut LocalTime| {
+            t.0.time().strftime("%H:%M:%S").to_string()
+        })
+        .register_get("hour", |t: &mut LocalTime| i64::from(t.0.hour()))
+        .register_get("minute", |t: &mut LocalTime| i64::from(t.0.minute()))
+        .register_get("second", |t: &mut LocalTime| i64::from(t.0.second()))
+        .register_get("minutes", |t: &mut LocalTime| {
+            i64::from(t.0.hour()) * 60 + i64::from(t.0.minute())
+        })
+        .register_get("weekday", |t: &mut LocalTime| {
+            i64::from(t.0.weekday().to_monday_one_offset())
+        })
+        .register_get("zone", |t: &mut LocalTime| {
+            t.0.time_zone().iana_name().unwrap_or("UTC").to_string()
+        })
+        .register_get("offset", |t: &mut LocalTime| t.0.offset().to_string());
 }

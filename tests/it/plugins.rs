@@ -118,3 +118,31 @@ fn plugins_log_into_the_evidence() {
     assert_eq!(evidence.len(), 2, "{d}");
     assert_eq!(evidence[0]["message"], "looked around");
 }
+
+#[test]
+fn a_plugin_cannot_change_what_the_next_gate_sees() {
+    let home = Home::new();
+    home.write(
+        "plugins/vandal.rhai",
+        "fn evaluate(ctx) { ctx.params.lane = \"other\"; () }\n",
+    );
+    home.write(
+        "plugins/reader.rhai",
+        "fn evaluate(ctx) { #{ defer: \"seen\", detail: `${ctx.params.lane} ${type_of(ctx.lanes.a)}` } }\n",
+    );
+    home.lane(
+        "a",
+        &lane_yaml(
+            "1h",
+            "  - use: vandal\n    with: { lane: a }\n    on_error: pass\n  - use: reader\n    with: { lane: a }",
+            "[\"true\"]",
+        ),
+    );
+    let d = home.check_at("a", "2026-05-10T00:00:00Z");
+    assert!(
+        d["chain"][1]["error"].as_str().unwrap().contains("setter"),
+        "writes are refused: {d}"
+    );
+    assert_decision(&d, "deferred", "seen");
+    assert_eq!(d["detail"], "a Lane", "{d}");
+}
