@@ -94,7 +94,8 @@ fn a_command_that_cannot_start_is_a_recorded_failure_with_a_clear_message() {
 #[test]
 fn two_concurrent_fires_of_one_lane_run_it_exactly_once() {
     let home = Home::new();
-    home.lane("job", &lane_yaml("1h", "", &sh("sleep 1")));
+    home.lane("job", &lane_yaml("1h", "", &sh("sleep 3")));
+    // Both start together; whichever takes the lock runs, the other is refused.
     let a = home
         .command(&["fire", "job", "--wait"])
         .stderr(Stdio::piped())
@@ -107,15 +108,22 @@ fn two_concurrent_fires_of_one_lane_run_it_exactly_once() {
         .unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     let codes = [a.status.code(), b.status.code()];
+    let both = format!(
+        "a: {:?} {}\nb: {:?} {}",
+        a.status.code(),
+        String::from_utf8_lossy(&a.stderr),
+        b.status.code(),
+        String::from_utf8_lossy(&b.stderr)
+    );
     assert!(
         codes.contains(&Some(0)) && codes.contains(&Some(1)),
-        "one ran, one refused: {codes:?}"
+        "one ran, one refused:\n{both}"
     );
     let refused = if a.status.code() == Some(1) { &a } else { &b };
     let msg = String::from_utf8_lossy(&refused.stderr);
     assert!(
         msg.contains("lane `job` is already running") && msg.contains("pid"),
-        "{msg}"
+        "{both}"
     );
     let runs = std::fs::read_dir(home.path().join("state/runs/job"))
         .unwrap()
