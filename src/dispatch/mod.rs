@@ -225,6 +225,7 @@ pub struct StartedRun {
     pid: u32,
     log_path: PathBuf,
     started: Instant,
+    exec_latency: Duration,
 }
 
 /// What [`start_run`] did.
@@ -245,6 +246,7 @@ pub fn start_run(
     clock: &dyn Clock,
     source: &str,
 ) -> Result<Start, DispatchError> {
+    let entered = Instant::now();
     let started_at = clock.now();
     let lock = acquire(home, &lane.name, store, started_at)?;
 
@@ -312,6 +314,8 @@ pub fn start_run(
             }));
         }
     };
+    // `spawn` returns once the child has exec'd (or failed to).
+    let exec_latency = entered.elapsed();
     let mut child = child;
     let pid = child.id().unwrap_or(0);
     let pid_start = process::start_time(pid).unwrap_or(0);
@@ -344,6 +348,7 @@ pub fn start_run(
         pid,
         log_path,
         started,
+        exec_latency,
     })))
 }
 
@@ -356,6 +361,11 @@ impl StartedRun {
     /// The run log.
     pub fn log_path(&self) -> &std::path::Path {
         &self.log_path
+    }
+
+    /// Time from entering [`start_run`] (the decision is made) to the child's exec.
+    pub fn exec_latency(&self) -> Duration {
+        self.exec_latency
     }
 
     /// Waits for the child, enforcing the timeout (TERM to the group, `grace`, KILL) and

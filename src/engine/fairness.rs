@@ -101,20 +101,16 @@ pub fn arbitrate(
         let limit = max_concurrent(group);
         let busy = running.get(group).cloned().unwrap_or_default();
         let free = limit.saturating_sub(busy.len());
-        let key = |i: &usize| {
-            let lane = lane_of[decisions[*i].lane.as_str()];
-            (
-                lane.priority,
-                -overdue(lane, states, now),
-                lane.name.clone(),
-            )
-        };
-        candidates.sort_by(|a, b| {
-            let (ka, kb) = (key(a), key(b));
-            ka.0.cmp(&kb.0)
-                .then(ka.1.total_cmp(&kb.1))
-                .then(ka.2.cmp(&kb.2))
-        });
+        // Keys computed once per candidate, not once per comparison.
+        let mut keyed: Vec<(i64, f64, &str, usize)> = candidates
+            .iter()
+            .map(|&i| {
+                let lane = lane_of[decisions[i].lane.as_str()];
+                (lane.priority, overdue(lane, states, now), lane.name.as_str(), i)
+            })
+            .collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(b.2)));
+        candidates = keyed.into_iter().map(|k| k.3).collect();
         let winners: Vec<String> = candidates
             .iter()
             .take(free)
