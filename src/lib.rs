@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod dispatch;
 pub mod engine;
+pub mod fingerprint;
 pub mod home;
 pub mod observe;
 pub mod plugins;

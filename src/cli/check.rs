@@ -28,7 +28,15 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         session.store.record_decisions(&decisions)?;
     }
     if args.json {
-        print_json_lines(&decisions)?;
+        // DESIGN §4's shape; fingerprints are kept in the history and shown by `explain`.
+        let shown: Vec<Decision> = decisions
+            .into_iter()
+            .map(|mut d| {
+                d.hashes = None;
+                d
+            })
+            .collect();
+        print_json_lines(&shown)?;
     } else {
         emit(&render(&decisions))?;
     }

@@ -1,6 +1,11 @@
 //! `lanekeeper explain`: the whole chain and its evidence, evaluated live now, or the decision
 //! recorded in force at a past `--at`.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use serde::Serialize;
+
 use super::output::{or_dash, table};
 use super::{CliError, CliResult, Session, emit, parse_at};
 use crate::engine::{Decision, GateVerdict};
@@ -20,28 +25,144 @@ pub struct Args {
     json: bool,
 }
 
+/// The episode a decision belongs to.
+#[derive(Serialize)]
+struct EpisodeInfo {
+    outcome: String,
+    reason: Option<String>,
+    gate: Option<String>,
+    first_at: Timestamp,
+    last_at: Timestamp,
+    count: i64,
+    /// The episode's first evaluation, when the decision shown is a later one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first: Option<Decision>,
+}
+
+/// A configuration file whose content differs between the decision and now.
+#[derive(Serialize)]
+struct Change {
+    file: String,
+    then: Option<String>,
+    now: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Explanation {
+    #[serde(flatten)]
+    decision: Decision,
+    /// What would have to change for the lane to fire.
+    to_fire: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    episode: Option<EpisodeInfo>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    changed_since: Vec<Change>,
+}
+
 pub fn run(home: &Home, args: Args) -> CliResult {
     let at = args.at.as_deref().map(parse_at).transpose()?;
     let session = Session::open(home)?;
     let lane = session.lane(&args.lane)?;
-    let decision = match at {
-        None => session
-            .decide(&[lane], session.now(), Some(&lane.name))?
-            .pop()
-            .ok_or_else(|| CliError::Failed(anyhow::anyhow!("no decision for `{}`", lane.name)))?,
-        Some(at) => session.store.decision_at(&lane.name, at)?.ok_or_else(|| {
-            CliError::Failed(anyhow::anyhow!(
-                "no decision about `{}` is recorded at or before {at}; decisions are recorded by `check`, `fire` and `run`",
-                lane.name
-            ))
-        })?,
+    let now = session.now();
+    let (decision, episode) = match at {
+        None => {
+            let live = session
+                .decide(&[lane], now, Some(&lane.name))?
+                .pop()
+                .ok_or_else(|| {
+                    CliError::Failed(anyhow::anyhow!("no decision for `{}`", lane.name))
+                })?;
+            (live, session.store.episode_at(&lane.name, now)?)
+        }
+        Some(at) => {
+            let episode = session.store.episode_at(&lane.name, at)?.ok_or_else(|| {
+                CliError::Failed(anyhow::anyhow!(
+                    "no decision about `{}` is recorded at or before {at}; decisions are recorded by `run`, `check` and `fire`",
+                    lane.name
+                ))
+            })?;
+            (episode.at(at).clone(), Some(episode))
+        }
+    };
+    let changed_since = changes(decision.hashes.as_deref(), &lane.fingerprints);
+    let episode = episode.map(|e| EpisodeInfo {
+        first: (e.first.at != decision.at).then(|| e.first.clone()),
+        outcome: e.outcome,
+        reason: e.reason,
+        gate: e.gate,
+        first_at: e.first_at,
+        last_at: e.last_at,
+        count: e.count,
+    });
+    let explanation = Explanation {
+        to_fire: decision.hints(),
+        decision,
+        episode,
+        changed_since,
     };
     if args.json {
-        emit(&format!("{}\n", serde_json::to_string(&decision)?))?;
+        emit(&format!("{}\n", serde_json::to_string(&explanation)?))?;
     } else {
-        emit(&render(&decision, at.is_some()))?;
+        emit(&render_all(&explanation, at.is_some(), now))?;
     }
     Ok(0)
+}
+
+fn changes(then: Option<&BTreeMap<String, String>>, now: &BTreeMap<String, String>) -> Vec<Change> {
+    let Some(then) = then else { return Vec::new() };
+    let files: BTreeSet<&String> = then.keys().chain(now.keys()).collect();
+    files
+        .into_iter()
+        .filter(|f| then.get(*f) != now.get(*f))
+        .map(|f| Change {
+            file: f.clone(),
+            then: then.get(f).cloned(),
+            now: now.get(f).cloned(),
+        })
+        .collect()
+}
+
+fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
+    let mut out = render(&e.decision, recorded);
+    if !e.to_fire.is_empty() {
+        out.push_str("\nwhat would have to change for it to fire:\n");
+        for hint in &e.to_fire {
+            out.push_str(&format!("  - {hint}\n"));
+        }
+    }
+    if let Some(ep) = &e.episode {
+        out.push_str(&format!(
+            "\nepisode: {} {} from {} to {} ({} evaluation{}; started {})\n",
+            ep.outcome,
+            ep.reason.as_deref().unwrap_or(""),
+            ep.first_at,
+            ep.last_at,
+            ep.count,
+            if ep.count == 1 { "" } else { "s" },
+            super::output::relative(now, Some(ep.first_at)),
+        ));
+    }
+    if let Some(hashes) = &e.decision.hashes {
+        out.push_str("\nconfiguration in force:\n");
+        for (file, hash) in hashes.iter() {
+            let change = e.changed_since.iter().find(|c| &c.file == file);
+            match change {
+                Some(c) => out.push_str(&format!(
+                    "  {file} {hash}  (changed since: now {})\n",
+                    c.now.as_deref().unwrap_or("removed")
+                )),
+                None => out.push_str(&format!("  {file} {hash}  (unchanged)\n")),
+            }
+        }
+        for c in e.changed_since.iter().filter(|c| c.then.is_none()) {
+            out.push_str(&format!(
+                "  {} (added since: {})\n",
+                c.file,
+                c.now.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    out
 }
 
 fn render(d: &Decision, recorded: bool) -> String {
@@ -75,6 +196,9 @@ fn render(d: &Decision, recorded: bool) -> String {
                 GateVerdict::Disabled => "disabled",
             };
             let mut detail = or_dash(c.detail.as_deref());
+            if let Some(h) = &c.hint {
+                detail.push_str(&format!("\n      → {h}"));
+            }
             if let Some(e) = &c.error {
                 detail = format!("{detail} [error let through by on_error: pass: {e}]");
             }

@@ -11,7 +11,20 @@ use crate::config::{Lane, Schedule};
 use crate::daemon::{RELOAD_KEY, ReloadStatus};
 use crate::engine::schedule::next_due;
 use crate::home::Home;
-use crate::state::{ExitInfo, LaneState, RunResult, Store};
+use crate::state::{Episode, ExitInfo, LaneState, RunResult, Store};
+
+/// `3842` -> `3,842`.
+fn thousands(n: i64) -> String {
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -33,6 +46,16 @@ struct Deferral {
 }
 
 #[derive(Serialize)]
+struct EpisodeSummary {
+    outcome: String,
+    reason: Option<String>,
+    gate: Option<String>,
+    since: Timestamp,
+    last_at: Timestamp,
+    checks: i64,
+}
+
+#[derive(Serialize)]
 struct LaneStatus {
     lane: String,
     label: String,
@@ -44,6 +67,8 @@ struct LaneStatus {
     running: Option<Running>,
     next_due_at: Option<Timestamp>,
     deferral: Option<Deferral>,
+    /// The current episode of identical decisions.
+    episode: Option<EpisodeSummary>,
 }
 
 #[derive(Serialize)]
@@ -62,8 +87,16 @@ fn describe(schedule: &Schedule) -> String {
     }
 }
 
-fn lane_status(lane: &Lane, state: LaneState) -> LaneStatus {
+fn lane_status(lane: &Lane, state: LaneState, episode: Option<Episode>) -> LaneStatus {
     LaneStatus {
+        episode: episode.map(|e| EpisodeSummary {
+            outcome: e.outcome,
+            reason: e.reason,
+            gate: e.gate,
+            since: e.first_at,
+            last_at: e.last_at,
+            checks: e.count,
+        }),
         lane: lane.name.clone(),
         label: lane.label.clone(),
         schedule: describe(&lane.schedule),
@@ -107,7 +140,10 @@ pub fn run(home: &Home, args: Args) -> CliResult {
             .config
             .lanes
             .iter()
-            .map(|l| lane_status(l, states.remove(&l.name).unwrap_or_default()))
+            .map(|l| {
+                let episode = session.store.episode_at(&l.name, now).ok().flatten();
+                lane_status(l, states.remove(&l.name).unwrap_or_default(), episode)
+            })
             .collect(),
     };
     if args.json {
@@ -140,13 +176,20 @@ pub fn run(home: &Home, args: Args) -> CliResult {
                 ),
                 (Some(t), _) => relative(now, Some(t)),
             };
-            let deferral = match &s.deferral {
-                Some(d) => format!(
+            let deferral = match (&s.deferral, &s.episode) {
+                (Some(d), Some(e)) if e.outcome == "deferred" && e.reason == d.reason => format!(
+                    "{} for {}, {} check{}",
+                    or_dash(d.reason.as_deref()),
+                    relative(now, Some(e.since)).trim_end_matches(" ago"),
+                    thousands(e.checks),
+                    if e.checks == 1 { "" } else { "s" }
+                ),
+                (Some(d), _) => format!(
                     "{} for {}",
                     or_dash(d.reason.as_deref()),
                     relative(now, Some(d.since)).trim_end_matches(" ago")
                 ),
-                None => "-".into(),
+                (None, _) => "-".into(),
             };
             vec![
                 s.lane.clone(),

@@ -160,6 +160,8 @@ pub struct Lane {
     pub retry: Option<Retry>,
     /// The command.
     pub command: Command,
+    /// Fingerprints of this lane's file and of each plugin it uses.
+    pub fingerprints: crate::engine::decision::Fingerprints,
 }
 
 /// Default `grace` between TERM and KILL.

@@ -103,6 +103,7 @@ struct ParsedLane {
     name: String,
     path: PathBuf,
     raw: RawLane,
+    hash: String,
 }
 
 fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
@@ -167,7 +168,13 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
             continue;
         }
         seen.insert(name.clone(), path.clone());
-        out.push(ParsedLane { name, path, raw });
+        let hash = crate::fingerprint::content_hash(text.as_bytes());
+        out.push(ParsedLane {
+            name,
+            path,
+            raw,
+            hash,
+        });
     }
     out
 }
@@ -217,7 +224,12 @@ fn compile(
     names: &dyn Names,
     diags: &mut Diagnostics,
 ) -> Option<Lane> {
-    let ParsedLane { name, path, raw } = parsed;
+    let ParsedLane {
+        name,
+        path,
+        raw,
+        hash,
+    } = parsed;
     let before = diags.0.len();
     let p = path.as_path();
 
@@ -277,11 +289,26 @@ fn compile(
         },
     };
 
-    let gates = raw
+    let gates: Vec<GateBinding> = raw
         .preconditions
         .iter()
         .filter_map(|g| bind_gate(p, g, registry, names, diags))
         .collect();
+    let file_name = |p: &Path| {
+        p.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut fingerprints = BTreeMap::new();
+    fingerprints.insert(format!("rules/{}", file_name(&path)), hash);
+    for g in &gates {
+        if let Some(plugin) = registry.get(&g.name) {
+            fingerprints.insert(
+                format!("plugins/{}", file_name(plugin.path())),
+                plugin.hash().to_string(),
+            );
+        }
+    }
 
     let max_deferral = raw
         .max_deferral
@@ -339,6 +366,7 @@ fn compile(
         priority: raw.priority.unwrap_or(lane::DEFAULT_PRIORITY),
         retry,
         command,
+        fingerprints: Arc::new(fingerprints),
     })
 }
 

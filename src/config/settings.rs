@@ -231,6 +231,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Run log size cap and retention.
     pub run_logs: RunLogs,
+    /// How long decision episodes and finished runs are kept.
+    pub history_retention: Duration,
 }
 
 impl Default for Settings {
@@ -242,6 +244,7 @@ impl Default for Settings {
             recheck: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(60),
             run_logs: RunLogs::default(),
+            history_retention: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -265,6 +268,13 @@ struct RawSettings {
     recheck: Option<Spanned<DurationSetting>>,
     shutdown_timeout: Option<Spanned<DurationSetting>>,
     run_logs: Option<RawRunLogs>,
+    history: Option<RawHistory>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHistory {
+    retention: Spanned<DurationSetting>,
 }
 
 #[derive(Deserialize)]
@@ -396,6 +406,11 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
         {
             r.max_age = d;
         }
+    }
+    if let Some(h) = raw.history
+        && let Some(d) = positive(path, "history.retention", &h.retention, diags)
+    {
+        settings.history_retention = d;
     }
     if let Some(rhai) = raw.limits.and_then(|l| l.rhai) {
         let l = &mut settings.rhai;

@@ -1,5 +1,5 @@
-//! What the daemon records and logs: one history entry and one log line per *change* of a
-//! lane's decision, not per pass. A deferral is logged when its episode starts, again only when
+//! What the daemon logs: one line per *change* of a lane's decision, not per pass (the store
+//! coalesces the history the same way, into episodes). A deferral is logged when its episode starts, again only when
 //! its reason changes, and once when it ends. The original platform flooded its log otherwise.
 
 use std::collections::HashMap;
@@ -33,8 +33,7 @@ pub struct Episodes {
 }
 
 impl Episodes {
-    /// Returns the decisions that differ from the last recorded one of their lane, logging
-    /// each change, and remembers them.
+    /// Logs each decision that differs from its lane's previous one, and returns those.
     pub fn changes(&mut self, decisions: &[Decision]) -> Vec<Decision> {
         let mut out = Vec::new();
         for d in decisions {

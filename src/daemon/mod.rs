@@ -35,6 +35,8 @@ use crate::state::{LaneStates, SqliteStore, Store, StoreError};
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// How long to wait before trying again after a pass failed (e.g. the disk was full).
 const PASS_RETRY: Duration = Duration::from_secs(30);
+/// How often old history is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The store key of the last reload's outcome.
 pub const RELOAD_KEY: &str = "reload";
 
@@ -119,6 +121,7 @@ struct Daemon {
     events: UnboundedSender<Event>,
     once: bool,
     stopping: bool,
+    last_prune: Option<std::time::Instant>,
     _lock: LaneLock,
 }
 
@@ -156,6 +159,7 @@ impl Daemon {
                 events: tx,
                 once,
                 stopping: false,
+                last_prune: None,
                 _lock: lock,
             },
             rx,
@@ -251,10 +255,13 @@ impl Daemon {
         .await
         .map_err(|e| format!("the evaluation thread failed: {e}"))?;
 
-        let changes = self.episodes.changes(&decisions);
-        if let Err(e) = self.store.record_decisions(&changes) {
+        // Every evaluation is recorded; the store coalesces repeats into episodes. The log
+        // gets only the changes.
+        self.episodes.changes(&decisions);
+        if let Err(e) = self.store.record_decisions(&decisions) {
             tracing::error!("Could not record decisions: {e}.");
         }
+        self.prune(now);
         if !self.stopping {
             for d in decisions.iter().filter(|d| d.outcome == Outcome::Trigger) {
                 self.dispatch(d);
@@ -306,6 +313,21 @@ impl Daemon {
                 tracing::info!(lane = %lane.name, holder = %holder, "Not started: the lane is already running elsewhere.");
             }
             Err(e) => tracing::error!(lane = %lane.name, "Could not start the run: {e}."),
+        }
+    }
+
+    /// Drops history older than the retention, at most once an hour.
+    fn prune(&mut self, now: Timestamp) {
+        if self.last_prune.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
+            return;
+        }
+        self.last_prune = Some(std::time::Instant::now());
+        let retention =
+            SignedDuration::try_from(self.config.settings.history_retention).unwrap_or_default();
+        match self.store.prune_history(now - retention) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "Pruned history older than the retention."),
+            Err(e) => tracing::error!("Could not prune history: {e}."),
         }
     }
 

@@ -87,6 +87,9 @@ pub struct ChainEntry {
     /// Evidence in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// What would have to change for this gate to pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     /// A plugin failure let through by `on_error: pass`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -113,6 +116,7 @@ impl ChainEntry {
             verdict,
             reason: reason.map(str::to_string),
             detail: Some(detail),
+            hint: None,
             error: None,
             soft: false,
             decided: false,
@@ -145,6 +149,32 @@ pub struct Decision {
     pub detail: Option<String>,
     /// Every gate evaluated, in order.
     pub chain: Vec<ChainEntry>,
+    /// Fingerprints of the lane file and each plugin in force (`rules/x.yaml` -> hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashes: Option<Fingerprints>,
+}
+
+/// Content fingerprints of a lane's configuration, by path relative to the home.
+pub type Fingerprints = std::sync::Arc<std::collections::BTreeMap<String, String>>;
+
+impl Decision {
+    /// What would have to change for the lane to fire: each deferring gate's hint.
+    pub fn hints(&self) -> Vec<String> {
+        self.chain
+            .iter()
+            .filter(|c| c.verdict == GateVerdict::Defer)
+            .map(|c| {
+                format!(
+                    "{}: {}",
+                    c.gate,
+                    c.hint.clone().unwrap_or_else(|| format!(
+                        "passes once it stops reporting {}",
+                        c.reason.as_deref().unwrap_or("a deferral")
+                    ))
+                )
+            })
+            .collect()
+    }
 }
 
 impl Decision {

@@ -34,18 +34,15 @@ pub fn overdue(lane: &Lane, states: &LaneStates, now: Timestamp) -> f64 {
     }
 }
 
-fn hold(d: &mut Decision, reason: &str, gate: &str, detail: String) {
+fn hold(d: &mut Decision, reason: &str, gate: &str, detail: String, hint: String) {
     d.outcome = Outcome::Deferred;
     d.source = None;
     d.reason = Some(reason.to_string());
     d.gate = Some(gate.to_string());
     d.detail = Some(detail.clone());
-    d.chain.push(ChainEntry::builtin(
-        gate,
-        GateVerdict::Defer,
-        Some(reason),
-        detail,
-    ));
+    let mut entry = ChainEntry::builtin(gate, GateVerdict::Defer, Some(reason), detail);
+    entry.hint = Some(hint);
+    d.chain.push(entry);
 }
 
 /// Holds back triggers that their lane's own run or their group's limit forbids.
@@ -66,7 +63,13 @@ pub fn arbitrate(
     {
         if let Some(run) = states.get(&d.lane).and_then(|s| s.running.as_ref()) {
             let detail = format!("still running as pid {} since {}", run.pid, run.started_at);
-            hold(d, REASON_RUNNING, "lock", detail);
+            hold(
+                d,
+                REASON_RUNNING,
+                "lock",
+                detail,
+                "its current run ends".into(),
+            );
         }
     }
 
@@ -106,7 +109,12 @@ pub fn arbitrate(
             .iter()
             .map(|&i| {
                 let lane = lane_of[decisions[i].lane.as_str()];
-                (lane.priority, overdue(lane, states, now), lane.name.as_str(), i)
+                (
+                    lane.priority,
+                    overdue(lane, states, now),
+                    lane.name.as_str(),
+                    i,
+                )
             })
             .collect();
         keyed.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(b.2)));
@@ -129,7 +137,12 @@ pub fn arbitrate(
                     winners.join(", ")
                 )
             };
-            hold(&mut decisions[i], REASON_GROUP, GROUP_GATE, detail);
+            let hint = if free == 0 {
+                format!("a run of group {group} finishes")
+            } else {
+                format!("{} has run", winners.join(" and "))
+            };
+            hold(&mut decisions[i], REASON_GROUP, GROUP_GATE, detail, hint);
         }
     }
 }

@@ -41,6 +41,7 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
         gate: None,
         detail: None,
         chain: Vec::new(),
+        hashes: Some(std::sync::Arc::clone(&lane.fingerprints)),
     };
 
     let mut due = schedule::due(&lane.schedule, &lane.zone, state.last_run_at, now);
@@ -124,6 +125,7 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
             verdict: GateVerdict::Pass,
             reason: None,
             detail: None,
+            hint: None,
             error: None,
             soft: binding.soft,
             decided: false,
@@ -135,12 +137,25 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
                 entry.detail = detail;
                 None
             }
-            Ok(Verdict::Defer { reason, detail }) => Some((reason, detail)),
+            Ok(Verdict::Defer {
+                reason,
+                detail,
+                hint,
+            }) => {
+                entry.hint = hint;
+                Some((reason, detail))
+            }
             Err(e) if binding.on_error == OnError::Pass => {
                 entry.error = Some(e.message);
                 None
             }
-            Err(e) => Some((REASON_PLUGIN_ERROR.to_string(), e.message)),
+            Err(e) => {
+                entry.hint = Some(format!(
+                    "fix plugin `{}` (see the detail), or set `on_error: pass` on this gate",
+                    binding.name
+                ));
+                Some((REASON_PLUGIN_ERROR.to_string(), e.message))
+            }
         };
         if let Some((reason, detail)) = deferral {
             entry.reason = Some(reason.clone());
@@ -196,6 +211,7 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
         gate: None,
         detail: Some("fired by hand; preconditions bypassed".into()),
         chain: Vec::new(),
+        hashes: Some(std::sync::Arc::clone(&lane.fingerprints)),
     }
 }
 

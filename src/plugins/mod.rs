@@ -49,6 +49,8 @@ pub enum Verdict {
         reason: String,
         /// Evidence in words.
         detail: String,
+        /// What would have to change for the gate to pass, if the plugin says.
+        hint: Option<String>,
     },
 }
 
@@ -115,6 +117,8 @@ pub trait Plugin: Send + Sync {
     fn path(&self) -> &Path;
     /// The parameters it declares.
     fn schema(&self) -> &ParamSchema;
+    /// The fingerprint of its file's content.
+    fn hash(&self) -> &str;
     /// Binds normalised `with:` parameters, giving an evaluable gate.
     fn bind(&self, params: &serde_json::Value) -> Arc<dyn Gate>;
 }

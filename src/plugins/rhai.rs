@@ -227,6 +227,7 @@ struct Inner {
     schema: ParamSchema,
     deadline: Duration,
     max_operations: u64,
+    hash: String,
 }
 
 /// A compiled Rhai plugin.
@@ -275,6 +276,7 @@ impl RhaiPlugin {
             name: name.to_string(),
             path: path.to_path_buf(),
             evaluate_at: find_fn(source, "evaluate"),
+            hash: crate::fingerprint::content_hash(source.as_bytes()),
             engine,
             ast,
             schema: ParamSchema::default(),
@@ -419,6 +421,7 @@ impl Inner {
             return Ok(Verdict::Defer {
                 reason: reason(r)?,
                 detail: String::new(),
+                hint: None,
             });
         }
         let type_name = value.type_name();
@@ -427,15 +430,16 @@ impl Inner {
         };
         if let Some(k) = map
             .keys()
-            .find(|k| !["defer", "detail", "pass"].contains(&k.as_str()))
+            .find(|k| !["defer", "detail", "hint", "pass"].contains(&k.as_str()))
         {
             return Err(bad(format!("a map with the unknown key `{k}`")));
         }
-        let detail = match map.get("detail") {
+        let text = |key: &str| match map.get(key) {
             None => None,
             Some(d) if d.is_unit() => None,
             Some(d) => Some(d.to_string()),
         };
+        let detail = text("detail");
         match map.get("defer") {
             Some(d) if d.is_string() => {
                 let r = d
@@ -445,6 +449,7 @@ impl Inner {
                 Ok(Verdict::Defer {
                     reason: reason(r)?,
                     detail: detail.unwrap_or_default(),
+                    hint: text("hint"),
                 })
             }
             Some(d) if !d.is_unit() => Err(bad(format!("`defer` of type {}", d.type_name()))),
@@ -491,6 +496,10 @@ impl Plugin for RhaiPlugin {
 
     fn schema(&self) -> &ParamSchema {
         &self.inner.schema
+    }
+
+    fn hash(&self) -> &str {
+        &self.inner.hash
     }
 
     fn bind(&self, params: &serde_json::Value) -> Arc<dyn Gate> {

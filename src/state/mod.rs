@@ -172,6 +172,42 @@ pub struct RunRecord {
     pub log_path: Option<String>,
 }
 
+/// Consecutive identical decisions of one lane (same outcome, gate and reason), coalesced.
+/// A trigger is always an episode of its own.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Episode {
+    /// Row id.
+    pub id: i64,
+    /// The lane.
+    pub lane: String,
+    /// `trigger`, `deferred` or `disabled`.
+    pub outcome: String,
+    /// The reason.
+    pub reason: Option<String>,
+    /// The deciding gate.
+    pub gate: Option<String>,
+    /// The first evaluation.
+    pub first_at: Timestamp,
+    /// The latest evaluation.
+    pub last_at: Timestamp,
+    /// How many evaluations it spans.
+    pub count: i64,
+    /// The first evaluation, with its chain and evidence.
+    pub first: Decision,
+    /// The latest evaluation, when there was more than one.
+    pub last: Option<Decision>,
+}
+
+impl Episode {
+    /// The evaluation in force at `at`: the latest one at or before it.
+    pub fn at(&self, at: Timestamp) -> &Decision {
+        match &self.last {
+            Some(last) if last.at <= at => last,
+            _ => &self.first,
+        }
+    }
+}
+
 /// The outcome to record when a run ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEnd {
@@ -217,8 +253,15 @@ pub trait Store {
     ) -> Result<(), StoreError>;
     /// Appends decisions made at the real present and updates each lane's deferral streak.
     fn record_decisions(&self, decisions: &[Decision]) -> Result<(), StoreError>;
-    /// The most recent decision recorded for `lane` at or before `at`.
-    fn decision_at(&self, lane: &str, at: Timestamp) -> Result<Option<Decision>, StoreError>;
+    /// The episode in force for `lane` at `at`: the latest that started at or before it.
+    fn episode_at(&self, lane: &str, at: Timestamp) -> Result<Option<Episode>, StoreError>;
+    /// Every episode that was still in force at or after `since`, oldest first.
+    fn episodes_since(&self, since: Timestamp) -> Result<Vec<Episode>, StoreError>;
+    /// Every run that ended at or after `since`, or is still running, oldest first.
+    fn runs_since(&self, since: Timestamp) -> Result<Vec<RunRecord>, StoreError>;
+    /// Removes episodes and finished runs that ended before `before`, keeping each lane's
+    /// latest; returns how many rows went.
+    fn prune_history(&self, before: Timestamp) -> Result<usize, StoreError>;
     /// Stores a daemon fact (e.g. the outcome of the last reload) under `key`.
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
     /// Reads a daemon fact.

@@ -10,9 +10,11 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::engine::Outcome;
+
 use super::{
-    Decision, ExitInfo, LaneState, LaneStates, RunEnd, RunRecord, RunResult, RunStart, RunningRun,
-    Store, StoreError,
+    Decision, Episode, ExitInfo, LaneState, LaneStates, RunEnd, RunRecord, RunResult, RunStart,
+    RunningRun, Store, StoreError,
 };
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
@@ -58,6 +60,26 @@ const MIGRATIONS: &[&str] = &[
     // outcome of the last configuration reload.
     "ALTER TABLE lanes ADD COLUMN last_ended_at INTEGER;
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 3: the decision history becomes episodes: identical consecutive deferrals of a lane
+    // coalesce into one row keeping the first and the latest evaluation; triggers stay single.
+    "CREATE TABLE episodes (
+        id         INTEGER PRIMARY KEY,
+        lane       TEXT NOT NULL,
+        outcome    TEXT NOT NULL,
+        reason     TEXT,
+        gate       TEXT,
+        first_at   INTEGER NOT NULL,
+        last_at    INTEGER NOT NULL,
+        count      INTEGER NOT NULL DEFAULT 1,
+        first_body TEXT NOT NULL,
+        last_body  TEXT,
+        config     TEXT
+    );
+    CREATE INDEX episodes_by_lane ON episodes(lane, first_at);
+    CREATE INDEX episodes_by_time ON episodes(last_at);
+    INSERT INTO episodes(lane, outcome, reason, gate, first_at, last_at, count, first_body)
+        SELECT lane, outcome, reason, gate, at, at, 1, body FROM decisions ORDER BY at, id;
+    DROP TABLE decisions;",
 ];
 
 /// A SQLite-backed [`Store`].
@@ -349,16 +371,44 @@ impl Store for SqliteStore {
             for d in decisions {
                 let body = serde_json::to_string(d)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                tx.execute(
-                    "INSERT INTO decisions(lane, at, outcome, reason, gate, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![d.lane, d.at.as_millisecond(), d.outcome.as_str(), d.reason, d.gate, body],
-                )?;
+                let at = d.at.as_millisecond();
+                // A configuration change starts a new episode, so each keeps one set of hashes.
+                let config = d.hashes.as_ref().map(|h| {
+                    h.iter().map(|(f, v)| format!("{f}={v}")).collect::<Vec<_>>().join(";")
+                });
+                type Latest = (i64, String, Option<String>, Option<String>, i64, Option<String>);
+                let latest: Option<Latest> = tx
+                    .query_row(
+                        "SELECT id, outcome, reason, gate, last_at, config FROM episodes WHERE lane = ?1
+                         ORDER BY first_at DESC, id DESC LIMIT 1",
+                        params![d.lane],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                    )
+                    .optional()?;
+                let continues = latest.as_ref().and_then(|(id, outcome, reason, gate, last_at, cfg)| {
+                    let same = outcome == d.outcome.as_str()
+                        && reason.as_deref() == d.reason.as_deref()
+                        && gate.as_deref() == d.gate.as_deref()
+                        && *cfg == config;
+                    (same && d.outcome != Outcome::Trigger && at >= *last_at).then_some(*id)
+                });
+                match continues {
+                    Some(id) => tx.execute(
+                        "UPDATE episodes SET last_at = ?2, count = count + 1, last_body = ?3 WHERE id = ?1",
+                        params![id, at, body],
+                    )?,
+                    None => tx.execute(
+                        "INSERT INTO episodes(lane, outcome, reason, gate, first_at, last_at, first_body, config)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+                        params![d.lane, d.outcome.as_str(), d.reason, d.gate, at, body, config],
+                    )?,
+                };
                 tx.execute(ENSURE_LANE, params![d.lane])?;
                 if d.is_held() {
                     tx.execute(
                         "UPDATE lanes SET deferral_since = COALESCE(deferral_since, ?2), deferral_reason = ?3
                          WHERE lane = ?1",
-                        params![d.lane, d.at.as_millisecond(), d.reason],
+                        params![d.lane, at, d.reason],
                     )?;
                 } else {
                     tx.execute(
@@ -371,17 +421,60 @@ impl Store for SqliteStore {
         })
     }
 
-    fn decision_at(&self, lane: &str, at: Timestamp) -> Result<Option<Decision>, StoreError> {
-        let body: Option<String> = self
-            .conn
+    fn episode_at(&self, lane: &str, at: Timestamp) -> Result<Option<Episode>, StoreError> {
+        self.conn
             .query_row(
-                "SELECT body FROM decisions WHERE lane = ?1 AND at <= ?2 ORDER BY at DESC, id DESC LIMIT 1",
+                &format!("{EPISODE_COLUMNS} WHERE lane = ?1 AND first_at <= ?2 ORDER BY first_at DESC, id DESC LIMIT 1"),
                 params![lane, at.as_millisecond()],
-                |r| r.get(0),
+                episode_row,
             )
             .optional()
+            .map_err(|e| self.err("read decision history", e))
+    }
+
+    fn episodes_since(&self, since: Timestamp) -> Result<Vec<Episode>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "{EPISODE_COLUMNS} WHERE last_at >= ?1 ORDER BY first_at, id"
+            ))
             .map_err(|e| self.err("read decision history", e))?;
-        Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
+        let rows = stmt
+            .query_map(params![since.as_millisecond()], episode_row)
+            .map_err(|e| self.err("read decision history", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("read decision history", e))
+    }
+
+    fn runs_since(&self, since: Timestamp) -> Result<Vec<RunRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("{RUN_COLUMNS} WHERE COALESCE(ended_at, started_at) >= ?1 OR ended_at IS NULL ORDER BY started_at, id"))
+            .map_err(|e| self.err("read runs", e))?;
+        let rows = stmt
+            .query_map(params![since.as_millisecond()], run_row)
+            .map_err(|e| self.err("read runs", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("read runs", e))
+    }
+
+    fn prune_history(&self, before: Timestamp) -> Result<usize, StoreError> {
+        let cutoff = before.as_millisecond();
+        self.write("prune history", |tx| {
+            // The latest episode and run of each lane are kept whatever their age: they are
+            // still "in force".
+            let episodes = tx.execute(
+                "DELETE FROM episodes WHERE last_at < ?1
+                 AND id NOT IN (SELECT MAX(id) FROM episodes GROUP BY lane)",
+                params![cutoff],
+            )?;
+            let runs = tx.execute(
+                "DELETE FROM runs WHERE ended_at IS NOT NULL AND ended_at < ?1
+                 AND id NOT IN (SELECT MAX(id) FROM runs GROUP BY lane)",
+                params![cutoff],
+            )?;
+            Ok(episodes + runs)
+        })
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -407,33 +500,70 @@ impl Store for SqliteStore {
     fn recent_runs(&self, lane: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id, lane, source, started_at, ended_at, result, exit_code, signal, pid, log_path
-                 FROM runs WHERE lane = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2",
-            )
+            .prepare(&format!(
+                "{RUN_COLUMNS} WHERE lane = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2"
+            ))
             .map_err(|e| self.err("read runs", e))?;
         let rows = stmt
-            .query_map(params![lane, limit as i64], |r| {
-                let code: Option<i32> = r.get(6)?;
-                let signal: Option<i32> = r.get(7)?;
-                let result: Option<String> = r.get(5)?;
-                let pid: Option<i64> = r.get(8)?;
-                Ok(RunRecord {
-                    id: r.get(0)?,
-                    lane: r.get(1)?,
-                    source: r.get(2)?,
-                    started_at: ts(r.get(3)?).unwrap_or(Timestamp::UNIX_EPOCH),
-                    ended_at: ts(r.get(4)?),
-                    result: result.as_deref().and_then(RunResult::parse),
-                    exit: code.map(ExitInfo::Code).or(signal.map(ExitInfo::Signal)),
-                    pid: pid.and_then(|p| u32::try_from(p).ok()),
-                    log_path: r.get(9)?,
-                })
-            })
+            .query_map(params![lane, limit as i64], run_row)
             .map_err(|e| self.err("read runs", e))?;
         rows.collect::<Result<_, _>>()
             .map_err(|e| self.err("read runs", e))
     }
+}
+
+const RUN_COLUMNS: &str = "SELECT id, lane, source, started_at, ended_at, result, exit_code, signal, pid, log_path FROM runs";
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let code: Option<i32> = r.get(6)?;
+    let signal: Option<i32> = r.get(7)?;
+    let result: Option<String> = r.get(5)?;
+    let pid: Option<i64> = r.get(8)?;
+    Ok(RunRecord {
+        id: r.get(0)?,
+        lane: r.get(1)?,
+        source: r.get(2)?,
+        started_at: ts(r.get(3)?).unwrap_or(Timestamp::UNIX_EPOCH),
+        ended_at: ts(r.get(4)?),
+        result: result.as_deref().and_then(RunResult::parse),
+        exit: code.map(ExitInfo::Code).or(signal.map(ExitInfo::Signal)),
+        pid: pid.and_then(|p| u32::try_from(p).ok()),
+        log_path: r.get(9)?,
+    })
+}
+
+const EPISODE_COLUMNS: &str = "SELECT id, lane, outcome, reason, gate, first_at, last_at, count, first_body, last_body FROM episodes";
+
+fn episode_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Episode> {
+    let decode = |i: usize, text: Option<String>| -> rusqlite::Result<Option<Decision>> {
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })
+        })
+        .transpose()
+    };
+    let first = decode(8, r.get(8)?)?.ok_or(rusqlite::Error::InvalidColumnType(
+        8,
+        "first_body".into(),
+        rusqlite::types::Type::Null,
+    ))?;
+    Ok(Episode {
+        id: r.get(0)?,
+        lane: r.get(1)?,
+        outcome: r.get(2)?,
+        reason: r.get(3)?,
+        gate: r.get(4)?,
+        first_at: ts(r.get(5)?).unwrap_or(Timestamp::UNIX_EPOCH),
+        last_at: ts(r.get(6)?).unwrap_or(Timestamp::UNIX_EPOCH),
+        count: r.get(7)?,
+        first,
+        last: decode(9, r.get(9)?)?,
+    })
 }
 
 fn split_exit(exit: Option<ExitInfo>) -> (Option<i32>, Option<i32>) {

@@ -9,7 +9,14 @@ fn a_plain_check_is_recorded_and_explain_at_finds_it() {
     let d = home.check_now("a");
     let at = d["at"].as_str().unwrap();
     let out = home.ok(&["explain", "a", "--at", at, "--json"]);
-    let recorded: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut recorded: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // explain adds the episode, the fingerprints and what would make it fire.
+    assert_eq!(recorded["episode"]["count"], 1);
+    assert!(recorded["hashes"]["rules/a.yaml"].is_string(), "{recorded}");
+    let obj = recorded.as_object_mut().unwrap();
+    for extra in ["episode", "hashes", "to_fire"] {
+        obj.remove(extra);
+    }
     assert_eq!(recorded, d, "the recorded decision is the one printed");
 }
 
@@ -97,4 +104,64 @@ fn record_stamps_runs_made_outside_lanekeeper() {
         home.status("backup")["last_success_at"],
         "2026-05-09T10:00:00Z"
     );
+}
+
+#[test]
+fn identical_deferrals_coalesce_into_one_episode_and_explain_at_returns_it_with_its_hashes() {
+    let home = Home::new();
+    home.write(
+        "plugins/wait.rhai",
+        "fn evaluate(ctx) { log(`looked at ${ctx.lane}`); #{ defer: \"waiting\", detail: \"still waiting\", hint: \"passes once it stops waiting\" } }\n",
+    );
+    home.lane("a", &lane_yaml("1h", "  - use: wait", "[\"true\"]"));
+    let first = home.check_now("a");
+    home.check_now("a");
+    let third = home.check_now("a");
+    let old_hash = home.ok(&["explain", "a", "--json"]);
+    let old_hash: serde_json::Value = serde_json::from_str(&old_hash).unwrap();
+    let old_hash = old_hash["hashes"]["rules/a.yaml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Three checks, one episode.
+    let s = home.status("a");
+    assert_eq!(s["episode"]["checks"], 3, "{s}");
+    assert_eq!(s["episode"]["reason"], "waiting");
+    assert!(
+        home.ok(&["status"]).contains("waiting for"),
+        "human status shows the episode"
+    );
+    assert!(home.ok(&["status"]).contains("3 checks"));
+
+    // Edit the rule: the next decision starts a new episode with new hashes.
+    home.lane(
+        "a",
+        &format!(
+            "label: edited\n{}",
+            lane_yaml("1h", "  - use: wait", "[\"true\"]")
+        ),
+    );
+    home.check_now("a");
+    assert_eq!(home.status("a")["episode"]["checks"], 1);
+
+    // Inside the old episode: its chain, its evidence, its hashes, and the change since.
+    let at = first["at"].as_str().unwrap();
+    let out = home.ok(&["explain", "a", "--at", at, "--json"]);
+    let e: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(e["reason"], "waiting");
+    assert_eq!(
+        e["at"], first["at"],
+        "the first evaluation of the episode: {e}"
+    );
+    assert_eq!(e["episode"]["count"], 3);
+    assert_eq!(e["episode"]["last_at"], third["at"]);
+    assert_eq!(e["chain"][1]["evidence"][0]["message"], "looked at a");
+    assert_eq!(e["hashes"]["rules/a.yaml"], old_hash.as_str());
+    assert_eq!(e["changed_since"][0]["file"], "rules/a.yaml");
+    assert_eq!(e["changed_since"][0]["then"], old_hash.as_str());
+    assert_eq!(e["to_fire"][0], "wait: passes once it stops waiting");
+    let human = home.ok(&["explain", "a", "--at", at]);
+    assert!(human.contains("changed since"), "{human}");
+    assert!(human.contains("what would have to change"), "{human}");
 }

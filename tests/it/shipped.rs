@@ -24,8 +24,8 @@ fn check_json_matches_the_decision_contract() {
     ]
     .into();
     let chain_allowed: BTreeSet<&str> = [
-        "gate", "runtime", "verdict", "reason", "detail", "micros", "evidence", "error", "soft",
-        "decided",
+        "gate", "runtime", "verdict", "reason", "detail", "hint", "micros", "evidence", "error",
+        "soft", "decided",
     ]
     .into();
     for d in &lanes {
