@@ -15,10 +15,20 @@ pub struct Args {
     /// With --once: print the decisions as JSON lines.
     #[arg(long)]
     json: bool,
+    /// Serve /metrics, /status and the status page here: PORT (loopback) or HOST:PORT.
+    /// Overrides `listen:` in lanekeeper.yaml.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
-    let report = daemon::run(home, args.once).map_err(|e| match e {
+    let listen = args
+        .listen
+        .as_deref()
+        .map(crate::web::parse_listen)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--listen: {e}")))?;
+    let report = daemon::run(home, args.once, listen).map_err(|e| match e {
         DaemonError::Config(diags) => CliError::Config(diags),
         other => CliError::Failed(other.into()),
     })?;

@@ -1,17 +1,10 @@
 //! `lanekeeper status`: what each lane did last, what it is doing, and when it is next due.
 //! Reads the store only (no probes), so it is instant and safe to run while anything else runs.
 
-use jiff::Timestamp;
-use serde::Serialize;
-
 use super::output::{or_dash, relative, table};
 use super::{CliResult, Session, emit};
-use crate::config::duration::format;
-use crate::config::{Lane, Schedule};
-use crate::daemon::{RELOAD_KEY, ReloadStatus};
-use crate::engine::schedule::next_due;
 use crate::home::Home;
-use crate::state::{Episode, ExitInfo, LaneState, RunResult, Store};
+use crate::status;
 
 /// `3842` -> `3,842`.
 fn thousands(n: i64) -> String {
@@ -33,89 +26,6 @@ pub struct Args {
     json: bool,
 }
 
-#[derive(Serialize)]
-struct Running {
-    pid: u32,
-    started_at: Timestamp,
-}
-
-#[derive(Serialize)]
-struct Deferral {
-    reason: Option<String>,
-    since: Timestamp,
-}
-
-#[derive(Serialize)]
-struct EpisodeSummary {
-    outcome: String,
-    reason: Option<String>,
-    gate: Option<String>,
-    since: Timestamp,
-    last_at: Timestamp,
-    checks: i64,
-}
-
-#[derive(Serialize)]
-struct LaneStatus {
-    lane: String,
-    label: String,
-    schedule: String,
-    last_run_at: Option<Timestamp>,
-    last_result: Option<RunResult>,
-    last_exit: Option<ExitInfo>,
-    last_success_at: Option<Timestamp>,
-    running: Option<Running>,
-    next_due_at: Option<Timestamp>,
-    deferral: Option<Deferral>,
-    /// The current episode of identical decisions.
-    episode: Option<EpisodeSummary>,
-}
-
-#[derive(Serialize)]
-struct Status {
-    at: Timestamp,
-    lanes: Vec<LaneStatus>,
-    /// The daemon's last configuration reload, if any.
-    reload: Option<ReloadStatus>,
-}
-
-fn describe(schedule: &Schedule) -> String {
-    match schedule {
-        Schedule::Every(d) => format!("every {}", format(*d)),
-        Schedule::Cron { expr, .. } => format!("cron {expr}"),
-        Schedule::Disabled => "off".into(),
-    }
-}
-
-fn lane_status(lane: &Lane, state: LaneState, episode: Option<Episode>) -> LaneStatus {
-    LaneStatus {
-        episode: episode.map(|e| EpisodeSummary {
-            outcome: e.outcome,
-            reason: e.reason,
-            gate: e.gate,
-            since: e.first_at,
-            last_at: e.last_at,
-            checks: e.count,
-        }),
-        lane: lane.name.clone(),
-        label: lane.label.clone(),
-        schedule: describe(&lane.schedule),
-        next_due_at: next_due(&lane.schedule, &lane.zone, state.last_run_at),
-        last_run_at: state.last_run_at,
-        last_result: state.last_result,
-        last_exit: state.last_exit,
-        last_success_at: state.last_success_at,
-        running: state.running.map(|r| Running {
-            pid: r.pid,
-            started_at: r.started_at,
-        }),
-        deferral: state.deferral_since.map(|since| Deferral {
-            reason: state.deferral_reason,
-            since,
-        }),
-    }
-}
-
 pub fn run(home: &Home, args: Args) -> CliResult {
     // Status must work while an edit is half done: that is when the operator needs it most.
     let (session, problems) = Session::open_lenient(home)?;
@@ -128,24 +38,12 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         );
     }
     let now = session.now();
-    let mut states = session.states()?;
-    let reload = session
-        .store
-        .meta(RELOAD_KEY)?
-        .and_then(|json| serde_json::from_str::<ReloadStatus>(&json).ok());
-    let status = Status {
-        reload,
-        at: now,
-        lanes: session
-            .config
-            .lanes
-            .iter()
-            .map(|l| {
-                let episode = session.store.episode_at(&l.name, now).ok().flatten();
-                lane_status(l, states.remove(&l.name).unwrap_or_default(), episode)
-            })
-            .collect(),
-    };
+    let status = status::build(
+        &session.config.lanes,
+        session.states()?,
+        &session.store,
+        now,
+    )?;
     if args.json {
         emit(&format!("{}\n", serde_json::to_string(&status)?))?;
         return Ok(0);

@@ -233,6 +233,8 @@ pub struct Settings {
     pub run_logs: RunLogs,
     /// How long decision episodes and finished runs are kept.
     pub history_retention: Duration,
+    /// Where the daemon serves /metrics, /status and its status page (off when `None`).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for Settings {
@@ -245,6 +247,7 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(60),
             run_logs: RunLogs::default(),
             history_retention: Duration::from_secs(30 * 86_400),
+            listen: None,
         }
     }
 }
@@ -269,6 +272,7 @@ struct RawSettings {
     shutdown_timeout: Option<Spanned<DurationSetting>>,
     run_logs: Option<RawRunLogs>,
     history: Option<RawHistory>,
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -405,6 +409,12 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
             .and_then(|d| positive(path, "run_logs.max_age", d, diags))
         {
             r.max_age = d;
+        }
+    }
+    if let Some(l) = raw.listen {
+        match crate::web::parse_listen(&l.value) {
+            Ok(addr) => settings.listen = Some(addr),
+            Err(e) => diags.push(Diagnostic::yaml(path, l.referenced, format!("listen: {e}"))),
         }
     }
     if let Some(h) = raw.history

@@ -11,8 +11,9 @@ mod recovery;
 mod reload;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -28,6 +29,7 @@ use crate::dispatch::{self, DispatchError, RunReport, Start, StopSender};
 use crate::engine::schedule::{next_due, retry_at};
 use crate::engine::{self, Decision, Outcome, SCHEDULE_GATE};
 use crate::home::Home;
+use crate::metrics::Metrics;
 use crate::observe::{LiveObserver, Observer};
 use crate::state::{LaneStates, SqliteStore, Store, StoreError};
 
@@ -96,8 +98,9 @@ pub struct OnceReport {
     pub runs: Vec<(String, Result<RunReport, String>)>,
 }
 
-/// Runs the daemon until SIGTERM/SIGINT, or one pass with `once`.
-pub fn run(home: &Home, once: bool) -> Result<OnceReport, DaemonError> {
+/// Runs the daemon until SIGTERM/SIGINT, or one pass with `once`. `listen` overrides the
+/// settings' HTTP address.
+pub fn run(home: &Home, once: bool, listen: Option<SocketAddr>) -> Result<OnceReport, DaemonError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -105,6 +108,9 @@ pub fn run(home: &Home, once: bool) -> Result<OnceReport, DaemonError> {
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
         let (mut daemon, events) = Daemon::start(home, once)?;
+        if !once && let Some(addr) = listen.or(daemon.config.settings.listen) {
+            daemon.serve_http(addr).await?;
+        }
         daemon.serve(events).await
     })
 }
@@ -112,6 +118,9 @@ pub fn run(home: &Home, once: bool) -> Result<OnceReport, DaemonError> {
 struct Daemon {
     home: Home,
     config: Arc<Config>,
+    /// The configuration as the HTTP endpoint sees it (swapped on reload).
+    shared_config: Arc<RwLock<Arc<Config>>>,
+    metrics: Arc<Metrics>,
     store: Rc<SqliteStore>,
     observer: Arc<dyn Observer>,
     clock: Rc<dyn Clock>,
@@ -147,10 +156,13 @@ impl Daemon {
         let (tx, rx) = unbounded_channel();
         recovery::recover(&home, &store, &clock, &tx, !once)?;
         tracing::info!(home = %home.root().display(), lanes = config.lanes.len(), pid = std::process::id(), "Daemon started.");
+        let config = Arc::new(config);
         Ok((
             Self {
                 home,
-                config: Arc::new(config),
+                shared_config: Arc::new(RwLock::new(Arc::clone(&config))),
+                metrics: Arc::new(Metrics::new()),
+                config,
                 store,
                 observer: Arc::new(LiveObserver::default()),
                 clock,
@@ -219,11 +231,31 @@ impl Daemon {
         }
     }
 
+    /// Starts the HTTP endpoint.
+    async fn serve_http(&self, addr: SocketAddr) -> Result<(), DaemonError> {
+        let store = SqliteStore::open(&self.home.database())?;
+        let state = Arc::new(crate::web::WebState {
+            metrics: Arc::clone(&self.metrics),
+            config: Arc::clone(&self.shared_config),
+            store: std::sync::Mutex::new(store),
+        });
+        let bound = crate::web::serve(addr, state)
+            .await
+            .map_err(|e| DaemonError::Setup(format!("cannot listen on {addr}: {e}")))?;
+        tracing::info!(addr = %bound, "HTTP endpoint listening (/, /status, /metrics).");
+        Ok(())
+    }
+
+    fn ended(&mut self, lane: &str, report: Option<&Result<RunReport, String>>) {
+        self.runs.remove(lane);
+        if let Some(Ok(r)) = report {
+            self.metrics.observe_run(lane, r);
+        }
+    }
+
     async fn handle(&mut self, event: Event) {
         match event {
-            Event::RunEnded(lane, _) => {
-                self.runs.remove(&lane);
-            }
+            Event::RunEnded(lane, report) => self.ended(&lane, report.as_ref()),
             Event::Reload(why) => self.reload(why).await,
         }
     }
@@ -258,6 +290,7 @@ impl Daemon {
         // Every evaluation is recorded; the store coalesces repeats into episodes. The log
         // gets only the changes.
         self.episodes.changes(&decisions);
+        self.metrics.observe_pass(&decisions);
         if let Err(e) = self.store.record_decisions(&decisions) {
             tracing::error!("Could not record decisions: {e}.");
         }
@@ -363,6 +396,11 @@ impl Daemon {
             Ok(Ok(config)) => {
                 tracing::info!(trigger, lanes = config.lanes.len(), "Reload applied.");
                 self.config = Arc::new(config);
+                *self
+                    .shared_config
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&self.config);
+                self.metrics.observe_reload(true);
                 ReloadStatus {
                     at: self.clock.now(),
                     ok: true,
@@ -418,7 +456,7 @@ impl Daemon {
             };
             match event {
                 Some(Event::RunEnded(lane, report)) => {
-                    self.runs.remove(&lane);
+                    self.ended(&lane, report.as_ref());
                     if let Some(r) = report {
                         ended.push((lane, r));
                     }

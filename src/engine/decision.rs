@@ -93,6 +93,9 @@ pub struct ChainEntry {
     /// A plugin failure let through by `on_error: pass`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The kind of plugin failure (`budget`, `deadline`, …), for metrics.
+    #[serde(skip)]
+    pub error_kind: Option<String>,
     /// A soft gate (may be waived by the starvation guard).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub soft: bool,
@@ -118,6 +121,7 @@ impl ChainEntry {
             detail: Some(detail),
             hint: None,
             error: None,
+            error_kind: None,
             soft: false,
             decided: false,
             micros: None,

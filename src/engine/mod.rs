@@ -127,6 +127,7 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
             detail: None,
             hint: None,
             error: None,
+            error_kind: None,
             soft: binding.soft,
             decided: false,
             micros: Some(micros),
@@ -146,10 +147,12 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
                 Some((reason, detail))
             }
             Err(e) if binding.on_error == OnError::Pass => {
+                entry.error_kind = Some(e.kind.as_str().into());
                 entry.error = Some(e.message);
                 None
             }
             Err(e) => {
+                entry.error_kind = Some(e.kind.as_str().into());
                 entry.hint = Some(format!(
                     "fix plugin `{}` (see the detail), or set `on_error: pass` on this gate",
                     binding.name

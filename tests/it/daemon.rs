@@ -6,15 +6,21 @@ use std::time::{Duration, Instant};
 use crate::harness::{Home, assert_decision, lane_yaml};
 
 /// A daemon running against a home; killed when dropped.
-struct Daemon {
+pub struct Daemon {
     child: Child,
 }
 
 impl Daemon {
-    fn start(home: &Home) -> Self {
+    pub fn start(home: &Home) -> Self {
+        Self::start_with(home, &[])
+    }
+
+    pub fn start_with(home: &Home, args: &[&str]) -> Self {
         let log = std::fs::File::create(home.path().join("daemon.log")).unwrap();
+        let mut full = vec!["run"];
+        full.extend_from_slice(args);
         let child = home
-            .command(&["run"])
+            .command(&full)
             .env("LANEKEEPER_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -62,11 +68,11 @@ impl Drop for Daemon {
     }
 }
 
-fn log_of(home: &Home) -> String {
+pub fn log_of(home: &Home) -> String {
     std::fs::read_to_string(home.path().join("daemon.log")).unwrap_or_default()
 }
 
-fn wait_for(home: &Home, what: &str, cond: impl Fn() -> bool) {
+pub fn wait_for(home: &Home, what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(
@@ -379,7 +385,7 @@ fn a_valid_edit_takes_effect_and_an_invalid_one_is_rejected_without_a_restart() 
 }
 
 impl Daemon {
-    fn wait_exit_after_term(self) -> Option<i32> {
+    pub fn wait_exit_after_term(self) -> Option<i32> {
         self.signal("TERM");
         self.wait_exit()
     }

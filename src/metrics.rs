@@ -1,0 +1,275 @@
+//! Prometheus metrics: one registry, updated by the daemon as it decides and runs, encoded by
+//! the HTTP endpoint's `/metrics`. Label values come from lanes, gates, reasons and plugins
+//! (bounded by the configuration), never from free text.
+
+use std::sync::atomic::AtomicU64;
+
+use jiff::Timestamp;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::dispatch::RunReport;
+use crate::engine::{Decision, GateVerdict, Outcome};
+use crate::state::LaneStates;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LaneLabel {
+    lane: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    lane: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeferralLabels {
+    lane: String,
+    gate: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    lane: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+    runtime: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginErrorLabels {
+    plugin: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn run_buckets() -> Histogram {
+    // 100 ms .. ~7 h
+    Histogram::new(exponential_buckets(0.1, 4.0, 13))
+}
+
+fn eval_buckets() -> Histogram {
+    // 1 µs .. ~4 s
+    Histogram::new(exponential_buckets(1e-6, 4.0, 12))
+}
+
+/// Every metric lanekeeper exports.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<OutcomeLabels, Counter>,
+    deferrals: Family<DeferralLabels, Counter>,
+    deferred_seconds: Family<LaneLabel, FloatGauge>,
+    since_success: Family<LaneLabel, FloatGauge>,
+    running: Family<LaneLabel, Gauge>,
+    runs: Family<ResultLabels, Counter>,
+    run_duration: HistogramFamily<LaneLabel>,
+    plugin_eval: HistogramFamily<PluginLabels>,
+    plugin_errors: Family<PluginErrorLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("lanekeeper");
+        let decisions = Family::default();
+        let deferrals = Family::default();
+        let deferred_seconds = Family::default();
+        let since_success = Family::default();
+        let running = Family::default();
+        let runs = Family::default();
+        let run_duration: HistogramFamily<LaneLabel> = Family::new_with_constructor(run_buckets);
+        let plugin_eval: HistogramFamily<PluginLabels> = Family::new_with_constructor(eval_buckets);
+        let plugin_errors = Family::default();
+        let reloads = Family::default();
+        registry.register(
+            "lane_decisions",
+            "Decisions made, by lane and outcome",
+            decisions.clone(),
+        );
+        registry.register(
+            "lane_deferrals",
+            "Deferrals, by lane, deciding gate and reason",
+            deferrals.clone(),
+        );
+        registry.register(
+            "lane_deferred_seconds",
+            "Length of the lane's current due-and-deferred streak (0 when not deferred)",
+            deferred_seconds.clone(),
+        );
+        registry.register(
+            "lane_seconds_since_last_success",
+            "Seconds since the lane's last successful run (absent if it never succeeded)",
+            since_success.clone(),
+        );
+        registry.register(
+            "lane_running",
+            "1 while the lane's command runs",
+            running.clone(),
+        );
+        registry.register("runs", "Finished runs, by lane and result", runs.clone());
+        registry.register(
+            "run_duration_seconds",
+            "Wall time of finished runs",
+            run_duration.clone(),
+        );
+        registry.register(
+            "plugin_eval_seconds",
+            "Time of one plugin evaluation",
+            plugin_eval.clone(),
+        );
+        registry.register(
+            "plugin_errors",
+            "Plugin failures (budget, deadline, limit, thrown, bad-verdict)",
+            plugin_errors.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by result",
+            reloads.clone(),
+        );
+        // Present from the start, so a dashboard sees 0 rather than no data.
+        for result in ["applied", "rejected"] {
+            reloads
+                .get_or_create(&ReloadLabels {
+                    result: result.into(),
+                })
+                .inc_by(0);
+        }
+        Self {
+            registry,
+            decisions,
+            deferrals,
+            deferred_seconds,
+            since_success,
+            running,
+            runs,
+            run_duration,
+            plugin_eval,
+            plugin_errors,
+            reloads,
+        }
+    }
+
+    /// Counts one pass's decisions and its plugin evaluations.
+    pub fn observe_pass(&self, decisions: &[Decision]) {
+        for d in decisions {
+            self.decisions
+                .get_or_create(&OutcomeLabels {
+                    lane: d.lane.clone(),
+                    outcome: d.outcome.as_str().into(),
+                })
+                .inc();
+            if d.outcome == Outcome::Deferred {
+                self.deferrals
+                    .get_or_create(&DeferralLabels {
+                        lane: d.lane.clone(),
+                        gate: d.gate.clone().unwrap_or_default(),
+                        reason: d.reason.clone().unwrap_or_default(),
+                    })
+                    .inc();
+            }
+            for entry in &d.chain {
+                let Some(runtime) = &entry.runtime else {
+                    continue;
+                };
+                if let Some(micros) = entry.micros {
+                    self.plugin_eval
+                        .get_or_create(&PluginLabels {
+                            plugin: entry.gate.clone(),
+                            runtime: runtime.clone(),
+                        })
+                        .observe(micros as f64 / 1e6);
+                }
+                let failed = entry.error.is_some()
+                    || (entry.verdict == GateVerdict::Defer
+                        && entry.reason.as_deref() == Some(crate::engine::REASON_PLUGIN_ERROR));
+                if failed {
+                    self.plugin_errors
+                        .get_or_create(&PluginErrorLabels {
+                            plugin: entry.gate.clone(),
+                            kind: entry.error_kind.clone().unwrap_or_else(|| "unknown".into()),
+                        })
+                        .inc();
+                }
+            }
+        }
+    }
+
+    /// Counts a finished run.
+    pub fn observe_run(&self, lane: &str, report: &RunReport) {
+        self.runs
+            .get_or_create(&ResultLabels {
+                lane: lane.into(),
+                result: report.result.as_str().into(),
+            })
+            .inc();
+        self.run_duration
+            .get_or_create(&LaneLabel { lane: lane.into() })
+            .observe(report.duration.as_secs_f64());
+    }
+
+    /// Counts a reload.
+    pub fn observe_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "rejected" };
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Sets the per-lane gauges from the recorded states at `now` (done at scrape time, so they
+    /// are exact whenever Prometheus looks).
+    pub fn refresh(&self, lanes: &[String], states: &LaneStates, now: Timestamp) {
+        for lane in lanes {
+            let label = LaneLabel { lane: lane.clone() };
+            let state = states.get(lane);
+            let secs = |t: Timestamp| (now.as_millisecond() - t.as_millisecond()) as f64 / 1000.0;
+            self.running
+                .get_or_create(&label)
+                .set(i64::from(state.is_some_and(|s| s.running.is_some())));
+            self.deferred_seconds
+                .get_or_create(&label)
+                .set(state.and_then(|s| s.deferral_since).map_or(0.0, secs));
+            match state.and_then(|s| s.last_success_at) {
+                Some(t) => {
+                    self.since_success.get_or_create(&label).set(secs(t));
+                }
+                None => {
+                    self.since_success.remove(&label);
+                }
+            }
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

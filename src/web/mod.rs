@@ -1,0 +1,215 @@
+//! The daemon's HTTP endpoint (off unless `listen:` or `--listen` is set; loopback unless an
+//! address says otherwise): `/metrics` (OpenMetrics text), `/status` (the same JSON as
+//! `status --json`), `/history` (episodes and runs for the timeline) and `/`, a self-contained
+//! status page. There are no mutating endpoints, so there is nothing to protect with a token.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::dispatch::process;
+use crate::metrics::Metrics;
+use crate::state::{SqliteStore, Store};
+use crate::status;
+
+/// What the handlers share with the daemon.
+pub struct WebState {
+    /// Updated by the daemon as it decides and runs.
+    pub metrics: Arc<Metrics>,
+    /// The configuration in force (swapped on reload).
+    pub config: Arc<RwLock<Arc<Config>>>,
+    /// A connection of the endpoint's own (readers never block the daemon's writes in WAL).
+    pub store: Mutex<SqliteStore>,
+}
+
+impl WebState {
+    fn config(&self) -> Arc<Config> {
+        Arc::clone(
+            &self
+                .config
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, SqliteStore> {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Parses `--listen`/`listen:`: `HOST:PORT`, or a bare port meaning loopback.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let t = text.trim();
+    if let Ok(port) = t.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    t.parse().map_err(|_| {
+        format!("`{t}` is not an address; write PORT (loopback) or HOST:PORT, e.g. 127.0.0.1:9470")
+    })
+}
+
+/// Binds `addr` and serves in the background; returns the bound address.
+pub async fn serve(addr: SocketAddr, state: Arc<WebState>) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/", get(page))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status_json))
+        .route("/history", get(history))
+        .with_state(state);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("The HTTP endpoint stopped: {e}.");
+        }
+    });
+    Ok(bound)
+}
+
+fn failed(e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("lanekeeper: {e}\n"),
+    )
+        .into_response()
+}
+
+/// Runs store work off the event loop.
+async fn blocking<T: Send + 'static>(
+    state: Arc<WebState>,
+    f: impl FnOnce(&WebState) -> Result<T, String> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(move || f(&state)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(failed(e)),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}
+
+async fn metrics(State(state): State<Arc<WebState>>) -> Response {
+    let body = blocking(state, |s| {
+        let config = s.config();
+        let mut states = s.store().lane_states().map_err(|e| e.to_string())?;
+        process::prune_dead(&mut states);
+        let lanes: Vec<String> = config.lanes.iter().map(|l| l.name.clone()).collect();
+        s.metrics.refresh(&lanes, &states, SystemClock.now());
+        s.metrics.encode().map_err(|e| e.to_string())
+    })
+    .await;
+    match body {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn status_json(State(state): State<Arc<WebState>>) -> Response {
+    let report = blocking(state, |s| {
+        let config = s.config();
+        let store = s.store();
+        let mut states = store.lane_states().map_err(|e| e.to_string())?;
+        process::prune_dead(&mut states);
+        status::build(&config.lanes, states, &*store, SystemClock.now()).map_err(|e| e.to_string())
+    })
+    .await;
+    match report {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    hours: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct HistoryEpisode {
+    lane: String,
+    outcome: String,
+    reason: Option<String>,
+    gate: Option<String>,
+    first_at: Timestamp,
+    last_at: Timestamp,
+    count: i64,
+}
+
+#[derive(Serialize)]
+struct HistoryRun {
+    lane: String,
+    source: String,
+    started_at: Timestamp,
+    ended_at: Option<Timestamp>,
+    result: Option<crate::state::RunResult>,
+}
+
+#[derive(Serialize)]
+struct History {
+    from: Timestamp,
+    to: Timestamp,
+    episodes: Vec<HistoryEpisode>,
+    runs: Vec<HistoryRun>,
+}
+
+async fn history(State(state): State<Arc<WebState>>, Query(q): Query<HistoryQuery>) -> Response {
+    let hours = i64::from(q.hours.unwrap_or(24).clamp(1, 24 * 31));
+    let report = blocking(state, move |s| {
+        let to = SystemClock.now();
+        let from = to - SignedDuration::from_hours(hours);
+        let store = s.store();
+        let episodes = store.episodes_since(from).map_err(|e| e.to_string())?;
+        let runs = store.runs_since(from).map_err(|e| e.to_string())?;
+        Ok(History {
+            from,
+            to,
+            episodes: episodes
+                .into_iter()
+                .map(|e| HistoryEpisode {
+                    lane: e.lane,
+                    outcome: e.outcome,
+                    reason: e.reason,
+                    gate: e.gate,
+                    first_at: e.first_at,
+                    last_at: e.last_at,
+                    count: e.count,
+                })
+                .collect(),
+            runs: runs
+                .into_iter()
+                .map(|r| HistoryRun {
+                    lane: r.lane,
+                    source: r.source,
+                    started_at: r.started_at,
+                    ended_at: r.ended_at,
+                    result: r.result,
+                })
+                .collect(),
+        })
+    })
+    .await;
+    match report {
+        Ok(h) => axum::Json(h).into_response(),
+        Err(r) => r,
+    }
+}

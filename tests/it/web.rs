@@ -1,0 +1,256 @@
+//! The daemon's HTTP endpoint: /metrics, /status and the status page in a real browser.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::daemon::{Daemon, log_of, wait_for};
+use crate::harness::{Home, lane_yaml};
+
+/// Starts a daemon serving HTTP on a free loopback port; returns it and the base URL.
+fn serving(home: &Home) -> (Daemon, String) {
+    let daemon = Daemon::start_with(home, &["--listen", "127.0.0.1:0"]);
+    wait_for(home, "the HTTP endpoint", || {
+        log_of(home).contains("HTTP endpoint listening")
+    });
+    let log = log_of(home);
+    let addr = log
+        .split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("address in the log")
+        .to_string();
+    (daemon, format!("http://{addr}"))
+}
+
+fn get(url: &str) -> (u16, String, String) {
+    let resp = reqwest::blocking::get(url).expect("GET");
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (status, ctype, resp.text().expect("body"))
+}
+
+fn busy_home() -> Home {
+    let home = Home::standard();
+    home.write("plugins/broken.rhai", "fn evaluate(ctx) { loop {} }\n");
+    home.lane("backup", &lane_yaml("24h", "", "[\"true\"]"));
+    home.lane(
+        "sandman",
+        &lane_yaml(
+            "24h",
+            "  - use: backup-recency\n    with: { lane: flaky, max_age: 1h }",
+            "[\"true\"]",
+        ),
+    );
+    home.lane("flaky", &lane_yaml("24h", "  - use: broken", "[\"true\"]"));
+    home
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_cover_the_lanes() {
+    let home = busy_home();
+    let (_daemon, base) = serving(&home);
+    home.wait_status("backup", "the first run", |s| s["last_result"] == "success");
+    let (status, ctype, body) = get(&format!("{base}/metrics"));
+    assert_eq!(status, 200);
+    assert!(ctype.contains("openmetrics-text"), "{ctype}");
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert!(
+        value(
+            "lanekeeper_lane_decisions_total",
+            &[("lane", "backup"), ("outcome", "trigger")]
+        ) >= Some(1.0),
+        "{body}"
+    );
+    assert!(
+        value(
+            "lanekeeper_lane_deferrals_total",
+            &[
+                ("lane", "sandman"),
+                ("gate", "backup-recency"),
+                ("reason", "backup-stale")
+            ]
+        ) >= Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        value("lanekeeper_lane_running", &[("lane", "backup")]),
+        Some(0.0)
+    );
+    assert!(
+        value(
+            "lanekeeper_lane_seconds_since_last_success",
+            &[("lane", "backup")]
+        )
+        .is_some()
+    );
+    assert_eq!(
+        value(
+            "lanekeeper_runs_total",
+            &[("lane", "backup"), ("result", "success")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        value(
+            "lanekeeper_plugin_errors_total",
+            &[("plugin", "broken"), ("kind", "budget")]
+        ) >= Some(1.0),
+        "{body}"
+    );
+    assert!(value("lanekeeper_lane_deferred_seconds", &[("lane", "flaky")]).is_some());
+    for family in [
+        "lanekeeper_run_duration_seconds",
+        "lanekeeper_plugin_eval_seconds",
+        "lanekeeper_config_reloads",
+    ] {
+        assert!(
+            body.contains(&format!("# TYPE {family}")),
+            "{family} missing:\n{body}"
+        );
+    }
+}
+
+#[test]
+fn status_endpoint_serves_what_status_json_prints() {
+    let home = busy_home();
+    let (_daemon, base) = serving(&home);
+    home.wait_status("backup", "the first run", |s| s["last_result"] == "success");
+    let (code, _, body) = get(&format!("{base}/status"));
+    assert_eq!(code, 200);
+    let http: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cli: serde_json::Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["lanes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["lane"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&http), names(&cli));
+    for (h, c) in http["lanes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(cli["lanes"].as_array().unwrap())
+    {
+        for key in [
+            "schedule",
+            "last_run_at",
+            "last_result",
+            "last_success_at",
+            "next_due_at",
+        ] {
+            assert_eq!(h[key], c[key], "{key} of {}", h["lane"]);
+        }
+    }
+    let sandman = http["lanes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["lane"] == "sandman")
+        .unwrap();
+    assert_eq!(sandman["episode"]["reason"], "backup-stale", "{body}");
+}
+
+#[test]
+fn http_is_off_unless_asked_for() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    let daemon = Daemon::start(&home);
+    home.wait_status("a", "a run", |s| s["last_result"] == "success");
+    assert!(!log_of(&home).contains("HTTP endpoint"));
+    drop(daemon);
+    home.write("lanekeeper.yaml", "listen: \"not an address\"\n");
+    let out = home.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lanekeeper.yaml:1:9: listen:"));
+}
+
+fn chromium() -> Option<PathBuf> {
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+#[test]
+fn the_status_page_renders_lanes_and_reasons_in_a_real_browser() {
+    let Some(browser) = chromium() else {
+        // .ci/run installs Debian's chromium, so CI always runs this.
+        eprintln!("skipped: no chromium on this machine (apt-get install chromium)");
+        return;
+    };
+    let home = busy_home();
+    let (_daemon, base) = serving(&home);
+    home.wait_status("backup", "the first run", |s| s["last_result"] == "success");
+    let profile = tempfile::tempdir().unwrap();
+    let headless = |extra: &[String]| {
+        let mut cmd = Command::new(&browser);
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+            "--window-size=1400,600",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("{base}/"));
+        cmd.output().expect("run chromium")
+    };
+    let out = headless(&["--dump-dom".to_string()]);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for lane in ["backup", "sandman", "flaky"] {
+        assert!(
+            dom.contains(&format!("data-lane=\"{lane}\"")),
+            "lane {lane} missing from the rendered DOM:\n{dom}"
+        );
+    }
+    assert!(
+        dom.contains("backup-stale"),
+        "the current reason is shown:\n{dom}"
+    );
+    assert!(dom.contains("plugin-error"), "{dom}");
+    assert!(
+        dom.contains("class=\"run success\""),
+        "the timeline shows the backup run:\n{dom}"
+    );
+
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    headless(&[format!("--screenshot={}", shot.display())]);
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 10_000,
+        "a screenshot was saved at {}",
+        shot.display()
+    );
+}
