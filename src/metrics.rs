@@ -104,7 +104,7 @@ impl Metrics {
         let run_duration: HistogramFamily<LaneLabel> = Family::new_with_constructor(run_buckets);
         let plugin_eval: HistogramFamily<PluginLabels> = Family::new_with_constructor(eval_buckets);
         let plugin_errors = Family::default();
-        let reloads = Family::default();
+        let reloads: Family<ReloadLabels, Counter> = Family::default();
         registry.register(
             "lane_decisions",
             "Decisions made, by lane and outcome",
