@@ -39,7 +39,11 @@ fn summary(name: &str, mut v: Vec<Duration>) -> (Duration, Duration) {
 struct NoNetwork;
 impl Observer for NoNetwork {
     fn http_get(&self, _: &str, _: Duration) -> HttpResult {
-        HttpResult { status: Some(200), latency_ms: 0.0, error: None }
+        HttpResult {
+            status: Some(200),
+            latency_ms: 0.0,
+            error: None,
+        }
     }
     fn metric(&self, _: &config::settings::MetricSource) -> Result<f64, String> {
         Ok(0.0)
@@ -60,8 +64,14 @@ fn dispatch_latency() {
     let lane = config.lane("job").expect("lane").clone();
     let store = SqliteStore::open(&home.database()).expect("store");
     let clock = SystemClock;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let rules = RunLogs { keep: 5, ..RunLogs::default() };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rules = RunLogs {
+        keep: 5,
+        ..RunLogs::default()
+    };
 
     // Baseline: fork+exec of the same program, nothing else.
     let mut bare = Vec::with_capacity(RUNS);
@@ -78,9 +88,12 @@ fn dispatch_latency() {
     runtime.block_on(async {
         for _ in 0..RUNS {
             let t = Instant::now();
-            let started = dispatch::start_run(&home, &lane, &rules, &store, &clock, "bench").expect("start");
+            let started =
+                dispatch::start_run(&home, &lane, &rules, &store, &clock, "bench").expect("start");
             recorded.push(t.elapsed());
-            let Start::Running(run) = started else { panic!("`true` failed to start") };
+            let Start::Running(run) = started else {
+                panic!("`true` failed to start")
+            };
             exec.push(run.exec_latency());
             let (_stop, stop_rx) = dispatch::stop_channel();
             run.wait(&store, &clock, stop_rx).await.expect("wait");
@@ -112,14 +125,21 @@ fn pass_10k() {
         let every = [10, 30, 60, 1440][i % 4];
         std::fs::write(
             dir.path().join(format!("rules/lane-{i:05}.yaml")),
-            format!("schedule:\n  every: {every}m\n{group}priority: {}\ncommand:\n  argv: [\"true\"]\n", i % 7),
+            format!(
+                "schedule:\n  every: {every}m\n{group}priority: {}\ncommand:\n  argv: [\"true\"]\n",
+                i % 7
+            ),
         )
         .expect("lane");
     }
     let load = Instant::now();
     let home = Home::new(dir.path());
     let config = config::load(&home).expect("valid config");
-    println!("(setup: loaded {} lane files in {:.2?})", config.lanes.len(), load.elapsed());
+    println!(
+        "(setup: loaded {} lane files in {:.2?})",
+        config.lanes.len(),
+        load.elapsed()
+    );
     let lanes: Vec<&Lane> = config.lanes.iter().collect();
     let now: jiff::Timestamp = "2026-05-10T01:00:00Z".parse().expect("time");
     // Half the lanes ran 20 minutes ago (some due, some not); the rest never ran (all due).
@@ -142,14 +162,24 @@ fn pass_10k() {
             .iter()
             .filter(|l| {
                 let last = states.get(&l.name).and_then(|s| s.last_run_at);
-                matches!(schedule::due(&l.schedule, &l.zone, last, now), schedule::Due::Due { .. })
+                matches!(
+                    schedule::due(&l.schedule, &l.zone, last, now),
+                    schedule::Due::Due { .. }
+                )
             })
             .count();
         baseline.push(t.elapsed());
         std::hint::black_box(due);
 
         let t = Instant::now();
-        let decisions = engine::pass(&lanes, Arc::clone(&states), now, Arc::clone(&observer), &config.settings, None);
+        let decisions = engine::pass(
+            &lanes,
+            Arc::clone(&states),
+            now,
+            Arc::clone(&observer),
+            &config.settings,
+            None,
+        );
         full.push(t.elapsed());
         std::hint::black_box(decisions.len());
     }
@@ -163,7 +193,10 @@ fn pass_10k() {
 }
 
 fn main() {
-    println!("lanekeeper daemon benchmarks ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "lanekeeper daemon benchmarks ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     dispatch_latency();
     pass_10k();
 }

@@ -603,3 +603,71 @@ fn update_last_result(
     };
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Decision, Outcome};
+
+    fn decision(lane: &str, at: &str, outcome: Outcome, reason: &str) -> Decision {
+        Decision {
+            lane: lane.into(),
+            at: at.parse().expect("time"),
+            outcome,
+            source: None,
+            reason: Some(reason.into()),
+            gate: Some("g".into()),
+            detail: None,
+            chain: Vec::new(),
+            hashes: None,
+        }
+    }
+
+    #[test]
+    fn deferrals_coalesce_triggers_do_not_and_pruning_keeps_the_latest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("db")).expect("open");
+        let d = |at, o, r| decision("a", at, o, r);
+        store
+            .record_decisions(&[
+                d("2026-01-01T00:00:00Z", Outcome::Deferred, "x"),
+                d("2026-01-01T00:00:30Z", Outcome::Deferred, "x"),
+                d("2026-01-01T00:01:00Z", Outcome::Deferred, "x"),
+                d("2026-01-01T00:01:30Z", Outcome::Deferred, "y"),
+                d("2026-01-01T00:02:00Z", Outcome::Trigger, "t"),
+                d("2026-01-01T00:02:30Z", Outcome::Trigger, "t"),
+            ])
+            .expect("record");
+        let all = store.episodes_since(Timestamp::UNIX_EPOCH).expect("read");
+        let counts: Vec<i64> = all.iter().map(|e| e.count).collect();
+        assert_eq!(counts, [3, 1, 1, 1]);
+        let x = store
+            .episode_at("a", "2026-01-01T00:00:45Z".parse().expect("t"))
+            .expect("q")
+            .expect("some");
+        assert_eq!(x.reason.as_deref(), Some("x"));
+        assert_eq!(
+            x.at("2026-01-01T00:00:45Z".parse().expect("t")).at,
+            x.first.at
+        );
+        assert_eq!(
+            x.at("2026-01-01T00:01:10Z".parse().expect("t")).at,
+            x.last.as_ref().expect("last").at
+        );
+
+        let removed = store
+            .prune_history("2026-01-01T00:02:10Z".parse().expect("t"))
+            .expect("prune");
+        assert_eq!(
+            removed, 3,
+            "everything older goes except the lane's latest episode"
+        );
+        assert_eq!(
+            store
+                .episodes_since(Timestamp::UNIX_EPOCH)
+                .expect("read")
+                .len(),
+            1
+        );
+    }
+}
