@@ -88,8 +88,15 @@ fn dispatch_latency() {
     runtime.block_on(async {
         for _ in 0..RUNS {
             let t = Instant::now();
-            let started =
-                dispatch::start_run(&home, &lane, &rules, &store, &clock, "bench").expect("start");
+            let started = dispatch::start_run(&dispatch::RunRequest {
+                home: &home,
+                lane: &lane,
+                log_rules: &rules,
+                store: &store,
+                clock: &clock,
+                source: "bench",
+            })
+            .expect("start");
             recorded.push(t.elapsed());
             let Start::Running(run) = started else {
                 panic!("`true` failed to start")

@@ -8,7 +8,9 @@ use crate::config::duration::format;
 use crate::config::{Lane, Schedule};
 use crate::daemon::{RELOAD_KEY, ReloadStatus};
 use crate::engine::schedule::next_due;
-use crate::state::{Episode, ExitInfo, LaneState, LaneStates, RunResult, Store, StoreError};
+use crate::state::{
+    Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, RunResult, Store, StoreError,
+};
 
 /// A run in progress.
 #[derive(Debug, Serialize)]
@@ -26,23 +28,6 @@ pub struct Deferral {
     pub reason: Option<String>,
     /// Since when.
     pub since: Timestamp,
-}
-
-/// The current episode of identical decisions.
-#[derive(Debug, Serialize)]
-pub struct EpisodeSummary {
-    /// `trigger`, `deferred` or `disabled`.
-    pub outcome: String,
-    /// Its reason.
-    pub reason: Option<String>,
-    /// The deciding gate.
-    pub gate: Option<String>,
-    /// Its first evaluation.
-    pub since: Timestamp,
-    /// Its latest evaluation.
-    pub last_at: Timestamp,
-    /// How many evaluations it spans.
-    pub checks: i64,
 }
 
 /// One lane's status.
@@ -110,14 +95,7 @@ fn lane_status(lane: &Lane, state: LaneState, episode: Option<Episode>) -> LaneS
             reason: state.deferral_reason,
             since,
         }),
-        episode: episode.map(|e| EpisodeSummary {
-            outcome: e.outcome,
-            reason: e.reason,
-            gate: e.gate,
-            since: e.first_at,
-            last_at: e.last_at,
-            checks: e.count,
-        }),
+        episode: episode.as_ref().map(Episode::summary),
     }
 }
 

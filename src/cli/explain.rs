@@ -11,7 +11,7 @@ use super::{CliError, CliResult, Session, emit, parse_at};
 use crate::engine::{Decision, GateVerdict};
 use crate::home::Home;
 use crate::plugins::host::Observation;
-use crate::state::Store;
+use crate::state::{EpisodeSummary, Store};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -28,12 +28,8 @@ pub struct Args {
 /// The episode a decision belongs to.
 #[derive(Serialize)]
 struct EpisodeInfo {
-    outcome: String,
-    reason: Option<String>,
-    gate: Option<String>,
-    first_at: Timestamp,
-    last_at: Timestamp,
-    count: i64,
+    #[serde(flatten)]
+    summary: EpisodeSummary,
     /// The episode's first evaluation, when the decision shown is a later one.
     #[serde(skip_serializing_if = "Option::is_none")]
     first: Option<Decision>,
@@ -87,12 +83,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let changed_since = changes(decision.hashes.as_deref(), &lane.fingerprints);
     let episode = episode.map(|e| EpisodeInfo {
         first: (e.first.at != decision.at).then(|| e.first.clone()),
-        outcome: e.outcome,
-        reason: e.reason,
-        gate: e.gate,
-        first_at: e.first_at,
-        last_at: e.last_at,
-        count: e.count,
+        summary: e.summary(),
     });
     let explanation = Explanation {
         to_fire: decision.hints(),
@@ -130,7 +121,7 @@ fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
             out.push_str(&format!("  - {hint}\n"));
         }
     }
-    if let Some(ep) = &e.episode {
+    if let Some(ep) = e.episode.as_ref().map(|e| &e.summary) {
         out.push_str(&format!(
             "\nepisode: {} {} from {} to {} ({} evaluation{}; started {})\n",
             ep.outcome,

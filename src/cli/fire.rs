@@ -63,16 +63,15 @@ fn supervise(session: &Session, args: &Args) -> CliResult {
     };
     let (stop, stop_rx) = dispatch::stop_channel();
     runtime.block_on(async { dispatch::forward_signals(stop) })?;
-    let result = runtime.block_on(dispatch::run_lane(
+    let request = dispatch::RunRequest {
         home,
         lane,
-        &session.config.settings.run_logs,
-        &session.store,
-        &session.clock,
-        engine::TriggerSource::Manual.as_str(),
-        &mut on_start,
-        stop_rx,
-    ));
+        log_rules: &session.config.settings.run_logs,
+        store: &session.store,
+        clock: &session.clock,
+        source: engine::TriggerSource::Manual.as_str(),
+    };
+    let result = runtime.block_on(dispatch::run_lane(&request, &mut on_start, stop_rx));
     match result {
         Ok(report) => {
             if detached {

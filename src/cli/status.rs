@@ -78,9 +78,9 @@ pub fn run(home: &Home, args: Args) -> CliResult {
                 (Some(d), Some(e)) if e.outcome == "deferred" && e.reason == d.reason => format!(
                     "{} for {}, {} check{}",
                     or_dash(d.reason.as_deref()),
-                    relative(now, Some(e.since)).trim_end_matches(" ago"),
-                    thousands(e.checks),
-                    if e.checks == 1 { "" } else { "s" }
+                    relative(now, Some(e.first_at)).trim_end_matches(" ago"),
+                    thousands(e.count),
+                    if e.count == 1 { "" } else { "s" }
                 ),
                 (Some(d), _) => format!(
                     "{} for {}",

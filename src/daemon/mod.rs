@@ -309,14 +309,14 @@ impl Daemon {
             return;
         };
         let source = decision.source.map_or("periodic-sweep", |s| s.as_str());
-        let started = dispatch::start_run(
-            &self.home,
-            &lane,
-            &self.config.settings.run_logs,
-            &*self.store,
-            &*self.clock,
+        let started = dispatch::start_run(&dispatch::RunRequest {
+            home: &self.home,
+            lane: &lane,
+            log_rules: &self.config.settings.run_logs,
+            store: &*self.store,
+            clock: &*self.clock,
             source,
-        );
+        });
         match started {
             Ok(Start::Running(run)) => {
                 let (stop, stop_rx) = dispatch::stop_channel();

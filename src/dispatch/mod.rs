@@ -236,16 +236,34 @@ pub enum Start {
     Failed(RunReport),
 }
 
+/// Everything a run needs from its caller.
+#[derive(Clone, Copy)]
+pub struct RunRequest<'a> {
+    /// The home (locks, logs).
+    pub home: &'a Home,
+    /// The lane to run.
+    pub lane: &'a Lane,
+    /// Log cap and retention.
+    pub log_rules: &'a RunLogs,
+    /// Where the run is recorded.
+    pub store: &'a dyn Store,
+    /// Start and end times.
+    pub clock: &'a dyn Clock,
+    /// What started it (`manual`, `periodic-sweep`, …).
+    pub source: &'a str,
+}
+
 /// Takes the lane lock, starts the command in its own process group and records the run
 /// (stamping `last_run_at`). Returns as soon as the child has been exec'd.
-pub fn start_run(
-    home: &Home,
-    lane: &Lane,
-    log_rules: &RunLogs,
-    store: &dyn Store,
-    clock: &dyn Clock,
-    source: &str,
-) -> Result<Start, DispatchError> {
+pub fn start_run(req: &RunRequest<'_>) -> Result<Start, DispatchError> {
+    let RunRequest {
+        home,
+        lane,
+        log_rules,
+        store,
+        clock,
+        source,
+    } = *req;
     let entered = Instant::now();
     let started_at = clock.now();
     let lock = acquire(home, &lane.name, store, started_at)?;
@@ -454,23 +472,17 @@ impl StartedRun {
     }
 }
 
-/// Starts `lane`'s command and waits for it: [`start_run`] then [`StartedRun::wait`].
-#[allow(clippy::too_many_arguments)]
+/// Starts a run and waits for it: [`start_run`] then [`StartedRun::wait`].
 pub async fn run_lane(
-    home: &Home,
-    lane: &Lane,
-    log_rules: &RunLogs,
-    store: &dyn Store,
-    clock: &dyn Clock,
-    source: &str,
+    req: &RunRequest<'_>,
     on_start: &mut dyn StartListener,
     stop: StopReceiver,
 ) -> Result<RunReport, DispatchError> {
-    match start_run(home, lane, log_rules, store, clock, source)? {
+    match start_run(req)? {
         Start::Failed(report) => Ok(report),
         Start::Running(run) => {
             on_start.started(run.pid(), run.log_path());
-            run.wait(store, clock, stop).await
+            run.wait(req.store, req.clock, stop).await
         }
     }
 }

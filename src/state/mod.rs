@@ -172,12 +172,24 @@ pub struct RunRecord {
     pub log_path: Option<String>,
 }
 
-/// Consecutive identical decisions of one lane (same outcome, gate and reason), coalesced.
-/// A trigger is always an episode of its own.
+/// Consecutive identical decisions of one lane (same outcome, gate, reason and configuration),
+/// coalesced. A trigger is always an episode of its own.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Episode {
     /// Row id.
     pub id: i64,
+    /// What it is and when.
+    #[serde(flatten)]
+    pub summary: EpisodeSummary,
+    /// The first evaluation, with its chain and evidence.
+    pub first: Decision,
+    /// The latest evaluation, when there was more than one.
+    pub last: Option<Decision>,
+}
+
+/// An episode without its evaluations: what `status`, `explain` and the timeline show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EpisodeSummary {
     /// The lane.
     pub lane: String,
     /// `trigger`, `deferred` or `disabled`.
@@ -192,13 +204,14 @@ pub struct Episode {
     pub last_at: Timestamp,
     /// How many evaluations it spans.
     pub count: i64,
-    /// The first evaluation, with its chain and evidence.
-    pub first: Decision,
-    /// The latest evaluation, when there was more than one.
-    pub last: Option<Decision>,
 }
 
 impl Episode {
+    /// The episode without its evaluations.
+    pub fn summary(&self) -> EpisodeSummary {
+        self.summary.clone()
+    }
+
     /// The evaluation in force at `at`: the latest one at or before it.
     pub fn at(&self, at: Timestamp) -> &Decision {
         match &self.last {

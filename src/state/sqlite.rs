@@ -13,8 +13,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::engine::Outcome;
 
 use super::{
-    Decision, Episode, ExitInfo, LaneState, LaneStates, RunEnd, RunRecord, RunResult, RunStart,
-    RunningRun, Store, StoreError,
+    Decision, Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, RunEnd, RunRecord,
+    RunResult, RunStart, RunningRun, Store, StoreError,
 };
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
@@ -554,13 +554,15 @@ fn episode_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Episode> {
     ))?;
     Ok(Episode {
         id: r.get(0)?,
-        lane: r.get(1)?,
-        outcome: r.get(2)?,
-        reason: r.get(3)?,
-        gate: r.get(4)?,
-        first_at: ts(r.get(5)?).unwrap_or(Timestamp::UNIX_EPOCH),
-        last_at: ts(r.get(6)?).unwrap_or(Timestamp::UNIX_EPOCH),
-        count: r.get(7)?,
+        summary: EpisodeSummary {
+            lane: r.get(1)?,
+            outcome: r.get(2)?,
+            reason: r.get(3)?,
+            gate: r.get(4)?,
+            first_at: ts(r.get(5)?).unwrap_or(Timestamp::UNIX_EPOCH),
+            last_at: ts(r.get(6)?).unwrap_or(Timestamp::UNIX_EPOCH),
+            count: r.get(7)?,
+        },
         first,
         last: decode(9, r.get(9)?)?,
     })
@@ -639,13 +641,13 @@ mod tests {
             ])
             .expect("record");
         let all = store.episodes_since(Timestamp::UNIX_EPOCH).expect("read");
-        let counts: Vec<i64> = all.iter().map(|e| e.count).collect();
+        let counts: Vec<i64> = all.iter().map(|e| e.summary.count).collect();
         assert_eq!(counts, [3, 1, 1, 1]);
         let x = store
             .episode_at("a", "2026-01-01T00:00:45Z".parse().expect("t"))
             .expect("q")
             .expect("some");
-        assert_eq!(x.reason.as_deref(), Some("x"));
+        assert_eq!(x.summary.reason.as_deref(), Some("x"));
         assert_eq!(
             x.at("2026-01-01T00:00:45Z".parse().expect("t")).at,
             x.first.at

@@ -18,7 +18,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::process;
 use crate::metrics::Metrics;
-use crate::state::{SqliteStore, Store};
+use crate::state::{EpisodeSummary, SqliteStore, Store};
 use crate::status;
 
 /// What the handlers share with the daemon.
@@ -145,17 +145,6 @@ struct HistoryQuery {
 }
 
 #[derive(Serialize)]
-struct HistoryEpisode {
-    lane: String,
-    outcome: String,
-    reason: Option<String>,
-    gate: Option<String>,
-    first_at: Timestamp,
-    last_at: Timestamp,
-    count: i64,
-}
-
-#[derive(Serialize)]
 struct HistoryRun {
     lane: String,
     source: String,
@@ -168,7 +157,7 @@ struct HistoryRun {
 struct History {
     from: Timestamp,
     to: Timestamp,
-    episodes: Vec<HistoryEpisode>,
+    episodes: Vec<EpisodeSummary>,
     runs: Vec<HistoryRun>,
 }
 
@@ -184,16 +173,8 @@ async fn history(State(state): State<Arc<WebState>>, Query(q): Query<HistoryQuer
             from,
             to,
             episodes: episodes
-                .into_iter()
-                .map(|e| HistoryEpisode {
-                    lane: e.lane,
-                    outcome: e.outcome,
-                    reason: e.reason,
-                    gate: e.gate,
-                    first_at: e.first_at,
-                    last_at: e.last_at,
-                    count: e.count,
-                })
+                .iter()
+                .map(crate::state::Episode::summary)
                 .collect(),
             runs: runs
                 .into_iter()

@@ -3,7 +3,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Home, assert_decision, lane_yaml};
+use crate::harness::{Home, assert_decision, lane_yaml, sh};
 
 /// A daemon running against a home; killed when dropped.
 pub struct Daemon {
@@ -88,10 +88,6 @@ fn runs(home: &Home, lane: &str) -> usize {
     std::fs::read_dir(home.path().join("state/runs").join(lane))
         .map(|d| d.count())
         .unwrap_or(0)
-}
-
-fn sh(script: &str) -> String {
-    format!("[sh, -c, {}]", serde_json::to_string(script).unwrap())
 }
 
 #[test]

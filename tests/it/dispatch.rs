@@ -3,32 +3,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Home, assert_decision, lane_yaml};
-
-fn sh(script: &str) -> String {
-    format!("[sh, -c, {}]", serde_json::to_string(script).unwrap())
-}
-
-fn pid_alive(pid: i64) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(true)
-}
-
-fn kill(pid: i64, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args(["-s", signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -s {signal} {pid}");
-}
+use crate::harness::{Home, assert_decision, kill, lane_yaml, pid_alive, sh, wait_gone};
 
 #[test]
 fn fire_wait_exits_with_the_child_exit_code_and_records_it() {
@@ -96,16 +71,8 @@ fn two_concurrent_fires_of_one_lane_run_it_exactly_once() {
     let home = Home::new();
     home.lane("job", &lane_yaml("1h", "", &sh("sleep 3")));
     // Both start together; whichever takes the lock runs, the other is refused.
-    let a = home
-        .command(&["fire", "job", "--wait"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let b = home
-        .command(&["fire", "job", "--wait"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let a = home.spawn(&["fire", "job", "--wait"]);
+    let b = home.spawn(&["fire", "job", "--wait"]);
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     let codes = [a.status.code(), b.status.code()];
     let both = format!(
@@ -213,11 +180,7 @@ fn a_child_outliving_its_supervisor_still_counts_as_running() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("outlived its supervisor"));
 
     kill(pid, "KILL");
-    let start = Instant::now();
-    while pid_alive(pid) {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_gone(pid);
     assert_eq!(
         home.check_at("main", "2026-05-10T00:00:00Z")["outcome"],
         "trigger"
@@ -233,11 +196,7 @@ fn a_child_outliving_its_supervisor_still_counts_as_running() {
 fn sigterm_to_fire_is_forwarded_to_the_child_and_the_outcome_recorded() {
     let home = Home::new();
     home.lane("job", &lane_yaml("1h", "", &sh("sleep 60")));
-    let fire = home
-        .command(&["fire", "job", "--wait"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let fire = home.spawn(&["fire", "job", "--wait"]);
     home.wait_status("job", "running", |s| s["running"].is_object());
     kill(i64::from(fire.id()), "TERM");
     let out = fire.wait_with_output().unwrap();
@@ -279,13 +238,6 @@ fn a_timeout_kills_a_child_that_ignores_sigterm_and_its_grandchild() {
         .trim()
         .parse()
         .unwrap();
-    let start = Instant::now();
-    while pid_alive(grandchild) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "grandchild {grandchild} survived"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_gone(grandchild);
     assert_eq!(home.status("stuck")["last_result"], "failure");
 }

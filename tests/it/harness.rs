@@ -91,6 +91,14 @@ impl Home {
         cmd
     }
 
+    /// Starts the binary in the background with stderr captured.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn lanekeeper")
+    }
+
     /// Runs the binary and returns its output.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run lanekeeper")
@@ -234,4 +242,43 @@ pub fn closed_port_url() -> String {
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     format!("http://{addr}/")
+}
+
+/// An argv running `script` under `sh -c`, as YAML.
+pub fn sh(script: &str) -> String {
+    format!("[sh, -c, {}]", serde_json::to_string(script).expect("json"))
+}
+
+/// Whether `pid` is a live (non-zombie) process.
+pub fn pid_alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Sends `signal` to `pid` with kill(1).
+pub fn kill(pid: i64, signal: &str) {
+    let status = Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -s {signal} {pid}");
+}
+
+/// Waits (at most 10 s) until `pid` is gone.
+pub fn wait_gone(pid: i64) {
+    let start = Instant::now();
+    while pid_alive(pid) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "process {pid} is still alive"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -126,7 +126,7 @@ fn identical_deferrals_coalesce_into_one_episode_and_explain_at_returns_it_with_
 
     // Three checks, one episode.
     let s = home.status("a");
-    assert_eq!(s["episode"]["checks"], 3, "{s}");
+    assert_eq!(s["episode"]["count"], 3, "{s}");
     assert_eq!(s["episode"]["reason"], "waiting");
     assert!(
         home.ok(&["status"]).contains("waiting for"),
@@ -143,7 +143,7 @@ fn identical_deferrals_coalesce_into_one_episode_and_explain_at_returns_it_with_
         ),
     );
     home.check_now("a");
-    assert_eq!(home.status("a")["episode"]["checks"], 1);
+    assert_eq!(home.status("a")["episode"]["count"], 1);
 
     // Inside the old episode: its chain, its evidence, its hashes, and the change since.
     let at = first["at"].as_str().unwrap();
