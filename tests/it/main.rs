@@ -14,3 +14,4 @@ mod preconditions;
 mod schedule;
 mod shipped;
 mod validation;
+mod wasm;

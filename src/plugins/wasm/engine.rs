@@ -36,7 +36,8 @@ pub struct WasmEngine {
 impl WasmEngine {
     /// Builds an engine enforcing `limits`.
     pub fn new(limits: &WasmLimits) -> Result<Self, String> {
-        let max_memory = usize::try_from(limits.max_memory).unwrap_or(usize::MAX);
+        // The pool admits any 32-bit memory; the per-store limiter enforces `max_memory`, so a
+        // module that starts too big is reported as such rather than failing to compile.
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(POOL_SLOTS)
             .total_memories(POOL_SLOTS)
@@ -44,7 +45,7 @@ impl WasmEngine {
             .max_memories_per_module(1)
             .max_tables_per_module(1)
             .table_elements(MAX_TABLE_ELEMENTS)
-            .max_memory_size(max_memory);
+            .max_memory_size(1 << 32);
         let mut config = Config::new();
         config
             .consume_fuel(true)

@@ -310,7 +310,11 @@ impl Inner {
                     ),
                     other => match &store.data().panic {
                         Some(msg) => (PluginErrorKind::Thrown, format!("panicked: {msg}")),
-                        None => (PluginErrorKind::Thrown, format!("trapped: {other}")),
+                        None => {
+                            let what = other.to_string();
+                            let what = what.strip_prefix("wasm trap: ").unwrap_or(&what);
+                            (PluginErrorKind::Thrown, format!("trapped: {what}"))
+                        }
                     },
                 }
             } else if let Some(h) = e.downcast_ref::<abi::HostCallError>() {
