@@ -9,6 +9,7 @@ mod chain;
 mod daemon;
 mod dispatch;
 mod history;
+mod parity;
 mod plugins;
 mod preconditions;
 mod schedule;
