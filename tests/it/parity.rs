@@ -124,7 +124,8 @@ fn config() -> ProptestConfig {
 
 /// Instants through 2026, to the millisecond.
 fn instant() -> impl Strategy<Value = Timestamp> {
-    (1_767_225_600_000i64..1_798_761_600_000).prop_map(|ms| Timestamp::from_millisecond(ms).unwrap())
+    (1_767_225_600_000i64..1_798_761_600_000)
+        .prop_map(|ms| Timestamp::from_millisecond(ms).unwrap())
 }
 
 fn before(now: Timestamp, ms: i64) -> Timestamp {

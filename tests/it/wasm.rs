@@ -463,3 +463,48 @@ fn compiled_modules_are_cached_and_a_corrupt_entry_is_recompiled() {
     let d = home.check_at("victim", "2026-05-10T00:00:00Z");
     assert_eq!(d["outcome"], "trigger", "{d}");
 }
+
+/// Whether rustc can build for wasm32-unknown-unknown here.
+fn wasm32_target_installed() -> bool {
+    let out = std::process::Command::new("rustc")
+        .args([
+            "--print",
+            "target-libdir",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let dir = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn the_committed_guests_are_up_to_date() {
+    if !wasm32_target_installed() {
+        println!(
+            "skipped: the wasm32-unknown-unknown target is not installed (rustup target add wasm32-unknown-unknown)"
+        );
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("bash")
+        .arg(repo().join("plugins/wasm/build.sh"))
+        .arg(out.path())
+        .env("CARGO_TARGET_DIR", repo().join("target/wasm-guests"))
+        .status()
+        .expect("run plugins/wasm/build.sh");
+    assert!(status.success(), "plugins/wasm/build.sh failed");
+    for name in ["backup-recency", "contention", "off-peak", "provider-probe"] {
+        let built = std::fs::read(out.path().join(format!("{name}.wasm"))).unwrap();
+        let committed = std::fs::read(repo().join(format!("plugins/wasm/{name}.wasm"))).unwrap();
+        assert!(
+            built == committed,
+            "plugins/wasm/{name}.wasm is stale: rebuild with plugins/wasm/build.sh and commit it"
+        );
+    }
+}
