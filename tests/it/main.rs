@@ -12,6 +12,7 @@ mod history;
 mod parity;
 mod plugins;
 mod preconditions;
+mod scaffold;
 mod schedule;
 mod shipped;
 mod validation;

@@ -465,7 +465,7 @@ fn compiled_modules_are_cached_and_a_corrupt_entry_is_recompiled() {
 }
 
 /// Whether rustc can build for wasm32-unknown-unknown here.
-fn wasm32_target_installed() -> bool {
+pub fn wasm32_target_installed() -> bool {
     let out = std::process::Command::new("rustc")
         .args([
             "--print",
