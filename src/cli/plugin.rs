@@ -50,6 +50,10 @@ const SDK: &[(&str, &str)] = &[
         include_str!("../../plugins/wasm/sdk/src/lib.rs"),
     ),
     (
+        "src/bump.rs",
+        include_str!("../../plugins/wasm/sdk/src/bump.rs"),
+    ),
+    (
         "src/json.rs",
         include_str!("../../plugins/wasm/sdk/src/json.rs"),
     ),

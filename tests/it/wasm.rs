@@ -508,3 +508,42 @@ fn the_committed_guests_are_up_to_date() {
         );
     }
 }
+
+#[test]
+fn unbounded_recursion_hits_the_stack_limit() {
+    let wasm = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+            (func (export "alloc") (param i32) (result i32) i32.const 1024)
+            (func $f (export "evaluate") (param i32 i32) (result i64)
+                (call $f (local.get 0) (local.get 1))))"#,
+    )
+    .unwrap();
+    let home = plugin_home(&wasm, "");
+    let d = detail(&home);
+    assert!(d.contains("exceeded its stack limit"), "{d}");
+}
+
+#[test]
+fn wasm_limits_are_validated_where_they_are_written() {
+    let home = Home::new();
+    home.write(
+        "lanekeeper.yaml",
+        "limits:\n  wasm:\n    fuel: 0\n    max_memory: lots\n    deadline: off\n",
+    );
+    let p = problems(&home);
+    let file = home.path().join("lanekeeper.yaml").display().to_string();
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(
+        p[0].starts_with(&format!("{file}:3:11: ")) && p[0].contains("fuel"),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("max_memory") && l.contains("16MiB")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter().any(|l| l.contains("limits.wasm.deadline")),
+        "{p:#?}"
+    );
+}

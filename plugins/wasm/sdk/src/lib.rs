@@ -27,8 +27,15 @@
 //! other target (`cargo test`), they answer from [`testing`], so plugins are unit-tested
 //! natively. The ABI underneath is documented in lanekeeper's docs/PLUGINS.md.
 
+#[cfg(all(target_arch = "wasm32", feature = "bump-alloc"))]
+mod bump;
 pub mod json;
 mod sys;
+
+/// Fresh instance per evaluation: never freeing is free, and not growing memory is fast.
+#[cfg(all(target_arch = "wasm32", feature = "bump-alloc"))]
+#[global_allocator]
+static ALLOCATOR: bump::Bump = bump::Bump;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
