@@ -67,7 +67,7 @@ impl WasmEngine {
             .max_memories_per_module(1)
             .max_tables_per_module(1)
             .table_elements(MAX_TABLE_ELEMENTS)
-            .max_memory_size(1 << 32);
+            .max_memory_size(usize::try_from(1u64 << 32).unwrap_or(usize::MAX));
         if kernel_has_pagemap_scan() {
             pool.linear_memory_keep_resident(KEEP_RESIDENT)
                 .table_keep_resident(64 << 10)
