@@ -11,6 +11,14 @@
 //! - `decide_sandman_not_due`: sandman when its interval has not elapsed (schedule gate only).
 //! - `decide_sandman_fresh_pass`: `PassHost::new` + one decide, probe not cached (stub observer).
 //! - `sandman_gate`: each sandman gate alone on the warmed pass, with evidence recording.
+//!
+//! WASM rows (issue 4), same inputs:
+//! - `gate_wasm_trivial`: a core module whose `evaluate` returns 0 (pass), loaded through
+//!   `config::load`; each call builds the context JSON, takes a fresh `Store` from the pooling
+//!   allocator, instantiates the pre-linked module, writes the context and calls `evaluate`.
+//! - `decide_sandman_wasm_cached_probe`: the sandman chain with the four standard plugins as
+//!   WASM guests (`plugins/wasm/*.wasm`, built with the SDK), probe cached as above.
+//! - `sandman_gate_wasm`: each of those gates alone.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +43,14 @@ fn main() {
         assert_eq!(
             probes, 1,
             "the provider probe was not answered from the pass cache"
+        );
+    }
+    if SANDMAN_WASM.get().is_some() {
+        let probes = WASM_CACHED_PASS_PROBES.load(Ordering::Relaxed);
+        eprintln!("observer calls on the reused (cached) WASM pass: {probes}");
+        assert_eq!(
+            probes, 1,
+            "the WASM provider probe was not answered from the pass cache"
         );
     }
     if FRESH_PASS_PROBES.load(Ordering::Relaxed) > 0 {
@@ -81,6 +97,7 @@ impl Observer for StubObserver {
 static CACHED_PASS_PROBES: AtomicUsize = AtomicUsize::new(0);
 static FRESH_PASS_PROBES: AtomicUsize = AtomicUsize::new(0);
 static UNUSED_PROBES: AtomicUsize = AtomicUsize::new(0);
+static WASM_CACHED_PASS_PROBES: AtomicUsize = AtomicUsize::new(0);
 
 fn pass(states: Arc<LaneStates>, calls: &'static AtomicUsize) -> Arc<PassHost> {
     Arc::new(PassHost::new(
@@ -217,73 +234,86 @@ struct Sandman {
 }
 
 static SANDMAN: OnceLock<Sandman> = OnceLock::new();
+static SANDMAN_WASM: OnceLock<Sandman> = OnceLock::new();
 
 fn sandman() -> &'static Sandman {
-    SANDMAN.get_or_init(|| {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let config = load(|home| {
-            for (dir, ext) in [("plugins", "rhai"), ("rules", "yaml")] {
-                let entries = std::fs::read_dir(repo.join(dir)).expect("repo dir");
-                for entry in entries {
-                    let path = entry.expect("dir entry").path();
-                    if path.extension().is_some_and(|x| x == ext) {
-                        let name = path.file_name().expect("file name");
-                        std::fs::copy(&path, home.join(dir).join(name)).expect("copy");
-                    }
+    SANDMAN.get_or_init(|| build_sandman("plugins", "rhai", &CACHED_PASS_PROBES))
+}
+
+/// The same home with the four standard plugins as WASM guests (`plugins/wasm/*.wasm`).
+fn sandman_wasm() -> &'static Sandman {
+    SANDMAN_WASM.get_or_init(|| build_sandman("plugins/wasm", "wasm", &WASM_CACHED_PASS_PROBES))
+}
+
+/// The shipped rules with the plugins found in `plugin_dir` (files ending `.ext`).
+fn build_sandman(plugin_dir: &str, ext: &str, probes: &'static AtomicUsize) -> Sandman {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = load(|home| {
+        for (from, to, ext) in [(plugin_dir, "plugins", ext), ("rules", "rules", "yaml")] {
+            let entries = std::fs::read_dir(repo.join(from)).expect("repo dir");
+            for entry in entries {
+                let path = entry.expect("dir entry").path();
+                if path.extension().is_some_and(|x| x == ext) {
+                    let name = path.file_name().expect("file name");
+                    std::fs::copy(&path, home.join(to).join(name)).expect("copy");
                 }
             }
-        });
-        let now = now();
-        let mut due = LaneStates::new();
-        due.insert(
-            "backup".into(),
-            LaneState {
-                last_run_at: Some(hours_before(now, 10)),
-                last_success_at: Some(hours_before(now, 10)),
-                ..LaneState::default()
-            },
-        );
-        due.insert(
-            "sandman".into(),
-            LaneState {
-                last_run_at: Some(hours_before(now, 25)),
-                last_success_at: Some(hours_before(now, 25)),
-                ..LaneState::default()
-            },
-        );
-        let mut not_due = due.clone();
-        if let Some(s) = not_due.get_mut("sandman") {
-            s.last_run_at = Some(hours_before(now, 1));
         }
-        let due = Arc::new(due);
-        let cached = pass(Arc::clone(&due), &CACHED_PASS_PROBES);
-        let lane = lane(&config, "sandman");
-        assert_eq!(lane.gates.len(), 4, "sandman has four preconditions");
+    });
+    let now = now();
+    let mut due = LaneStates::new();
+    due.insert(
+        "backup".into(),
+        LaneState {
+            last_run_at: Some(hours_before(now, 10)),
+            last_success_at: Some(hours_before(now, 10)),
+            ..LaneState::default()
+        },
+    );
+    due.insert(
+        "sandman".into(),
+        LaneState {
+            last_run_at: Some(hours_before(now, 25)),
+            last_success_at: Some(hours_before(now, 25)),
+            ..LaneState::default()
+        },
+    );
+    let mut not_due = due.clone();
+    if let Some(s) = not_due.get_mut("sandman") {
+        s.last_run_at = Some(hours_before(now, 1));
+    }
+    let due = Arc::new(due);
+    let cached = pass(Arc::clone(&due), probes);
+    let lane = lane(&config, "sandman");
+    assert_eq!(lane.gates.len(), 4, "sandman has four preconditions");
+    assert!(
+        lane.gates.iter().all(|g| g.runtime.as_str() == ext),
+        "every sandman gate runs in {ext}"
+    );
 
-        // Warm the pass: the probe goes to the observer once, then lives in the pass cache.
-        let warm = engine::decide(lane, &cached, ChainMode::FirstDeferral);
-        assert_eq!(warm.outcome, Outcome::Trigger, "{warm:#?}");
-        assert_eq!(CACHED_PASS_PROBES.load(Ordering::Relaxed), 1);
-        let again = engine::decide(lane, &cached, ChainMode::FirstDeferral);
-        assert_eq!(again.outcome, Outcome::Trigger, "{again:#?}");
-        assert_eq!(
-            CACHED_PASS_PROBES.load(Ordering::Relaxed),
-            1,
-            "the probe was answered from the pass cache"
-        );
+    // Warm the pass: the probe goes to the observer once, then lives in the pass cache.
+    let warm = engine::decide(lane, &cached, ChainMode::FirstDeferral);
+    assert_eq!(warm.outcome, Outcome::Trigger, "{warm:#?}");
+    assert_eq!(probes.load(Ordering::Relaxed), 1);
+    let again = engine::decide(lane, &cached, ChainMode::FirstDeferral);
+    assert_eq!(again.outcome, Outcome::Trigger, "{again:#?}");
+    assert_eq!(
+        probes.load(Ordering::Relaxed),
+        1,
+        "the probe was answered from the pass cache"
+    );
 
-        let not_due = pass(Arc::new(not_due), &UNUSED_PROBES);
-        let idle = engine::decide(lane, &not_due, ChainMode::FirstDeferral);
-        assert_eq!(idle.outcome, Outcome::Deferred, "{idle:#?}");
-        assert_eq!(idle.reason.as_deref(), Some(engine::REASON_NOT_DUE));
+    let not_due = pass(Arc::new(not_due), &UNUSED_PROBES);
+    let idle = engine::decide(lane, &not_due, ChainMode::FirstDeferral);
+    assert_eq!(idle.outcome, Outcome::Deferred, "{idle:#?}");
+    assert_eq!(idle.reason.as_deref(), Some(engine::REASON_NOT_DUE));
 
-        Sandman {
-            config,
-            due,
-            cached,
-            not_due,
-        }
-    })
+    Sandman {
+        config,
+        due,
+        cached,
+        not_due,
+    }
 }
 
 /// The whole sandman chain on a warmed pass (probe answered from the pass cache).
@@ -318,6 +348,80 @@ fn decide_sandman_fresh_pass(bencher: divan::Bencher) {
 #[divan::bench(args = ["backup-recency", "provider-probe", "contention", "off-peak"])]
 fn sandman_gate(bencher: divan::Bencher, gate: &str) {
     let s = sandman();
+    let lane = lane(&s.config, "sandman");
+    let binding = lane
+        .gates
+        .iter()
+        .find(|b| b.name == gate)
+        .unwrap_or_else(|| panic!("sandman uses {gate}"));
+    bencher.bench(|| {
+        host::observe(&s.cached, &lane.name, || {
+            binding.gate.evaluate(&GateInput {
+                lane: &lane.name,
+                zone: &lane.zone,
+                pass: &s.cached,
+            })
+        })
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// WASM (issue 4)
+
+/// A trivial WASM plugin: `alloc` hands out a fixed buffer, `evaluate` passes.
+const TRIVIAL_WAT: &str = r#"(module
+    (memory (export "memory") 1)
+    (func (export "alloc") (param i32) (result i32) i32.const 1024)
+    (func (export "evaluate") (param i32 i32) (result i64) i64.const 0))"#;
+
+static TRIVIAL_WASM: LazyLock<Config> = LazyLock::new(|| {
+    load(|home| {
+        let wasm = wat::parse_str(TRIVIAL_WAT).expect("valid WAT");
+        std::fs::write(home.join("plugins/trivial.wasm"), wasm).expect("write trivial.wasm");
+        write(
+            &home.join("rules/t.yaml"),
+            "schedule:\n  every: 24h\npreconditions:\n  - use: trivial\ncommand:\n  argv: [\"true\"]\n",
+        );
+    })
+});
+
+/// The trivial gate in WASM: context JSON, fresh store + instantiation, call, verdict.
+#[divan::bench]
+fn gate_wasm_trivial(bencher: divan::Bencher) {
+    let t = &*TRIVIAL;
+    let config = &*TRIVIAL_WASM;
+    let lane = lane(config, "t");
+    let gate = &lane.gates[0].gate;
+    let input = GateInput {
+        lane: &lane.name,
+        zone: &lane.zone,
+        pass: &t.pass,
+    };
+    assert_eq!(
+        gate.evaluate(&input).expect("trivial gate evaluates"),
+        Verdict::Pass { detail: None }
+    );
+    bencher.bench(|| {
+        gate.evaluate(&GateInput {
+            lane: &lane.name,
+            zone: &lane.zone,
+            pass: &t.pass,
+        })
+    });
+}
+
+/// The whole sandman chain with the four WASM guests on a warmed pass.
+#[divan::bench]
+fn decide_sandman_wasm_cached_probe(bencher: divan::Bencher) {
+    let s = sandman_wasm();
+    let lane = lane(&s.config, "sandman");
+    bencher.bench(|| engine::decide(lane, &s.cached, ChainMode::FirstDeferral));
+}
+
+/// One WASM sandman gate at a time, inside `host::observe`, on the warmed pass.
+#[divan::bench(args = ["backup-recency", "provider-probe", "contention", "off-peak"])]
+fn sandman_gate_wasm(bencher: divan::Bencher, gate: &str) {
+    let s = sandman_wasm();
     let lane = lane(&s.config, "sandman");
     let binding = lane
         .gates

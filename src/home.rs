@@ -44,6 +44,11 @@ impl Home {
         self.state_dir().join("lanekeeper.db")
     }
 
+    /// Compiled WASM plugins, keyed by content hash and engine (see `plugins::wasm::cache`).
+    pub fn wasm_cache_dir(&self) -> PathBuf {
+        self.state_dir().join("wasm-cache")
+    }
+
     /// Per-lane lock files, held for the life of a run.
     pub fn lock_file(&self, lane: &str) -> PathBuf {
         self.state_dir().join("locks").join(format!("{lane}.lock"))

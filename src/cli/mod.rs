@@ -5,6 +5,7 @@ mod check;
 mod explain;
 mod fire;
 mod output;
+mod plugin;
 mod record;
 mod run;
 mod status;
@@ -60,6 +61,9 @@ enum Command {
     Explain(explain::Args),
     /// Evaluate all lanes and run what triggers (`--once`: one pass, then wait and exit).
     Run(run::Args),
+    /// Plugin authoring: `plugin new NAME --rhai|--wasm` writes a working skeleton with a test.
+    #[command(subcommand)]
+    Plugin(plugin::Command),
 }
 
 /// A failure at the command-line edge, with its exit code.
@@ -103,6 +107,7 @@ pub fn main() -> i32 {
         Command::Status(a) => status::run(&home, a),
         Command::Explain(a) => explain::run(&home, a),
         Command::Run(a) => run::run(&home, a),
+        Command::Plugin(c) => plugin::run(&home, c),
     };
     match result {
         Ok(code) => code,

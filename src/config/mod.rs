@@ -61,7 +61,12 @@ pub fn load(home: &Home) -> Result<Config, Diagnostics> {
 pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
     let mut diags = Diagnostics::default();
     let settings = settings::load(&home.settings_file(), home.root(), &mut diags);
-    let registry = Registry::load(&home.plugins_dir(), &settings.rhai, &mut diags);
+    let registry = Registry::load(
+        &home.plugins_dir(),
+        &settings,
+        Some(&home.wasm_cache_dir()),
+        &mut diags,
+    );
     let raws = read_rules(&home.rules_dir(), &mut diags);
 
     let lane_names: BTreeSet<String> = raws.iter().map(|r| r.name.clone()).collect();
@@ -395,7 +400,7 @@ fn bind_gate(
             path,
             g.use_.referenced,
             format!(
-                "unknown plugin `{name}`: no plugins/{name}.rhai (available: {})",
+                "unknown plugin `{name}`: no plugins/{name}.rhai or plugins/{name}.wasm (available: {})",
                 if available.is_empty() {
                     "none".to_string()
                 } else {

@@ -43,6 +43,51 @@ impl Default for RhaiLimits {
     }
 }
 
+/// Budgets applied to every WASM plugin evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WasmLimits {
+    /// Fuel per evaluation (about one unit per WebAssembly instruction): a deterministic CPU
+    /// budget.
+    pub fuel: u64,
+    /// Wall-clock deadline per evaluation for the plugin's own code (time spent waiting in host
+    /// calls such as `http_get` is bounded by their own timeouts instead).
+    pub deadline: Duration,
+    /// Largest linear memory a plugin may have, in bytes.
+    pub max_memory: u64,
+}
+
+impl Default for WasmLimits {
+    fn default() -> Self {
+        Self {
+            fuel: 50_000_000,
+            deadline: Duration::from_millis(250),
+            max_memory: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Parses a memory size: a number of bytes, or a number with `KiB`, `MiB` or `GiB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => 0,
+    };
+    match num.parse::<u64>() {
+        Ok(n) if factor > 0 && n > 0 => n
+            .checked_mul(factor)
+            .ok_or_else(|| format!("`{t}` is too large")),
+        _ => Err(format!(
+            "`{t}` is not a memory size; write bytes or e.g. 16MiB (units: KiB, MiB, GiB)"
+        )),
+    }
+}
+
 /// A Prometheus series selector: `name{label="value",…}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {
@@ -223,6 +268,8 @@ pub struct Settings {
     pub metrics: MetricCatalog,
     /// Rhai budgets.
     pub rhai: RhaiLimits,
+    /// WASM budgets.
+    pub wasm: WasmLimits,
     /// Concurrent runs allowed per group (groups not listed allow 1).
     pub groups: BTreeMap<String, usize>,
     /// Default `recheck` for lanes that set none.
@@ -242,6 +289,7 @@ impl Default for Settings {
         Self {
             metrics: MetricCatalog::default(),
             rhai: RhaiLimits::default(),
+            wasm: WasmLimits::default(),
             groups: BTreeMap::new(),
             recheck: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(60),
@@ -332,6 +380,23 @@ struct RawMetric {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     rhai: Option<RawRhaiLimits>,
+    wasm: Option<RawWasmLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWasmLimits {
+    fuel: Option<Spanned<u64>>,
+    deadline: Option<Spanned<DurationSetting>>,
+    max_memory: Option<Spanned<RawSize>>,
+}
+
+/// `max_memory: 16777216` or `max_memory: 16MiB`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Deserialize)]
@@ -422,7 +487,14 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
     {
         settings.history_retention = d;
     }
-    if let Some(rhai) = raw.limits.and_then(|l| l.rhai) {
+    let (rhai, wasm) = match raw.limits {
+        Some(l) => (l.rhai, l.wasm),
+        None => (None, None),
+    };
+    if let Some(wasm) = wasm {
+        load_wasm_limits(path, wasm, &mut settings.wasm, diags);
+    }
+    if let Some(rhai) = rhai {
         let l = &mut settings.rhai;
         l.max_operations = rhai.max_operations.unwrap_or(l.max_operations);
         l.max_call_levels = rhai.max_call_levels.unwrap_or(l.max_call_levels);
@@ -441,6 +513,52 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
         }
     }
     settings
+}
+
+fn load_wasm_limits(path: &Path, raw: RawWasmLimits, l: &mut WasmLimits, diags: &mut Diagnostics) {
+    if let Some(fuel) = raw.fuel {
+        if fuel.value == 0 {
+            diags.push(Diagnostic::yaml(
+                path,
+                fuel.referenced,
+                "limits.wasm.fuel must be positive, e.g. 50000000",
+            ));
+        } else {
+            l.fuel = fuel.value;
+        }
+    }
+    if let Some(d) = raw.deadline {
+        match d.value {
+            DurationSetting::On(v) => l.deadline = v,
+            DurationSetting::Off => diags.push(Diagnostic::yaml(
+                path,
+                d.referenced,
+                "limits.wasm.deadline must be a positive duration such as 250ms",
+            )),
+        }
+    }
+    if let Some(m) = raw.max_memory {
+        let size = match &m.value {
+            RawSize::Bytes(0) => Err("0 is not a memory size".to_string()),
+            RawSize::Bytes(n) => Ok(*n),
+            RawSize::Text(t) => parse_size(t),
+        };
+        // A guest built by rustc starts with about 1.1 MiB (its stack plus data); 4 GiB is
+        // the most a 32-bit memory can address.
+        match size {
+            Ok(n) if (1 << 20..=4 << 30).contains(&n) => l.max_memory = n,
+            Ok(_) => diags.push(Diagnostic::yaml(
+                path,
+                m.referenced,
+                "limits.wasm.max_memory must be between 1MiB and 4GiB",
+            )),
+            Err(e) => diags.push(Diagnostic::yaml(
+                path,
+                m.referenced,
+                format!("limits.wasm.max_memory: {e}"),
+            )),
+        }
+    }
 }
 
 fn compile_metric(m: &RawMetric, home: &Path) -> Result<MetricSource, String> {

@@ -1,6 +1,6 @@
 //! Precondition plugins: one contract, any runtime.
 //!
-//! A [`Plugin`] is a loaded file (`plugins/<name>.rhai`). Binding it to a lane's `with:`
+//! A [`Plugin`] is a loaded file (`plugins/<name>.rhai` or `plugins/<name>.wasm`). Binding it to a lane's `with:`
 //! parameters gives a [`Gate`], which the engine evaluates. Plugins see the world only through
 //! the host capabilities in [`host`], which record every observation as evidence.
 
@@ -8,6 +8,7 @@ pub mod host;
 pub mod registry;
 pub mod rhai;
 pub mod schema;
+pub mod wasm;
 
 use std::fmt;
 use std::path::Path;
@@ -24,6 +25,8 @@ pub use schema::ParamSchema;
 pub enum Runtime {
     /// A Rhai script.
     Rhai,
+    /// A WebAssembly core module.
+    Wasm,
 }
 
 impl Runtime {
@@ -31,6 +34,7 @@ impl Runtime {
     pub fn as_str(self) -> &'static str {
         match self {
             Runtime::Rhai => "rhai",
+            Runtime::Wasm => "wasm",
         }
     }
 }

@@ -1,0 +1,316 @@
+//! The wasmtime engine shared by one registry's WASM plugins: configuration, per-evaluation
+//! stores with their budgets, and the epoch ticker that turns epochs into a wall-clock deadline.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig,
+    ResourceLimiter, Store, UpdateDeadline,
+};
+
+use crate::config::settings::WasmLimits;
+
+/// How often the engine's epoch advances while an evaluation runs: the deadline's resolution.
+const TICK: Duration = Duration::from_millis(5);
+
+/// The ticker parks after this long without an evaluation, so an idle daemon never wakes for
+/// it, while a pass of many evaluations costs no wake-up each.
+const TICKER_IDLE: Duration = Duration::from_secs(1);
+
+/// Bytes of each pooled memory kept mapped between evaluations and reset by copying back only
+/// the pages an evaluation dirtied, found with `PAGEMAP_SCAN` (Linux 6.7+), instead of
+/// unmapping them and taking page faults on the next instantiation. Without that ioctl wasmtime
+/// would `memset` all of it, so older kernels keep the default (unmap everything).
+const KEEP_RESIDENT: usize = 4 << 20;
+
+/// Whether the kernel has `PAGEMAP_SCAN` (Linux 6.7 or later).
+fn kernel_has_pagemap_scan() -> bool {
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 7)
+}
+
+/// Pooled instance slots. Evaluations run one at a time per thread, so a few cover any pass;
+/// each slot reserves address space (not memory) up front.
+const POOL_SLOTS: u32 = 32;
+
+/// Largest table a plugin may grow to, in elements.
+const MAX_TABLE_ELEMENTS: usize = 10_000;
+
+/// Largest wasm stack, in bytes; deeper recursion traps with a stack overflow.
+const MAX_WASM_STACK: usize = 512 * 1024;
+
+/// One engine per registry: compiled modules, the host imports and the budgets.
+pub struct WasmEngine {
+    pub(super) engine: Engine,
+    pub(super) linker: Linker<StoreData>,
+    pub(super) limits: WasmLimits,
+    ticker: Arc<Ticker>,
+}
+
+impl WasmEngine {
+    /// Builds an engine enforcing `limits`.
+    pub fn new(limits: &WasmLimits) -> Result<Self, String> {
+        // The pool admits any 32-bit memory; the per-store limiter enforces `max_memory`, so a
+        // module that starts too big is reported as such rather than failing to compile.
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(POOL_SLOTS)
+            .total_memories(POOL_SLOTS)
+            .total_tables(POOL_SLOTS)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .max_memory_size(usize::try_from(1u64 << 32).unwrap_or(usize::MAX));
+        if kernel_has_pagemap_scan() {
+            pool.linear_memory_keep_resident(KEEP_RESIDENT)
+                .table_keep_resident(64 << 10)
+                .pagemap_scan(Enabled::Auto);
+        }
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine =
+            Engine::new(&config).map_err(|e| format!("cannot start the WASM engine: {e}"))?;
+        let linker = super::abi::linker(&engine)
+            .map_err(|e| format!("cannot define the WASM host functions: {e}"))?;
+        let ticker = Ticker::spawn(&engine)?;
+        Ok(Self {
+            engine,
+            linker,
+            limits: *limits,
+            ticker,
+        })
+    }
+
+    /// A fresh store for one evaluation, with fuel, memory limit and deadline armed. A store
+    /// per evaluation means nothing a plugin does survives into the next one.
+    pub(super) fn store(&self) -> Store<StoreData> {
+        let mut store = Store::new(&self.engine, StoreData::new(&self.limits));
+        store.limiter(|d| &mut d.limiter);
+        // Only fails when fuel is not enabled, and it always is.
+        let _ = store.set_fuel(self.limits.fuel);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| ctx.data().check_deadline());
+        store
+    }
+
+    /// Keeps the epoch ticking until the guard drops; the ticker sleeps while nothing runs, so
+    /// an idle daemon does not wake for it.
+    pub(super) fn running(&self) -> Running<'_> {
+        let t = &*self.ticker;
+        t.active.fetch_add(1, SeqCst);
+        if t.parked.load(SeqCst) {
+            let _guard = t.lock();
+            t.wake.notify_one();
+        }
+        Running(t)
+    }
+}
+
+impl Drop for WasmEngine {
+    fn drop(&mut self) {
+        self.ticker.stopped.store(true, SeqCst);
+        let _guard = self.ticker.lock();
+        self.ticker.wake.notify_one();
+    }
+}
+
+/// Per-evaluation data the host imports and budget callbacks see.
+pub struct StoreData {
+    limiter: MemoryLimiter,
+    started: Instant,
+    /// Time spent inside host calls, which does not count against the deadline.
+    host_time: Duration,
+    deadline: Duration,
+    /// The panic message a guest reported before trapping, if any.
+    pub(super) panic: Option<String>,
+}
+
+impl StoreData {
+    fn new(limits: &WasmLimits) -> Self {
+        Self {
+            limiter: MemoryLimiter {
+                max: usize::try_from(limits.max_memory).unwrap_or(usize::MAX),
+                refused: None,
+            },
+            started: Instant::now(),
+            host_time: Duration::ZERO,
+            deadline: limits.deadline,
+            panic: None,
+        }
+    }
+
+    /// Counts a host call's duration out of the plugin's own time.
+    pub(super) fn add_host_time(&mut self, d: Duration) {
+        self.host_time += d;
+    }
+
+    /// The memory size the limiter refused, if it refused one.
+    pub(super) fn memory_refused(&self) -> Option<usize> {
+        self.limiter.refused
+    }
+
+    fn check_deadline(&self) -> wasmtime::Result<UpdateDeadline> {
+        let own = self.started.elapsed().saturating_sub(self.host_time);
+        if own >= self.deadline {
+            Err(wasmtime::Error::new(DeadlineExceeded))
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    }
+}
+
+/// Refuses growth past the configured memory limit with a trap that says so.
+struct MemoryLimiter {
+    max: usize,
+    refused: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            self.refused = Some(desired);
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                desired,
+                max: self.max,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        1
+    }
+}
+
+/// The plugin's own execution time passed its deadline.
+#[derive(Debug)]
+pub(super) struct DeadlineExceeded;
+
+impl fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// A memory grew past the limit.
+#[derive(Debug)]
+pub(super) struct MemoryLimitExceeded {
+    pub desired: usize,
+    pub max: usize,
+}
+
+impl fmt::Display for MemoryLimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "memory of {} bytes requested, limit {}",
+            self.desired, self.max
+        )
+    }
+}
+
+impl std::error::Error for MemoryLimitExceeded {}
+
+/// Advances the engine epoch every [`TICK`] while evaluations run; parks when idle.
+///
+/// Evaluations only bump `active`, and take the lock to wake the thread only when it is
+/// parked. The thread publishes `parked` before re-checking `active` under the lock, so either
+/// it sees the new evaluation or the evaluation sees it parked (both sides use `SeqCst`).
+struct Ticker {
+    active: AtomicUsize,
+    parked: AtomicBool,
+    stopped: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Ticker {
+    fn spawn(engine: &Engine) -> Result<Arc<Self>, String> {
+        let ticker = Arc::new(Ticker {
+            active: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        });
+        let weak = engine.weak();
+        let t = Arc::clone(&ticker);
+        std::thread::Builder::new()
+            .name("lanekeeper-wasm-epoch".into())
+            .spawn(move || {
+                let mut last_busy = Instant::now() - TICKER_IDLE;
+                loop {
+                    if t.active.load(SeqCst) > 0 {
+                        last_busy = Instant::now();
+                    } else if last_busy.elapsed() >= TICKER_IDLE {
+                        let mut guard = t.lock();
+                        t.parked.store(true, SeqCst);
+                        while t.active.load(SeqCst) == 0 && !t.stopped.load(SeqCst) {
+                            guard = t.wake.wait(guard).unwrap_or_else(PoisonError::into_inner);
+                        }
+                        t.parked.store(false, SeqCst);
+                        drop(guard);
+                        last_busy = Instant::now();
+                    }
+                    if t.stopped.load(SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the WASM epoch thread: {e}"))?;
+        Ok(ticker)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An evaluation in progress (see [`WasmEngine::running`]).
+pub(super) struct Running<'a>(&'a Ticker);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, SeqCst);
+    }
+}

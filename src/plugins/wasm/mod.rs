@@ -1,0 +1,468 @@
+//! The WebAssembly runtime: core modules on wasmtime, evaluated in a fresh, budgeted store.
+//!
+//! A plugin is compiled once at load (or taken from the on-disk cache) and pre-linked against
+//! the host functions (`InstancePre`). Each evaluation instantiates it in a new `Store` from the
+//! pooling allocator, so no state survives between evaluations; fuel, an epoch deadline and a
+//! memory limiter bound what one evaluation can do. The ABI is in [`abi`] and docs/PLUGINS.md.
+
+pub mod abi;
+pub mod cache;
+mod context;
+pub mod engine;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use wasmtime::{Extern, InstancePre, Module, ModuleExport, Store, Trap, WasmBacktrace};
+
+use super::schema::{ParamSchema, ParamSpec};
+use super::{
+    Gate, GateInput, Plugin, PluginError, PluginErrorKind, Runtime, Verdict, valid_reason,
+};
+use crate::config::duration;
+use cache::ArtifactCache;
+pub use engine::WasmEngine;
+use engine::{DeadlineExceeded, MemoryLimitExceeded, StoreData};
+
+/// The four bytes every WebAssembly binary starts with.
+const WASM_MAGIC: &[u8] = b"\0asm";
+
+/// A compiled WASM plugin.
+pub struct WasmPlugin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    path: PathBuf,
+    engine: Arc<WasmEngine>,
+    pre: InstancePre<StoreData>,
+    memory: ModuleExport,
+    alloc: ModuleExport,
+    evaluate: ModuleExport,
+    params: Option<ModuleExport>,
+    schema: ParamSchema,
+    hash: String,
+}
+
+impl WasmPlugin {
+    /// Compiles (or loads from `cache`) the module in `bytes`, checks it against the ABI and
+    /// reads its declared parameters. The error says what is wrong with the file.
+    pub fn load(
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+        engine: &Arc<WasmEngine>,
+        cache: Option<&ArtifactCache>,
+    ) -> Result<Self, String> {
+        identify(bytes)?;
+        let module = compile(engine, bytes, cache)?;
+        let problems = abi::check(&module);
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        for mem in module
+            .imports()
+            .filter_map(|i| i.ty().memory().cloned())
+            .chain(module.exports().filter_map(|e| e.ty().memory().cloned()))
+        {
+            let initial = mem.minimum().saturating_mul(65_536);
+            if initial > engine.limits.max_memory {
+                return Err(format!(
+                    "starts with {} of memory, above limits.wasm.max_memory ({})",
+                    size(initial),
+                    size(engine.limits.max_memory)
+                ));
+            }
+        }
+        let pre = engine
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| format!("cannot be linked against the host functions: {e}"))?;
+        let export = |name: &str| {
+            module
+                .get_export_index(name)
+                .ok_or_else(|| format!("has no `{name}` export"))
+        };
+        let mut inner = Inner {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            engine: Arc::clone(engine),
+            memory: export("memory")?,
+            alloc: export(abi::ALLOC.name)?,
+            evaluate: export(abi::EVALUATE.name)?,
+            params: module.get_export_index(abi::PARAMS.name),
+            pre,
+            schema: ParamSchema::default(),
+            hash: crate::fingerprint::content_hash(bytes),
+        };
+        if inner.params.is_some() {
+            inner.schema = inner
+                .read_schema()
+                .map_err(|e| format!("`params()`: {e}"))?;
+        }
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// Rejects files that are not core WebAssembly modules, saying what they look like instead.
+fn identify(bytes: &[u8]) -> Result<(), String> {
+    if !bytes.starts_with(WASM_MAGIC) {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]);
+        let hint = if text.trim_start().starts_with("(module") {
+            " (it looks like WebAssembly text; compile it to a binary first, e.g. `wasm-tools parse`)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "is not a WebAssembly module: it does not start with the `\\0asm` header{hint}"
+        ));
+    }
+    match bytes.get(4..8) {
+        Some([1, 0, 0, 0]) => Ok(()),
+        Some([_, _, 1, 0]) => Err(
+            "is a WebAssembly component; lanekeeper loads core modules (see docs/PLUGINS.md)"
+                .into(),
+        ),
+        _ => Err("is not a WebAssembly module: unknown binary version".into()),
+    }
+}
+
+fn compile(
+    engine: &WasmEngine,
+    bytes: &[u8],
+    cache: Option<&ArtifactCache>,
+) -> Result<Module, String> {
+    let key = cache.map(|_| ArtifactCache::key(&engine.engine, bytes));
+    if let (Some(cache), Some(key)) = (cache, &key)
+        && let Some(module) = cache.load(&engine.engine, key)
+    {
+        return Ok(module);
+    }
+    let module = Module::from_binary(&engine.engine, bytes)
+        .map_err(|e| format!("is not a valid WebAssembly module: {}", chain(&e)))?;
+    if let (Some(cache), Some(key)) = (cache, &key) {
+        cache.store(key, &module);
+    }
+    Ok(module)
+}
+
+fn chain(e: &wasmtime::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn size(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// Why a call into the guest produced no usable output.
+enum CallError {
+    /// It trapped, ran out of a budget or misused a host function.
+    Failed(wasmtime::Error),
+    /// It returned, but what it returned is not usable.
+    Output(String),
+}
+
+impl Inner {
+    /// Instantiates the module in a fresh store, optionally writes `input` into its memory,
+    /// calls `func`, and returns the bytes it pointed to (`None` for 0).
+    fn call(
+        &self,
+        store: &mut Store<StoreData>,
+        func: &ModuleExport,
+        input: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, CallError> {
+        let instance = self
+            .pre
+            .instantiate(&mut *store)
+            .map_err(CallError::Failed)?;
+        let memory = instance
+            .get_module_export(&mut *store, &self.memory)
+            .and_then(Extern::into_memory)
+            .ok_or_else(|| CallError::Output("exports no memory".into()))?;
+        let get = |store: &mut Store<StoreData>, e: &ModuleExport| {
+            instance
+                .get_module_export(&mut *store, e)
+                .and_then(Extern::into_func)
+                .ok_or_else(|| CallError::Output("lost an export".into()))
+        };
+        let packed = match input {
+            Some(input) => {
+                let len = i32::try_from(input.len())
+                    .map_err(|_| CallError::Output("context too large".into()))?;
+                let alloc = get(store, &self.alloc)?
+                    .typed::<i32, i32>(&*store)
+                    .map_err(CallError::Failed)?;
+                let ptr = alloc.call(&mut *store, len).map_err(CallError::Failed)?;
+                memory
+                    .write(&mut *store, ptr as u32 as usize, input)
+                    .map_err(|_| {
+                        CallError::Output(format!(
+                            "`alloc({len})` returned {:#x}, outside its memory",
+                            ptr as u32
+                        ))
+                    })?;
+                get(store, func)?
+                    .typed::<(i32, i32), i64>(&*store)
+                    .map_err(CallError::Failed)?
+                    .call(&mut *store, (ptr, len))
+                    .map_err(CallError::Failed)?
+            }
+            None => get(store, func)?
+                .typed::<(), i64>(&*store)
+                .map_err(CallError::Failed)?
+                .call(&mut *store, ())
+                .map_err(CallError::Failed)?,
+        };
+        if packed == 0 {
+            return Ok(None);
+        }
+        let (ptr, len) = abi::unpack(packed);
+        if len > abi::MAX_GUEST_STRING {
+            return Err(CallError::Output(format!(
+                "returned {len} bytes (at most {})",
+                abi::MAX_GUEST_STRING
+            )));
+        }
+        let data = memory.data(&*store);
+        data.get(ptr..ptr.saturating_add(len))
+            .map(|b| Some(b.to_vec()))
+            .ok_or_else(|| {
+                CallError::Output(format!(
+                    "returned {len} bytes at {ptr:#x}, outside its memory of {} bytes",
+                    data.len()
+                ))
+            })
+    }
+
+    /// Runs `func` under the budgets and maps every failure to a [`PluginError`].
+    fn run(
+        &self,
+        func: &ModuleExport,
+        input: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, PluginError> {
+        let _running = self.engine.running();
+        let mut store = self.engine.store();
+        match self.call(&mut store, func, input) {
+            Ok(out) => Ok(out),
+            Err(CallError::Output(what)) => Err(self.bad(what)),
+            Err(CallError::Failed(e)) => Err(self.failure(&e, &store)),
+        }
+    }
+
+    fn bad(&self, what: String) -> PluginError {
+        PluginError {
+            kind: PluginErrorKind::BadVerdict,
+            message: format!("{} {what}", self.at(None)),
+        }
+    }
+
+    /// Names the precise cause of a failed call.
+    fn failure(&self, e: &wasmtime::Error, store: &Store<StoreData>) -> PluginError {
+        let limits = &self.engine.limits;
+        let (kind, cause) =
+            if e.is::<DeadlineExceeded>() || e.downcast_ref() == Some(&Trap::Interrupt) {
+                (
+                    PluginErrorKind::Deadline,
+                    format!(
+                        "missed its deadline of {}",
+                        duration::format(limits.deadline)
+                    ),
+                )
+            } else if let Some(m) = e.downcast_ref::<MemoryLimitExceeded>() {
+                (
+                    PluginErrorKind::Limit,
+                    format!(
+                        "exceeded its memory limit of {} (tried to grow to {})",
+                        size(m.max as u64),
+                        size(m.desired as u64)
+                    ),
+                )
+            } else if let Some(desired) = store.data().memory_refused() {
+                (
+                    PluginErrorKind::Limit,
+                    format!(
+                        "exceeded its memory limit of {} (tried to grow to {})",
+                        size(limits.max_memory),
+                        size(desired as u64)
+                    ),
+                )
+            } else if let Some(trap) = e.downcast_ref::<Trap>() {
+                match trap {
+                    Trap::OutOfFuel => (
+                        PluginErrorKind::Budget,
+                        format!("ran out of fuel ({} units)", limits.fuel),
+                    ),
+                    Trap::StackOverflow => (
+                        PluginErrorKind::Limit,
+                        "exceeded its stack limit (recursion too deep)".to_string(),
+                    ),
+                    other => match &store.data().panic {
+                        Some(msg) => (PluginErrorKind::Thrown, format!("panicked: {msg}")),
+                        None => {
+                            let what = other.to_string();
+                            let what = what.strip_prefix("wasm trap: ").unwrap_or(&what);
+                            (PluginErrorKind::Thrown, format!("trapped: {what}"))
+                        }
+                    },
+                }
+            } else if let Some(h) = e.downcast_ref::<abi::HostCallError>() {
+                (
+                    PluginErrorKind::Thrown,
+                    format!("misused a host function: {h}"),
+                )
+            } else {
+                (PluginErrorKind::Thrown, format!("failed: {}", chain(e)))
+            };
+        PluginError {
+            kind,
+            message: format!("{} {cause}", self.at(e.downcast_ref::<WasmBacktrace>())),
+        }
+    }
+
+    /// `plugin `name` (path[, at 0xOFFSET in `func`])`: the innermost wasm frame, if known.
+    fn at(&self, trace: Option<&WasmBacktrace>) -> String {
+        let frame = trace.and_then(|t| t.frames().first());
+        let place = match frame {
+            Some(f) => {
+                let offset = f
+                    .module_offset()
+                    .map(|o| format!(", at {o:#x}"))
+                    .unwrap_or_default();
+                let func = match f.func_name() {
+                    Some(n) => format!(" in `{n}`"),
+                    None => format!(" in function {}", f.func_index()),
+                };
+                format!("{offset}{func}")
+            }
+            None => String::new(),
+        };
+        format!("plugin `{}` ({}{place})", self.name, self.path.display())
+    }
+
+    /// Calls `params()` once and parses `{"name": "type", "other": "type?"}`.
+    fn read_schema(&self) -> Result<ParamSchema, String> {
+        let Some(func) = &self.params else {
+            return Ok(ParamSchema::default());
+        };
+        let out = self.run(func, None).map_err(|e| e.message)?;
+        let Some(out) = out else {
+            return Ok(ParamSchema::default());
+        };
+        let map: BTreeMap<String, String> = serde_json::from_slice(&out).map_err(|e| {
+            format!("must return a JSON object such as {{\"lane\":\"lane\",\"max_age\":\"duration?\"}}: {e}")
+        })?;
+        let mut params = BTreeMap::new();
+        for (k, v) in map {
+            let spec: ParamSpec = v.parse().map_err(|e| format!("`{k}`: {e}"))?;
+            params.insert(k, spec);
+        }
+        Ok(ParamSchema {
+            params: Some(params),
+        })
+    }
+
+    fn verdict(&self, out: Option<Vec<u8>>) -> Result<Verdict, PluginError> {
+        let Some(out) = out else {
+            return Ok(Verdict::Pass { detail: None });
+        };
+        let hint = "return {\"defer\":\"reason\",\"detail\":\"…\",\"hint\":\"…\"}, {\"detail\":\"…\"} to pass, or {\"error\":\"…\"}";
+        let raw: Option<RawVerdict> = serde_json::from_slice(&out).map_err(|e| {
+            self.bad(format!(
+                "returned something that is not a verdict ({e}); {hint}"
+            ))
+        })?;
+        let Some(raw) = raw else {
+            return Ok(Verdict::Pass { detail: None });
+        };
+        if let Some(msg) = raw.error {
+            return Err(PluginError {
+                kind: PluginErrorKind::Thrown,
+                message: format!("{} failed: {msg}", self.at(None)),
+            });
+        }
+        match raw.defer {
+            Some(reason) if valid_reason(&reason) => Ok(Verdict::Defer {
+                reason,
+                detail: raw.detail.unwrap_or_default(),
+                hint: raw.hint,
+            }),
+            Some(reason) => Err(self.bad(format!(
+                "returned the reason `{reason}`, which is not kebab-case (a-z, 0-9, -)"
+            ))),
+            None => Ok(Verdict::Pass { detail: raw.detail }),
+        }
+    }
+}
+
+/// The verdict a guest returns, as JSON.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerdict {
+    #[serde(default)]
+    defer: Option<String>,
+    #[serde(default)]
+    detail: Option<String>,
+    /// What would have to change for the gate to pass.
+    #[serde(default)]
+    hint: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+impl Plugin for WasmPlugin {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn runtime(&self) -> Runtime {
+        Runtime::Wasm
+    }
+
+    fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn schema(&self) -> &ParamSchema {
+        &self.inner.schema
+    }
+
+    fn hash(&self) -> &str {
+        &self.inner.hash
+    }
+
+    fn bind(&self, params: &serde_json::Value) -> Arc<dyn Gate> {
+        Arc::new(WasmGate {
+            inner: Arc::clone(&self.inner),
+            params: params.to_string(),
+        })
+    }
+}
+
+/// A WASM plugin bound to one lane's parameters (kept as JSON, ready to splice into the context).
+struct WasmGate {
+    inner: Arc<Inner>,
+    params: String,
+}
+
+impl Gate for WasmGate {
+    fn evaluate(&self, input: &GateInput<'_>) -> Result<Verdict, PluginError> {
+        let mut ctx = String::with_capacity(256 + self.params.len());
+        context::write(input, &self.params, &mut ctx);
+        let out = self.inner.run(&self.inner.evaluate, Some(ctx.as_bytes()))?;
+        self.inner.verdict(out)
+    }
+}

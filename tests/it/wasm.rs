@@ -1,0 +1,549 @@
+//! WebAssembly plugins: budgets, traps, validation and the standard guests, through the binary.
+//!
+//! Fixtures are small WAT modules compiled with the `wat` crate and written into temp homes as
+//! `.wasm`, so these tests need no wasm32 toolchain.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{Home, TestServer, assert_decision, lane_yaml, repo};
+
+/// `alloc` hands out memory at 1024; `evaluate` runs `body` and returns what it leaves.
+fn module(body: &str) -> Vec<u8> {
+    module_with("", body)
+}
+
+fn module_with(extra: &str, body: &str) -> Vec<u8> {
+    let text = format!(
+        r#"(module
+            {extra}
+            (memory (export "memory") 1)
+            (func (export "alloc") (param i32) (result i32) i32.const 1024)
+            (func (export "evaluate") (param i32 i32) (result i64) {body}))"#
+    );
+    wat::parse_str(&text).unwrap_or_else(|e| panic!("fixture: {e}\n{text}"))
+}
+
+fn write_wasm(home: &Home, name: &str, bytes: &[u8]) {
+    let path = home.path().join("plugins").join(format!("{name}.wasm"));
+    std::fs::write(path, bytes).expect("write wasm");
+}
+
+fn plugin_home(bytes: &[u8], settings: &str) -> Home {
+    let home = Home::new();
+    write_wasm(&home, "bad", bytes);
+    home.write("lanekeeper.yaml", settings);
+    home.lane("victim", &lane_yaml("1h", "  - use: bad", "[\"true\"]"));
+    home
+}
+
+fn detail(home: &Home) -> String {
+    let d = home.check_at("victim", "2026-05-10T00:00:00Z");
+    assert_decision(&d, "deferred", "plugin-error");
+    assert_eq!(d["gate"], "bad");
+    assert_eq!(d["chain"][1]["runtime"], "wasm");
+    d["detail"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_passing_module_lets_the_lane_trigger() {
+    let home = plugin_home(&module("i64.const 0"), "");
+    let d = home.check_at("victim", "2026-05-10T00:00:00Z");
+    assert_eq!(d["outcome"], "trigger", "{d}");
+    assert_eq!(d["chain"][1]["runtime"], "wasm");
+}
+
+#[test]
+fn a_looping_plugin_runs_out_of_fuel() {
+    let home = plugin_home(&module("(loop br 0) i64.const 0"), "");
+    let d = detail(&home);
+    assert!(d.contains("plugin `bad`") && d.contains("bad.wasm"), "{d}");
+    assert!(d.contains("ran out of fuel (50000000 units)"), "{d}");
+}
+
+#[test]
+fn a_looping_plugin_defers_within_its_deadline() {
+    let home = plugin_home(
+        &module("(loop br 0) i64.const 0"),
+        "limits:\n  wasm: { fuel: 1000000000000000, deadline: 100ms }\n",
+    );
+    let started = Instant::now();
+    let d = detail(&home);
+    assert!(d.contains("missed its deadline of 100ms"), "{d}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The evaluation itself stopped close to its deadline.
+    let out = home.ok(&["check", "victim", "--at", "2026-05-10T00:00:00Z", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let micros = v["chain"][1]["micros"].as_u64().unwrap();
+    assert!(
+        (100_000..2_000_000).contains(&micros),
+        "stopped after {micros} us"
+    );
+}
+
+#[test]
+fn a_plugin_allocating_without_bound_hits_the_memory_limit() {
+    let home = plugin_home(
+        &module("(loop (drop (memory.grow (i32.const 1))) br 0) i64.const 0"),
+        "limits:\n  wasm: { max_memory: 2MiB }\n",
+    );
+    let d = detail(&home);
+    assert!(
+        d.contains("exceeded its memory limit of 2 MiB (tried to grow to 2112 KiB)"),
+        "{d}"
+    );
+}
+
+#[test]
+fn a_module_starting_above_the_memory_limit_is_rejected_at_load() {
+    let home = Home::new();
+    let wasm = wat::parse_str(
+        r#"(module (memory (export "memory") 64)
+            (func (export "alloc") (param i32) (result i32) i32.const 0)
+            (func (export "evaluate") (param i32 i32) (result i64) i64.const 0))"#,
+    )
+    .unwrap();
+    write_wasm(&home, "big", &wasm);
+    home.write("lanekeeper.yaml", "limits:\n  wasm: { max_memory: 1MiB }\n");
+    let p = problems(&home);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(p[0].contains("starts with 4 MiB of memory"), "{p:#?}");
+}
+
+#[test]
+fn a_trapping_plugin_defers_its_lane_and_the_others_still_decide() {
+    let home = Home::new();
+    write_wasm(&home, "trap", &module("unreachable"));
+    write_wasm(&home, "fine", &module("i64.const 0"));
+    home.lane("victim", &lane_yaml("1h", "  - use: trap", "[\"true\"]"));
+    home.lane("bystander", &lane_yaml("1h", "  - use: fine", "[\"true\"]"));
+    let out = home.ok(&["check", "--at", "2026-05-10T00:00:00Z", "--json"]);
+    let decisions: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(decisions.len(), 2, "{out}");
+    let victim = decisions.iter().find(|d| d["lane"] == "victim").unwrap();
+    let bystander = decisions.iter().find(|d| d["lane"] == "bystander").unwrap();
+    assert_decision(victim, "deferred", "plugin-error");
+    let detail = victim["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("trapped: wasm `unreachable` instruction executed"),
+        "{detail}"
+    );
+    assert!(detail.contains(", at 0x"), "names the offset: {detail}");
+    assert_eq!(bystander["outcome"], "trigger", "{bystander}");
+}
+
+#[test]
+fn a_panic_message_reaches_the_detail() {
+    let msg = "panicked at src/lib.rs:7:5:\ndisk on fire";
+    let home = plugin_home(
+        &module_with(
+            &format!(
+                r#"(import "lanekeeper" "panic_message" (func $panic (param i32 i32)))
+                   (data (i32.const 0) "{}")"#,
+                msg.replace('\n', "\\0a")
+            ),
+            &format!(
+                "(call $panic (i32.const 0) (i32.const {})) unreachable",
+                msg.len()
+            ),
+        ),
+        "",
+    );
+    let d = detail(&home);
+    assert!(
+        d.contains("panicked: panicked at src/lib.rs:7:5:\ndisk on fire"),
+        "{d}"
+    );
+}
+
+#[test]
+fn malformed_output_is_a_plugin_error() {
+    let cases = [
+        // Not JSON.
+        (r#"(data (i32.const 0) "nope")"#, 4, "not a verdict"),
+        // Not kebab-case.
+        (
+            r#"(data (i32.const 0) "{\"defer\":\"Not Kebab\"}")"#,
+            21,
+            "not kebab-case",
+        ),
+        // Unknown field.
+        (
+            r#"(data (i32.const 0) "{\"deferr\":\"x\"}")"#,
+            14,
+            "unknown field `deferr`",
+        ),
+    ];
+    for (data, len, needle) in cases {
+        let home = plugin_home(&module_with(data, &format!("i64.const {len}")), "");
+        let d = detail(&home);
+        assert!(d.contains(needle), "{data}: {d}");
+    }
+    // A pointer outside memory.
+    let home = plugin_home(&module("i64.const 0x7fff000000000010"), "");
+    let d = detail(&home);
+    assert!(d.contains("outside its memory"), "{d}");
+}
+
+#[test]
+fn a_guest_error_verdict_is_a_plugin_error_with_its_message() {
+    let home = plugin_home(
+        &module_with(
+            r#"(data (i32.const 0) "{\"error\":\"cannot read queue\"}")"#,
+            "i64.const 29",
+        ),
+        "",
+    );
+    let d = detail(&home);
+    assert!(d.ends_with("failed: cannot read queue"), "{d}");
+}
+
+#[test]
+fn a_deferral_and_its_log_lines_are_recorded() {
+    let home = plugin_home(
+        &module_with(
+            r#"(import "lanekeeper" "log" (func $log (param i32 i32 i32)))
+               (data (i32.const 0) "{\"defer\":\"quiet-hours\",\"detail\":\"shh\"}looked")"#,
+            "(call $log (i32.const 0) (i32.const 38) (i32.const 6)) i64.const 38",
+        ),
+        "",
+    );
+    let d = home.check_at("victim", "2026-05-10T00:00:00Z");
+    assert_decision(&d, "deferred", "quiet-hours");
+    assert_eq!(d["detail"], "shh");
+    assert_eq!(d["chain"][1]["evidence"][0]["kind"], "log");
+    assert_eq!(d["chain"][1]["evidence"][0]["message"], "looked");
+}
+
+/// Runs `validate`, asserts exit 1, returns the problem lines.
+fn problems(home: &Home) -> Vec<String> {
+    let out = home.run(&["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("lanekeeper:"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn assert_one_at_1_1(home: &Home, file: &str, needle: &str) {
+    let p = problems(home);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    let expected = format!("{}:1:1: ", home.path().join(file).display());
+    assert!(
+        p[0].starts_with(&expected),
+        "expected `{expected}…`: {p:#?}"
+    );
+    assert!(p[0].contains(needle), "expected `{needle}` in {p:#?}");
+}
+
+#[test]
+fn a_module_importing_what_the_host_lacks_is_reported() {
+    let home = Home::new();
+    write_wasm(
+        &home,
+        "wasi",
+        &module_with(
+            r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
+            "i64.const 0",
+        ),
+    );
+    assert_one_at_1_1(
+        &home,
+        "plugins/wasi.wasm",
+        "plugin `wasi`: imports `wasi_snapshot_preview1.fd_write` (a function (i32, i32, i32, i32) -> i32), which the host does not provide",
+    );
+
+    let home = Home::new();
+    write_wasm(
+        &home,
+        "typo",
+        &module_with(
+            r#"(import "lanekeeper" "lane" (func (param i32) (result i64)))"#,
+            "i64.const 0",
+        ),
+    );
+    assert_one_at_1_1(
+        &home,
+        "plugins/typo.wasm",
+        "imports `lanekeeper.lane` as a function (i32) -> i64, but the host provides lanekeeper.lane(i32, i32) -> i64",
+    );
+}
+
+#[test]
+fn a_module_without_evaluate_or_with_the_wrong_signature_is_reported() {
+    let home = Home::new();
+    let wasm = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+            (func (export "alloc") (param i32) (result i32) i32.const 0)
+            (func (export "check") (param i32 i32) (result i64) i64.const 0))"#,
+    )
+    .unwrap();
+    write_wasm(&home, "noeval", &wasm);
+    assert_one_at_1_1(
+        &home,
+        "plugins/noeval.wasm",
+        "has no `evaluate` export; a plugin must export evaluate(i32, i32) -> i64",
+    );
+
+    let home = Home::new();
+    let wasm = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+            (func (export "alloc") (param i32) (result i32) i32.const 0)
+            (func (export "evaluate") (param i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap();
+    write_wasm(&home, "wrongsig", &wasm);
+    assert_one_at_1_1(
+        &home,
+        "plugins/wrongsig.wasm",
+        "exports `evaluate` as a function (i32) -> i32; it must be evaluate(i32, i32) -> i64",
+    );
+}
+
+#[test]
+fn a_file_that_is_not_webassembly_is_reported() {
+    let home = Home::new();
+    home.write("plugins/notes.wasm", "remember the milk\n");
+    assert_one_at_1_1(
+        &home,
+        "plugins/notes.wasm",
+        "plugin `notes`: is not a WebAssembly module: it does not start with the `\\0asm` header",
+    );
+
+    let home = Home::new();
+    home.write("plugins/text.wasm", "(module)\n");
+    assert_one_at_1_1(&home, "plugins/text.wasm", "looks like WebAssembly text");
+
+    let home = Home::new();
+    let mut truncated = module("i64.const 0");
+    truncated.truncate(truncated.len() - 3);
+    write_wasm(&home, "cut", &truncated);
+    assert_one_at_1_1(
+        &home,
+        "plugins/cut.wasm",
+        "is not a valid WebAssembly module",
+    );
+}
+
+#[test]
+fn one_name_in_two_runtimes_names_both_files() {
+    let home = Home::standard();
+    std::fs::copy(
+        repo().join("plugins/wasm/off-peak.wasm"),
+        home.path().join("plugins/off-peak.wasm"),
+    )
+    .unwrap();
+    let p = problems(&home);
+    let rhai = home
+        .path()
+        .join("plugins/off-peak.rhai")
+        .display()
+        .to_string();
+    let wasm = home
+        .path()
+        .join("plugins/off-peak.wasm")
+        .display()
+        .to_string();
+    assert!(!p.is_empty());
+    assert!(
+        p.iter()
+            .all(|l| l.contains(&rhai) && l.contains(&wasm) && l.contains("defined twice")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn a_lane_uses_a_standard_wasm_plugin_by_name() {
+    let home = Home::new();
+    std::fs::copy(
+        repo().join("plugins/wasm/off-peak.wasm"),
+        home.path().join("plugins/off-peak.wasm"),
+    )
+    .unwrap();
+    home.lane(
+        "night",
+        "schedule:\n  every: 1h\n  timezone: Europe/Berlin\npreconditions:\n  - use: off-peak\n    with: { window: \"01:00-06:00\" }\ncommand:\n  argv: [\"true\"]\n",
+    );
+    home.ok(&["validate"]);
+    // 29 March 2026: clocks went forward; 04:30Z is 06:30 CEST, outside.
+    let d = home.check_at("night", "2026-03-29T04:30:00Z");
+    assert_decision(&d, "deferred", "outside-off-peak");
+    assert_eq!(
+        d["detail"],
+        "local time 06:30:00 Europe/Berlin is outside 01:00-06:00"
+    );
+    assert_eq!(d["chain"][1]["runtime"], "wasm");
+    let d = home.check_at("night", "2026-03-28T04:30:00Z");
+    assert_eq!(d["outcome"], "trigger", "{d}");
+    assert_eq!(
+        d["chain"][1]["detail"],
+        "local time 05:30:00 Europe/Berlin is inside 01:00-06:00"
+    );
+}
+
+#[test]
+fn wasm_plugins_declare_their_parameters() {
+    let home = Home::new();
+    std::fs::copy(
+        repo().join("plugins/wasm/backup-recency.wasm"),
+        home.path().join("plugins/backup-recency.wasm"),
+    )
+    .unwrap();
+    home.lane("backup", &lane_yaml("1h", "", "[\"true\"]"));
+    home.lane(
+        "a",
+        &lane_yaml(
+            "1h",
+            "  - use: backup-recency\n    with: { lane: backup, max_age: soon }",
+            "[\"true\"]",
+        ),
+    );
+    let p = problems(&home);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].starts_with(&format!(
+            "{}:5:",
+            home.path().join("rules/a.yaml").display()
+        )) && p[0].contains("parameter `max_age`"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn time_waiting_on_a_probe_does_not_count_against_the_deadline() {
+    let silent = TestServer::silent();
+    let home = Home::new();
+    std::fs::copy(
+        repo().join("plugins/wasm/provider-probe.wasm"),
+        home.path().join("plugins/provider-probe.wasm"),
+    )
+    .unwrap();
+    home.write("lanekeeper.yaml", "limits:\n  wasm: { deadline: 50ms }\n");
+    home.lane(
+        "llm",
+        &lane_yaml(
+            "1h",
+            &format!(
+                "  - use: provider-probe\n    with: {{ url: \"{}\", timeout: 300ms }}",
+                silent.url
+            ),
+            "[\"true\"]",
+        ),
+    );
+    let d = home.check_at("llm", "2026-05-10T00:00:00Z");
+    assert_decision(&d, "deferred", "provider-unreachable");
+    assert!(d["detail"].as_str().unwrap().contains("timed out"), "{d}");
+    assert_eq!(d["chain"][1]["evidence"][0]["kind"], "http");
+}
+
+#[test]
+fn compiled_modules_are_cached_and_a_corrupt_entry_is_recompiled() {
+    let home = plugin_home(&module("i64.const 0"), "");
+    home.ok(&["validate"]);
+    let cache = home.path().join("state/wasm-cache");
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].extension().unwrap(), "cwasm");
+    // Corrupt the entry: it must be recompiled, never executed.
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&entries[0], &bytes).unwrap();
+    let d = home.check_at("victim", "2026-05-10T00:00:00Z");
+    assert_eq!(d["outcome"], "trigger", "{d}");
+}
+
+/// Whether rustc can build for wasm32-unknown-unknown here.
+pub fn wasm32_target_installed() -> bool {
+    let out = std::process::Command::new("rustc")
+        .args([
+            "--print",
+            "target-libdir",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let dir = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn the_committed_guests_are_up_to_date() {
+    if !wasm32_target_installed() {
+        println!(
+            "skipped: the wasm32-unknown-unknown target is not installed (rustup target add wasm32-unknown-unknown)"
+        );
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("bash")
+        .arg(repo().join("plugins/wasm/build.sh"))
+        .arg(out.path())
+        .env("CARGO_TARGET_DIR", repo().join("target/wasm-guests"))
+        .status()
+        .expect("run plugins/wasm/build.sh");
+    assert!(status.success(), "plugins/wasm/build.sh failed");
+    for name in ["backup-recency", "contention", "off-peak", "provider-probe"] {
+        let built = std::fs::read(out.path().join(format!("{name}.wasm"))).unwrap();
+        let committed = std::fs::read(repo().join(format!("plugins/wasm/{name}.wasm"))).unwrap();
+        assert!(
+            built == committed,
+            "plugins/wasm/{name}.wasm is stale: rebuild with plugins/wasm/build.sh and commit it"
+        );
+    }
+}
+
+#[test]
+fn unbounded_recursion_hits_the_stack_limit() {
+    let wasm = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+            (func (export "alloc") (param i32) (result i32) i32.const 1024)
+            (func $f (export "evaluate") (param i32 i32) (result i64)
+                (call $f (local.get 0) (local.get 1))))"#,
+    )
+    .unwrap();
+    let home = plugin_home(&wasm, "");
+    let d = detail(&home);
+    assert!(d.contains("exceeded its stack limit"), "{d}");
+}
+
+#[test]
+fn wasm_limits_are_validated_where_they_are_written() {
+    let home = Home::new();
+    home.write(
+        "lanekeeper.yaml",
+        "limits:\n  wasm:\n    fuel: 0\n    max_memory: lots\n    deadline: off\n",
+    );
+    let p = problems(&home);
+    let file = home.path().join("lanekeeper.yaml").display().to_string();
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(
+        p[0].starts_with(&format!("{file}:3:11: ")) && p[0].contains("fuel"),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("max_memory") && l.contains("16MiB")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter().any(|l| l.contains("limits.wasm.deadline")),
+        "{p:#?}"
+    );
+}
