@@ -11,7 +11,7 @@ pub mod schema;
 pub mod wasm;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jiff::tz::TimeZone;
@@ -111,20 +111,48 @@ pub struct GateInput<'a> {
     pub pass: &'a Arc<PassHost>,
 }
 
+/// What every loaded plugin knows about itself, whatever its runtime.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    /// The name lanes `use:` (the file stem).
+    pub name: String,
+    /// Its runtime.
+    pub runtime: Runtime,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// The parameters it declares.
+    pub schema: ParamSchema,
+    /// The fingerprint of its file's content.
+    pub hash: String,
+}
+
 /// A loaded plugin file.
 pub trait Plugin: Send + Sync {
-    /// The name lanes `use:`.
-    fn name(&self) -> &str;
-    /// Its runtime.
-    fn runtime(&self) -> Runtime;
-    /// The file it was loaded from.
-    fn path(&self) -> &Path;
-    /// The parameters it declares.
-    fn schema(&self) -> &ParamSchema;
-    /// The fingerprint of its file's content.
-    fn hash(&self) -> &str;
+    /// Name, runtime, file, parameters and fingerprint.
+    fn info(&self) -> &PluginInfo;
     /// Binds normalised `with:` parameters, giving an evaluable gate.
     fn bind(&self, params: &serde_json::Value) -> Arc<dyn Gate>;
+
+    /// The name lanes `use:`.
+    fn name(&self) -> &str {
+        &self.info().name
+    }
+    /// Its runtime.
+    fn runtime(&self) -> Runtime {
+        self.info().runtime
+    }
+    /// The file it was loaded from.
+    fn path(&self) -> &Path {
+        &self.info().path
+    }
+    /// The parameters it declares.
+    fn schema(&self) -> &ParamSchema {
+        &self.info().schema
+    }
+    /// The fingerprint of its file's content.
+    fn hash(&self) -> &str {
+        &self.info().hash
+    }
 }
 
 /// A plugin bound to one lane's parameters.

@@ -7,7 +7,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,8 @@ use rhai::{
 use super::host::{self, PassHost};
 use super::schema::{ParamSchema, ParamSpec};
 use super::{
-    Gate, GateInput, Plugin, PluginError, PluginErrorKind, Runtime, Verdict, valid_reason,
+    Gate, GateInput, Plugin, PluginError, PluginErrorKind, PluginInfo, Runtime, Verdict,
+    valid_reason,
 };
 use crate::config::duration;
 use crate::config::settings::RhaiLimits;
@@ -217,17 +218,14 @@ pub struct LoadError {
 }
 
 struct Inner {
-    name: String,
-    path: PathBuf,
+    info: PluginInfo,
     /// Where `fn evaluate` starts: Rhai reports budget and limit errors at the call site, which
     /// is outside the script, so these errors point here instead.
     evaluate_at: (usize, usize),
     engine: Arc<Engine>,
     ast: AST,
-    schema: ParamSchema,
     deadline: Duration,
     max_operations: u64,
-    hash: String,
 }
 
 /// A compiled Rhai plugin.
@@ -273,18 +271,21 @@ impl RhaiPlugin {
         }
         let declares_params = has("params", 0).is_some();
         let mut inner = Inner {
-            name: name.to_string(),
-            path: path.to_path_buf(),
+            info: PluginInfo {
+                name: name.to_string(),
+                runtime: Runtime::Rhai,
+                path: path.to_path_buf(),
+                schema: ParamSchema::default(),
+                hash: crate::fingerprint::content_hash(source.as_bytes()),
+            },
             evaluate_at: find_fn(source, "evaluate"),
-            hash: crate::fingerprint::content_hash(source.as_bytes()),
             engine,
             ast,
-            schema: ParamSchema::default(),
             deadline: limits.deadline,
             max_operations: limits.max_operations,
         };
         if declares_params {
-            inner.schema = read_schema(&inner)?;
+            inner.info.schema = read_schema(&inner)?;
         }
         Ok(Self {
             inner: Arc::new(inner),
@@ -380,15 +381,23 @@ impl Inner {
     fn at(&self, pos: Position) -> String {
         match (pos.line(), pos.position()) {
             (Some(l), Some(c)) => {
-                format!("plugin `{}` ({}:{l}:{c})", self.name, self.path.display())
+                format!(
+                    "plugin `{}` ({}:{l}:{c})",
+                    self.info.name,
+                    self.info.path.display()
+                )
             }
-            (Some(l), None) => format!("plugin `{}` ({}:{l})", self.name, self.path.display()),
+            (Some(l), None) => format!(
+                "plugin `{}` ({}:{l})",
+                self.info.name,
+                self.info.path.display()
+            ),
             _ => {
                 let (l, c) = self.evaluate_at;
                 format!(
                     "plugin `{}` ({}:{l}:{c}, in fn evaluate)",
-                    self.name,
-                    self.path.display()
+                    self.info.name,
+                    self.info.path.display()
                 )
             }
         }
@@ -482,24 +491,8 @@ fn strip_position(s: &str) -> String {
 }
 
 impl Plugin for RhaiPlugin {
-    fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    fn runtime(&self) -> Runtime {
-        Runtime::Rhai
-    }
-
-    fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
-    fn schema(&self) -> &ParamSchema {
-        &self.inner.schema
-    }
-
-    fn hash(&self) -> &str {
-        &self.inner.hash
+    fn info(&self) -> &PluginInfo {
+        &self.inner.info
     }
 
     fn bind(&self, params: &serde_json::Value) -> Arc<dyn Gate> {

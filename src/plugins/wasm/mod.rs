@@ -11,7 +11,7 @@ mod context;
 pub mod engine;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -19,7 +19,8 @@ use wasmtime::{Extern, InstancePre, Module, ModuleExport, Store, Trap, WasmBackt
 
 use super::schema::{ParamSchema, ParamSpec};
 use super::{
-    Gate, GateInput, Plugin, PluginError, PluginErrorKind, Runtime, Verdict, valid_reason,
+    Gate, GateInput, Plugin, PluginError, PluginErrorKind, PluginInfo, Runtime, Verdict,
+    valid_reason,
 };
 use crate::config::duration;
 use cache::ArtifactCache;
@@ -35,16 +36,13 @@ pub struct WasmPlugin {
 }
 
 struct Inner {
-    name: String,
-    path: PathBuf,
+    info: PluginInfo,
     engine: Arc<WasmEngine>,
     pre: InstancePre<StoreData>,
     memory: ModuleExport,
     alloc: ModuleExport,
     evaluate: ModuleExport,
     params: Option<ModuleExport>,
-    schema: ParamSchema,
-    hash: String,
 }
 
 impl WasmPlugin {
@@ -87,19 +85,22 @@ impl WasmPlugin {
                 .ok_or_else(|| format!("has no `{name}` export"))
         };
         let mut inner = Inner {
-            name: name.to_string(),
-            path: path.to_path_buf(),
+            info: PluginInfo {
+                name: name.to_string(),
+                runtime: Runtime::Wasm,
+                path: path.to_path_buf(),
+                schema: ParamSchema::default(),
+                hash: crate::fingerprint::content_hash(bytes),
+            },
             engine: Arc::clone(engine),
             memory: export("memory")?,
             alloc: export(abi::ALLOC.name)?,
             evaluate: export(abi::EVALUATE.name)?,
             params: module.get_export_index(abi::PARAMS.name),
             pre,
-            schema: ParamSchema::default(),
-            hash: crate::fingerprint::content_hash(bytes),
         };
         if inner.params.is_some() {
-            inner.schema = inner
+            inner.info.schema = inner
                 .read_schema()
                 .map_err(|e| format!("`params()`: {e}"))?;
         }
@@ -350,7 +351,11 @@ impl Inner {
             }
             None => String::new(),
         };
-        format!("plugin `{}` ({}{place})", self.name, self.path.display())
+        format!(
+            "plugin `{}` ({}{place})",
+            self.info.name,
+            self.info.path.display()
+        )
     }
 
     /// Calls `params()` once and parses `{"name": "type", "other": "type?"}`.
@@ -424,24 +429,8 @@ struct RawVerdict {
 }
 
 impl Plugin for WasmPlugin {
-    fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    fn runtime(&self) -> Runtime {
-        Runtime::Wasm
-    }
-
-    fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
-    fn schema(&self) -> &ParamSchema {
-        &self.inner.schema
-    }
-
-    fn hash(&self) -> &str {
-        &self.inner.hash
+    fn info(&self) -> &PluginInfo {
+        &self.inner.info
     }
 
     fn bind(&self, params: &serde_json::Value) -> Arc<dyn Gate> {
