@@ -23,7 +23,7 @@ use crate::dispatch::process;
 use crate::engine::{self, Decision};
 use crate::home::Home;
 use crate::observe::{LiveObserver, Observer};
-use crate::state::{LaneStates, SqliteStore, Store};
+use crate::state::{LaneStates, SqliteStore};
 
 /// Coordinates heavy maintenance jobs ("lanes") behind ordered, pluggable preconditions.
 #[derive(Parser, Debug)]
@@ -197,12 +197,7 @@ impl Session {
     /// Lane states as recorded, with runs whose process is gone no longer counted as running,
     /// and an empty state for every configured lane that has none yet (so plugins see them all).
     fn states(&self) -> Result<LaneStates, CliError> {
-        let mut states = self.store.lane_states()?;
-        process::prune_dead(&mut states);
-        for lane in &self.config.lanes {
-            states.entry(lane.name.clone()).or_default();
-        }
-        Ok(states)
+        Ok(process::live_states(&self.store, &self.config.lanes)?)
     }
 
     /// The lanes named, in the order given, or all lanes.

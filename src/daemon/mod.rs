@@ -262,12 +262,7 @@ impl Daemon {
 
     /// Lane states as recorded, dead runs pruned, every configured lane present.
     fn states(&self) -> Result<LaneStates, StoreError> {
-        let mut states = self.store.lane_states()?;
-        dispatch::process::prune_dead(&mut states);
-        for lane in &self.config.lanes {
-            states.entry(lane.name.clone()).or_default();
-        }
-        Ok(states)
+        dispatch::process::live_states(&*self.store, &self.config.lanes)
     }
 
     /// One evaluation pass: decide, record changes, dispatch. Returns the decisions and when

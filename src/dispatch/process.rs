@@ -3,7 +3,8 @@
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::state::LaneStates;
+use crate::config::Lane;
+use crate::state::{LaneStates, Store, StoreError};
 
 /// The start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`), or
 /// `None` if there is no such process or it is a zombie.
@@ -36,6 +37,18 @@ pub fn prune_dead(states: &mut LaneStates) {
             state.running = None;
         }
     }
+}
+
+/// Every lane's state as recorded, with runs whose process is gone no longer counted as
+/// running, and an empty state for each of `lanes` that has none yet (so plugins see them all).
+/// What every reader of lane states (check, run, status, /status, /metrics) starts from.
+pub fn live_states(store: &dyn Store, lanes: &[Lane]) -> Result<LaneStates, StoreError> {
+    let mut states = store.lane_states()?;
+    prune_dead(&mut states);
+    for lane in lanes {
+        states.entry(lane.name.clone()).or_default();
+    }
+    Ok(states)
 }
 
 /// Sends `signal` to the process group led by `pgid`; true if any member received it.

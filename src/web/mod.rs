@@ -104,8 +104,7 @@ async fn page() -> Html<&'static str> {
 async fn metrics(State(state): State<Arc<WebState>>) -> Response {
     let body = blocking(state, |s| {
         let config = s.config();
-        let mut states = s.store().lane_states().map_err(|e| e.to_string())?;
-        process::prune_dead(&mut states);
+        let states = process::live_states(&*s.store(), &config.lanes).map_err(|e| e.to_string())?;
         let lanes: Vec<String> = config.lanes.iter().map(|l| l.name.clone()).collect();
         s.metrics.refresh(&lanes, &states, SystemClock.now());
         s.metrics.encode().map_err(|e| e.to_string())
@@ -128,8 +127,7 @@ async fn status_json(State(state): State<Arc<WebState>>) -> Response {
     let report = blocking(state, |s| {
         let config = s.config();
         let store = s.store();
-        let mut states = store.lane_states().map_err(|e| e.to_string())?;
-        process::prune_dead(&mut states);
+        let states = process::live_states(&*store, &config.lanes).map_err(|e| e.to_string())?;
         status::build(&config.lanes, states, &*store, SystemClock.now()).map_err(|e| e.to_string())
     })
     .await;
