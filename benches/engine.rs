@@ -182,8 +182,13 @@ fn gate_native(bencher: divan::Bencher) {
 /// `fn evaluate(ctx) { () }`: the fixed cost of a Rhai gate (context map, call, verdict).
 #[divan::bench]
 fn gate_rhai_trivial(bencher: divan::Bencher) {
+    bench_trivial_gate(bencher, &TRIVIAL.config);
+}
+
+/// Benchmarks lane `t`'s only gate on the trivial pass, after checking that it passes.
+fn bench_trivial_gate(bencher: divan::Bencher, config: &Config) {
     let t = &*TRIVIAL;
-    let lane = lane(&t.config, "t");
+    let lane = lane(config, "t");
     let gate = &lane.gates[0].gate;
     let input = GateInput {
         lane: &lane.name,
@@ -194,13 +199,7 @@ fn gate_rhai_trivial(bencher: divan::Bencher) {
         gate.evaluate(&input).expect("trivial gate evaluates"),
         Verdict::Pass { detail: None }
     );
-    bencher.bench(|| {
-        gate.evaluate(&GateInput {
-            lane: &lane.name,
-            zone: &lane.zone,
-            pass: &t.pass,
-        })
-    });
+    bencher.bench(|| gate.evaluate(&input));
 }
 
 /// The trivial gate with sandman's zone (Europe/Berlin) instead of UTC: the context map's
@@ -388,26 +387,7 @@ static TRIVIAL_WASM: LazyLock<Config> = LazyLock::new(|| {
 /// The trivial gate in WASM: context JSON, fresh store + instantiation, call, verdict.
 #[divan::bench]
 fn gate_wasm_trivial(bencher: divan::Bencher) {
-    let t = &*TRIVIAL;
-    let config = &*TRIVIAL_WASM;
-    let lane = lane(config, "t");
-    let gate = &lane.gates[0].gate;
-    let input = GateInput {
-        lane: &lane.name,
-        zone: &lane.zone,
-        pass: &t.pass,
-    };
-    assert_eq!(
-        gate.evaluate(&input).expect("trivial gate evaluates"),
-        Verdict::Pass { detail: None }
-    );
-    bencher.bench(|| {
-        gate.evaluate(&GateInput {
-            lane: &lane.name,
-            zone: &lane.zone,
-            pass: &t.pass,
-        })
-    });
+    bench_trivial_gate(bencher, &TRIVIAL_WASM);
 }
 
 /// The whole sandman chain with the four WASM guests on a warmed pass.

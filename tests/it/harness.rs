@@ -282,3 +282,15 @@ pub fn wait_gone(pid: i64) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs `validate`, asserts exit 1, returns the problem lines (without the summary).
+pub fn problems(home: &Home) -> Vec<String> {
+    let out = home.run(&["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("lanekeeper:"))
+        .map(str::to_string)
+        .collect()
+}

@@ -1,18 +1,6 @@
 //! Bad configuration: every problem reported as `path:line:col: message`, exit 1, in one pass.
 
-use crate::harness::{Home, lane_yaml};
-
-/// Runs `validate`, asserts exit 1, returns stderr lines.
-fn problems(home: &Home) -> Vec<String> {
-    let out = home.run(&["validate"]);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
-    stderr
-        .lines()
-        .filter(|l| !l.starts_with("lanekeeper:"))
-        .map(str::to_string)
-        .collect()
-}
+use crate::harness::{Home, lane_yaml, problems};
 
 /// Asserts exactly one problem, in `file` at `line:col`, mentioning `needle`.
 fn assert_one(home: &Home, file: &str, line_col: &str, needle: &str) {

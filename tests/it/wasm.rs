@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Home, TestServer, assert_decision, lane_yaml, repo};
+use crate::harness::{Home, TestServer, assert_decision, lane_yaml, problems, repo};
 
 /// `alloc` hands out memory at 1024; `evaluate` runs `body` and returns what it leaves.
 fn module(body: &str) -> Vec<u8> {
@@ -219,18 +219,6 @@ fn a_deferral_and_its_log_lines_are_recorded() {
     assert_eq!(d["detail"], "shh");
     assert_eq!(d["chain"][1]["evidence"][0]["kind"], "log");
     assert_eq!(d["chain"][1]["evidence"][0]["message"], "looked");
-}
-
-/// Runs `validate`, asserts exit 1, returns the problem lines.
-fn problems(home: &Home) -> Vec<String> {
-    let out = home.run(&["validate"]);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
-    stderr
-        .lines()
-        .filter(|l| !l.starts_with("lanekeeper:"))
-        .map(str::to_string)
-        .collect()
 }
 
 fn assert_one_at_1_1(home: &Home, file: &str, needle: &str) {

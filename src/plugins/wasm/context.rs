@@ -44,21 +44,10 @@ pub fn write(input: &GateInput<'_>, params: &str, out: &mut String) {
 
 /// Appends `s` as a JSON string.
 fn string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
+    // Serialising a `&str` cannot fail.
+    if let Ok(json) = serde_json::to_string(s) {
+        out.push_str(&json);
     }
-    out.push('"');
 }
 
 #[cfg(test)]
