@@ -535,3 +535,79 @@ fn wasm_limits_are_validated_where_they_are_written() {
         "{p:#?}"
     );
 }
+
+/// Instances are reused between evaluations (reset from a snapshot): nothing one evaluation
+/// leaves behind may be visible to the next. This guest defers with `state-leaked` if it sees
+/// its mutable global set, an allocation not at the start, a grown memory, or any non-zero byte
+/// in its second page; then it sets the global, grows memory and writes bytes at places that
+/// depend on the context's length, which differs per lane.
+#[test]
+fn nothing_an_evaluation_leaves_behind_reaches_the_next() {
+    let leak = r#"{"defer":"state-leaked","detail":"saw a previous evaluation"}"#;
+    let wat = format!(
+        r#"(module
+          (memory (export "memory") 2)
+          (global $used (mut i32) (i32.const 0))
+          (global $next (mut i32) (i32.const 1024))
+          (data (i32.const 0) "{data}")
+          (func (export "alloc") (param $len i32) (result i32) (local $p i32)
+            (local.set $p (global.get $next))
+            (global.set $next (i32.add (global.get $next) (local.get $len)))
+            (local.get $p))
+          (func (export "evaluate") (param $ptr i32) (param $len i32) (result i64) (local $i i32)
+            (if (i32.or (global.get $used)
+                  (i32.or (i32.ne (local.get $ptr) (i32.const 1024))
+                          (i32.ne (memory.size) (i32.const 2))))
+              (then (return (i64.const {n}))))
+            (local.set $i (i32.const 65536))
+            (loop $scan
+              (if (i32.load8_u (local.get $i)) (then (return (i64.const {n}))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $scan (i32.lt_u (local.get $i) (i32.const 131072))))
+            (global.set $used (i32.const 1))
+            (local.set $i (i32.const 0))
+            (loop $write
+              (i32.store8
+                (i32.add (i32.const 65536)
+                  (i32.rem_u
+                    (i32.add (i32.mul (local.get $len) (i32.const 7919))
+                             (i32.mul (local.get $i) (i32.const 4099)))
+                    (i32.const 65536)))
+                (i32.const 171))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $write (i32.lt_u (local.get $i) (i32.const 64))))
+            (if (i32.eq (i32.rem_u (local.get $len) (i32.const 3)) (i32.const 0))
+              (then (drop (memory.grow (i32.const 1)))))
+            (i64.const 0)))"#,
+        data = leak.replace('"', "\\\""),
+        n = leak.len()
+    );
+    let home = Home::new();
+    write_wasm(&home, "scribble", &wat::parse_str(&wat).expect("fixture"));
+    let names: Vec<String> = (1..=24).map(|i| format!("l{}", "x".repeat(i))).collect();
+    for name in &names {
+        home.lane(name, &lane_yaml("1h", "  - use: scribble", "[\"true\"]"));
+    }
+    let out = home.ok(&["check", "--at", "2026-05-10T00:00:00Z", "--json"]);
+    let decisions: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(decisions.len(), names.len(), "{out}");
+    for d in &decisions {
+        assert_eq!(d["outcome"], "trigger", "{d}");
+    }
+}
+
+/// A module whose mutable global is not exported is rewritten to export it (for the reset);
+/// a trap's offset still names the byte in the file as written.
+#[test]
+fn trap_offsets_name_the_original_file_when_globals_are_exported_for_reuse() {
+    let bytes = module_with("(global (mut i32) (i32.const 0))", "unreachable");
+    // The module ends with evaluate's body: `unreachable` (0x00), then `end` (0x0b).
+    assert_eq!(bytes[bytes.len() - 2..], [0x00, 0x0b]);
+    let home = plugin_home(&bytes, "");
+    let d = detail(&home);
+    let at = format!(", at {:#x} in", bytes.len() - 2);
+    assert!(d.contains(&at), "expected `{at}` in: {d}");
+}

@@ -11,6 +11,7 @@ use wasmtime::{
     ResourceLimiter, Store, UpdateDeadline,
 };
 
+use super::pagemap::PageMap;
 use crate::config::settings::WasmLimits;
 
 /// How often the engine's epoch advances while an evaluation runs: the deadline's resolution.
@@ -37,9 +38,11 @@ fn kernel_has_pagemap_scan() -> bool {
     (major, minor) >= (6, 7)
 }
 
-/// Pooled instance slots. Evaluations run one at a time per thread, so a few cover any pass;
-/// each slot reserves address space (not memory) up front.
-const POOL_SLOTS: u32 = 32;
+/// Pooled instance slots. Each reserves address space (not memory) up front.
+const POOL_SLOTS: u32 = 64;
+
+/// Instances kept alive for reuse, engine-wide; the other slots stay free for fresh ones.
+const MAX_WARM: usize = 48;
 
 /// Largest table a plugin may grow to, in elements.
 const MAX_TABLE_ELEMENTS: usize = 10_000;
@@ -52,6 +55,9 @@ pub struct WasmEngine {
     pub(super) engine: Engine,
     pub(super) linker: Linker<StoreData>,
     pub(super) limits: WasmLimits,
+    /// Present when instances can be reset for reuse (the kernel reports written pages).
+    pub(super) pages: Option<PageMap>,
+    warm: Arc<AtomicUsize>,
     ticker: Arc<Ticker>,
 }
 
@@ -88,20 +94,37 @@ impl WasmEngine {
             engine,
             linker,
             limits: *limits,
+            pages: PageMap::open(),
+            warm: Arc::new(AtomicUsize::new(0)),
             ticker,
         })
     }
 
-    /// A fresh store for one evaluation, with fuel, memory limit and deadline armed. A store
-    /// per evaluation means nothing a plugin does survives into the next one.
+    /// A new store with the memory limit and deadline callback installed; [`Self::arm`] it
+    /// before each evaluation.
     pub(super) fn store(&self) -> Store<StoreData> {
         let mut store = Store::new(&self.engine, StoreData::new(&self.limits));
         store.limiter(|d| &mut d.limiter);
+        store.epoch_deadline_callback(|ctx| ctx.data().check_deadline());
+        self.arm(&mut store);
+        store
+    }
+
+    /// Gives a store a full budget for one evaluation: fuel, deadline, and no leftovers from
+    /// a previous one (panic message, host time, refused growth).
+    pub(super) fn arm(&self, store: &mut Store<StoreData>) {
         // Only fails when fuel is not enabled, and it always is.
         let _ = store.set_fuel(self.limits.fuel);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| ctx.data().check_deadline());
-        store
+        store.data_mut().reset();
+    }
+
+    /// A place for one more instance kept alive for reuse, if the engine has one left.
+    pub(super) fn warm_slot(&self) -> Option<WarmSlot> {
+        self.warm
+            .fetch_update(SeqCst, SeqCst, |n| (n < MAX_WARM).then_some(n + 1))
+            .ok()
+            .map(|_| WarmSlot(Arc::clone(&self.warm)))
     }
 
     /// Keeps the epoch ticking until the guard drops; the ticker sleeps while nothing runs, so
@@ -125,6 +148,15 @@ impl Drop for WasmEngine {
     }
 }
 
+/// Holds one of the engine's [`MAX_WARM`] places for a reusable instance until dropped.
+pub(super) struct WarmSlot(Arc<AtomicUsize>);
+
+impl Drop for WarmSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
 /// Per-evaluation data the host imports and budget callbacks see.
 pub struct StoreData {
     limiter: MemoryLimiter,
@@ -137,6 +169,13 @@ pub struct StoreData {
 }
 
 impl StoreData {
+    fn reset(&mut self) {
+        self.started = Instant::now();
+        self.host_time = Duration::ZERO;
+        self.panic = None;
+        self.limiter.refused = None;
+    }
+
     fn new(limits: &WasmLimits) -> Self {
         Self {
             limiter: MemoryLimiter {

@@ -9,13 +9,18 @@ pub mod abi;
 pub mod cache;
 mod context;
 pub mod engine;
+mod pagemap;
+mod reset;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Deserialize;
-use wasmtime::{Extern, InstancePre, Module, ModuleExport, Store, Trap, WasmBacktrace};
+use wasmtime::{
+    Extern, Global, Instance, InstancePre, Memory, Module, ModuleExport, Store, Trap, TypedFunc,
+    WasmBacktrace,
+};
 
 use super::schema::{ParamSchema, ParamSpec};
 use super::{
@@ -25,7 +30,11 @@ use super::{
 use crate::config::duration;
 use cache::ArtifactCache;
 pub use engine::WasmEngine;
-use engine::{DeadlineExceeded, MemoryLimitExceeded, StoreData};
+use engine::{DeadlineExceeded, MemoryLimitExceeded, StoreData, WarmSlot};
+use reset::{OffsetMap, ResetPlan, Snapshot};
+
+/// Live instances kept per plugin for reuse: one per thread evaluating it at the same time.
+const WARM_PER_PLUGIN: usize = 2;
 
 /// The four bytes every WebAssembly binary starts with.
 const WASM_MAGIC: &[u8] = b"\0asm";
@@ -43,6 +52,23 @@ struct Inner {
     alloc: ModuleExport,
     evaluate: ModuleExport,
     params: Option<ModuleExport>,
+    /// How to reset instances for reuse; `None`: a fresh instance per evaluation.
+    reuse: Option<ResetPlan>,
+    /// Maps trap offsets back to the plugin file when [`reset::prepare`] rewrote it.
+    offsets: OffsetMap,
+    /// Reset instances ready for the next evaluation.
+    warm: Mutex<Vec<Live>>,
+}
+
+/// An instantiated plugin in its own store, with the exports an evaluation uses.
+struct Live {
+    store: Store<StoreData>,
+    instance: Instance,
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    evaluate: TypedFunc<(i32, i32), i64>,
+    /// The state to reset to, for a reusable instance, and the engine place it holds.
+    snapshot: Option<(Snapshot, WarmSlot)>,
 }
 
 impl WasmPlugin {
@@ -56,7 +82,8 @@ impl WasmPlugin {
         cache: Option<&ArtifactCache>,
     ) -> Result<Self, String> {
         identify(bytes)?;
-        let module = compile(engine, bytes, cache)?;
+        let prepared = reset::prepare(bytes);
+        let module = compile(engine, &prepared.bytes, cache)?;
         let problems = abi::check(&module);
         if !problems.is_empty() {
             return Err(problems.join("; "));
@@ -97,6 +124,16 @@ impl WasmPlugin {
             alloc: export(abi::ALLOC.name)?,
             evaluate: export(abi::EVALUATE.name)?,
             params: module.get_export_index(abi::PARAMS.name),
+            reuse: match prepared.plan {
+                Ok(plan) if engine.pages.is_some() => Some(plan),
+                Ok(_) => None,
+                Err(why) => {
+                    tracing::debug!(plugin = name, "fresh instance per evaluation: {why}");
+                    None
+                }
+            },
+            offsets: prepared.offsets,
+            warm: Mutex::new(Vec::new()),
             pre,
         };
         if inner.params.is_some() {
@@ -177,57 +214,46 @@ enum CallError {
     Output(String),
 }
 
-impl Inner {
-    /// Instantiates the module in a fresh store, optionally writes `input` into its memory,
-    /// calls `func`, and returns the bytes it pointed to (`None` for 0).
-    fn call(
-        &self,
-        store: &mut Store<StoreData>,
-        func: &ModuleExport,
-        input: Option<&[u8]>,
-    ) -> Result<Option<Vec<u8>>, CallError> {
-        let instance = self
-            .pre
-            .instantiate(&mut *store)
+impl Live {
+    /// Writes the context through the guest's `alloc` and calls `evaluate` on it.
+    fn evaluate(&mut self, input: &[u8]) -> Result<Option<Vec<u8>>, CallError> {
+        let len = i32::try_from(input.len())
+            .map_err(|_| CallError::Output("context too large".into()))?;
+        let ptr = self
+            .alloc
+            .call(&mut self.store, len)
             .map_err(CallError::Failed)?;
-        let memory = instance
-            .get_module_export(&mut *store, &self.memory)
-            .and_then(Extern::into_memory)
-            .ok_or_else(|| CallError::Output("exports no memory".into()))?;
-        let get = |store: &mut Store<StoreData>, e: &ModuleExport| {
-            instance
-                .get_module_export(&mut *store, e)
-                .and_then(Extern::into_func)
-                .ok_or_else(|| CallError::Output("lost an export".into()))
-        };
-        let packed = match input {
-            Some(input) => {
-                let len = i32::try_from(input.len())
-                    .map_err(|_| CallError::Output("context too large".into()))?;
-                let alloc = get(store, &self.alloc)?
-                    .typed::<i32, i32>(&*store)
-                    .map_err(CallError::Failed)?;
-                let ptr = alloc.call(&mut *store, len).map_err(CallError::Failed)?;
-                memory
-                    .write(&mut *store, ptr as u32 as usize, input)
-                    .map_err(|_| {
-                        CallError::Output(format!(
-                            "`alloc({len})` returned {:#x}, outside its memory",
-                            ptr as u32
-                        ))
-                    })?;
-                get(store, func)?
-                    .typed::<(i32, i32), i64>(&*store)
-                    .map_err(CallError::Failed)?
-                    .call(&mut *store, (ptr, len))
-                    .map_err(CallError::Failed)?
-            }
-            None => get(store, func)?
-                .typed::<(), i64>(&*store)
-                .map_err(CallError::Failed)?
-                .call(&mut *store, ())
-                .map_err(CallError::Failed)?,
-        };
+        self.memory
+            .write(&mut self.store, ptr as u32 as usize, input)
+            .map_err(|_| {
+                CallError::Output(format!(
+                    "`alloc({len})` returned {:#x}, outside its memory",
+                    ptr as u32
+                ))
+            })?;
+        let packed = self
+            .evaluate
+            .call(&mut self.store, (ptr, len))
+            .map_err(CallError::Failed)?;
+        self.output(packed)
+    }
+
+    /// Calls an export taking nothing, such as `params`.
+    fn call(&mut self, func: &ModuleExport) -> Result<Option<Vec<u8>>, CallError> {
+        let packed = self
+            .instance
+            .get_module_export(&mut self.store, func)
+            .and_then(Extern::into_func)
+            .ok_or_else(|| CallError::Output("lost an export".into()))?
+            .typed::<(), i64>(&self.store)
+            .map_err(CallError::Failed)?
+            .call(&mut self.store, ())
+            .map_err(CallError::Failed)?;
+        self.output(packed)
+    }
+
+    /// The bytes a packed `ptr << 32 | len` result points to (`None` for 0).
+    fn output(&self, packed: i64) -> Result<Option<Vec<u8>>, CallError> {
         if packed == 0 {
             return Ok(None);
         }
@@ -238,7 +264,7 @@ impl Inner {
                 abi::MAX_GUEST_STRING
             )));
         }
-        let data = memory.data(&*store);
+        let data = self.memory.data(&self.store);
         data.get(ptr..ptr.saturating_add(len))
             .map(|b| Some(b.to_vec()))
             .ok_or_else(|| {
@@ -248,19 +274,113 @@ impl Inner {
                 ))
             })
     }
+}
 
-    /// Runs `func` under the budgets and maps every failure to a [`PluginError`].
-    fn run(
-        &self,
-        func: &ModuleExport,
-        input: Option<&[u8]>,
-    ) -> Result<Option<Vec<u8>>, PluginError> {
-        let _running = self.engine.running();
+impl Inner {
+    /// Instantiates the module in a new store. A `reusable` instance of a module with a
+    /// reset plan also records its initial state, if the engine has a place for it.
+    fn instantiate(&self, reusable: bool) -> Result<Live, PluginError> {
         let mut store = self.engine.store();
-        match self.call(&mut store, func, input) {
-            Ok(out) => Ok(out),
-            Err(CallError::Output(what)) => Err(self.bad(what)),
-            Err(CallError::Failed(e)) => Err(self.failure(&e, &store)),
+        let instance = match self.pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(e) => return Err(self.fail(CallError::Failed(e), &store)),
+        };
+        let exports = (|| {
+            let memory = instance
+                .get_module_export(&mut store, &self.memory)
+                .and_then(Extern::into_memory)
+                .ok_or_else(|| CallError::Output("exports no memory".into()))?;
+            let mut func = |e: &ModuleExport| {
+                instance
+                    .get_module_export(&mut store, e)
+                    .and_then(Extern::into_func)
+                    .ok_or_else(|| CallError::Output("lost an export".into()))
+            };
+            let (alloc, evaluate) = (func(&self.alloc)?, func(&self.evaluate)?);
+            Ok((
+                memory,
+                alloc.typed(&store).map_err(CallError::Failed)?,
+                evaluate.typed(&store).map_err(CallError::Failed)?,
+            ))
+        })();
+        let (memory, alloc, evaluate) = exports.map_err(|e| self.fail(e, &store))?;
+        let snapshot = match (&self.reuse, &self.engine.pages) {
+            (Some(plan), Some(pages)) if reusable => self.engine.warm_slot().and_then(|slot| {
+                let globals: Option<Vec<Global>> = plan
+                    .globals
+                    .iter()
+                    .map(|g| instance.get_global(&mut store, g))
+                    .collect();
+                match Snapshot::take(&mut store, memory, &globals?, pages) {
+                    Ok(snapshot) => Some((snapshot, slot)),
+                    Err(why) => {
+                        tracing::debug!(plugin = self.info.name, "instance not reused: {why}");
+                        None
+                    }
+                }
+            }),
+            _ => None,
+        };
+        Ok(Live {
+            store,
+            instance,
+            memory,
+            alloc,
+            evaluate,
+            snapshot,
+        })
+    }
+
+    /// A reset instance from the warm list, armed for an evaluation, or a new one.
+    fn live(&self) -> Result<Live, PluginError> {
+        if self.reuse.is_some() {
+            let warm = self
+                .warm
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            if let Some(mut live) = warm {
+                self.engine.arm(&mut live.store);
+                return Ok(live);
+            }
+        }
+        self.instantiate(true)
+    }
+
+    /// Resets an instance whose evaluation completed and keeps it for the next one; an
+    /// instance that cannot be reset (or is not reusable) is dropped.
+    fn give_back(&self, mut live: Live) {
+        let (Some((snapshot, _)), Some(pages)) = (&live.snapshot, &self.engine.pages) else {
+            return;
+        };
+        if let Err(why) = snapshot.restore(&mut live.store, live.memory, pages) {
+            tracing::debug!(plugin = self.info.name, "instance not reused: {why}");
+            return;
+        }
+        let mut warm = self.warm.lock().unwrap_or_else(PoisonError::into_inner);
+        if warm.len() < WARM_PER_PLUGIN {
+            warm.push(live);
+        }
+    }
+
+    /// Evaluates `ctx` under the budgets; every failure becomes a [`PluginError`]. An instance
+    /// that failed in any way is dropped, never reused.
+    fn evaluate(&self, ctx: &[u8]) -> Result<Option<Vec<u8>>, PluginError> {
+        let _running = self.engine.running();
+        let mut live = self.live()?;
+        match live.evaluate(ctx) {
+            Ok(out) => {
+                self.give_back(live);
+                Ok(out)
+            }
+            Err(e) => Err(self.fail(e, &live.store)),
+        }
+    }
+
+    fn fail(&self, e: CallError, store: &Store<StoreData>) -> PluginError {
+        match e {
+            CallError::Output(what) => self.bad(what),
+            CallError::Failed(e) => self.failure(&e, store),
         }
     }
 
@@ -341,7 +461,7 @@ impl Inner {
             Some(f) => {
                 let offset = f
                     .module_offset()
-                    .map(|o| format!(", at {o:#x}"))
+                    .map(|o| format!(", at {:#x}", self.offsets.original(o)))
                     .unwrap_or_default();
                 let func = match f.func_name() {
                     Some(n) => format!(" in `{n}`"),
@@ -363,7 +483,11 @@ impl Inner {
         let Some(func) = &self.params else {
             return Ok(ParamSchema::default());
         };
-        let out = self.run(func, None).map_err(|e| e.message)?;
+        let _running = self.engine.running();
+        let mut live = self.instantiate(false).map_err(|e| e.message)?;
+        let out = live
+            .call(func)
+            .map_err(|e| self.fail(e, &live.store).message)?;
         let Some(out) = out else {
             return Ok(ParamSchema::default());
         };
@@ -451,7 +575,7 @@ impl Gate for WasmGate {
     fn evaluate(&self, input: &GateInput<'_>) -> Result<Verdict, PluginError> {
         let mut ctx = String::with_capacity(256 + self.params.len());
         context::write(input, &self.params, &mut ctx);
-        let out = self.inner.run(&self.inner.evaluate, Some(ctx.as_bytes()))?;
+        let out = self.inner.evaluate(ctx.as_bytes())?;
         self.inner.verdict(out)
     }
 }

@@ -1,0 +1,233 @@
+//! Which pages of a linear memory an evaluation may have changed, from the kernel's page tables
+//! (`PAGEMAP_SCAN`, Linux 6.7+), so a reused instance is reset by copying back only those.
+//!
+//! A page of a wasm memory that nobody wrote is either not mapped yet, mapped to the shared zero
+//! page, or mapped to the shared page of the module's initial image: in each case reading it
+//! gives its initial contents. Any write (by the guest or by the host) gives the process a
+//! private anonymous copy. So "private page, present or swapped out" covers every page whose
+//! contents may differ from the initial ones; wasmtime resets its pooled memories by the same
+//! rule, and we also count swapped-out pages, which its scan skips.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// `_IOWR('f', 16, struct pm_scan_arg)` from `linux/fs.h`.
+const PAGEMAP_SCAN: u64 = (3 << 30) | ((size_of::<ScanArg>() as u64) << 16) | (0x66 << 8) | 16;
+
+const PAGE_IS_FILE: u64 = 1 << 2;
+const PAGE_IS_PRESENT: u64 = 1 << 3;
+const PAGE_IS_SWAPPED: u64 = 1 << 4;
+const PAGE_IS_PFNZERO: u64 = 1 << 5;
+
+/// Regions reported per ioctl; the scan resumes where it stopped when they run out.
+const REGIONS: usize = 32;
+
+/// `struct pm_scan_arg`.
+#[repr(C)]
+#[derive(Default)]
+struct ScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+/// `struct page_region`.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct Region {
+    start: u64,
+    end: u64,
+    categories: u64,
+}
+
+/// Which pages a scan reports.
+#[derive(Clone, Copy)]
+enum Filter {
+    /// The process's own copies, in memory or swapped out: possibly written.
+    Private,
+    /// Mapped to the zero page or to a page of a file: unchanged.
+    Shared,
+}
+
+impl Filter {
+    fn inverted(self) -> u64 {
+        match self {
+            Filter::Private => PAGE_IS_PFNZERO | PAGE_IS_FILE,
+            Filter::Shared => 0,
+        }
+    }
+
+    /// Categories that must all be present (after inversion).
+    fn mask(self) -> u64 {
+        match self {
+            Filter::Private => PAGE_IS_PFNZERO | PAGE_IS_FILE,
+            Filter::Shared => PAGE_IS_PRESENT,
+        }
+    }
+
+    /// Categories of which at least one must be present (after inversion).
+    fn anyof(self) -> u64 {
+        match self {
+            Filter::Private => PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+            Filter::Shared => PAGE_IS_PFNZERO | PAGE_IS_FILE,
+        }
+    }
+}
+
+/// This process's `/proc/self/pagemap`, once the kernel has shown it supports the scan.
+pub struct PageMap(File);
+
+impl PageMap {
+    /// `None` when the kernel lacks `PAGEMAP_SCAN` (or `/proc` is not mounted).
+    pub fn open() -> Option<Self> {
+        let map = PageMap(File::open("/proc/self/pagemap").ok()?);
+        // An empty range: succeeds only where the ioctl exists.
+        map.scan(0, 0, Filter::Private, |_, _| {}).ok()?;
+        Some(map)
+    }
+
+    /// Calls `written(offset, len)` for each range of `region` whose pages may have been
+    /// written since they were mapped (offsets relative to `region`).
+    pub fn written(&self, region: &[u8], written: impl FnMut(usize, usize)) -> io::Result<()> {
+        let start = region.as_ptr() as u64;
+        self.scan(start, start + region.len() as u64, Filter::Private, written)
+    }
+
+    /// Unmaps the pages of `region` that map the zero page or a file page. Their contents
+    /// stay the same (the next access maps the same page again), but the page tables shrink
+    /// back, which keeps later scans of `region` fast after something read all of it.
+    pub fn unmap_shared(&self, region: &mut [u8]) -> io::Result<()> {
+        let start = region.as_ptr() as u64;
+        let mut shared = Vec::new();
+        self.scan(
+            start,
+            start + region.len() as u64,
+            Filter::Shared,
+            |at, len| shared.push((at, len)),
+        )?;
+        for (at, len) in shared {
+            // SAFETY: `at..at + len` lies within `region`, which we borrow mutably, and
+            // dropping a page that maps the zero page or a file page leaves its contents as
+            // they were: the next access maps that same page again.
+            let rc = unsafe {
+                libc::madvise(region.as_mut_ptr().add(at).cast(), len, libc::MADV_DONTNEED)
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        start: u64,
+        end: u64,
+        filter: Filter,
+        mut found: impl FnMut(usize, usize),
+    ) -> io::Result<()> {
+        let mut regions = [Region::default(); REGIONS];
+        let mut from = start;
+        loop {
+            let mut arg = ScanArg {
+                size: size_of::<ScanArg>() as u64,
+                start: from,
+                end,
+                vec: regions.as_mut_ptr() as u64,
+                vec_len: REGIONS as u64,
+                category_inverted: filter.inverted(),
+                category_mask: filter.mask(),
+                category_anyof_mask: filter.anyof(),
+                ..ScanArg::default()
+            };
+            // SAFETY: `arg` and `regions` are valid, correctly laid out (`linux/fs.h`) and
+            // outlive the call; the kernel only reads page tables for `start..end` and writes
+            // at most `vec_len` regions into `regions` and `walk_end` into `arg`.
+            let n = unsafe {
+                libc::ioctl(
+                    self.0.as_raw_fd(),
+                    PAGEMAP_SCAN as _,
+                    &mut arg as *mut ScanArg,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for r in regions.iter().take(n as usize) {
+                found((r.start - start) as usize, (r.end - r.start) as usize);
+            }
+            if arg.walk_end >= end || arg.walk_end <= from {
+                return Ok(());
+            }
+            from = arg.walk_end;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_written_pages_and_nothing_else() {
+        let Some(map) = PageMap::open() else {
+            eprintln!("skipped: this kernel has no PAGEMAP_SCAN");
+            return;
+        };
+        let page = 4096;
+        // A fresh anonymous mapping: nothing present until touched.
+        let len = 64 * page;
+        // SAFETY: a private anonymous mapping we own and unmap below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED);
+        // SAFETY: the mapping is `len` bytes, readable and writable, and ours alone.
+        let mem = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
+        let _ = std::hint::black_box(mem[10 * page]); // read: zero page, not reported
+        mem[3 * page + 7] = 1;
+        mem[40 * page] = 1;
+        mem[41 * page + 4095] = 1;
+        let mut seen = Vec::new();
+        map.written(mem, |off, n| seen.push((off / page, n / page)))
+            .unwrap();
+        assert_eq!(seen, vec![(3, 1), (40, 2)]);
+        // Reading everything maps the zero page throughout; unmapping the shared pages keeps
+        // every byte and the written pages.
+        assert_eq!(mem.iter().map(|b| u32::from(*b)).sum::<u32>(), 3);
+        map.unmap_shared(mem).unwrap();
+        let mut shared = Vec::new();
+        map.scan(
+            mem.as_ptr() as u64,
+            (mem.as_ptr() as u64) + len as u64,
+            Filter::Shared,
+            |off, n| shared.push((off, n)),
+        )
+        .unwrap();
+        assert_eq!(shared, vec![]);
+        seen.clear();
+        map.written(mem, |off, n| seen.push((off / page, n / page)))
+            .unwrap();
+        assert_eq!(seen, vec![(3, 1), (40, 2)]);
+        assert_eq!(mem.iter().map(|b| u32::from(*b)).sum::<u32>(), 3);
+        // SAFETY: unmapping what we mapped; `mem` is not used after this.
+        unsafe { libc::munmap(ptr, len) };
+    }
+}
