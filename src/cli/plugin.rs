@@ -65,6 +65,10 @@ const SDK: &[(&str, &str)] = &[
         "src/testing.rs",
         include_str!("../../plugins/wasm/sdk/src/testing.rs"),
     ),
+    (
+        "src/wire.rs",
+        include_str!("../../plugins/wasm/sdk/src/wire.rs"),
+    ),
 ];
 
 pub fn run(home: &Home, command: Command) -> CliResult {

@@ -1,19 +1,21 @@
 //! The guest ABI: what a plugin module must export, the host functions it may import, and how
 //! strings and JSON cross guest memory.
 //!
-//! Every value that is not a number travels as UTF-8 bytes in guest memory. Arguments are
+//! Every value that is not a number travels as bytes in guest memory. Arguments are
 //! `(ptr, len)` pairs; results are written into memory the guest hands out through its `alloc`
 //! export and returned as one `i64` packing `ptr << 32 | len`, with 0 meaning "nothing".
+//! Fixed-shape records (the context, a lane state, a probe, a metric reading) are little-endian
+//! layouts a guest reads with plain loads; free-form ones (parameters, verdicts) are JSON.
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use wasmtime::{Caller, Engine, Extern, ExternType, FuncType, Linker, Memory, Module, ValType};
 
 use super::engine::StoreData;
+use crate::observe::HttpResult;
 use crate::plugins::host;
-use crate::state::{ExitInfo, LaneState};
+use crate::state::{ExitInfo, LaneState, RunResult};
 
 /// The import module every host function lives in.
 pub const HOST_MODULE: &str = "lanekeeper";
@@ -262,7 +264,7 @@ fn read_str(
 }
 
 /// Copies `out` into memory from the guest's `alloc`, returning it packed (0 for `None`).
-fn write_out(caller: &mut Caller<'_, StoreData>, out: Option<String>) -> wasmtime::Result<i64> {
+fn write_out(caller: &mut Caller<'_, StoreData>, out: Option<Vec<u8>>) -> wasmtime::Result<i64> {
     let Some(out) = out else { return Ok(0) };
     let len = u32::try_from(out.len()).map_err(|_| host_error("result too large".into()))?;
     let alloc = caller
@@ -272,7 +274,7 @@ fn write_out(caller: &mut Caller<'_, StoreData>, out: Option<String>) -> wasmtim
         .typed::<i32, i32>(&caller)?;
     let ptr = alloc.call(&mut *caller, len as i32)? as u32;
     memory(caller)?
-        .write(&mut *caller, ptr as usize, out.as_bytes())
+        .write(&mut *caller, ptr as usize, &out)
         .map_err(|_| {
             host_error(format!(
                 "`alloc({len})` returned {ptr:#x}, which is outside the plugin's memory"
@@ -289,19 +291,70 @@ fn timed<R>(caller: &mut Caller<'_, StoreData>, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// A lane's state as guests see it: the same fields as Rhai's `lane(name)`.
-pub fn lane_json(name: &str, s: &LaneState) -> serde_json::Value {
-    json!({
-        "name": name,
-        "last_run_ms": s.last_run_at.map(|t| t.as_millisecond()),
-        "last_success_ms": s.last_success_at.map(|t| t.as_millisecond()),
-        "last_result": s.last_result.map(|r| r.as_str()),
-        "last_exit_code": match s.last_exit { Some(ExitInfo::Code(c)) => Some(c), _ => None },
-        "last_signal": match s.last_exit { Some(ExitInfo::Signal(n)) => Some(n), _ => None },
-        "running": s.running.is_some(),
-        "pid": s.running.as_ref().map(|r| r.pid),
-        "running_since_ms": s.running.as_ref().map(|r| r.started_at.as_millisecond()),
-    })
+/// A lane's state as guests see it (the same fields as Rhai's `lane(name)`), 56 bytes:
+/// `u32` presence bits, `u8` last result, `u8` running, 2 bytes padding, then six `i64`s:
+/// last run, last success (epoch ms), exit code, signal, pid, running since (epoch ms). Bit
+/// `i` of the presence bits says whether the `i`-th `i64` is set.
+pub fn lane_record(s: &LaneState) -> Vec<u8> {
+    let values = [
+        s.last_run_at.map(|t| t.as_millisecond()),
+        s.last_success_at.map(|t| t.as_millisecond()),
+        match s.last_exit {
+            Some(ExitInfo::Code(c)) => Some(i64::from(c)),
+            _ => None,
+        },
+        match s.last_exit {
+            Some(ExitInfo::Signal(n)) => Some(i64::from(n)),
+            _ => None,
+        },
+        s.running.as_ref().map(|r| i64::from(r.pid)),
+        s.running.as_ref().map(|r| r.started_at.as_millisecond()),
+    ];
+    let present = values
+        .iter()
+        .enumerate()
+        .fold(0u32, |bits, (i, v)| bits | (u32::from(v.is_some()) << i));
+    let mut out = Vec::with_capacity(56);
+    out.extend_from_slice(&present.to_le_bytes());
+    out.push(match s.last_result {
+        None => 0,
+        Some(RunResult::Success) => 1,
+        Some(RunResult::Failure) => 2,
+        Some(RunResult::Interrupted) => 3,
+        Some(RunResult::Unknown) => 4,
+    });
+    out.push(u8::from(s.running.is_some()));
+    out.extend_from_slice(&[0, 0]);
+    for v in values {
+        out.extend_from_slice(&v.unwrap_or(0).to_le_bytes());
+    }
+    out
+}
+
+/// A probe: `u32` flags (1: a 2xx arrived, 2: a status arrived), `u16` status, 2 bytes
+/// padding, `f64` latency in ms, then the error text, if any, to the end.
+fn probe_record(r: &HttpResult) -> Vec<u8> {
+    let flags = u32::from(r.ok()) | (u32::from(r.status.is_some()) << 1);
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&flags.to_le_bytes());
+    out.extend_from_slice(&r.status.unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&r.latency_ms.to_le_bytes());
+    out.extend_from_slice(r.error.as_deref().unwrap_or("").as_bytes());
+    out
+}
+
+/// A metric reading: `u32` 1 when read (0: not), 4 bytes padding, `f64` value, then why it
+/// could not be read, if it could not, to the end.
+fn metric_record(r: &Result<f64, String>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&u32::from(r.is_ok()).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&r.as_ref().copied().unwrap_or(0.0).to_le_bytes());
+    if let Err(e) = r {
+        out.extend_from_slice(e.as_bytes());
+    }
+    out
 }
 
 /// Defines the host functions. Each goes through [`crate::plugins::host`], exactly as the
@@ -315,7 +368,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
             let name = read_str(&mut c, "lane", ptr, len)?;
             let out = timed(&mut c, || {
                 let (pass, _) = host::current()?;
-                pass.lane(&name).map(|s| lane_json(&name, s).to_string())
+                pass.lane(&name).map(lane_record)
             });
             write_out(&mut c, out)
         },
@@ -336,16 +389,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
             };
             let out = timed(&mut c, || {
                 let (pass, _) = host::current()?;
-                let r = pass.http_get(&url, timeout);
-                Some(
-                    json!({
-                        "ok": r.ok(),
-                        "status": r.status,
-                        "latency_ms": r.latency_ms,
-                        "error": r.error,
-                    })
-                    .to_string(),
-                )
+                Some(probe_record(&pass.http_get(&url, timeout)))
             });
             write_out(&mut c, out)
         },
@@ -357,10 +401,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
             let name = read_str(&mut c, "metric", ptr, len)?;
             let out = timed(&mut c, || {
                 let (pass, _) = host::current()?;
-                Some(match pass.metric(&name) {
-                    Ok(v) => json!({ "value": v }).to_string(),
-                    Err(e) => json!({ "error": e }).to_string(),
-                })
+                Some(metric_record(&pass.metric(&name)))
             });
             write_out(&mut c, out)
         },

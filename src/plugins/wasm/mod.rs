@@ -1,8 +1,10 @@
-//! The WebAssembly runtime: core modules on wasmtime, evaluated in a fresh, budgeted store.
+//! The WebAssembly runtime: core modules on wasmtime, each evaluation in a budgeted store that
+//! starts from the module's initial state.
 //!
 //! A plugin is compiled once at load (or taken from the on-disk cache) and pre-linked against
-//! the host functions (`InstancePre`). Each evaluation instantiates it in a new `Store` from the
-//! pooling allocator, so no state survives between evaluations; fuel, an epoch deadline and a
+//! the host functions (`InstancePre`). An evaluation runs on an instance from the pooling
+//! allocator, either new or reused after [`reset`] put it back as it was just after
+//! instantiation, so no state survives between evaluations; fuel, an epoch deadline and a
 //! memory limiter bound what one evaluation can do. The ABI is in [`abi`] and docs/PLUGINS.md.
 
 pub mod abi;
@@ -368,7 +370,15 @@ impl Inner {
     fn evaluate(&self, ctx: &[u8]) -> Result<Option<Vec<u8>>, PluginError> {
         let _running = self.engine.running();
         let mut live = self.live()?;
-        match live.evaluate(ctx) {
+        let r = live.evaluate(ctx);
+        if std::env::var_os("LK_FUEL").is_some() {
+            eprintln!(
+                "{} fuel {}",
+                self.info.name,
+                self.engine.limits.fuel - live.store.get_fuel().unwrap_or(0)
+            );
+        }
+        match r {
             Ok(out) => {
                 self.give_back(live);
                 Ok(out)
@@ -573,9 +583,9 @@ struct WasmGate {
 
 impl Gate for WasmGate {
     fn evaluate(&self, input: &GateInput<'_>) -> Result<Verdict, PluginError> {
-        let mut ctx = String::with_capacity(256 + self.params.len());
+        let mut ctx = Vec::with_capacity(context::HEADER + 160 + self.params.len());
         context::write(input, &self.params, &mut ctx);
-        let out = self.inner.evaluate(ctx.as_bytes())?;
+        let out = self.inner.evaluate(&ctx)?;
         self.inner.verdict(out)
     }
 }

@@ -144,22 +144,105 @@ pub fn write_str(out: &mut String, s: &str) {
 
 /// Parses one JSON document.
 pub fn parse(text: &str) -> Result<Value, String> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
+    let mut p = Parser { s: text, i: 0 };
     let v = p.value(0)?;
-    p.ws();
-    if p.i != p.s.len() {
-        return Err(p.err("trailing characters"));
-    }
+    p.end()?;
     Ok(v)
+}
+
+/// A JSON value left as text until asked for: reading one field of a large document costs a
+/// scan over it, not the allocations of a whole tree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Raw<'a>(&'a str);
+
+impl<'a> Raw<'a> {
+    /// The value as a tree.
+    pub fn parse(self) -> Result<Value, String> {
+        parse(self.0)
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(self) -> Option<String> {
+        let mut p = Parser { s: self.0, i: 0 };
+        (self.0.starts_with('"')).then(|| p.string().ok())?
+    }
+
+    /// The integer, if this is one.
+    pub fn as_i64(self) -> Option<i64> {
+        int(self.0)
+    }
+
+    /// The number, if this is one (integers widen).
+    pub fn as_f64(self) -> Option<f64> {
+        match int(self.0) {
+            Some(i) => Some(i as f64),
+            None if self
+                .0
+                .starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) =>
+            {
+                self.0.parse().ok()
+            }
+            None => None,
+        }
+    }
+
+    /// The boolean, if this is one.
+    pub fn as_bool(self) -> Option<bool> {
+        match self.0 {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The text of the value, as it was written.
+    pub fn text(self) -> &'a str {
+        self.0
+    }
+}
+
+/// Calls `field(key, value)` for each field of the JSON object `text`, in order, in one pass
+/// that skips over values without parsing them.
+pub fn fields<'a>(text: &'a str, mut field: impl FnMut(&str, Raw<'a>)) -> Result<(), String> {
+    let mut p = Parser { s: text, i: 0 };
+    p.ws();
+    if p.peek() != Some(&b'{') {
+        return Err(p.err("expected an object"));
+    }
+    p.i += 1;
+    p.ws();
+    if p.peek() == Some(&b'}') {
+        p.i += 1;
+        return p.end();
+    }
+    loop {
+        p.ws();
+        if p.peek() != Some(&b'"') {
+            return Err(p.err("expected a key"));
+        }
+        let key = p.string()?;
+        p.ws();
+        p.eat(":")?;
+        p.ws();
+        let start = p.i;
+        p.skip()?;
+        field(&key, Raw(&text[start..p.i]));
+        p.ws();
+        match p.peek() {
+            Some(b',') => p.i += 1,
+            Some(b'}') => {
+                p.i += 1;
+                return p.end();
+            }
+            _ => return Err(p.err("expected , or }")),
+        }
+    }
 }
 
 const MAX_DEPTH: usize = 64;
 
 struct Parser<'a> {
-    s: &'a [u8],
+    s: &'a str,
     i: usize,
 }
 
@@ -168,14 +251,86 @@ impl Parser<'_> {
         format!("invalid JSON at byte {}: {what}", self.i)
     }
 
+    fn peek(&self) -> Option<&u8> {
+        self.s.as_bytes().get(self.i)
+    }
+
     fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.s.get(self.i) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.i += 1;
         }
     }
 
+    /// Only whitespace may follow.
+    fn end(&mut self) -> Result<(), String> {
+        self.ws();
+        if self.i == self.s.len() {
+            Ok(())
+        } else {
+            Err(self.err("trailing characters"))
+        }
+    }
+
+    /// Moves past one value without building it.
+    fn skip(&mut self) -> Result<(), String> {
+        let bytes = self.s.as_bytes();
+        match self.peek() {
+            Some(b'"') => self.skip_string(),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                while let Some(&b) = bytes.get(self.i) {
+                    match b {
+                        b'"' => {
+                            self.skip_string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Ok(());
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+                Err(self.err("unexpected end"))
+            }
+            Some(_) => {
+                let start = self.i;
+                while let Some(&b) = bytes.get(self.i) {
+                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+                        break;
+                    }
+                    self.i += 1;
+                }
+                if self.i == start {
+                    return Err(self.err("expected a value"));
+                }
+                Ok(())
+            }
+            None => Err(self.err("unexpected end")),
+        }
+    }
+
+    fn skip_string(&mut self) -> Result<(), String> {
+        let bytes = self.s.as_bytes();
+        self.i += 1;
+        while let Some(&b) = bytes.get(self.i) {
+            self.i += 1;
+            match b {
+                b'"' => return Ok(()),
+                b'\\' => self.i += 1,
+                _ => {}
+            }
+        }
+        Err(self.err("unterminated string"))
+    }
+
     fn eat(&mut self, lit: &str) -> Result<(), String> {
-        if self.s[self.i..].starts_with(lit.as_bytes()) {
+        if self.s.as_bytes()[self.i..].starts_with(lit.as_bytes()) {
             self.i += lit.len();
             Ok(())
         } else {
@@ -188,7 +343,7 @@ impl Parser<'_> {
             return Err(self.err("nested too deeply"));
         }
         self.ws();
-        match self.s.get(self.i) {
+        match self.peek() {
             None => Err(self.err("unexpected end")),
             Some(b'n') => self.eat("null").map(|_| Value::Null),
             Some(b't') => self.eat("true").map(|_| Value::Bool(true)),
@@ -198,14 +353,14 @@ impl Parser<'_> {
                 self.i += 1;
                 let mut items = Vec::new();
                 self.ws();
-                if self.s.get(self.i) == Some(&b']') {
+                if self.peek() == Some(&b']') {
                     self.i += 1;
                     return Ok(Value::Array(items));
                 }
                 loop {
                     items.push(self.value(depth + 1)?);
                     self.ws();
-                    match self.s.get(self.i) {
+                    match self.peek() {
                         Some(b',') => self.i += 1,
                         Some(b']') => {
                             self.i += 1;
@@ -219,13 +374,13 @@ impl Parser<'_> {
                 self.i += 1;
                 let mut fields = Vec::new();
                 self.ws();
-                if self.s.get(self.i) == Some(&b'}') {
+                if self.peek() == Some(&b'}') {
                     self.i += 1;
                     return Ok(Value::Object(fields));
                 }
                 loop {
                     self.ws();
-                    if self.s.get(self.i) != Some(&b'"') {
+                    if self.peek() != Some(&b'"') {
                         return Err(self.err("expected a key"));
                     }
                     let k = self.string()?;
@@ -234,7 +389,7 @@ impl Parser<'_> {
                     let v = self.value(depth + 1)?;
                     fields.push((k, v));
                     self.ws();
-                    match self.s.get(self.i) {
+                    match self.peek() {
                         Some(b',') => self.i += 1,
                         Some(b'}') => {
                             self.i += 1;
@@ -252,7 +407,7 @@ impl Parser<'_> {
     fn number(&mut self) -> Result<Value, String> {
         let start = self.i;
         let mut float = false;
-        while let Some(&b) = self.s.get(self.i) {
+        while let Some(&b) = self.peek() {
             match b {
                 b'0'..=b'9' | b'-' | b'+' => {}
                 b'.' | b'e' | b'E' => float = true,
@@ -260,9 +415,8 @@ impl Parser<'_> {
             }
             self.i += 1;
         }
-        let text =
-            std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("bad number"))?;
-        if !float && let Ok(i) = text.parse::<i64>() {
+        let text = &self.s[start..self.i];
+        if !float && let Some(i) = int(text) {
             return Ok(Value::Int(i));
         }
         text.parse::<f64>()
@@ -274,63 +428,99 @@ impl Parser<'_> {
         let h = self
             .s
             .get(self.i..self.i + 4)
-            .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| u32::from_str_radix(h, 16).ok())
             .ok_or_else(|| self.err("bad \\u escape"))?;
         self.i += 4;
         Ok(h)
     }
 
+    /// A string: plain runs are copied whole (the input is already UTF-8); only escapes are
+    /// decoded one by one.
     fn string(&mut self) -> Result<String, String> {
         self.i += 1;
-        let mut out = Vec::new();
+        let mut out = String::new();
         loop {
-            let Some(&b) = self.s.get(self.i) else {
+            let bytes = &self.s.as_bytes()[self.i..];
+            let Some(n) = bytes.iter().position(|&b| b == b'"' || b == b'\\') else {
+                return Err(self.err("unterminated string"));
+            };
+            out.push_str(&self.s[self.i..self.i + n]);
+            self.i += n + 1;
+            if bytes[n] == b'"' {
+                return Ok(out);
+            }
+            let Some(&e) = self.peek() else {
                 return Err(self.err("unterminated string"));
             };
             self.i += 1;
-            match b {
-                b'"' => break,
-                b'\\' => {
-                    let Some(&e) = self.s.get(self.i) else {
-                        return Err(self.err("unterminated string"));
+            out.push(match e {
+                b'"' => '"',
+                b'\\' => '\\',
+                b'/' => '/',
+                b'b' => '\u{8}',
+                b'f' => '\u{c}',
+                b'n' => '\n',
+                b'r' => '\r',
+                b't' => '\t',
+                b'u' => {
+                    let hi = self.hex4()?;
+                    let code = if (0xd800..0xdc00).contains(&hi) {
+                        self.eat("\\u")?;
+                        let lo = self.hex4()?;
+                        0x10000 + ((hi - 0xd800) << 10) + (lo.wrapping_sub(0xdc00) & 0x3ff)
+                    } else {
+                        hi
                     };
-                    self.i += 1;
-                    let c = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let code = if (0xd800..0xdc00).contains(&hi) {
-                                self.eat("\\u")?;
-                                let lo = self.hex4()?;
-                                0x10000 + ((hi - 0xd800) << 10) + (lo.wrapping_sub(0xdc00) & 0x3ff)
-                            } else {
-                                hi
-                            };
-                            char::from_u32(code).unwrap_or('\u{fffd}')
-                        }
-                        _ => return Err(self.err("bad escape")),
-                    };
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    char::from_u32(code).unwrap_or('\u{fffd}')
                 }
-                b => out.push(b),
-            }
+                _ => return Err(self.err("bad escape")),
+            });
         }
-        String::from_utf8(out).map_err(|_| self.err("string is not UTF-8"))
     }
+}
+
+/// A plain integer (`None`: not one, or out of range, so it is read as a float).
+fn int(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if digits.len() > 18 {
+        return text.parse().ok();
+    }
+    let v = digits
+        .bytes()
+        .fold(0i64, |v, b| v * 10 + i64::from(b - b'0'));
+    Some(if text.starts_with('-') { -v } else { v })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_are_read_in_one_pass_with_values_left_as_text() {
+        let text =
+            r#" {"a" : {"x":[1,"]}"]}, "b\u0021":"q\"}", "c":-7,"d":2.5,"e":true,"f":null} "#;
+        let mut seen = Vec::new();
+        fields(text, |k, v| seen.push((k.to_string(), v))).unwrap();
+        let keys: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b!", "c", "d", "e", "f"]);
+        assert_eq!(
+            seen[0].1.parse().unwrap().get("x").items()[1].as_str(),
+            Some("]}")
+        );
+        assert_eq!(seen[1].1.as_str().as_deref(), Some("q\"}"));
+        assert_eq!(seen[2].1.as_i64(), Some(-7));
+        assert_eq!(seen[3].1.as_f64(), Some(2.5));
+        assert_eq!(seen[3].1.as_i64(), None);
+        assert_eq!(seen[4].1.as_bool(), Some(true));
+        assert_eq!(seen[5].1.text(), "null");
+        assert!(fields(r#"{"a":1,}"#, |_, _| {}).is_err());
+        assert!(fields(r#"{"a":"x}"#, |_, _| {}).is_err());
+        assert!(fields(r#"{"a":[1}"#, |_, _| {}).is_err());
+        assert!(fields("[1]", |_, _| {}).is_err());
+    }
 
     #[test]
     fn round_trips() {
@@ -344,6 +534,11 @@ mod tests {
         v.write(&mut out);
         assert_eq!(parse(&out).unwrap(), v);
         assert!(parse("{\"a\":1,}").is_err());
+        assert_eq!(parse("-12").unwrap(), Value::Int(-12));
+        assert_eq!(
+            parse("123456789012345678901").unwrap().as_f64(),
+            Some(1.2345678901234568e20)
+        );
         assert!(parse("[1] x").is_err());
     }
 }

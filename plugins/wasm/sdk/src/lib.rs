@@ -31,6 +31,9 @@
 mod bump;
 pub mod json;
 mod sys;
+// Only the wasm32 build receives host records; natively the `testing` stand-ins answer.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod wire;
 
 /// Fresh instance per evaluation: never freeing is free, and not growing memory is fast.
 #[cfg(all(target_arch = "wasm32", feature = "bump-alloc"))]
@@ -166,6 +169,24 @@ pub struct Local {
     pub offset: String,
 }
 
+impl Local {
+    fn read(&mut self, v: json::Raw<'_>) -> Result<(), String> {
+        let n = |v: json::Raw<'_>| u32::try_from(v.as_i64().unwrap_or(0)).unwrap_or(0);
+        json::fields(v.text(), |key, v| match key {
+            "date" => self.date = v.as_str().unwrap_or_default(),
+            "time" => self.time = v.as_str().unwrap_or_default(),
+            "hour" => self.hour = n(v),
+            "minute" => self.minute = n(v),
+            "second" => self.second = n(v),
+            "minutes" => self.minutes = n(v),
+            "weekday" => self.weekday = n(v),
+            "zone" => self.zone = v.as_str().unwrap_or_default(),
+            "offset" => self.offset = v.as_str().unwrap_or_default(),
+            _ => {}
+        })
+    }
+}
+
 /// The lane's `with:` parameters, checked against the declared schema; durations arrive as
 /// milliseconds.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -206,35 +227,30 @@ pub struct Context {
     now: String,
     local: Local,
     params: Params,
-    lanes: Vec<String>,
+    /// The `lanes` list as written, parsed only if asked for.
+    lanes: String,
 }
 
 impl Context {
-    /// Parses the context JSON the host passes. Missing fields read as empty or zero, which
-    /// lets tests give only what they need.
+    /// Reads a context written as JSON (the shape [`testing::context`] takes), in one pass;
+    /// only `params` becomes a tree. Missing fields read as empty or zero, which lets tests
+    /// give only what they need.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let v = json::parse(text)?;
-        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-        let n = |v: &Value| u32::try_from(v.as_i64().unwrap_or(0)).unwrap_or(0);
-        let l = v.get("local");
-        Ok(Context {
-            lane: s(v.get("lane")),
-            now_ms: v.get("now_ms").as_i64().unwrap_or(0),
-            now: s(v.get("now")),
-            local: Local {
-                date: s(l.get("date")),
-                time: s(l.get("time")),
-                hour: n(l.get("hour")),
-                minute: n(l.get("minute")),
-                second: n(l.get("second")),
-                minutes: n(l.get("minutes")),
-                weekday: n(l.get("weekday")),
-                zone: s(l.get("zone")),
-                offset: s(l.get("offset")),
-            },
-            params: Params(v.get("params").clone()),
-            lanes: v.get("lanes").items().iter().map(s).collect(),
-        })
+        let mut ctx = Context::default();
+        let mut params = Ok(Value::Null);
+        let mut local = Ok(());
+        json::fields(text, |key, v| match key {
+            "lane" => ctx.lane = v.as_str().unwrap_or_default(),
+            "now_ms" => ctx.now_ms = v.as_i64().unwrap_or(0),
+            "now" => ctx.now = v.as_str().unwrap_or_default(),
+            "local" => local = ctx.local.read(v),
+            "params" => params = v.parse(),
+            "lanes" => ctx.lanes = v.text().to_string(),
+            _ => {}
+        })?;
+        local?;
+        ctx.params = Params(params?);
+        Ok(ctx)
     }
 
     /// The lane being decided.
@@ -263,8 +279,15 @@ impl Context {
     }
 
     /// The names of every lane of the home; read one with [`lane`].
-    pub fn lane_names(&self) -> &[String] {
-        &self.lanes
+    pub fn lane_names(&self) -> Vec<String> {
+        json::parse(&self.lanes)
+            .map(|v| {
+                v.items()
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -291,22 +314,6 @@ pub struct LaneState {
     pub running_since_ms: Option<i64>,
 }
 
-impl LaneState {
-    fn from_json(v: &Value) -> Self {
-        LaneState {
-            name: v.get("name").as_str().unwrap_or_default().to_string(),
-            last_run_ms: v.get("last_run_ms").as_i64(),
-            last_success_ms: v.get("last_success_ms").as_i64(),
-            last_result: v.get("last_result").as_str().map(str::to_string),
-            last_exit_code: v.get("last_exit_code").as_i64(),
-            last_signal: v.get("last_signal").as_i64(),
-            running: v.get("running").as_bool().unwrap_or(false),
-            pid: v.get("pid").as_i64(),
-            running_since_ms: v.get("running_since_ms").as_i64(),
-        }
-    }
-}
-
 /// The outcome of [`http_get`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Probe {
@@ -322,36 +329,20 @@ pub struct Probe {
 
 /// A lane's recorded state (`None` for an unknown lane). Recorded as evidence.
 pub fn lane(name: &str) -> Option<LaneState> {
-    let out = sys::lane(name)?;
-    json::parse(&out).ok().map(|v| LaneState::from_json(&v))
+    sys::lane(name)
 }
 
 /// GETs `url` (default timeout 3 s). Made once per evaluation pass per URL, however many lanes
 /// ask; recorded as evidence.
 pub fn http_get(url: &str, timeout_ms: Option<u64>) -> Probe {
     let timeout = timeout_ms.map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX));
-    let v = sys::http_get(url, timeout)
-        .and_then(|out| json::parse(&out).ok())
-        .unwrap_or_default();
-    Probe {
-        ok: v.get("ok").as_bool().unwrap_or(false),
-        status: v.get("status").as_i64().and_then(|s| u16::try_from(s).ok()),
-        latency_ms: v.get("latency_ms").as_f64().unwrap_or(0.0),
-        error: v.get("error").as_str().map(str::to_string),
-    }
+    sys::http_get(url, timeout)
 }
 
 /// Reads a named metric (configured in lanekeeper.yaml, or built in). `Err` says why it could
 /// not be read. Recorded as evidence.
 pub fn metric(name: &str) -> Result<f64, String> {
-    let v = sys::metric(name)
-        .and_then(|out| json::parse(&out).ok())
-        .unwrap_or_default();
-    match (v.get("value").as_f64(), v.get("error").as_str()) {
-        (Some(x), _) => Ok(x),
-        (None, Some(e)) => Err(e.to_string()),
-        (None, None) => Err(format!("metric `{name}` could not be read")),
-    }
+    sys::metric(name)
 }
 
 /// Writes to lanekeeper's log and to the evidence.
@@ -491,9 +482,12 @@ macro_rules! export {
 pub mod __rt {
     use super::*;
 
-    /// Runs `evaluate` on a context JSON and returns the verdict JSON (`None`: plain pass).
-    pub fn run<R: IntoOutcome>(ctx: &str, evaluate: impl FnOnce(&Context) -> R) -> Option<String> {
-        let ctx = match Context::parse(ctx) {
+    /// Runs `evaluate` on a context and returns the verdict JSON (`None`: plain pass).
+    pub fn run<R: IntoOutcome>(
+        ctx: Result<Context, String>,
+        evaluate: impl FnOnce(&Context) -> R,
+    ) -> Option<String> {
+        let ctx = match ctx {
             Ok(c) => c,
             Err(e) => return Some(error_json(&format!("cannot read the context: {e}"))),
         };

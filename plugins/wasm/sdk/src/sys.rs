@@ -10,8 +10,7 @@ pub use crate::testing::host::{http_get, lane, log, metric};
 
 #[cfg(target_arch = "wasm32")]
 pub mod guest {
-    use crate::Context;
-    use crate::{__rt, IntoOutcome};
+    use crate::{__rt, Context, IntoOutcome, LaneState, Probe, wire};
 
     #[link(wasm_import_module = "lanekeeper")]
     unsafe extern "C" {
@@ -28,7 +27,7 @@ pub mod guest {
     }
 
     /// Takes back a buffer the host filled through [`alloc`] and returned packed.
-    fn take(packed: i64) -> Option<String> {
+    fn take_bytes(packed: i64) -> Option<Vec<u8>> {
         if packed == 0 {
             return None;
         }
@@ -40,7 +39,7 @@ pub mod guest {
         // SAFETY: the host returns only buffers it got from `alloc(len)` with this exact
         // length, each once; `alloc` made them as `Box<[u8]>` of that length.
         let bytes = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
-        String::from_utf8(bytes.into_vec()).ok()
+        Some(bytes.into_vec())
     }
 
     fn give(s: String) -> i64 {
@@ -50,19 +49,27 @@ pub mod guest {
         ((ptr << 32) | len) as i64
     }
 
-    pub fn lane(name: &str) -> Option<String> {
+    pub fn lane(name: &str) -> Option<LaneState> {
         // SAFETY: the host reads `len` bytes at `ptr`, which `name` owns for the call.
-        take(unsafe { host_lane(name.as_ptr(), name.len()) })
+        let record = take_bytes(unsafe { host_lane(name.as_ptr(), name.len()) })?;
+        LaneState::from_wire(name, &record)
     }
 
-    pub fn http_get(url: &str, timeout_ms: i64) -> Option<String> {
+    pub fn http_get(url: &str, timeout_ms: i64) -> Probe {
         // SAFETY: as in `lane`.
-        take(unsafe { host_http_get(url.as_ptr(), url.len(), timeout_ms) })
+        let record = take_bytes(unsafe { host_http_get(url.as_ptr(), url.len(), timeout_ms) });
+        record
+            .and_then(|r| Probe::from_wire(&r))
+            .unwrap_or_default()
     }
 
-    pub fn metric(name: &str) -> Option<String> {
+    pub fn metric(name: &str) -> Result<f64, String> {
         // SAFETY: as in `lane`.
-        take(unsafe { host_metric(name.as_ptr(), name.len()) })
+        let record = take_bytes(unsafe { host_metric(name.as_ptr(), name.len()) });
+        match record.as_deref().map(wire::metric) {
+            Some(Some(reading)) => reading,
+            _ => Err(format!("metric `{name}` could not be read")),
+        }
     }
 
     pub fn log(level: i32, message: &str) {
@@ -87,9 +94,9 @@ pub mod guest {
 
     pub fn evaluate<R: IntoOutcome>(ptr: i32, len: i32, f: impl FnOnce(&Context) -> R) -> i64 {
         hook();
-        let ctx =
-            take((((ptr as u32 as u64) << 32) | (len as u32 as u64)) as i64).unwrap_or_default();
-        __rt::run(&ctx, f).map_or(0, give)
+        let ctx = take_bytes((((ptr as u32 as u64) << 32) | (len as u32 as u64)) as i64)
+            .unwrap_or_default();
+        __rt::run(Context::from_wire(&ctx), f).map_or(0, give)
     }
 
     pub fn params(params: &[(&str, &str)]) -> i64 {

@@ -61,81 +61,31 @@ pub fn logs() -> Vec<String> {
     MOCK.with(|m| m.borrow().logs.clone())
 }
 
-/// The host functions, answering from the mock as JSON, as the real host does.
+/// The host functions, answering from the mock.
 pub(crate) mod host {
     use super::MOCK;
-    use crate::json::{Value, write_str};
+    use crate::{LaneState, Probe};
 
-    fn opt_i(v: Option<i64>) -> Value {
-        v.map_or(Value::Null, Value::Int)
+    pub fn lane(name: &str) -> Option<LaneState> {
+        MOCK.with(|m| m.borrow().lanes.get(name).cloned())
     }
 
-    pub fn lane(name: &str) -> Option<String> {
+    pub fn http_get(url: &str, _timeout_ms: i64) -> Probe {
         MOCK.with(|m| {
-            let m = m.borrow();
-            let s = m.lanes.get(name)?;
-            let v = Value::Object(vec![
-                ("name".into(), Value::String(s.name.clone())),
-                ("last_run_ms".into(), opt_i(s.last_run_ms)),
-                ("last_success_ms".into(), opt_i(s.last_success_ms)),
-                (
-                    "last_result".into(),
-                    s.last_result.clone().map_or(Value::Null, Value::String),
-                ),
-                ("last_exit_code".into(), opt_i(s.last_exit_code)),
-                ("last_signal".into(), opt_i(s.last_signal)),
-                ("running".into(), Value::Bool(s.running)),
-                ("pid".into(), opt_i(s.pid)),
-                ("running_since_ms".into(), opt_i(s.running_since_ms)),
-            ]);
-            let mut out = String::new();
-            v.write(&mut out);
-            Some(out)
+            m.borrow().probes.get(url).cloned().unwrap_or(Probe {
+                error: Some("connection refused".into()),
+                ..Probe::default()
+            })
         })
     }
 
-    pub fn http_get(url: &str, _timeout_ms: i64) -> Option<String> {
+    pub fn metric(name: &str) -> Result<f64, String> {
         MOCK.with(|m| {
-            let m = m.borrow();
-            let v = match m.probes.get(url) {
-                Some(p) => Value::Object(vec![
-                    ("ok".into(), Value::Bool(p.ok)),
-                    ("status".into(), opt_i(p.status.map(i64::from))),
-                    ("latency_ms".into(), Value::Float(p.latency_ms)),
-                    (
-                        "error".into(),
-                        p.error.clone().map_or(Value::Null, Value::String),
-                    ),
-                ]),
-                None => Value::Object(vec![
-                    ("ok".into(), Value::Bool(false)),
-                    ("status".into(), Value::Null),
-                    ("latency_ms".into(), Value::Float(0.0)),
-                    ("error".into(), Value::String("connection refused".into())),
-                ]),
-            };
-            let mut out = String::new();
-            v.write(&mut out);
-            Some(out)
-        })
-    }
-
-    pub fn metric(name: &str) -> Option<String> {
-        MOCK.with(|m| {
-            let m = m.borrow();
-            let mut out = String::new();
-            match m.metrics.get(name) {
-                Some(Ok(v)) => {
-                    Value::Object(vec![("value".into(), Value::Float(*v))]).write(&mut out)
-                }
-                Some(Err(e)) => {
-                    out.push_str("{\"error\":");
-                    write_str(&mut out, e);
-                    out.push('}');
-                }
-                None => out.push_str("{\"error\":\"unknown metric\"}"),
-            }
-            Some(out)
+            m.borrow()
+                .metrics
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| Err("unknown metric".into()))
         })
     }
 
