@@ -10,7 +10,7 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 args=()
 for g in "${guests[@]}"; do args+=(-p "$g-guest"); done
 # --remap-path-prefix keeps builds byte-identical across machines and checkouts.
-RUSTFLAGS="--remap-path-prefix=$PWD=. --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
+RUSTFLAGS="--remap-path-prefix=$PWD=. --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo -C link-arg=-zstack-size=65536" \
     cargo build --locked --quiet --target wasm32-unknown-unknown --profile wasm-guest "${args[@]}"
 mkdir -p "$out"
 for g in "${guests[@]}"; do

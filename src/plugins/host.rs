@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -86,6 +86,7 @@ pub struct PassHost {
     metrics: Arc<MetricCatalog>,
     http_cache: Mutex<HashMap<String, HttpResult>>,
     metric_cache: Mutex<HashMap<String, Result<f64, String>>>,
+    lane_names: OnceLock<String>,
 }
 
 impl PassHost {
@@ -103,7 +104,16 @@ impl PassHost {
             metrics,
             http_cache: Mutex::new(HashMap::new()),
             metric_cache: Mutex::new(HashMap::new()),
+            lane_names: OnceLock::new(),
         }
+    }
+
+    /// Every lane's name as a JSON list, built once per pass (each WASM context carries it).
+    pub fn lane_names_json(&self) -> &str {
+        self.lane_names.get_or_init(|| {
+            let names: Vec<&String> = self.states.keys().collect();
+            serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
+        })
     }
 
     /// The instant this pass evaluates at.

@@ -23,6 +23,32 @@ fn module_with(extra: &str, body: &str) -> Vec<u8> {
     wat::parse_str(&text).unwrap_or_else(|e| panic!("fixture: {e}\n{text}"))
 }
 
+/// A verdict record (docs/PLUGINS.md, "The verdict") as a WAT data string, and its length.
+fn verdict(
+    kind: u32,
+    reason: Option<&str>,
+    detail: Option<&str>,
+    hint: Option<&str>,
+) -> (String, usize) {
+    let fields = [reason, detail, hint];
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&kind.to_le_bytes());
+    let present = (0..3).fold(0u32, |b, i| b | (u32::from(fields[i].is_some()) << i));
+    bytes.extend_from_slice(&present.to_le_bytes());
+    let mut at = 32u32;
+    for f in fields {
+        let len = f.map_or(0, |f| f.len() as u32);
+        bytes.extend_from_slice(&at.to_le_bytes());
+        bytes.extend_from_slice(&len.to_le_bytes());
+        at += len;
+    }
+    for f in fields.into_iter().flatten() {
+        bytes.extend_from_slice(f.as_bytes());
+    }
+    let data = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+    (data, bytes.len())
+}
+
 fn write_wasm(home: &Home, name: &str, bytes: &[u8]) {
     let path = home.path().join("plugins").join(format!("{name}.wasm"));
     std::fs::write(path, bytes).expect("write wasm");
@@ -164,27 +190,34 @@ fn a_panic_message_reaches_the_detail() {
 
 #[test]
 fn malformed_output_is_a_plugin_error() {
+    let short = ("\\01\\00".to_string(), 2);
     let cases = [
-        // Not JSON.
-        (r#"(data (i32.const 0) "nope")"#, 4, "not a verdict"),
-        // Not kebab-case.
+        (short, "shorter than its 32-byte header"),
+        (verdict(7, None, None, None), "verdict kind 7"),
         (
-            r#"(data (i32.const 0) "{\"defer\":\"Not Kebab\"}")"#,
-            21,
-            "not kebab-case",
+            verdict(1, None, Some("why"), None),
+            "a deferral without a reason",
         ),
-        // Unknown field.
-        (
-            r#"(data (i32.const 0) "{\"deferr\":\"x\"}")"#,
-            14,
-            "unknown field `deferr`",
-        ),
+        (verdict(1, Some("Not Kebab"), None, None), "not kebab-case"),
     ];
-    for (data, len, needle) in cases {
-        let home = plugin_home(&module_with(data, &format!("i64.const {len}")), "");
+    for ((data, len), needle) in cases {
+        let data = format!(r#"(data (i32.const 0) "{data}")"#);
+        let home = plugin_home(&module_with(&data, &format!("i64.const {len}")), "");
         let d = detail(&home);
         assert!(d.contains(needle), "{data}: {d}");
     }
+    // A string place outside the record.
+    let (mut data, len) = verdict(0, None, Some("x"), None);
+    data.replace_range(16 * 3..16 * 3 + 3, "\\ff");
+    let home = plugin_home(
+        &module_with(
+            &format!(r#"(data (i32.const 0) "{data}")"#),
+            &format!("i64.const {len}"),
+        ),
+        "",
+    );
+    let d = detail(&home);
+    assert!(d.contains("detail lies outside it"), "{d}");
     // A pointer outside memory.
     let home = plugin_home(&module("i64.const 0x7fff000000000010"), "");
     let d = detail(&home);
@@ -193,10 +226,11 @@ fn malformed_output_is_a_plugin_error() {
 
 #[test]
 fn a_guest_error_verdict_is_a_plugin_error_with_its_message() {
+    let (data, len) = verdict(2, None, Some("cannot read queue"), None);
     let home = plugin_home(
         &module_with(
-            r#"(data (i32.const 0) "{\"error\":\"cannot read queue\"}")"#,
-            "i64.const 29",
+            &format!(r#"(data (i32.const 0) "{data}")"#),
+            &format!("i64.const {len}"),
         ),
         "",
     );
@@ -206,11 +240,15 @@ fn a_guest_error_verdict_is_a_plugin_error_with_its_message() {
 
 #[test]
 fn a_deferral_and_its_log_lines_are_recorded() {
+    let (data, len) = verdict(1, Some("quiet-hours"), Some("shh"), None);
     let home = plugin_home(
         &module_with(
-            r#"(import "lanekeeper" "log" (func $log (param i32 i32 i32)))
-               (data (i32.const 0) "{\"defer\":\"quiet-hours\",\"detail\":\"shh\"}looked")"#,
-            "(call $log (i32.const 0) (i32.const 38) (i32.const 6)) i64.const 38",
+            &format!(
+                r#"(import "lanekeeper" "log" (func $log (param i32 i32 i32)))
+                   (data (i32.const 0) "{data}looked")"#
+            ),
+            &format!("(call $log (i32.const {len}) (i32.const 6)) i64.const {len}")
+                .replace("(call $log", "(call $log (i32.const 0)"),
         ),
         "",
     );
@@ -543,7 +581,12 @@ fn wasm_limits_are_validated_where_they_are_written() {
 /// depend on the context's length, which differs per lane.
 #[test]
 fn nothing_an_evaluation_leaves_behind_reaches_the_next() {
-    let leak = r#"{"defer":"state-leaked","detail":"saw a previous evaluation"}"#;
+    let (leak, leak_len) = verdict(
+        1,
+        Some("state-leaked"),
+        Some("saw a previous evaluation"),
+        None,
+    );
     let wat = format!(
         r#"(module
           (memory (export "memory") 2)
@@ -579,8 +622,8 @@ fn nothing_an_evaluation_leaves_behind_reaches_the_next() {
             (if (i32.eq (i32.rem_u (local.get $len) (i32.const 3)) (i32.const 0))
               (then (drop (memory.grow (i32.const 1)))))
             (i64.const 0)))"#,
-        data = leak.replace('"', "\\\""),
-        n = leak.len()
+        data = leak,
+        n = leak_len
     );
     let home = Home::new();
     write_wasm(&home, "scribble", &wat::parse_str(&wat).expect("fixture"));

@@ -85,12 +85,83 @@ pub const ALLOC: Signature = Signature {
     results: &[I32],
 };
 
-/// `evaluate(ctx_ptr, ctx_len) -> packed verdict`.
+/// `evaluate(ctx_ptr, ctx_len) -> packed verdict record`.
 pub const EVALUATE: Signature = Signature {
     name: "evaluate",
     params: &[I32, I32],
     results: &[I64],
 };
+
+/// Bytes before the strings of a verdict record.
+const VERDICT_HEADER: usize = 32;
+
+/// What `evaluate` returned, read from its record: `u32` kind (0 pass, 1 defer, 2 error),
+/// `u32` presence bits (1 reason, 2 detail, 4 hint), three `(u32 offset, u32 len)` string
+/// places from the record's start, then the strings, UTF-8. An error's message is its detail.
+#[derive(Debug, PartialEq)]
+pub enum VerdictRecord {
+    /// Pass, perhaps saying why.
+    Pass { detail: Option<String> },
+    /// Not now (the reason is not checked here).
+    Defer {
+        reason: String,
+        detail: String,
+        hint: Option<String>,
+    },
+    /// The plugin failed, in its own words.
+    Error { message: String },
+}
+
+impl VerdictRecord {
+    /// Reads a record; the error says what is wrong with it.
+    pub fn read(r: &[u8]) -> Result<Self, String> {
+        if r.len() < VERDICT_HEADER {
+            return Err(format!(
+                "returned a verdict of {} bytes, shorter than its {VERDICT_HEADER}-byte header (see docs/PLUGINS.md, \"The verdict\")",
+                r.len()
+            ));
+        }
+        let word = |at: usize| {
+            r.get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u32::from_le_bytes)
+        };
+        let (kind, present) = (word(0), word(4));
+        let mut fields: [Option<String>; 3] = [None, None, None];
+        for (i, (field, name)) in fields
+            .iter_mut()
+            .zip(["reason", "detail", "hint"])
+            .enumerate()
+        {
+            if present & (1 << i) == 0 {
+                continue;
+            }
+            let (at, len) = (word(8 + 8 * i) as usize, word(12 + 8 * i) as usize);
+            let bytes = at
+                .checked_add(len)
+                .and_then(|end| r.get(at..end))
+                .ok_or_else(|| format!("returned a verdict whose {name} lies outside it"))?;
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| format!("returned a verdict whose {name} is not UTF-8"))?;
+            *field = Some(text.to_string());
+        }
+        let [reason, detail, hint] = fields;
+        match kind {
+            0 => Ok(VerdictRecord::Pass { detail }),
+            1 => Ok(VerdictRecord::Defer {
+                reason: reason.ok_or("returned a deferral without a reason")?,
+                detail: detail.unwrap_or_default(),
+                hint,
+            }),
+            2 => Ok(VerdictRecord::Error {
+                message: detail.unwrap_or_else(|| "(no message)".into()),
+            }),
+            other => Err(format!(
+                "returned verdict kind {other}; kinds are 0 pass, 1 defer, 2 error"
+            )),
+        }
+    }
+}
 
 /// `params() -> packed schema` (optional).
 pub const PARAMS: Signature = Signature {

@@ -36,23 +36,21 @@ pub fn write(input: &GateInput<'_>, params: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&minutes.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
-    let mut lanes = String::from("[");
-    for (i, name) in pass.states().keys().enumerate() {
-        if i > 0 {
-            lanes.push(',');
-        }
-        lanes.push_str(&serde_json::Value::from(name.as_str()).to_string());
-    }
-    lanes.push(']');
+    let time = format!(
+        "{:02}:{:02}:{:02}",
+        local.hour(),
+        local.minute(),
+        local.second()
+    );
     let strings = [
         input.lane,
         &now.to_string(),
         &local.date().to_string(),
-        &local.time().strftime("%H:%M:%S").to_string(),
+        &time,
         local.time_zone().iana_name().unwrap_or("UTC"),
         &local.offset().to_string(),
         params,
-        &lanes,
+        pass.lane_names_json(),
     ];
     let mut at = HEADER;
     for s in strings {

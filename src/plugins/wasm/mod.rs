@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::Deserialize;
 use wasmtime::{
     Extern, Global, Instance, InstancePre, Memory, Module, ModuleExport, Store, Trap, TypedFunc,
     WasmBacktrace,
@@ -514,52 +513,32 @@ impl Inner {
         })
     }
 
+    /// Reads the verdict record `evaluate` returned (see [`abi::VerdictRecord`]).
     fn verdict(&self, out: Option<Vec<u8>>) -> Result<Verdict, PluginError> {
         let Some(out) = out else {
             return Ok(Verdict::Pass { detail: None });
         };
-        let hint = "return {\"defer\":\"reason\",\"detail\":\"…\",\"hint\":\"…\"}, {\"detail\":\"…\"} to pass, or {\"error\":\"…\"}";
-        let raw: Option<RawVerdict> = serde_json::from_slice(&out).map_err(|e| {
-            self.bad(format!(
-                "returned something that is not a verdict ({e}); {hint}"
-            ))
-        })?;
-        let Some(raw) = raw else {
-            return Ok(Verdict::Pass { detail: None });
-        };
-        if let Some(msg) = raw.error {
-            return Err(PluginError {
-                kind: PluginErrorKind::Thrown,
-                message: format!("{} failed: {msg}", self.at(None)),
-            });
-        }
-        match raw.defer {
-            Some(reason) if valid_reason(&reason) => Ok(Verdict::Defer {
+        let record = abi::VerdictRecord::read(&out).map_err(|what| self.bad(what))?;
+        match record {
+            abi::VerdictRecord::Pass { detail } => Ok(Verdict::Pass { detail }),
+            abi::VerdictRecord::Defer {
                 reason,
-                detail: raw.detail.unwrap_or_default(),
-                hint: raw.hint,
+                detail,
+                hint,
+            } if valid_reason(&reason) => Ok(Verdict::Defer {
+                reason,
+                detail,
+                hint,
             }),
-            Some(reason) => Err(self.bad(format!(
+            abi::VerdictRecord::Defer { reason, .. } => Err(self.bad(format!(
                 "returned the reason `{reason}`, which is not kebab-case (a-z, 0-9, -)"
             ))),
-            None => Ok(Verdict::Pass { detail: raw.detail }),
+            abi::VerdictRecord::Error { message } => Err(PluginError {
+                kind: PluginErrorKind::Thrown,
+                message: format!("{} failed: {message}", self.at(None)),
+            }),
         }
     }
-}
-
-/// The verdict a guest returns, as JSON.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVerdict {
-    #[serde(default)]
-    defer: Option<String>,
-    #[serde(default)]
-    detail: Option<String>,
-    /// What would have to change for the gate to pass.
-    #[serde(default)]
-    hint: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
 }
 
 impl Plugin for WasmPlugin {

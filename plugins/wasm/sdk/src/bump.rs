@@ -9,7 +9,7 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::UnsafeCell;
 
-const ARENA: usize = 256 * 1024;
+const ARENA: usize = 64 * 1024;
 const PAGE: usize = 64 * 1024;
 
 #[repr(C, align(16))]

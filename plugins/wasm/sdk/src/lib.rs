@@ -31,7 +31,7 @@
 mod bump;
 pub mod json;
 mod sys;
-// Only the wasm32 build receives host records; natively the `testing` stand-ins answer.
+// Natively only the context is read from a record; host results come from `testing`.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod wire;
 
@@ -42,7 +42,8 @@ static ALLOCATOR: bump::Bump = bump::Bump;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-use std::fmt::{self, Display};
+use std::cell::OnceCell;
+use std::fmt::{self, Display, Write as _};
 
 pub use json::Value;
 
@@ -97,34 +98,6 @@ impl Verdict {
             },
             pass => pass,
         }
-    }
-
-    /// The verdict as the host reads it (`None`: a plain pass).
-    fn to_json(&self) -> Option<String> {
-        let mut out = String::new();
-        match self {
-            Verdict::Pass { detail: None } => return None,
-            Verdict::Pass { detail: Some(d) } => {
-                out.push_str("{\"detail\":");
-                json::write_str(&mut out, d);
-            }
-            Verdict::Defer {
-                reason,
-                detail,
-                hint,
-            } => {
-                out.push_str("{\"defer\":");
-                json::write_str(&mut out, reason);
-                out.push_str(",\"detail\":");
-                json::write_str(&mut out, detail);
-                if let Some(h) = hint {
-                    out.push_str(",\"hint\":");
-                    json::write_str(&mut out, h);
-                }
-            }
-        }
-        out.push('}');
-        Some(out)
     }
 }
 
@@ -220,67 +193,88 @@ impl Params {
 }
 
 /// What a plugin sees of the decision it takes part in.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Context {
-    lane: String,
-    now_ms: i64,
-    now: String,
-    local: Local,
-    params: Params,
-    /// The `lanes` list as written, parsed only if asked for.
-    lanes: String,
+    /// The context as the host wrote it; fields are read from it when asked for.
+    wire: Vec<u8>,
+    local: OnceCell<Local>,
+    params: OnceCell<Params>,
+}
+
+impl PartialEq for Context {
+    fn eq(&self, other: &Self) -> bool {
+        self.wire == other.wire
+    }
 }
 
 impl Context {
-    /// Reads a context written as JSON (the shape [`testing::context`] takes), in one pass;
-    /// only `params` becomes a tree. Missing fields read as empty or zero, which lets tests
-    /// give only what they need.
+    /// Reads a context written as JSON (the shape [`testing::context`] takes). Missing fields
+    /// read as empty or zero, which lets tests give only what they need.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut ctx = Context::default();
-        let mut params = Ok(Value::Null);
-        let mut local = Ok(());
+        let (mut lane, mut now_ms, mut now) = (String::new(), 0, String::new());
+        let (mut local, mut read_local) = (Local::default(), Ok(()));
+        let (mut params, mut lanes) = ("{}", "[]");
         json::fields(text, |key, v| match key {
-            "lane" => ctx.lane = v.as_str().unwrap_or_default(),
-            "now_ms" => ctx.now_ms = v.as_i64().unwrap_or(0),
-            "now" => ctx.now = v.as_str().unwrap_or_default(),
-            "local" => local = ctx.local.read(v),
-            "params" => params = v.parse(),
-            "lanes" => ctx.lanes = v.text().to_string(),
+            "lane" => lane = v.as_str().unwrap_or_default(),
+            "now_ms" => now_ms = v.as_i64().unwrap_or(0),
+            "now" => now = v.as_str().unwrap_or_default(),
+            "local" => read_local = local.read(v),
+            "params" => params = v.text(),
+            "lanes" => lanes = v.text(),
             _ => {}
         })?;
-        local?;
-        ctx.params = Params(params?);
-        Ok(ctx)
+        read_local?;
+        json::parse(params)?;
+        Context::from_wire(wire::context(&lane, now_ms, &now, &local, params, lanes))
+    }
+
+    /// One of the context's strings (see [`wire`]); empty if the context lacks it.
+    fn text(&self, i: usize) -> &str {
+        wire::context_text(&self.wire, i).unwrap_or_default()
     }
 
     /// The lane being decided.
     pub fn lane(&self) -> &str {
-        &self.lane
+        self.text(0)
     }
 
     /// The evaluation instant, epoch milliseconds (the `--at` time under `check --at`).
     pub fn now_ms(&self) -> i64 {
-        self.now_ms
+        wire::num(&self.wire, 8, 8).unwrap_or(0) as i64
     }
 
     /// The evaluation instant, RFC 3339.
     pub fn now(&self) -> &str {
-        &self.now
+        self.text(1)
     }
 
     /// Local time in the lane's zone.
     pub fn local(&self) -> &Local {
-        &self.local
+        self.local.get_or_init(|| {
+            let small = |at: usize| wire::num(&self.wire, at, 1).unwrap_or(0) as u32;
+            Local {
+                date: self.text(2).to_string(),
+                time: self.text(3).to_string(),
+                hour: small(16),
+                minute: small(17),
+                second: small(18),
+                weekday: small(19),
+                minutes: wire::num(&self.wire, 20, 2).unwrap_or(0) as u32,
+                zone: self.text(4).to_string(),
+                offset: self.text(5).to_string(),
+            }
+        })
     }
 
     /// The lane's `with:` parameters.
     pub fn params(&self) -> &Params {
-        &self.params
+        self.params
+            .get_or_init(|| Params(json::parse(self.text(6)).unwrap_or_default()))
     }
 
     /// The names of every lane of the home; read one with [`lane`].
     pub fn lane_names(&self) -> Vec<String> {
-        json::parse(&self.lanes)
+        json::parse(self.text(7))
             .map(|v| {
                 v.items()
                     .iter()
@@ -376,7 +370,7 @@ pub fn fmt_duration(ms: i64) -> String {
     let first = parts.iter().position(|(v, _)| *v > 0).unwrap_or(3);
     for (v, u) in parts.iter().skip(first).take(2) {
         if *v > 0 {
-            out.push_str(&format!("{v}{u}"));
+            let _ = write!(out, "{v}{u}");
         }
     }
     if out.is_empty() {
@@ -482,26 +476,16 @@ macro_rules! export {
 pub mod __rt {
     use super::*;
 
-    /// Runs `evaluate` on a context and returns the verdict JSON (`None`: plain pass).
+    /// Runs `evaluate` on a context and returns the verdict record (`None`: plain pass).
     pub fn run<R: IntoOutcome>(
         ctx: Result<Context, String>,
         evaluate: impl FnOnce(&Context) -> R,
-    ) -> Option<String> {
-        let ctx = match ctx {
-            Ok(c) => c,
-            Err(e) => return Some(error_json(&format!("cannot read the context: {e}"))),
+    ) -> Option<Vec<u8>> {
+        let outcome = match ctx {
+            Ok(ctx) => evaluate(&ctx).into_outcome(),
+            Err(e) => Err(format!("cannot read the context: {e}")),
         };
-        match evaluate(&ctx).into_outcome() {
-            Ok(v) => v.to_json(),
-            Err(e) => Some(error_json(&e)),
-        }
-    }
-
-    fn error_json(msg: &str) -> String {
-        let mut out = String::from("{\"error\":");
-        json::write_str(&mut out, msg);
-        out.push('}');
-        out
+        wire::verdict(&outcome)
     }
 
     /// The schema JSON for `params:`.

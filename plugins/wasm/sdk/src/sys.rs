@@ -42,8 +42,8 @@ pub mod guest {
         Some(bytes.into_vec())
     }
 
-    fn give(s: String) -> i64 {
-        let bytes = s.into_bytes().into_boxed_slice();
+    fn give(bytes: Vec<u8>) -> i64 {
+        let bytes = bytes.into_boxed_slice();
         let len = bytes.len() as u64;
         let ptr = Box::into_raw(bytes) as *mut u8 as usize as u64;
         ((ptr << 32) | len) as i64
@@ -96,10 +96,10 @@ pub mod guest {
         hook();
         let ctx = take_bytes((((ptr as u32 as u64) << 32) | (len as u32 as u64)) as i64)
             .unwrap_or_default();
-        __rt::run(Context::from_wire(&ctx), f).map_or(0, give)
+        __rt::run(Context::from_wire(ctx), f).map_or(0, give)
     }
 
     pub fn params(params: &[(&str, &str)]) -> i64 {
-        give(__rt::params_json(params))
+        give(__rt::params_json(params).into_bytes())
     }
 }

@@ -2,7 +2,7 @@
 //! fields at fixed offsets, read with plain loads instead of parsing JSON. The layouts are in
 //! lanekeeper's docs/PLUGINS.md.
 
-use crate::{Context, LaneState, Local, Params, Probe};
+use crate::{Context, LaneState, Local, Probe, Verdict};
 
 /// The unsigned little-endian number of `n` bytes at `at`.
 pub(crate) fn num(bytes: &[u8], at: usize, n: usize) -> Option<u64> {
@@ -15,50 +15,125 @@ fn text(bytes: &[u8], at: usize) -> Option<String> {
     (!rest.is_empty()).then(|| String::from_utf8_lossy(rest).into_owned())
 }
 
+/// The context's layout version.
+const VERSION: u32 = 1;
+
+/// Bytes before the context's strings.
+const HEADER: usize = 24 + 8 * STRINGS;
+
+/// The context's strings: lane, now, date, time, zone, offset, params, lanes.
+const STRINGS: usize = 8;
+
 impl Context {
-    /// Reads the context as the host passes it: a fixed header, then strings (the layout is in
-    /// lanekeeper's docs/PLUGINS.md).
-    pub(crate) fn from_wire(bytes: &[u8]) -> Result<Self, String> {
-        const VERSION: u32 = 1;
-        const STRINGS: usize = 8;
-        let num = |at: usize, n: usize| {
-            num(bytes, at, n).ok_or_else(|| "the context is truncated".to_string())
-        };
-        if num(0, 4)? != u64::from(VERSION) {
+    /// Takes the context as the host passes it: a fixed header, then strings (the layout is in
+    /// lanekeeper's docs/PLUGINS.md). Only the structure is checked here; fields are read when
+    /// a plugin asks for them.
+    pub(crate) fn from_wire(wire: Vec<u8>) -> Result<Self, String> {
+        let version = num(&wire, 0, 4).ok_or("the context is truncated")?;
+        if version != u64::from(VERSION) {
             return Err(format!(
-                "context layout {} is not {VERSION}; rebuild the plugin with a matching SDK",
-                num(0, 4)?
+                "context layout {version} is not {VERSION}; rebuild the plugin with a matching SDK"
             ));
         }
-        let mut text = [""; STRINGS];
-        for (i, t) in text.iter_mut().enumerate() {
-            let (at, len) = (num(24 + 8 * i, 4)? as usize, num(28 + 8 * i, 4)? as usize);
-            let b = bytes
-                .get(at..at.saturating_add(len))
-                .ok_or("a context string lies outside the context")?;
-            *t = std::str::from_utf8(b).map_err(|_| "a context string is not UTF-8")?;
+        if wire.len() < HEADER || (0..STRINGS).any(|i| context_bytes(&wire, i).is_none()) {
+            return Err("the context is truncated".into());
         }
-        let [lane, now, date, time, zone, offset, params, lanes] = text;
-        let small = |at: usize| num(at, 1).map(|v| v as u32);
         Ok(Context {
-            lane: lane.to_string(),
-            now_ms: num(8, 8)? as i64,
-            now: now.to_string(),
-            local: Local {
-                date: date.to_string(),
-                time: time.to_string(),
-                hour: small(16)?,
-                minute: small(17)?,
-                second: small(18)?,
-                weekday: small(19)?,
-                minutes: num(20, 2)? as u32,
-                zone: zone.to_string(),
-                offset: offset.to_string(),
-            },
-            params: Params(crate::json::parse(params)?),
-            lanes: lanes.to_string(),
+            wire,
+            ..Context::default()
         })
     }
+}
+
+fn context_bytes(wire: &[u8], i: usize) -> Option<&[u8]> {
+    let at = num(wire, 24 + 8 * i, 4)? as usize;
+    let len = num(wire, 28 + 8 * i, 4)? as usize;
+    wire.get(at..at.checked_add(len)?)
+}
+
+/// The context's `i`-th string.
+pub(crate) fn context_text(wire: &[u8], i: usize) -> Option<&str> {
+    std::str::from_utf8(context_bytes(wire, i)?).ok()
+}
+
+/// Writes a context record, as the host does (for [`Context::parse`]).
+pub(crate) fn context(
+    lane: &str,
+    now_ms: i64,
+    now: &str,
+    local: &Local,
+    params: &str,
+    lanes: &str,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&now_ms.to_le_bytes());
+    for n in [local.hour, local.minute, local.second, local.weekday] {
+        out.push(n as u8);
+    }
+    out.extend_from_slice(&(local.minutes as u16).to_le_bytes());
+    out.extend_from_slice(&[0; 2]);
+    let strings = [
+        lane,
+        now,
+        &local.date,
+        &local.time,
+        &local.zone,
+        &local.offset,
+        params,
+        lanes,
+    ];
+    let mut at = HEADER;
+    for s in strings {
+        out.extend_from_slice(&(at as u32).to_le_bytes());
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        at += s.len();
+    }
+    for s in strings {
+        out.extend_from_slice(s.as_bytes());
+    }
+    out
+}
+
+/// The verdict record `evaluate` returns (`None`: a plain pass): `u32` kind (0 pass, 1 defer,
+/// 2 error), `u32` presence bits (reason, detail, hint), three `(offset, len)` string places,
+/// then the strings. An error's message is its detail.
+pub(crate) fn verdict(outcome: &Result<Verdict, String>) -> Option<Vec<u8>> {
+    let (kind, reason, detail, hint) = match outcome {
+        Ok(Verdict::Pass { detail: None }) => return None,
+        Ok(Verdict::Pass { detail }) => (0u32, None, detail.as_deref(), None),
+        Ok(Verdict::Defer {
+            reason,
+            detail,
+            hint,
+        }) => (
+            1,
+            Some(reason.as_str()),
+            Some(detail.as_str()),
+            hint.as_deref(),
+        ),
+        Err(message) => (2, None, Some(message.as_str()), None),
+    };
+    let fields = [reason, detail, hint];
+    let present = fields
+        .iter()
+        .enumerate()
+        .fold(0u32, |bits, (i, f)| bits | (u32::from(f.is_some()) << i));
+    let mut out = Vec::with_capacity(32 + fields.iter().flatten().map(|f| f.len()).sum::<usize>());
+    out.extend_from_slice(&kind.to_le_bytes());
+    out.extend_from_slice(&present.to_le_bytes());
+    let mut at = 32u32;
+    for f in fields {
+        let len = f.map_or(0, |f| f.len() as u32);
+        out.extend_from_slice(&at.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        at += len;
+    }
+    for f in fields.into_iter().flatten() {
+        out.extend_from_slice(f.as_bytes());
+    }
+    Some(out)
 }
 
 impl LaneState {
@@ -118,6 +193,19 @@ pub(crate) fn metric(r: &[u8]) -> Option<Result<f64, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdicts_encode_kind_presence_and_strings() {
+        assert_eq!(verdict(&Ok(Verdict::pass())), None);
+        let r = verdict(&Ok(Verdict::defer("late", "it is 9").with_hint("wait"))).unwrap();
+        assert_eq!(num(&r, 0, 4), Some(1));
+        assert_eq!(num(&r, 4, 4), Some(0b111));
+        assert_eq!((num(&r, 8, 4), num(&r, 12, 4)), (Some(32), Some(4)));
+        assert_eq!(&r[32..], b"lateit is 9wait");
+        let e = verdict(&Err("boom".into())).unwrap();
+        assert_eq!((num(&e, 0, 4), num(&e, 4, 4)), (Some(2), Some(0b010)));
+        assert_eq!(&e[32..], b"boom");
+    }
 
     #[test]
     fn records_decode_field_by_field() {
