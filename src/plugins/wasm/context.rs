@@ -5,6 +5,8 @@
 //! through the `lane` host function, so each read is recorded as evidence exactly as
 //! `ctx.lanes.<name>` is in Rhai. The layout is in docs/PLUGINS.md.
 
+use std::io::Write;
+
 use crate::plugins::GateInput;
 
 /// Layout version, the context's first field.
@@ -36,31 +38,40 @@ pub fn write(input: &GateInput<'_>, params: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&minutes.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
-    let time = format!(
-        "{:02}:{:02}:{:02}",
-        local.hour(),
-        local.minute(),
-        local.second()
-    );
-    let strings = [
-        input.lane,
-        &now.to_string(),
-        &local.date().to_string(),
-        &time,
-        local.time_zone().iana_name().unwrap_or("UTC"),
-        &local.offset().to_string(),
-        params,
-        pass.lane_names_json(),
-    ];
-    let mut at = HEADER;
-    for s in strings {
-        out.extend_from_slice(&(at as u32).to_le_bytes());
-        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-        at += s.len();
-    }
-    for s in strings {
-        out.extend_from_slice(s.as_bytes());
-    }
+    out.resize(HEADER, 0);
+    // Each string is formatted straight into `out`, then its place is filled in.
+    let string = |i: usize, out: &mut Vec<u8>, write: &dyn Fn(&mut Vec<u8>)| {
+        let at = out.len();
+        write(out);
+        let (place, len) = (24 + 8 * i, (out.len() - at) as u32);
+        out[place..place + 4].copy_from_slice(&(at as u32).to_le_bytes());
+        out[place + 4..place + 8].copy_from_slice(&len.to_le_bytes());
+    };
+    // Writing into a Vec cannot fail.
+    string(0, out, &|o| o.extend_from_slice(input.lane.as_bytes()));
+    string(1, out, &|o| {
+        let _ = write!(o, "{now}");
+    });
+    string(2, out, &|o| {
+        let _ = write!(o, "{}", local.date());
+    });
+    string(3, out, &|o| {
+        let _ = write!(
+            o,
+            "{:02}:{:02}:{:02}",
+            local.hour(),
+            local.minute(),
+            local.second()
+        );
+    });
+    string(4, out, &|o| {
+        o.extend_from_slice(local.time_zone().iana_name().unwrap_or("UTC").as_bytes())
+    });
+    string(5, out, &|o| {
+        let _ = write!(o, "{}", local.offset());
+    });
+    string(6, out, &|o| o.extend_from_slice(params.as_bytes()));
+    string(7, out, &|o| o.extend_from_slice(pass.lane_names_json().as_bytes()));
 }
 
 #[cfg(test)]

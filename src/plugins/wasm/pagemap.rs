@@ -103,6 +103,16 @@ impl PageMap {
         self.scan(start, start + region.len() as u64, Filter::Private, written)
     }
 
+    /// [`Self::written`] for the `len` bytes at `start`, so `written` may change them.
+    pub fn written_at(
+        &self,
+        start: usize,
+        len: usize,
+        written: impl FnMut(usize, usize),
+    ) -> io::Result<()> {
+        self.scan(start as u64, (start + len) as u64, Filter::Private, written)
+    }
+
     /// Unmaps the pages of `region` that map the zero page or a file page. Their contents
     /// stay the same (the next access maps the same page again), but the page tables shrink
     /// back, which keeps later scans of `region` fast after something read all of it.

@@ -274,14 +274,13 @@ impl Snapshot {
         if data.len() != self.memory.len() {
             return Err(Unresettable::Grew);
         }
-        let mut dirty = Vec::new();
+        let (start, len) = (data.as_ptr() as usize, data.len());
         pages
-            .written(data, |at, len| dirty.push((at, len)))
+            .written_at(start, len, |at, n| {
+                let end = (at + n).min(data.len());
+                data[at..end].copy_from_slice(&self.memory[at..end]);
+            })
             .map_err(Unresettable::Scan)?;
-        for (at, len) in dirty {
-            let end = (at + len).min(data.len());
-            data[at..end].copy_from_slice(&self.memory[at..end]);
-        }
         for (global, value) in &self.globals {
             global
                 .set(store.as_context_mut(), *value)
