@@ -299,6 +299,9 @@ fn pack(ptr: u32, len: u32) -> i64 {
 }
 
 fn memory(caller: &mut Caller<'_, StoreData>) -> wasmtime::Result<Memory> {
+    if let Some((memory, _)) = caller.data().exports {
+        return Ok(memory);
+    }
     caller
         .get_export("memory")
         .and_then(Extern::into_memory)
@@ -338,11 +341,14 @@ fn read_str(
 fn write_out(caller: &mut Caller<'_, StoreData>, out: Option<Vec<u8>>) -> wasmtime::Result<i64> {
     let Some(out) = out else { return Ok(0) };
     let len = u32::try_from(out.len()).map_err(|_| host_error("result too large".into()))?;
-    let alloc = caller
-        .get_export(ALLOC.name)
-        .and_then(Extern::into_func)
-        .ok_or_else(|| host_error("the plugin exports no `alloc`".into()))?
-        .typed::<i32, i32>(&caller)?;
+    let alloc = match &caller.data().exports {
+        Some((_, alloc)) => alloc.clone(),
+        None => caller
+            .get_export(ALLOC.name)
+            .and_then(Extern::into_func)
+            .ok_or_else(|| host_error("the plugin exports no `alloc`".into()))?
+            .typed::<i32, i32>(&caller)?,
+    };
     let ptr = alloc.call(&mut *caller, len as i32)? as u32;
     memory(caller)?
         .write(&mut *caller, ptr as usize, &out)

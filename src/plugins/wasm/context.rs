@@ -71,7 +71,9 @@ pub fn write(input: &GateInput<'_>, params: &str, out: &mut Vec<u8>) {
         let _ = write!(o, "{}", local.offset());
     });
     string(6, out, &|o| o.extend_from_slice(params.as_bytes()));
-    string(7, out, &|o| o.extend_from_slice(pass.lane_names_json().as_bytes()));
+    string(7, out, &|o| {
+        o.extend_from_slice(pass.lane_names_json().as_bytes())
+    });
 }
 
 #[cfg(test)]

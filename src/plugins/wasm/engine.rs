@@ -7,8 +7,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig,
-    ResourceLimiter, Store, UpdateDeadline,
+    Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Memory, PoolingAllocationConfig,
+    ResourceLimiter, Store, TypedFunc, UpdateDeadline,
 };
 
 use super::pagemap::PageMap;
@@ -169,6 +169,8 @@ pub struct StoreData {
     deadline: Duration,
     /// The panic message a guest reported before trapping, if any.
     pub(super) panic: Option<String>,
+    /// The instance's `memory` and `alloc`, once known, so host calls need not look them up.
+    pub(super) exports: Option<(Memory, TypedFunc<i32, i32>)>,
 }
 
 impl StoreData {
@@ -189,6 +191,7 @@ impl StoreData {
             host_time: Duration::ZERO,
             deadline: limits.deadline,
             panic: None,
+            exports: None,
         }
     }
 

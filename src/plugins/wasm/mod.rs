@@ -305,6 +305,7 @@ impl Inner {
             ))
         })();
         let (memory, alloc, evaluate) = exports.map_err(|e| self.fail(e, &store))?;
+        store.data_mut().exports = Some((memory, alloc.clone()));
         let snapshot = match (&self.reuse, &self.engine.pages) {
             (Some(plan), Some(pages)) if reusable => self.engine.warm_slot().and_then(|slot| {
                 let globals: Option<Vec<Global>> = plan

@@ -96,14 +96,9 @@ impl PageMap {
         Some(map)
     }
 
-    /// Calls `written(offset, len)` for each range of `region` whose pages may have been
-    /// written since they were mapped (offsets relative to `region`).
-    pub fn written(&self, region: &[u8], written: impl FnMut(usize, usize)) -> io::Result<()> {
-        let start = region.as_ptr() as u64;
-        self.scan(start, start + region.len() as u64, Filter::Private, written)
-    }
-
-    /// [`Self::written`] for the `len` bytes at `start`, so `written` may change them.
+    /// Calls `written(offset, len)` for each range of the `len` bytes at address `start` whose
+    /// pages may have been written since they were mapped (offsets relative to `start`). Takes
+    /// an address, not a slice, so `written` may change those bytes.
     pub fn written_at(
         &self,
         start: usize,
@@ -216,8 +211,10 @@ mod tests {
         mem[40 * page] = 1;
         mem[41 * page + 4095] = 1;
         let mut seen = Vec::new();
-        map.written(mem, |off, n| seen.push((off / page, n / page)))
-            .unwrap();
+        map.written_at(mem.as_ptr() as usize, len, |off, n| {
+            seen.push((off / page, n / page))
+        })
+        .unwrap();
         assert_eq!(seen, vec![(3, 1), (40, 2)]);
         // Reading everything maps the zero page throughout; unmapping the shared pages keeps
         // every byte and the written pages.
@@ -233,8 +230,10 @@ mod tests {
         .unwrap();
         assert_eq!(shared, vec![]);
         seen.clear();
-        map.written(mem, |off, n| seen.push((off / page, n / page)))
-            .unwrap();
+        map.written_at(mem.as_ptr() as usize, len, |off, n| {
+            seen.push((off / page, n / page))
+        })
+        .unwrap();
         assert_eq!(seen, vec![(3, 1), (40, 2)]);
         assert_eq!(mem.iter().map(|b| u32::from(*b)).sum::<u32>(), 3);
         // SAFETY: unmapping what we mapped; `mem` is not used after this.
