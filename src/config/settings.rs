@@ -54,6 +54,9 @@ pub struct WasmLimits {
     pub deadline: Duration,
     /// Largest linear memory a plugin may have, in bytes.
     pub max_memory: u64,
+    /// Reuse instances between evaluations, reset to their state after instantiation (on by
+    /// default; off gives every evaluation a fresh instance, at a few microseconds each).
+    pub reuse: bool,
 }
 
 impl Default for WasmLimits {
@@ -62,6 +65,7 @@ impl Default for WasmLimits {
             fuel: 50_000_000,
             deadline: Duration::from_millis(250),
             max_memory: 16 * 1024 * 1024,
+            reuse: true,
         }
     }
 }
@@ -389,6 +393,7 @@ struct RawWasmLimits {
     fuel: Option<Spanned<u64>>,
     deadline: Option<Spanned<DurationSetting>>,
     max_memory: Option<Spanned<RawSize>>,
+    reuse: Option<bool>,
 }
 
 /// `max_memory: 16777216` or `max_memory: 16MiB`.
@@ -516,6 +521,9 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
 }
 
 fn load_wasm_limits(path: &Path, raw: RawWasmLimits, l: &mut WasmLimits, diags: &mut Diagnostics) {
+    if let Some(reuse) = raw.reuse {
+        l.reuse = reuse;
+    }
     if let Some(fuel) = raw.fuel {
         if fuel.value == 0 {
             diags.push(Diagnostic::yaml(

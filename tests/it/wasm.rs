@@ -581,6 +581,18 @@ fn wasm_limits_are_validated_where_they_are_written() {
 /// depend on the context's length, which differs per lane.
 #[test]
 fn nothing_an_evaluation_leaves_behind_reaches_the_next() {
+    every_lane_sees_a_clean_instance("", "");
+}
+
+/// The same guest with a start function, which rules out reuse, or with reuse turned off: a
+/// fresh instance each time.
+#[test]
+fn without_reuse_every_evaluation_gets_a_fresh_instance() {
+    every_lane_sees_a_clean_instance("(func $start) (start $start)", "");
+    every_lane_sees_a_clean_instance("", "limits:\n  wasm: { reuse: false }\n");
+}
+
+fn every_lane_sees_a_clean_instance(extra: &str, settings: &str) {
     let (leak, leak_len) = verdict(
         1,
         Some("state-leaked"),
@@ -589,6 +601,7 @@ fn nothing_an_evaluation_leaves_behind_reaches_the_next() {
     );
     let wat = format!(
         r#"(module
+          {extra}
           (memory (export "memory") 2)
           (global $used (mut i32) (i32.const 0))
           (global $next (mut i32) (i32.const 1024))
@@ -626,6 +639,7 @@ fn nothing_an_evaluation_leaves_behind_reaches_the_next() {
         n = leak_len
     );
     let home = Home::new();
+    home.write("lanekeeper.yaml", settings);
     write_wasm(&home, "scribble", &wat::parse_str(&wat).expect("fixture"));
     let names: Vec<String> = (1..=24).map(|i| format!("l{}", "x".repeat(i))).collect();
     for name in &names {

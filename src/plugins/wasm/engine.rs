@@ -97,7 +97,7 @@ impl WasmEngine {
             engine,
             linker,
             limits: *limits,
-            pages: PageMap::open(),
+            pages: limits.reuse.then(PageMap::open).flatten(),
             warm: Arc::new(AtomicUsize::new(0)),
             ticker,
         })
