@@ -14,8 +14,11 @@
 //!
 //! WASM rows (issue 4), same inputs:
 //! - `gate_wasm_trivial`: a core module whose `evaluate` returns 0 (pass), loaded through
-//!   `config::load`; each call builds the context JSON, takes a fresh `Store` from the pooling
-//!   allocator, instantiates the pre-linked module, writes the context and calls `evaluate`.
+//!   `config::load`; each call builds the context record, takes the reused instance, writes
+//!   the context, calls `evaluate` and resets the instance (page scan, copy-back, globals).
+//! - `gate_wasm_trivial_fresh`: the same with `limits.wasm.reuse: false`: a fresh `Store` from
+//!   the pooling allocator and an instantiation of the pre-linked module per call.
+//! - `decide_sandman_wasm_fresh_instances`: the WASM chain below with reuse off.
 //! - `decide_sandman_wasm_cached_probe`: the sandman chain with the four standard plugins as
 //!   WASM guests (`plugins/wasm/*.wasm`, built with the SDK), probe cached as above.
 //! - `sandman_gate_wasm`: each of those gates alone.
@@ -51,6 +54,13 @@ fn main() {
         assert_eq!(
             probes, 1,
             "the WASM provider probe was not answered from the pass cache"
+        );
+    }
+    if SANDMAN_WASM_FRESH.get().is_some() {
+        let probes = WASM_FRESH_PASS_PROBES.load(Ordering::Relaxed);
+        assert_eq!(
+            probes, 1,
+            "the WASM provider probe (reuse off) was not answered from the pass cache"
         );
     }
     if FRESH_PASS_PROBES.load(Ordering::Relaxed) > 0 {
@@ -98,6 +108,7 @@ static CACHED_PASS_PROBES: AtomicUsize = AtomicUsize::new(0);
 static FRESH_PASS_PROBES: AtomicUsize = AtomicUsize::new(0);
 static UNUSED_PROBES: AtomicUsize = AtomicUsize::new(0);
 static WASM_CACHED_PASS_PROBES: AtomicUsize = AtomicUsize::new(0);
+static WASM_FRESH_PASS_PROBES: AtomicUsize = AtomicUsize::new(0);
 
 fn pass(states: Arc<LaneStates>, calls: &'static AtomicUsize) -> Arc<PassHost> {
     Arc::new(PassHost::new(
@@ -234,20 +245,37 @@ struct Sandman {
 
 static SANDMAN: OnceLock<Sandman> = OnceLock::new();
 static SANDMAN_WASM: OnceLock<Sandman> = OnceLock::new();
+static SANDMAN_WASM_FRESH: OnceLock<Sandman> = OnceLock::new();
 
 fn sandman() -> &'static Sandman {
-    SANDMAN.get_or_init(|| build_sandman("plugins", "rhai", &CACHED_PASS_PROBES))
+    SANDMAN.get_or_init(|| build_sandman("plugins", "rhai", "", &CACHED_PASS_PROBES))
 }
 
 /// The same home with the four standard plugins as WASM guests (`plugins/wasm/*.wasm`).
 fn sandman_wasm() -> &'static Sandman {
-    SANDMAN_WASM.get_or_init(|| build_sandman("plugins/wasm", "wasm", &WASM_CACHED_PASS_PROBES))
+    SANDMAN_WASM.get_or_init(|| build_sandman("plugins/wasm", "wasm", "", &WASM_CACHED_PASS_PROBES))
 }
 
-/// The shipped rules with the plugins found in `plugin_dir` (files ending `.ext`).
-fn build_sandman(plugin_dir: &str, ext: &str, probes: &'static AtomicUsize) -> Sandman {
+/// The same with instance reuse off: a fresh instance per evaluation (the baseline for reuse).
+fn sandman_wasm_fresh() -> &'static Sandman {
+    SANDMAN_WASM_FRESH
+        .get_or_init(|| build_sandman("plugins/wasm", "wasm", NO_REUSE, &WASM_FRESH_PASS_PROBES))
+}
+
+/// `lanekeeper.yaml` turning WASM instance reuse off.
+const NO_REUSE: &str = "limits:\n  wasm: { reuse: false }\n";
+
+/// The shipped rules with the plugins found in `plugin_dir` (files ending `.ext`) and
+/// `settings` as lanekeeper.yaml.
+fn build_sandman(
+    plugin_dir: &str,
+    ext: &str,
+    settings: &str,
+    probes: &'static AtomicUsize,
+) -> Sandman {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = load(|home| {
+        write(&home.join("lanekeeper.yaml"), settings);
         for (from, to, ext) in [(plugin_dir, "plugins", ext), ("rules", "rules", "yaml")] {
             let entries = std::fs::read_dir(repo.join(from)).expect("repo dir");
             for entry in entries {
@@ -373,8 +401,13 @@ const TRIVIAL_WAT: &str = r#"(module
     (func (export "alloc") (param i32) (result i32) i32.const 1024)
     (func (export "evaluate") (param i32 i32) (result i64) i64.const 0))"#;
 
-static TRIVIAL_WASM: LazyLock<Config> = LazyLock::new(|| {
+static TRIVIAL_WASM: LazyLock<Config> = LazyLock::new(|| trivial_wasm(""));
+
+static TRIVIAL_WASM_FRESH: LazyLock<Config> = LazyLock::new(|| trivial_wasm(NO_REUSE));
+
+fn trivial_wasm(settings: &str) -> Config {
     load(|home| {
+        write(&home.join("lanekeeper.yaml"), settings);
         let wasm = wat::parse_str(TRIVIAL_WAT).expect("valid WAT");
         std::fs::write(home.join("plugins/trivial.wasm"), wasm).expect("write trivial.wasm");
         write(
@@ -382,18 +415,33 @@ static TRIVIAL_WASM: LazyLock<Config> = LazyLock::new(|| {
             "schedule:\n  every: 24h\npreconditions:\n  - use: trivial\ncommand:\n  argv: [\"true\"]\n",
         );
     })
-});
+}
 
-/// The trivial gate in WASM: context JSON, fresh store + instantiation, call, verdict.
+/// The trivial gate in WASM: context record, a reused instance (reset afterwards), call,
+/// verdict.
 #[divan::bench]
 fn gate_wasm_trivial(bencher: divan::Bencher) {
     bench_trivial_gate(bencher, &TRIVIAL_WASM);
+}
+
+/// The same with reuse off: a fresh store and instantiation from the pool per call.
+#[divan::bench]
+fn gate_wasm_trivial_fresh(bencher: divan::Bencher) {
+    bench_trivial_gate(bencher, &TRIVIAL_WASM_FRESH);
 }
 
 /// The whole sandman chain with the four WASM guests on a warmed pass.
 #[divan::bench]
 fn decide_sandman_wasm_cached_probe(bencher: divan::Bencher) {
     let s = sandman_wasm();
+    let lane = lane(&s.config, "sandman");
+    bencher.bench(|| engine::decide(lane, &s.cached, ChainMode::FirstDeferral));
+}
+
+/// The chain with reuse off: a fresh instance per gate.
+#[divan::bench]
+fn decide_sandman_wasm_fresh_instances(bencher: divan::Bencher) {
+    let s = sandman_wasm_fresh();
     let lane = lane(&s.config, "sandman");
     bencher.bench(|| engine::decide(lane, &s.cached, ChainMode::FirstDeferral));
 }
