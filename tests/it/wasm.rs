@@ -49,6 +49,17 @@ fn verdict(
     (data, bytes.len())
 }
 
+/// A home whose plugin `bad` returns the `len` bytes of `data` (a WAT data string) as its verdict.
+fn returning(data: &str, len: usize) -> Home {
+    plugin_home(
+        &module_with(
+            &format!(r#"(data (i32.const 0) "{data}")"#),
+            &format!("i64.const {len}"),
+        ),
+        "",
+    )
+}
+
 fn write_wasm(home: &Home, name: &str, bytes: &[u8]) {
     let path = home.path().join("plugins").join(format!("{name}.wasm"));
     std::fs::write(path, bytes).expect("write wasm");
@@ -201,22 +212,13 @@ fn malformed_output_is_a_plugin_error() {
         (verdict(1, Some("Not Kebab"), None, None), "not kebab-case"),
     ];
     for ((data, len), needle) in cases {
-        let data = format!(r#"(data (i32.const 0) "{data}")"#);
-        let home = plugin_home(&module_with(&data, &format!("i64.const {len}")), "");
-        let d = detail(&home);
+        let d = detail(&returning(&data, len));
         assert!(d.contains(needle), "{data}: {d}");
     }
     // A string place outside the record.
     let (mut data, len) = verdict(0, None, Some("x"), None);
     data.replace_range(16 * 3..16 * 3 + 3, "\\ff");
-    let home = plugin_home(
-        &module_with(
-            &format!(r#"(data (i32.const 0) "{data}")"#),
-            &format!("i64.const {len}"),
-        ),
-        "",
-    );
-    let d = detail(&home);
+    let d = detail(&returning(&data, len));
     assert!(d.contains("detail lies outside it"), "{d}");
     // A pointer outside memory.
     let home = plugin_home(&module("i64.const 0x7fff000000000010"), "");
@@ -227,14 +229,7 @@ fn malformed_output_is_a_plugin_error() {
 #[test]
 fn a_guest_error_verdict_is_a_plugin_error_with_its_message() {
     let (data, len) = verdict(2, None, Some("cannot read queue"), None);
-    let home = plugin_home(
-        &module_with(
-            &format!(r#"(data (i32.const 0) "{data}")"#),
-            &format!("i64.const {len}"),
-        ),
-        "",
-    );
-    let d = detail(&home);
+    let d = detail(&returning(&data, len));
     assert!(d.ends_with("failed: cannot read queue"), "{d}");
 }
 

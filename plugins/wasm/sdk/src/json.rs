@@ -215,34 +215,14 @@ pub fn fields<'a>(text: &'a str, mut field: impl FnMut(&str, Raw<'a>)) -> Result
     if p.peek() != Some(&b'{') {
         return Err(p.err("expected an object"));
     }
-    p.i += 1;
-    p.ws();
-    if p.peek() == Some(&b'}') {
-        p.i += 1;
-        return p.end();
-    }
-    loop {
-        p.ws();
-        if p.peek() != Some(&b'"') {
-            return Err(p.err("expected a key"));
-        }
-        let key = p.string()?;
-        p.ws();
-        p.eat(":")?;
+    p.object(|p, key| {
         p.ws();
         let start = p.i;
         p.skip()?;
         field(&key, Raw(&text[start..p.i]));
-        p.ws();
-        match p.peek() {
-            Some(b',') => p.i += 1,
-            Some(b'}') => {
-                p.i += 1;
-                return p.end();
-            }
-            _ => return Err(p.err("expected , or }")),
-        }
-    }
+        Ok(())
+    })?;
+    p.end()
 }
 
 const MAX_DEPTH: usize = 64;
@@ -264,6 +244,39 @@ impl Parser<'_> {
     fn ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.i += 1;
+        }
+    }
+
+    /// Reads an object (at its `{`), calling `field` at each value with its key; `field` must
+    /// move past the value.
+    fn object(
+        &mut self,
+        mut field: impl FnMut(&mut Self, String) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(&b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(&b'"') {
+                return Err(self.err("expected a key"));
+            }
+            let key = self.string()?;
+            self.ws();
+            self.eat(":")?;
+            field(self, key)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err("expected , or }")),
+            }
         }
     }
 
@@ -377,33 +390,12 @@ impl Parser<'_> {
                 }
             }
             Some(b'{') => {
-                self.i += 1;
                 let mut fields = Vec::new();
-                self.ws();
-                if self.peek() == Some(&b'}') {
-                    self.i += 1;
-                    return Ok(Value::Object(fields));
-                }
-                loop {
-                    self.ws();
-                    if self.peek() != Some(&b'"') {
-                        return Err(self.err("expected a key"));
-                    }
-                    let k = self.string()?;
-                    self.ws();
-                    self.eat(":")?;
-                    let v = self.value(depth + 1)?;
-                    fields.push((k, v));
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Value::Object(fields));
-                        }
-                        _ => return Err(self.err("expected , or }")),
-                    }
-                }
+                self.object(|p, key| {
+                    fields.push((key, p.value(depth + 1)?));
+                    Ok(())
+                })?;
+                Ok(Value::Object(fields))
             }
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(_) => Err(self.err("unexpected character")),
