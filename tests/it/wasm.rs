@@ -639,7 +639,13 @@ fn every_lane_sees_a_clean_instance(extra: &str, settings: &str) {
     home.write("lanekeeper.yaml", settings);
     write_wasm(&home, "scribble", &wat::parse_str(&wat).expect("fixture"));
     let names: Vec<String> = (0..24u8)
-        .map(|i| format!("{}{}", char::from(b'a' + i), "x".repeat(usize::from(24 - i))))
+        .map(|i| {
+            format!(
+                "{}{}",
+                char::from(b'a' + i),
+                "x".repeat(usize::from(24 - i))
+            )
+        })
         .collect();
     for name in &names {
         home.lane(name, &lane_yaml("1h", "  - use: scribble", "[\"true\"]"));
