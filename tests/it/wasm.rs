@@ -673,3 +673,39 @@ fn trap_offsets_name_the_original_file_when_globals_are_exported_for_reuse() {
     let at = format!(", at {:#x} in", bytes.len() - 2);
     assert!(d.contains(&at), "expected `{at}` in: {d}");
 }
+
+/// A guest written against docs/PLUGINS.md alone, not the SDK: it reads the context record's
+/// fixed fields at their documented offsets and defers, with the lane's name (read through its
+/// string place) as the detail, only if each field holds what the host should have written.
+#[test]
+fn the_context_record_has_the_documented_layout() {
+    let (header, _) = verdict(1, Some("late"), Some(""), None);
+    let wat = format!(
+        r#"(module
+          (memory (export "memory") 1)
+          (data (i32.const 0) "{header}late")
+          (func (export "alloc") (param i32) (result i32) i32.const 1024)
+          (func (export "evaluate") (param $ctx i32) (param $len i32) (result i64)
+            (if (i32.eqz
+                  (i32.and
+                    (i32.and
+                      (i32.eq (i32.load (local.get $ctx)) (i32.const 1))
+                      (i64.eq (i64.load offset=8 (local.get $ctx)) (i64.const 1778382420000)))
+                    (i32.and
+                      (i32.and (i32.eq (i32.load8_u offset=16 (local.get $ctx)) (i32.const 3))
+                               (i32.eq (i32.load8_u offset=17 (local.get $ctx)) (i32.const 7)))
+                      (i32.and (i32.eq (i32.load8_u offset=19 (local.get $ctx)) (i32.const 7))
+                               (i32.eq (i32.load16_u offset=20 (local.get $ctx)) (i32.const 187))))))
+              (then (return (i64.const 0))))
+            ;; the detail is the lane name: its place, moved to be relative to the record at 0
+            (i32.store (i32.const 16) (i32.add (local.get $ctx) (i32.load offset=24 (local.get $ctx))))
+            (i32.store (i32.const 20) (i32.load offset=28 (local.get $ctx)))
+            (i64.extend_i32_u (i32.add (local.get $ctx) (local.get $len)))))"#
+    );
+    let home = Home::new();
+    write_wasm(&home, "raw", &wat::parse_str(&wat).expect("fixture"));
+    home.lane("by-hand", &lane_yaml("1h", "  - use: raw", "[\"true\"]"));
+    let d = home.check_at("by-hand", "2026-05-10T03:07:00Z");
+    assert_decision(&d, "deferred", "late");
+    assert_eq!(d["detail"], "by-hand");
+}
