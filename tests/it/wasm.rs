@@ -202,7 +202,12 @@ fn a_panic_message_reaches_the_detail() {
 #[test]
 fn malformed_output_is_a_plugin_error() {
     let short = ("\\01\\00".to_string(), 2);
+    let json = r#"{\"defer\":\"old-abi\"}"#;
     let cases = [
+        (
+            (json.to_string(), 18),
+            "returned JSON, but a verdict is a record",
+        ),
         (short, "shorter than its 32-byte header"),
         (verdict(7, None, None, None), "verdict kind 7"),
         (

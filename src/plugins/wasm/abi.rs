@@ -115,6 +115,12 @@ pub enum VerdictRecord {
 impl VerdictRecord {
     /// Reads a record; the error says what is wrong with it.
     pub fn read(r: &[u8]) -> Result<Self, String> {
+        if r.first() == Some(&b'{') {
+            return Err(
+                "returned JSON, but a verdict is a record (docs/PLUGINS.md, \"The verdict\"); a plugin built for the earlier JSON ABI must be rebuilt with the current SDK"
+                    .into(),
+            );
+        }
         if r.len() < VERDICT_HEADER {
             return Err(format!(
                 "returned a verdict of {} bytes, shorter than its {VERDICT_HEADER}-byte header (see docs/PLUGINS.md, \"The verdict\")",
