@@ -205,7 +205,7 @@ fn malformed_output_is_a_plugin_error() {
     let json = r#"{\"defer\":\"old-abi\"}"#;
     let cases = [
         (
-            (json.to_string(), 18),
+            (json.to_string(), 19),
             "returned JSON, but a verdict is a record",
         ),
         (short, "shorter than its 32-byte header"),
