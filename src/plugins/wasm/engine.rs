@@ -85,9 +85,6 @@ impl WasmEngine {
             .epoch_interruption(true)
             .max_wasm_stack(MAX_WASM_STACK)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        if std::env::var_os("LK_PERFMAP").is_some() {
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
-        }
         let engine =
             Engine::new(&config).map_err(|e| format!("cannot start the WASM engine: {e}"))?;
         let linker = super::abi::linker(&engine)

@@ -370,15 +370,7 @@ impl Inner {
     fn evaluate(&self, ctx: &[u8]) -> Result<Option<Vec<u8>>, PluginError> {
         let _running = self.engine.running();
         let mut live = self.live()?;
-        let r = live.evaluate(ctx);
-        if std::env::var_os("LK_FUEL").is_some() {
-            eprintln!(
-                "{} fuel {}",
-                self.info.name,
-                self.engine.limits.fuel - live.store.get_fuel().unwrap_or(0)
-            );
-        }
-        match r {
+        match live.evaluate(ctx) {
             Ok(out) => {
                 self.give_back(live);
                 Ok(out)
