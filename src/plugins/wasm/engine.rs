@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Memory, PoolingAllocationConfig,
+    Config, Engine, InstanceAllocationStrategy, Linker, Memory, PoolingAllocationConfig,
     ResourceLimiter, Store, TypedFunc, UpdateDeadline,
 };
 
@@ -21,22 +21,16 @@ const TICK: Duration = Duration::from_millis(5);
 /// it, while a pass of many evaluations costs no wake-up each.
 const TICKER_IDLE: Duration = Duration::from_secs(1);
 
-/// Bytes of each pooled memory kept mapped between evaluations and reset by copying back only
-/// the pages an evaluation dirtied, found with `PAGEMAP_SCAN` (Linux 6.7+), instead of
-/// unmapping them and taking page faults on the next instantiation. Without that ioctl wasmtime
-/// would `memset` all of it, so older kernels keep the default (unmap everything).
-const KEEP_RESIDENT: usize = 4 << 20;
+// wasmtime's pool resets a freed memory slot by unmapping it (its default). Its `PAGEMAP_SCAN`
+// reset (`pagemap_scan` with `linear_memory_keep_resident`) is faster, but in wasmtime 48 it
+// skips written pages that were swapped out, which the slot's next instance would then read
+// (bytecodealliance/wasmtime pull request #14357, open). Slots are rarely freed now that
+// instances are reused, so the default costs only the fallback paths.
 
-/// Whether the kernel has `PAGEMAP_SCAN` (Linux 6.7 or later).
-fn kernel_has_pagemap_scan() -> bool {
-    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
-        return false;
-    };
-    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor) >= (6, 7)
-}
+/// Bytes of each pooled table kept mapped when its slot is freed, reset by `memset` (which
+/// reaches swapped-out pages too); the rest is unmapped. Memories keep none: pages kept mapped
+/// stay private, and every reset of a reused instance would copy them back.
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
 /// Pooled instance slots. Each reserves address space (not memory) up front.
 const POOL_SLOTS: u32 = 64;
@@ -73,12 +67,8 @@ impl WasmEngine {
             .max_memories_per_module(1)
             .max_tables_per_module(1)
             .table_elements(MAX_TABLE_ELEMENTS)
-            .max_memory_size(usize::try_from(1u64 << 32).unwrap_or(usize::MAX));
-        if kernel_has_pagemap_scan() {
-            pool.linear_memory_keep_resident(KEEP_RESIDENT)
-                .table_keep_resident(64 << 10)
-                .pagemap_scan(Enabled::Auto);
-        }
+            .max_memory_size(usize::try_from(1u64 << 32).unwrap_or(usize::MAX))
+            .table_keep_resident(TABLE_KEEP_RESIDENT);
         let mut config = Config::new();
         config
             .consume_fuel(true)

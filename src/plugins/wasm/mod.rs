@@ -346,7 +346,10 @@ impl Inner {
                 return Ok(live);
             }
         }
-        self.instantiate(true)
+        let mut live = self.instantiate(true)?;
+        // Taking the snapshot is the host's time, not the plugin's.
+        self.engine.arm(&mut live.store);
+        Ok(live)
     }
 
     /// Resets an instance whose evaluation completed and keeps it for the next one; an

@@ -1,12 +1,14 @@
 //! Which pages of a linear memory an evaluation may have changed, from the kernel's page tables
 //! (`PAGEMAP_SCAN`, Linux 6.7+), so a reused instance is reset by copying back only those.
 //!
-//! A page of a wasm memory that nobody wrote is either not mapped yet, mapped to the shared zero
-//! page, or mapped to the shared page of the module's initial image: in each case reading it
-//! gives its initial contents. Any write (by the guest or by the host) gives the process a
-//! private anonymous copy. So "private page, present or swapped out" covers every page whose
-//! contents may differ from the initial ones; wasmtime resets its pooled memories by the same
-//! rule, and we also count swapped-out pages, which its scan skips.
+//! A page of a wasm memory that nobody wrote is either not mapped yet or mapped to the shared
+//! page of the module's initial image (or to the zero page), and reading it gives its initial
+//! contents. Any write (by the guest or by the host) gives the process its own copy. So every
+//! page that is present or swapped out and not a page of a file may differ from its initial
+//! contents; swapped-out pages count too (wasmtime's own scan skips them). Pages mapped to the
+//! zero page are reported separately: they are unchanged unless the kernel put a page that was
+//! written full of zeros there (KSM with `use_zero_pages`, or splitting a huge page), so the
+//! caller compares them with what they held initially.
 
 use std::fs::File;
 use std::io;
@@ -53,16 +55,17 @@ struct Region {
 /// Which pages a scan reports.
 #[derive(Clone, Copy)]
 enum Filter {
-    /// The process's own copies, in memory or swapped out: possibly written.
+    /// Present or swapped out, and not a page of a file: possibly written (zero-page ranges
+    /// are reported apart).
     Private,
-    /// Mapped to the zero page or to a page of a file: unchanged.
+    /// Present and mapping the zero page or a page of a file.
     Shared,
 }
 
 impl Filter {
     fn inverted(self) -> u64 {
         match self {
-            Filter::Private => PAGE_IS_PFNZERO | PAGE_IS_FILE,
+            Filter::Private => PAGE_IS_FILE,
             Filter::Shared => 0,
         }
     }
@@ -70,7 +73,7 @@ impl Filter {
     /// Categories that must all be present (after inversion).
     fn mask(self) -> u64 {
         match self {
-            Filter::Private => PAGE_IS_PFNZERO | PAGE_IS_FILE,
+            Filter::Private => PAGE_IS_FILE,
             Filter::Shared => PAGE_IS_PRESENT,
         }
     }
@@ -82,30 +85,54 @@ impl Filter {
             Filter::Shared => PAGE_IS_PFNZERO | PAGE_IS_FILE,
         }
     }
+
+    /// Categories reported back, which also splits ranges where they change.
+    fn returned(self) -> u64 {
+        match self {
+            Filter::Private => PAGE_IS_PFNZERO,
+            Filter::Shared => 0,
+        }
+    }
 }
 
 /// This process's `/proc/self/pagemap`, once the kernel has shown it supports the scan.
-pub struct PageMap(File);
+pub struct PageMap(File, usize);
 
 impl PageMap {
     /// `None` when the kernel lacks `PAGEMAP_SCAN` (or `/proc` is not mounted).
     pub fn open() -> Option<Self> {
-        let map = PageMap(File::open("/proc/self/pagemap").ok()?);
+        // SAFETY: sysconf reads a constant of the system.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let map = PageMap(
+            File::open("/proc/self/pagemap").ok()?,
+            usize::try_from(page).ok().filter(|p| *p > 0)?,
+        );
         // An empty range: succeeds only where the ioctl exists.
-        map.scan(0, 0, Filter::Private, |_, _| {}).ok()?;
+        map.scan(0, 0, Filter::Private, |_, _, _| {}).ok()?;
         Some(map)
     }
 
-    /// Calls `written(offset, len)` for each range of the `len` bytes at address `start` whose
-    /// pages may have been written since they were mapped (offsets relative to `start`). Takes
+    /// The size of a host page, the unit of every range reported.
+    pub fn page_size(&self) -> usize {
+        self.1
+    }
+
+    /// Calls `written(offset, len, zero_page)` for each range of the `len` bytes at address
+    /// `start` whose pages may have been written since they were mapped (offsets relative to
+    /// `start`); `zero_page` says the range maps the zero page, so it now reads as zeros. Takes
     /// an address, not a slice, so `written` may change those bytes.
     pub fn written_at(
         &self,
         start: usize,
         len: usize,
-        written: impl FnMut(usize, usize),
+        mut written: impl FnMut(usize, usize, bool),
     ) -> io::Result<()> {
-        self.scan(start as u64, (start + len) as u64, Filter::Private, written)
+        self.scan(
+            start as u64,
+            (start + len) as u64,
+            Filter::Private,
+            |at, n, categories| written(at, n, categories & PAGE_IS_PFNZERO != 0),
+        )
     }
 
     /// Unmaps the pages of `region` that map the zero page or a file page. Their contents
@@ -118,7 +145,7 @@ impl PageMap {
             start,
             start + region.len() as u64,
             Filter::Shared,
-            |at, len| shared.push((at, len)),
+            |at, len, _| shared.push((at, len)),
         )?;
         for (at, len) in shared {
             // SAFETY: `at..at + len` lies within `region`, which we borrow mutably, and
@@ -139,7 +166,7 @@ impl PageMap {
         start: u64,
         end: u64,
         filter: Filter,
-        mut found: impl FnMut(usize, usize),
+        mut found: impl FnMut(usize, usize, u64),
     ) -> io::Result<()> {
         let mut regions = [Region::default(); REGIONS];
         let mut from = start;
@@ -153,6 +180,7 @@ impl PageMap {
                 category_inverted: filter.inverted(),
                 category_mask: filter.mask(),
                 category_anyof_mask: filter.anyof(),
+                return_mask: filter.returned(),
                 ..ScanArg::default()
             };
             // SAFETY: `arg` and `regions` are valid, correctly laid out (`linux/fs.h`) and
@@ -169,7 +197,11 @@ impl PageMap {
                 return Err(io::Error::last_os_error());
             }
             for r in regions.iter().take(n as usize) {
-                found((r.start - start) as usize, (r.end - r.start) as usize);
+                found(
+                    (r.start - start) as usize,
+                    (r.end - r.start) as usize,
+                    r.categories,
+                );
             }
             if arg.walk_end >= end || arg.walk_end <= from {
                 return Ok(());
@@ -189,7 +221,7 @@ mod tests {
             eprintln!("skipped: this kernel has no PAGEMAP_SCAN");
             return;
         };
-        let page = 4096;
+        let page = map.page_size();
         // A fresh anonymous mapping: nothing present until touched.
         let len = 64 * page;
         // SAFETY: a private anonymous mapping we own and unmap below.
@@ -206,16 +238,22 @@ mod tests {
         assert_ne!(ptr, libc::MAP_FAILED);
         // SAFETY: the mapping is `len` bytes, readable and writable, and ours alone.
         let mem = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
-        let _ = std::hint::black_box(mem[10 * page]); // read: zero page, not reported
+        let _ = std::hint::black_box(mem[10 * page]); // read only: maps the zero page
         mem[3 * page + 7] = 1;
         mem[40 * page] = 1;
         mem[41 * page + 4095] = 1;
+        let addr = mem.as_ptr() as usize;
         let mut seen = Vec::new();
-        map.written_at(mem.as_ptr() as usize, len, |off, n| {
-            seen.push((off / page, n / page))
-        })
-        .unwrap();
-        assert_eq!(seen, vec![(3, 1), (40, 2)]);
+        let scan = |seen: &mut Vec<_>| {
+            seen.clear();
+            map.written_at(addr, len, |off, n, zero| {
+                seen.push((off / page, n / page, zero))
+            })
+            .unwrap();
+        };
+        scan(&mut seen);
+        // The page only read maps the zero page: reported apart, as unchanged unless merged.
+        assert_eq!(seen, vec![(3, 1, false), (10, 1, true), (40, 2, false)]);
         // Reading everything maps the zero page throughout; unmapping the shared pages keeps
         // every byte and the written pages.
         assert_eq!(mem.iter().map(|b| u32::from(*b)).sum::<u32>(), 3);
@@ -225,16 +263,12 @@ mod tests {
             mem.as_ptr() as u64,
             (mem.as_ptr() as u64) + len as u64,
             Filter::Shared,
-            |off, n| shared.push((off, n)),
+            |off, n, _| shared.push((off, n)),
         )
         .unwrap();
         assert_eq!(shared, vec![]);
-        seen.clear();
-        map.written_at(mem.as_ptr() as usize, len, |off, n| {
-            seen.push((off / page, n / page))
-        })
-        .unwrap();
-        assert_eq!(seen, vec![(3, 1), (40, 2)]);
+        scan(&mut seen);
+        assert_eq!(seen, vec![(3, 1, false), (40, 2, false)]);
         assert_eq!(mem.iter().map(|b| u32::from(*b)).sum::<u32>(), 3);
         // SAFETY: unmapping what we mapped; `mem` is not used after this.
         unsafe { libc::munmap(ptr, len) };

@@ -21,6 +21,8 @@ use wasm_encoder::{ExportKind, ExportSection, Section};
 use wasmparser::{ExternalKind, Operator, Parser, Payload, TypeRef};
 use wasmtime::{AsContextMut, Global, Memory, Val};
 
+use super::pagemap::PageMap;
+
 /// Prefix of the exports added for mutable globals the module does not export itself.
 const GLOBAL_EXPORT: &str = "__lanekeeper_global_";
 
@@ -44,17 +46,18 @@ pub struct Prepared<'a> {
 /// Maps a byte offset in the compiled module back to the plugin file.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OffsetMap {
-    /// Offsets at or past this point (end of the rewritten export section) moved …
-    after: usize,
-    /// … forward by this many bytes.
-    by: usize,
+    /// Where the export section ends in the plugin file …
+    old_end: usize,
+    /// … and in the rewritten module; everything after it is the same bytes.
+    new_end: usize,
 }
 
 impl OffsetMap {
-    /// The offset in the original file.
+    /// The offset in the original file. (The rewritten section may also be shorter: the
+    /// original may have written its numbers with padding.)
     pub fn original(&self, offset: usize) -> usize {
-        if offset >= self.after {
-            offset - self.by
+        if offset >= self.new_end {
+            offset - self.new_end + self.old_end
         } else {
             offset
         }
@@ -117,8 +120,8 @@ pub fn prepare(bytes: &[u8]) -> Prepared<'_> {
     out.extend_from_slice(&bytes[span.end..]);
     Prepared {
         offsets: OffsetMap {
-            after: span.start + encoded.len(),
-            by: encoded.len() - span.len(),
+            old_end: span.end,
+            new_end: span.start + encoded.len(),
         },
         bytes: Cow::Owned(out),
         plan,
@@ -127,7 +130,9 @@ pub fn prepare(bytes: &[u8]) -> Prepared<'_> {
 
 fn kind(k: ExternalKind) -> ExportKind {
     match k {
-        ExternalKind::Func | ExternalKind::FuncExact => ExportKind::Func,
+        ExternalKind::Func => ExportKind::Func,
+        // Refused by `scan`: re-encoding it as `Func` would change what it means.
+        ExternalKind::FuncExact => ExportKind::Func,
         ExternalKind::Table => ExportKind::Table,
         ExternalKind::Memory => ExportKind::Memory,
         ExternalKind::Global => ExportKind::Global,
@@ -177,6 +182,9 @@ fn scan(bytes: &[u8]) -> Result<Scan, String> {
             Payload::ExportSection(reader) => {
                 for export in reader {
                     let export = export.map_err(err)?;
+                    if export.kind == ExternalKind::FuncExact {
+                        scan.not_reusable = Some("it has an exact-function export".into());
+                    }
                     scan.exports.push(Export {
                         name: export.name.to_string(),
                         kind: export.kind,
@@ -220,9 +228,16 @@ fn changes_tables_or_segments(op: &Operator<'_>) -> Option<&'static str> {
     })
 }
 
+/// Largest memory copied into a snapshot; instances of modules with more get a fresh instance
+/// per evaluation rather than keeping a copy of a large memory per instance.
+const MAX_SNAPSHOT: usize = 4 << 20;
+
 /// A reusable instance's state right after instantiation.
 pub struct Snapshot {
     memory: Vec<u8>,
+    /// Per host page of `memory`: whether it held only zeros.
+    zero: Vec<bool>,
+    page: usize,
     globals: Vec<(Global, Val)>,
 }
 
@@ -232,6 +247,9 @@ pub enum Unresettable {
     /// Its memory grew.
     #[error("its memory grew")]
     Grew,
+    /// Its memory is too large to keep a copy of.
+    #[error("its memory of {0} bytes is above the {MAX_SNAPSHOT} bytes copied per instance")]
+    Large(usize),
     /// The page scan failed.
     #[error("the page scan failed: {0}")]
     Scan(std::io::Error),
@@ -248,45 +266,79 @@ impl Snapshot {
         mut store: impl AsContextMut,
         memory: Memory,
         globals: &[Global],
-        pages: &super::pagemap::PageMap,
+        pages: &PageMap,
     ) -> Result<Snapshot, Unresettable> {
-        let copy = memory.data(&store).to_vec();
-        pages
-            .unmap_shared(memory.data_mut(&mut store))
-            .map_err(Unresettable::Scan)?;
-        let memory = copy;
+        let size = memory.data_size(&store);
+        if size > MAX_SNAPSHOT {
+            return Err(Unresettable::Large(size));
+        }
+        let data = memory.data_mut(&mut store);
+        let snapshot = Snapshot::of(data, pages).map_err(Unresettable::Scan)?;
         let globals = globals
             .iter()
             .map(|g| (*g, g.get(store.as_context_mut())))
             .collect();
-        Ok(Snapshot { memory, globals })
+        Ok(Snapshot {
+            globals,
+            ..snapshot
+        })
     }
 
-    /// Puts `memory` and the globals back as they were when the snapshot was taken: every
-    /// page the kernel reports as possibly written is copied back from the snapshot.
+    /// A copy of `data`, with its all-zero pages noted; then its shared pages are unmapped.
+    fn of(data: &mut [u8], pages: &PageMap) -> std::io::Result<Snapshot> {
+        let page = pages.page_size();
+        let snapshot = Snapshot {
+            memory: data.to_vec(),
+            zero: data
+                .chunks(page)
+                .map(|p| p.iter().all(|b| *b == 0))
+                .collect(),
+            page,
+            globals: Vec::new(),
+        };
+        pages.unmap_shared(data)?;
+        Ok(snapshot)
+    }
+
+    /// Puts `memory` and the globals back as they were when the snapshot was taken.
     pub fn restore(
         &self,
         mut store: impl AsContextMut,
         memory: Memory,
-        pages: &super::pagemap::PageMap,
+        pages: &PageMap,
     ) -> Result<(), Unresettable> {
-        let data = memory.data_mut(&mut store);
-        if data.len() != self.memory.len() {
-            return Err(Unresettable::Grew);
-        }
-        let (start, len) = (data.as_ptr() as usize, data.len());
-        pages
-            .written_at(start, len, |at, n| {
-                let end = (at + n).min(data.len());
-                data[at..end].copy_from_slice(&self.memory[at..end]);
-            })
-            .map_err(Unresettable::Scan)?;
+        self.restore_memory(memory.data_mut(&mut store), pages)?;
         for (global, value) in &self.globals {
             global
                 .set(store.as_context_mut(), *value)
                 .map_err(|e| Unresettable::Global(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Copies back every page the kernel reports as possibly written. A page now mapped to
+    /// the zero page reads as zeros: that is its initial contents unless it held something
+    /// else then (a page written full of zeros can be merged into the zero page).
+    fn restore_memory(&self, data: &mut [u8], pages: &PageMap) -> Result<(), Unresettable> {
+        if data.len() != self.memory.len() {
+            return Err(Unresettable::Grew);
+        }
+        let (start, len) = (data.as_ptr() as usize, data.len());
+        pages
+            .written_at(start, len, |at, n, zero_page| {
+                let end = (at + n).min(data.len());
+                if !zero_page {
+                    data[at..end].copy_from_slice(&self.memory[at..end]);
+                    return;
+                }
+                for p in (at..end).step_by(self.page) {
+                    let q = (p + self.page).min(end);
+                    if !self.zero[p / self.page] {
+                        data[p..q].copy_from_slice(&self.memory[p..q]);
+                    }
+                }
+            })
+            .map_err(Unresettable::Scan)
     }
 }
 
@@ -297,6 +349,123 @@ mod tests {
     fn plan(wat: &str) -> Result<ResetPlan, String> {
         let bytes = wat::parse_str(wat).unwrap();
         prepare(&bytes).plan
+    }
+
+    /// A page written full of zeros may be merged into the zero page (KSM, huge-page splits);
+    /// the reset must still bring back what it held initially.
+    #[test]
+    fn a_page_merged_into_the_zero_page_is_restored() {
+        let Some(pages) = PageMap::open() else {
+            eprintln!("skipped: this kernel has no PAGEMAP_SCAN");
+            return;
+        };
+        let page = pages.page_size();
+        let len = 16 * page;
+        // SAFETY: a private anonymous mapping we own and unmap below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED);
+        // SAFETY: the mapping is `len` bytes, readable and writable, and ours alone.
+        let mem = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
+        mem[2 * page..3 * page].fill(0xab);
+        let initial = mem.to_vec();
+        let snapshot = Snapshot::of(mem, &pages).unwrap();
+        // An evaluation writes page 5 and zeroes page 2, which then maps the zero page, as
+        // after a merge; page 9 is only read.
+        mem[5 * page] = 7;
+        // SAFETY: page 2 lies within the mapping; dropping it makes it read as zeros.
+        let rc = unsafe {
+            libc::madvise(
+                ptr.cast::<u8>().add(2 * page).cast(),
+                page,
+                libc::MADV_DONTNEED,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(std::hint::black_box(mem[2 * page]), 0);
+        assert_eq!(std::hint::black_box(mem[9 * page]), 0);
+        snapshot.restore_memory(mem, &pages).unwrap();
+        assert!(
+            mem == initial.as_slice(),
+            "memory differs from its snapshot"
+        );
+        // SAFETY: unmapping what we mapped; `mem` is not used after this.
+        unsafe { libc::munmap(ptr, len) };
+    }
+
+    /// An export section written with padded numbers (valid, and what some linkers emit) is
+    /// longer than its re-encoding: the rewrite may shrink it.
+    #[test]
+    fn offsets_map_back_when_the_rewrite_shrinks_the_export_section() {
+        let wat = r#"(module
+            (global (mut i32) (i32.const 1))
+            (func (export "a") (result i32) unreachable)
+            (func (export "b")) (func (export "c")))"#;
+        let plain = wat::parse_str(wat).unwrap();
+        // Re-encode the export section with every number as a 5-byte LEB.
+        let leb5 = |v: u32| {
+            let mut out = Vec::new();
+            for i in 0..5 {
+                let byte = ((v >> (7 * i)) & 0x7f) as u8;
+                out.push(if i < 4 { byte | 0x80 } else { byte });
+            }
+            out
+        };
+        let mut padded = plain[..8].to_vec();
+        let mut at = 8;
+        while at < plain.len() {
+            let id = plain[at];
+            let (size, size_len) = {
+                let (mut v, mut n) = (0u32, 0);
+                while plain[at + 1 + n] & 0x80 != 0 {
+                    v |= u32::from(plain[at + 1 + n] & 0x7f) << (7 * n);
+                    n += 1;
+                }
+                v |= u32::from(plain[at + 1 + n]) << (7 * n);
+                (v as usize, n + 1)
+            };
+            if id == 7 {
+                let mut section = leb5(3);
+                for (i, name) in ["a", "b", "c"].iter().enumerate() {
+                    section.extend(leb5(1));
+                    section.extend(name.as_bytes());
+                    section.push(0);
+                    section.extend(leb5(i as u32));
+                }
+                padded.push(7);
+                padded.extend(leb5(section.len() as u32));
+                padded.extend(section);
+            } else {
+                padded.extend(&plain[at..at + 1 + size_len + size]);
+            }
+            at += 1 + size_len + size;
+        }
+        let engine = wasmtime::Engine::default();
+        wasmtime::Module::new(&engine, &padded).expect("the padded module is valid");
+        let prepared = prepare(&padded);
+        assert!(prepared.plan.is_ok());
+        assert!(prepared.bytes.len() < padded.len(), "the rewrite shrank");
+        let code = |b: &[u8]| {
+            Parser::new(0)
+                .parse_all(b)
+                .find_map(|p| match p.unwrap() {
+                    Payload::CodeSectionStart { range, .. } => Some(range.start),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert_eq!(
+            prepared.offsets.original(code(&prepared.bytes)),
+            code(&padded)
+        );
     }
 
     #[test]
