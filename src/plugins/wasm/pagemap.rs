@@ -211,6 +211,46 @@ impl PageMap {
     }
 }
 
+/// A private anonymous mapping, for tests of page-table behaviour; unmapped when dropped.
+#[cfg(test)]
+pub(crate) struct Anonymous {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+#[cfg(test)]
+impl Anonymous {
+    /// `len` bytes, nothing mapped until touched.
+    pub(crate) fn new(len: usize) -> Self {
+        // SAFETY: a new private anonymous mapping; only this value refers to it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap");
+        Anonymous { ptr, len }
+    }
+
+    pub(crate) fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, readable and writable, and borrowed through us.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+#[cfg(test)]
+impl Drop for Anonymous {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `new` mapped; no borrow of it outlives `self`.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,20 +264,8 @@ mod tests {
         let page = map.page_size();
         // A fresh anonymous mapping: nothing present until touched.
         let len = 64 * page;
-        // SAFETY: a private anonymous mapping we own and unmap below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(ptr, libc::MAP_FAILED);
-        // SAFETY: the mapping is `len` bytes, readable and writable, and ours alone.
-        let mem = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
+        let mut anon = Anonymous::new(len);
+        let mem = anon.bytes();
         let _ = std::hint::black_box(mem[10 * page]); // read only: maps the zero page
         mem[3 * page + 7] = 1;
         mem[40 * page] = 1;
@@ -270,7 +298,5 @@ mod tests {
         scan(&mut seen);
         assert_eq!(seen, vec![(3, 1, false), (40, 2, false)]);
         assert_eq!(mem.iter().map(|b| u32::from(*b)).sum::<u32>(), 3);
-        // SAFETY: unmapping what we mapped; `mem` is not used after this.
-        unsafe { libc::munmap(ptr, len) };
     }
 }

@@ -346,6 +346,17 @@ impl Snapshot {
 mod tests {
     use super::*;
 
+    /// Where the code section's contents start.
+    fn code_start(module: &[u8]) -> usize {
+        Parser::new(0)
+            .parse_all(module)
+            .find_map(|p| match p.unwrap() {
+                Payload::CodeSectionStart { range, .. } => Some(range.start),
+                _ => None,
+            })
+            .unwrap()
+    }
+
     fn plan(wat: &str) -> Result<ResetPlan, String> {
         let bytes = wat::parse_str(wat).unwrap();
         prepare(&bytes).plan
@@ -361,20 +372,8 @@ mod tests {
         };
         let page = pages.page_size();
         let len = 16 * page;
-        // SAFETY: a private anonymous mapping we own and unmap below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(ptr, libc::MAP_FAILED);
-        // SAFETY: the mapping is `len` bytes, readable and writable, and ours alone.
-        let mem = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
+        let mut anon = super::super::pagemap::Anonymous::new(len);
+        let mem = anon.bytes();
         mem[2 * page..3 * page].fill(0xab);
         let initial = mem.to_vec();
         let snapshot = Snapshot::of(mem, &pages).unwrap();
@@ -384,7 +383,7 @@ mod tests {
         // SAFETY: page 2 lies within the mapping; dropping it makes it read as zeros.
         let rc = unsafe {
             libc::madvise(
-                ptr.cast::<u8>().add(2 * page).cast(),
+                mem.as_mut_ptr().add(2 * page).cast(),
                 page,
                 libc::MADV_DONTNEED,
             )
@@ -397,8 +396,6 @@ mod tests {
             mem == initial.as_slice(),
             "memory differs from its snapshot"
         );
-        // SAFETY: unmapping what we mapped; `mem` is not used after this.
-        unsafe { libc::munmap(ptr, len) };
     }
 
     /// An export section written with padded numbers (valid, and what some linkers emit) is
@@ -453,18 +450,9 @@ mod tests {
         let prepared = prepare(&padded);
         assert!(prepared.plan.is_ok());
         assert!(prepared.bytes.len() < padded.len(), "the rewrite shrank");
-        let code = |b: &[u8]| {
-            Parser::new(0)
-                .parse_all(b)
-                .find_map(|p| match p.unwrap() {
-                    Payload::CodeSectionStart { range, .. } => Some(range.start),
-                    _ => None,
-                })
-                .unwrap()
-        };
         assert_eq!(
-            prepared.offsets.original(code(&prepared.bytes)),
-            code(&padded)
+            prepared.offsets.original(code_start(&prepared.bytes)),
+            code_start(&padded)
         );
     }
 
@@ -491,18 +479,15 @@ mod tests {
         assert_eq!(plan.globals, vec!["__lanekeeper_global_0", "c"]);
         let rewritten = &prepared.bytes;
         assert!(rewritten.len() > original.len());
-        let code = |b: &[u8]| {
-            Parser::new(0)
-                .parse_all(b)
-                .find_map(|p| match p.unwrap() {
-                    Payload::CodeSectionStart { range, .. } => Some(range.start),
-                    _ => None,
-                })
-                .unwrap()
-        };
-        assert!(code(rewritten) > code(&original));
-        assert_eq!(prepared.offsets.original(code(rewritten)), code(&original));
-        assert_eq!(rewritten[code(rewritten)..], original[code(&original)..]);
+        assert!(code_start(rewritten) > code_start(&original));
+        assert_eq!(
+            prepared.offsets.original(code_start(rewritten)),
+            code_start(&original)
+        );
+        assert_eq!(
+            rewritten[code_start(rewritten)..],
+            original[code_start(&original)..]
+        );
         let engine = wasmtime::Engine::default();
         let module = wasmtime::Module::new(&engine, rewritten.as_ref()).unwrap();
         let exports: Vec<&str> = module.exports().map(|e| e.name()).collect();
