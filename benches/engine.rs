@@ -346,9 +346,7 @@ fn build_sandman(
 /// The whole sandman chain on a warmed pass (probe answered from the pass cache).
 #[divan::bench]
 fn decide_sandman_cached_probe(bencher: divan::Bencher) {
-    let s = sandman();
-    let lane = lane(&s.config, "sandman");
-    bencher.bench(|| engine::decide(lane, &s.cached, ChainMode::FirstDeferral));
+    bench_chain(bencher, sandman());
 }
 
 /// Sandman rechecked before its interval elapsed: decided by the schedule gate alone.
@@ -374,7 +372,17 @@ fn decide_sandman_fresh_pass(bencher: divan::Bencher) {
 /// on the warmed pass: where the chain's time goes.
 #[divan::bench(args = ["backup-recency", "provider-probe", "contention", "off-peak"])]
 fn sandman_gate(bencher: divan::Bencher, gate: &str) {
-    let s = sandman();
+    bench_gate(bencher, sandman(), gate);
+}
+
+/// The whole sandman chain on the warmed pass of `s`.
+fn bench_chain(bencher: divan::Bencher, s: &'static Sandman) {
+    let lane = lane(&s.config, "sandman");
+    bencher.bench(|| engine::decide(lane, &s.cached, ChainMode::FirstDeferral));
+}
+
+/// One sandman gate, inside `host::observe` as the engine runs it, on the warmed pass of `s`.
+fn bench_gate(bencher: divan::Bencher, s: &'static Sandman, gate: &str) {
     let lane = lane(&s.config, "sandman");
     let binding = lane
         .gates
@@ -433,36 +441,17 @@ fn gate_wasm_trivial_fresh(bencher: divan::Bencher) {
 /// The whole sandman chain with the four WASM guests on a warmed pass.
 #[divan::bench]
 fn decide_sandman_wasm_cached_probe(bencher: divan::Bencher) {
-    let s = sandman_wasm();
-    let lane = lane(&s.config, "sandman");
-    bencher.bench(|| engine::decide(lane, &s.cached, ChainMode::FirstDeferral));
+    bench_chain(bencher, sandman_wasm());
 }
 
 /// The chain with reuse off: a fresh instance per gate.
 #[divan::bench]
 fn decide_sandman_wasm_fresh_instances(bencher: divan::Bencher) {
-    let s = sandman_wasm_fresh();
-    let lane = lane(&s.config, "sandman");
-    bencher.bench(|| engine::decide(lane, &s.cached, ChainMode::FirstDeferral));
+    bench_chain(bencher, sandman_wasm_fresh());
 }
 
 /// One WASM sandman gate at a time, inside `host::observe`, on the warmed pass.
 #[divan::bench(args = ["backup-recency", "provider-probe", "contention", "off-peak"])]
 fn sandman_gate_wasm(bencher: divan::Bencher, gate: &str) {
-    let s = sandman_wasm();
-    let lane = lane(&s.config, "sandman");
-    let binding = lane
-        .gates
-        .iter()
-        .find(|b| b.name == gate)
-        .unwrap_or_else(|| panic!("sandman uses {gate}"));
-    bencher.bench(|| {
-        host::observe(&s.cached, &lane.name, || {
-            binding.gate.evaluate(&GateInput {
-                lane: &lane.name,
-                zone: &lane.zone,
-                pass: &s.cached,
-            })
-        })
-    });
+    bench_gate(bencher, sandman_wasm(), gate);
 }
