@@ -32,3 +32,31 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// A clock that reads `start` when made and then advances with real time: `run --at`, which
+/// rehearses the daemon from a chosen instant on a scratch home. The monotonic clock measures
+/// the advance, so the wall clock is still read only by [`SystemClock`].
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    start: Timestamp,
+    origin: std::time::Instant,
+}
+
+impl OffsetClock {
+    /// A clock reading `start` now.
+    pub fn starting_at(start: Timestamp) -> Self {
+        Self {
+            start,
+            origin: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = i64::try_from(self.origin.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.start
+            .checked_add(jiff::SignedDuration::from_millis(elapsed))
+            .unwrap_or(self.start)
+    }
+}

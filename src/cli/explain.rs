@@ -245,11 +245,13 @@ fn evidence(o: &Observation) -> String {
             lane,
             running,
             pid,
+            starting,
             last_success_at,
             last_run_at,
         } => format!(
             "lane {lane}: {}; last run {}; last success {}",
             match (running, pid) {
+                _ if *starting => "starts in this pass".into(),
                 (true, Some(p)) => format!("running pid {p}"),
                 _ => "not running".into(),
             },

@@ -3,7 +3,10 @@
 
 use super::check::render;
 use super::fire::summary;
-use super::{CliError, CliResult, emit, print_json_lines};
+use std::rc::Rc;
+
+use super::{CliError, CliResult, emit, parse_at, print_json_lines};
+use crate::clock::{Clock, OffsetClock, SystemClock};
 use crate::daemon::{self, DaemonError};
 use crate::home::Home;
 
@@ -19,6 +22,10 @@ pub struct Args {
     /// Overrides `listen:` in lanekeeper.yaml.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Rehearse: start the clock at this RFC 3339 time (not in the future) and let it advance
+    /// in real time. Runs and decisions are recorded at those times, so use a scratch home.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
@@ -28,7 +35,19 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         .map(crate::web::parse_listen)
         .transpose()
         .map_err(|e| CliError::Usage(format!("--listen: {e}")))?;
-    let report = daemon::run(home, args.once, listen).map_err(|e| match e {
+    let clock: Rc<dyn Clock> = match args.at.as_deref().map(parse_at).transpose()? {
+        Some(at) => {
+            let now = SystemClock.now();
+            if at > now {
+                return Err(CliError::Usage(format!(
+                    "--at {at} is in the future (now {now}); a rehearsal records runs at its times, and future records would hold the lanes back"
+                )));
+            }
+            Rc::new(OffsetClock::starting_at(at))
+        }
+        None => Rc::new(SystemClock),
+    };
+    let report = daemon::run(home, args.once, listen, clock).map_err(|e| match e {
         DaemonError::Config(diags) => CliError::Config(diags),
         other => CliError::Failed(other.into()),
     })?;

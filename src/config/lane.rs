@@ -107,6 +107,8 @@ pub struct GateBinding {
     pub soft: bool,
     /// What a plugin failure does.
     pub on_error: OnError,
+    /// Lanes named by its lane-typed parameters (`peers`, `lane`): whose state it reads.
+    pub reads: Vec<String>,
 }
 
 /// Retry after a failed run.
@@ -162,6 +164,16 @@ pub struct Lane {
     pub command: Command,
     /// Fingerprints of this lane's file and of each plugin it uses.
     pub fingerprints: crate::engine::decision::Fingerprints,
+}
+
+impl Lane {
+    /// The other lanes whose state its gates read (named by lane-typed parameters).
+    pub fn reads(&self) -> impl Iterator<Item = &str> {
+        self.gates
+            .iter()
+            .flat_map(|g| g.reads.iter().map(String::as_str))
+            .filter(|l| *l != self.name)
+    }
 }
 
 /// Default `grace` between TERM and KILL.

@@ -432,6 +432,7 @@ fn bind_gate(
             gate: plugin.bind(&params),
             soft: g.soft,
             on_error: g.on_error,
+            reads: plugin.schema().lanes_named(&params),
         }),
         Err(problems) => {
             for problem in problems {

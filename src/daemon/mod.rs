@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::{self, Config, Diagnostics, Lane};
 use crate::dispatch::lock::{LaneLock, LockError};
 use crate::dispatch::{self, DispatchError, RunReport, Start, StopSender};
@@ -99,15 +99,20 @@ pub struct OnceReport {
 }
 
 /// Runs the daemon until SIGTERM/SIGINT, or one pass with `once`. `listen` overrides the
-/// settings' HTTP address.
-pub fn run(home: &Home, once: bool, listen: Option<SocketAddr>) -> Result<OnceReport, DaemonError> {
+/// settings' HTTP address; `clock` is the real one except for rehearsals (`run --at`).
+pub fn run(
+    home: &Home,
+    once: bool,
+    listen: Option<SocketAddr>,
+    clock: Rc<dyn Clock>,
+) -> Result<OnceReport, DaemonError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| DaemonError::Setup(format!("cannot start the runtime: {e}")))?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
-        let (mut daemon, events) = Daemon::start(home, once)?;
+        let (mut daemon, events) = Daemon::start(home, once, clock)?;
         if !once && let Some(addr) = listen.or(daemon.config.settings.listen) {
             daemon.serve_http(addr).await?;
         }
@@ -135,7 +140,11 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(home: &Home, once: bool) -> Result<(Self, UnboundedReceiver<Event>), DaemonError> {
+    fn start(
+        home: &Home,
+        once: bool,
+        clock: Rc<dyn Clock>,
+    ) -> Result<(Self, UnboundedReceiver<Event>), DaemonError> {
         // Absolute paths, so file-change events match whatever the working directory.
         let home = Home::new(
             std::fs::canonicalize(home.root()).unwrap_or_else(|_| home.root().to_path_buf()),
@@ -152,7 +161,6 @@ impl Daemon {
         };
         let config = config::load(&home).map_err(DaemonError::Config)?;
         let store = Rc::new(SqliteStore::open(&home.database())?);
-        let clock: Rc<dyn Clock> = Rc::new(SystemClock);
         let (tx, rx) = unbounded_channel();
         recovery::recover(&home, &store, &clock, &tx, !once)?;
         tracing::info!(home = %home.root().display(), lanes = config.lanes.len(), pid = std::process::id(), "Daemon started.");

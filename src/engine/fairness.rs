@@ -2,9 +2,11 @@
 //!
 //! Pure, like the rest of the engine: it rewrites a pass's decisions given the lanes, their
 //! recorded states (runs in any process count) and the group limits. A lane kept back turns into
-//! a `peer-task-running` deferral that names who holds the group or who goes first. The picker
-//! is the original platform's: lowest `priority` first, then the most overdue (time since the
-//! last run divided by the interval; a lane never run is infinitely overdue), then the name.
+//! a `peer-task-running` deferral that names who holds the group or who goes first, and which
+//! part of the key decided. The picker is the original platform's: lowest `priority` first, then
+//! the most overdue (time since the last run divided by the interval; a lane never run is
+//! infinitely overdue), then the name. A pass decides its lanes in this order, so a lane admitted
+//! earlier counts as starting for every later one, in its group and in contention gates.
 
 use std::collections::BTreeMap;
 
@@ -45,23 +47,264 @@ fn hold(d: &mut Decision, reason: &str, gate: &str, detail: String, hint: String
     d.chain.push(entry);
 }
 
-/// Holds back triggers that their lane's own run or their group's limit forbids.
-/// `max_concurrent` gives each group's limit.
-pub fn arbitrate(
-    decisions: &mut [Decision],
+/// The picker's key: lower priority first, then the most overdue, then the name.
+#[derive(Clone, Copy)]
+struct Key<'a> {
+    priority: i64,
+    overdue: f64,
+    lane: &'a Lane,
+}
+
+impl Key<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.priority
+            .cmp(&other.priority)
+            .then(other.overdue.total_cmp(&self.overdue))
+            .then(self.lane.name.cmp(&other.lane.name))
+    }
+
+    /// Why `self` was decided before `other`, naming what decided.
+    fn why_before(&self, other: &Self, max_concurrent: &dyn Fn(&str) -> usize) -> String {
+        let (me, them) = (&self.lane.name, &other.lane.name);
+        if waits_for(other.lane, self.lane, max_concurrent) {
+            format!("{them}'s preconditions read {me}'s state, so {me} is decided first")
+        } else if self.priority != other.priority {
+            format!(
+                "lower priority: {} before {}",
+                self.priority, other.priority
+            )
+        } else if self.overdue.total_cmp(&other.overdue).is_ne() {
+            format!(
+                "same priority {}, more overdue: {} against {}",
+                self.priority,
+                overdue_words(self.overdue),
+                overdue_words(other.overdue)
+            )
+        } else {
+            format!(
+                "same priority {} and equally overdue, so the name decided: {me} before {them}",
+                self.priority
+            )
+        }
+    }
+}
+
+fn overdue_words(x: f64) -> String {
+    if x.is_infinite() {
+        "never run".into()
+    } else {
+        format!("{x:.2} intervals since its last run")
+    }
+}
+
+fn key<'a>(lane: &'a Lane, states: &LaneStates, now: Timestamp) -> Key<'a> {
+    Key {
+        priority: lane.priority,
+        overdue: overdue(lane, states, now),
+        lane,
+    }
+}
+
+/// Whether two lanes share a group that runs one lane at a time: the group already keeps them
+/// apart, so neither needs to be decided after the other.
+fn exclusive(a: &Lane, b: &Lane, max_concurrent: &dyn Fn(&str) -> usize) -> bool {
+    match (&a.group, &b.group) {
+        (Some(x), Some(y)) => x == y && max_concurrent(x) <= 1,
+        _ => false,
+    }
+}
+
+/// Whether `reader` is decided after `read` because its preconditions read `read`'s state.
+fn waits_for(reader: &Lane, read: &Lane, max_concurrent: &dyn Fn(&str) -> usize) -> bool {
+    let reads = |a: &Lane, b: &Lane| a.reads().any(|l| l == b.name);
+    reads(reader, read) && !reads(read, reader) && !exclusive(reader, read, max_concurrent)
+}
+
+/// The order in which a pass decides and admits its lanes. It is the picker's (priority, most
+/// overdue, name), except that a lane whose preconditions read another lane's state is decided
+/// after that lane: if both trigger, the one read starts first and the reader sees it starting,
+/// instead of both starting at once. Two lanes of one group that runs one at a time need no such
+/// edge (the group keeps them apart and the picker decides), and lanes that read each other,
+/// directly or in a cycle, are ordered by the picker among themselves.
+pub fn picker_order(
     lanes: &[&Lane],
     states: &LaneStates,
     now: Timestamp,
     max_concurrent: &dyn Fn(&str) -> usize,
-) {
-    let lane_of: BTreeMap<&str, &Lane> = lanes.iter().map(|l| (l.name.as_str(), *l)).collect();
+) -> Vec<usize> {
+    let n = lanes.len();
+    let keys: Vec<Key<'_>> = lanes.iter().map(|l| key(l, states, now)).collect();
+    let mut by_key: Vec<usize> = (0..n).collect();
+    by_key.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+    let mut rank = vec![0; n];
+    for (r, &i) in by_key.iter().enumerate() {
+        rank[i] = r;
+    }
+    let index: BTreeMap<&str, usize> = lanes
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.name.as_str(), i))
+        .collect();
+    // reads[r]: the lanes r must follow.
+    let reads: Vec<Vec<usize>> = lanes
+        .iter()
+        .map(|lane| {
+            let mut read: Vec<usize> = lane
+                .reads()
+                .filter_map(|name| index.get(name).copied())
+                .filter(|&w| !exclusive(lane, lanes[w], max_concurrent))
+                .collect();
+            read.sort_unstable();
+            read.dedup();
+            read
+        })
+        .collect();
+    if reads.iter().all(Vec::is_empty) {
+        return by_key;
+    }
+    let component = components(&reads);
+    let count = component.iter().copied().max().map_or(0, |m| m + 1);
+    // Each component's members in the picker's order, and its edges to the components it reads.
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); count];
+    for &i in &by_key {
+        members[component[i]].push(i);
+    }
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); count];
+    let mut waiting = vec![0usize; count];
+    for (r, read) in reads.iter().enumerate() {
+        for &w in read {
+            let (cr, cw) = (component[r], component[w]);
+            if cr != cw && !readers[cw].contains(&cr) {
+                readers[cw].push(cr);
+                waiting[cr] += 1;
+            }
+        }
+    }
+    // Components in the order of their best-ranked member, once what they read is placed.
+    let first = |c: usize| rank[members[c][0]];
+    let mut ready: std::collections::BTreeSet<(usize, usize)> = (0..count)
+        .filter(|&c| waiting[c] == 0)
+        .map(|c| (first(c), c))
+        .collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some((_, c)) = ready.pop_first() {
+        order.extend_from_slice(&members[c]);
+        for &reader in &readers[c] {
+            waiting[reader] -= 1;
+            if waiting[reader] == 0 {
+                ready.insert((first(reader), reader));
+            }
+        }
+    }
+    order
+}
 
-    // A lane still running is never started twice.
-    for d in decisions
-        .iter_mut()
-        .filter(|d| d.outcome == Outcome::Trigger)
-    {
-        if let Some(run) = states.get(&d.lane).and_then(|s| s.running.as_ref()) {
+/// Strongly connected components of the read graph (Tarjan, iterative): lanes that read each
+/// other, directly or around a cycle, share a component.
+fn components(reads: &[Vec<usize>]) -> Vec<usize> {
+    const UNSEEN: usize = usize::MAX;
+    let n = reads.len();
+    let (mut index, mut low) = (vec![UNSEEN; n], vec![0; n]);
+    let mut on_stack = vec![false; n];
+    let (mut stack, mut component) = (Vec::new(), vec![UNSEEN; n]);
+    let (mut next_index, mut next_component) = (0, 0);
+    for root in 0..n {
+        if index[root] != UNSEEN {
+            continue;
+        }
+        // (node, position in its edge list)
+        let mut work = vec![(root, 0usize)];
+        while let Some(&mut (v, ref mut edge)) = work.last_mut() {
+            if *edge == 0 && index[v] == UNSEEN {
+                index[v] = next_index;
+                low[v] = next_index;
+                next_index += 1;
+                stack.push(v);
+                on_stack[v] = true;
+            }
+            if let Some(&w) = reads[v].get(*edge) {
+                *edge += 1;
+                if index[w] == UNSEEN {
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component[w] = next_component;
+                    if w == v {
+                        break;
+                    }
+                }
+                next_component += 1;
+            }
+        }
+    }
+    component
+}
+
+/// Who holds a place in a group.
+#[derive(Clone)]
+enum Holder<'a> {
+    /// A run recorded as in progress, in any process on the home.
+    Running { lane: String, pid: u32 },
+    /// A lane admitted earlier in this pass.
+    Starting(Key<'a>),
+}
+
+/// Concurrency as a pass goes: runs recorded in any process, plus the triggers admitted so far
+/// in this pass. Lanes are admitted one by one in the picker's order, so a lane dispatched
+/// earlier in the pass holds its place for every later one.
+pub struct Admission<'a> {
+    states: &'a LaneStates,
+    now: Timestamp,
+    max_concurrent: &'a dyn Fn(&str) -> usize,
+    groups: BTreeMap<&'a str, Vec<Holder<'a>>>,
+}
+
+impl<'a> Admission<'a> {
+    /// Starts a pass over `lanes` with their recorded states.
+    pub fn new(
+        lanes: &[&'a Lane],
+        states: &'a LaneStates,
+        now: Timestamp,
+        max_concurrent: &'a dyn Fn(&str) -> usize,
+    ) -> Self {
+        let mut groups: BTreeMap<&str, Vec<Holder<'_>>> = BTreeMap::new();
+        for lane in lanes {
+            if let (Some(group), Some(run)) = (
+                lane.group.as_deref(),
+                states.get(&lane.name).and_then(|s| s.running.as_ref()),
+            ) {
+                groups.entry(group).or_default().push(Holder::Running {
+                    lane: lane.name.clone(),
+                    pid: run.pid,
+                });
+            }
+        }
+        Self {
+            states,
+            now,
+            max_concurrent,
+            groups,
+        }
+    }
+
+    /// Holds back a trigger that its lane's own run or its group's limit forbids; otherwise
+    /// counts the lane as starting. Returns whether the decision is still a trigger.
+    pub fn admit(&mut self, d: &mut Decision, lane: &'a Lane) -> bool {
+        if d.outcome != Outcome::Trigger {
+            return false;
+        }
+        // A lane still running is never started twice.
+        if let Some(run) = self.states.get(&d.lane).and_then(|s| s.running.as_ref()) {
             let detail = format!("still running as pid {} since {}", run.pid, run.started_at);
             hold(
                 d,
@@ -70,79 +313,68 @@ pub fn arbitrate(
                 detail,
                 "its current run ends".into(),
             );
+            return false;
         }
-    }
-
-    // Running lanes per group, from every process on the home.
-    let mut running: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for lane in lanes {
-        if let (Some(group), Some(run)) = (
-            lane.group.as_deref(),
-            states.get(&lane.name).and_then(|s| s.running.as_ref()),
-        ) {
-            running
-                .entry(group)
-                .or_default()
-                .push(format!("{} (pid {})", lane.name, run.pid));
+        let Some(group) = lane.group.as_deref() else {
+            return true;
+        };
+        let limit = (self.max_concurrent)(group);
+        let mine = key(lane, self.states, self.now);
+        let holders = self.groups.entry(group).or_default();
+        if holders.len() < limit {
+            holders.push(Holder::Starting(mine));
+            return true;
         }
-    }
-
-    let mut by_group: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, d) in decisions.iter().enumerate() {
-        if d.outcome != Outcome::Trigger {
-            continue;
-        }
-        if let Some(group) = lane_of
-            .get(d.lane.as_str())
-            .and_then(|l| l.group.as_deref())
-        {
-            by_group.entry(group).or_default().push(i);
-        }
-    }
-
-    for (group, mut candidates) in by_group {
-        let limit = max_concurrent(group);
-        let busy = running.get(group).cloned().unwrap_or_default();
-        let free = limit.saturating_sub(busy.len());
-        // Keys computed once per candidate, not once per comparison.
-        let mut keyed: Vec<(i64, f64, &str, usize)> = candidates
+        let starting: Vec<Key<'_>> = holders
             .iter()
-            .map(|&i| {
-                let lane = lane_of[decisions[i].lane.as_str()];
-                (
-                    lane.priority,
-                    overdue(lane, states, now),
-                    lane.name.as_str(),
-                    i,
-                )
+            .filter_map(|h| match h {
+                Holder::Starting(k) => Some(*k),
+                Holder::Running { .. } => None,
             })
             .collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(b.2)));
-        candidates = keyed.into_iter().map(|k| k.3).collect();
-        let winners: Vec<String> = candidates
+        let running: Vec<String> = holders
             .iter()
-            .take(free)
-            .map(|i| decisions[*i].lane.clone())
+            .filter_map(|h| match h {
+                Holder::Running { lane, pid } => Some(format!("{lane} (pid {pid})")),
+                Holder::Starting(_) => None,
+            })
             .collect();
-        for i in candidates.into_iter().skip(free) {
-            let detail = if free == 0 {
+        let (detail, hint) = if starting.is_empty() {
+            (
                 format!(
                     "group {group} is full ({} of {limit} running): {}",
-                    busy.len(),
-                    busy.join(", ")
-                )
+                    running.len(),
+                    running.join(", ")
+                ),
+                format!("a run of group {group} finishes"),
+            )
+        } else {
+            let first: Vec<String> = starting
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{} ({})",
+                        k.lane.name,
+                        k.why_before(&mine, self.max_concurrent)
+                    )
+                })
+                .collect();
+            let names: Vec<&str> = starting.iter().map(|k| k.lane.name.as_str()).collect();
+            let also = if running.is_empty() {
+                String::new()
             } else {
+                format!("; already running: {}", running.join(", "))
+            };
+            (
                 format!(
-                    "group {group} allows {limit} at once; {} goes first (lower priority, then most overdue)",
-                    winners.join(", ")
-                )
-            };
-            let hint = if free == 0 {
-                format!("a run of group {group} finishes")
-            } else {
-                format!("{} has run", winners.join(" and "))
-            };
-            hold(&mut decisions[i], REASON_GROUP, GROUP_GATE, detail, hint);
-        }
+                    "group {group} allows {limit} at once; {} goes first in this pass: {}{also}",
+                    names.join(" and "),
+                    first.join("; ")
+                ),
+                format!("{} has run", names.join(" and ")),
+            )
+        };
+        hold(d, REASON_GROUP, GROUP_GATE, detail, hint);
+        false
     }
 }

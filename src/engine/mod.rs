@@ -219,7 +219,10 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
 }
 
 /// One evaluation pass over every lane at `now`: every lane shares one host, so probes and
-/// metric reads are made once per pass; then concurrency groups pick which triggers may run.
+/// metric reads are made once per pass. Lanes are decided in the picker's order and admitted
+/// one by one (their own run, their group's limit); a lane admitted earlier counts as running
+/// for every later lane, in its group and in contention gates, because it is dispatched by
+/// this pass. Decisions come back in the order of `lanes`.
 /// `check`, `run`, `explain` and simulations all come through here, so they cannot disagree.
 /// The lane named by `explain` has its whole chain evaluated.
 pub fn pass(
@@ -236,19 +239,21 @@ pub fn pass(
         observer,
         Arc::new(settings.metrics.clone()),
     ));
-    let mut decisions: Vec<Decision> = lanes
-        .iter()
-        .map(|lane| {
-            let mode = if explain == Some(lane.name.as_str()) {
-                ChainMode::Full
-            } else {
-                ChainMode::FirstDeferral
-            };
-            decide(lane, &host, mode)
-        })
-        .collect();
-    fairness::arbitrate(&mut decisions, lanes, &states, now, &|g| {
-        settings.max_concurrent(g)
-    });
-    decisions
+    let limits = |g: &str| settings.max_concurrent(g);
+    let mut admission = fairness::Admission::new(lanes, &states, now, &limits);
+    let mut decided: Vec<Option<Decision>> = vec![None; lanes.len()];
+    for i in fairness::picker_order(lanes, &states, now, &limits) {
+        let lane = lanes[i];
+        let mode = if explain == Some(lane.name.as_str()) {
+            ChainMode::Full
+        } else {
+            ChainMode::FirstDeferral
+        };
+        let mut decision = decide(lane, &host, mode);
+        if admission.admit(&mut decision, lane) {
+            host.mark_starting(&lane.name);
+        }
+        decided[i] = Some(decision);
+    }
+    decided.into_iter().flatten().collect()
 }

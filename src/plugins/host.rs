@@ -5,8 +5,9 @@
 //! evidence for the decision. Runtimes reach it through [`observe`], which scopes a session to
 //! one gate evaluation on the current thread; that keeps the host functions free of plumbing.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -62,6 +63,9 @@ pub enum Observation {
         /// The running child's pid.
         #[serde(skip_serializing_if = "Option::is_none")]
         pid: Option<u32>,
+        /// Not running yet: an earlier lane of this pass dispatches it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        starting: bool,
         /// Its last success.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_success_at: Option<Timestamp>,
@@ -87,6 +91,8 @@ pub struct PassHost {
     http_cache: Mutex<HashMap<String, HttpResult>>,
     metric_cache: Mutex<HashMap<String, Result<f64, String>>>,
     lane_names: OnceLock<String>,
+    /// Lanes that this pass dispatches, decided earlier in it: later lanes see them running.
+    starting: Mutex<HashSet<String>>,
 }
 
 impl PassHost {
@@ -105,6 +111,7 @@ impl PassHost {
             http_cache: Mutex::new(HashMap::new()),
             metric_cache: Mutex::new(HashMap::new()),
             lane_names: OnceLock::new(),
+            starting: Mutex::new(HashSet::new()),
         }
     }
 
@@ -126,15 +133,36 @@ impl PassHost {
         &self.states
     }
 
+    /// Counts `lane` as running for the rest of the pass: it is dispatched once the pass is
+    /// decided, so a later contention check must not let a peer start beside it.
+    pub fn mark_starting(&self, lane: &str) {
+        lock(&self.starting).insert(lane.to_string());
+    }
+
+    /// A lane's state as this pass sees it: as recorded, plus `starting` if an earlier lane's
+    /// decision in this pass dispatches it.
+    pub fn state(&self, name: &str) -> Option<Cow<'_, LaneState>> {
+        let state = self.states.get(name)?;
+        if lock(&self.starting).contains(name) {
+            let mut s = state.clone();
+            s.starting = true;
+            Some(Cow::Owned(s))
+        } else {
+            Some(Cow::Borrowed(state))
+        }
+    }
+
     /// A lane's state, recorded as evidence.
-    pub fn lane(&self, name: &str) -> Option<&LaneState> {
-        let state = self.states.get(name);
+    pub fn lane(&self, name: &str) -> Option<Cow<'_, LaneState>> {
+        let state = self.state(name);
+        let s = state.as_deref();
         record(Observation::Lane {
             lane: name.to_string(),
-            running: state.is_some_and(|s| s.running.is_some()),
-            pid: state.and_then(|s| s.running.as_ref().map(|r| r.pid)),
-            last_success_at: state.and_then(|s| s.last_success_at),
-            last_run_at: state.and_then(|s| s.last_run_at),
+            running: s.is_some_and(LaneState::is_running),
+            pid: s.and_then(|s| s.running.as_ref().map(|r| r.pid)),
+            starting: s.is_some_and(|s| s.starting),
+            last_success_at: s.and_then(|s| s.last_success_at),
+            last_run_at: s.and_then(|s| s.last_run_at),
         });
         state
     }

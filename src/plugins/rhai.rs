@@ -125,8 +125,8 @@ fn http_get(url: &str, timeout: Duration) -> Dynamic {
 struct LaneView(Arc<PassHost>, ImmutableString);
 
 impl LaneView {
-    fn state(&self) -> Option<&LaneState> {
-        self.0.states().get(self.1.as_str())
+    fn state(&self) -> Option<std::borrow::Cow<'_, LaneState>> {
+        self.0.state(self.1.as_str())
     }
 }
 
@@ -175,19 +175,20 @@ fn register_views(e: &mut Engine) {
             }
         })
         .register_get("running", |l: &mut LaneView| {
-            l.state().is_some_and(|s| s.running.is_some())
+            l.state().is_some_and(|s| s.is_running())
+        })
+        .register_get("starting", |l: &mut LaneView| {
+            l.state().is_some_and(|s| s.starting)
         })
         .register_get("pid", move |l: &mut LaneView| {
             opt(l
                 .state()
-                .and_then(|s| s.running.as_ref())
-                .map(|r| i64::from(r.pid)))
+                .and_then(|s| s.running.as_ref().map(|r| i64::from(r.pid))))
         })
         .register_get("running_since_ms", move |l: &mut LaneView| {
             opt(l
                 .state()
-                .and_then(|s| s.running.as_ref())
-                .map(|r| r.started_at.as_millisecond()))
+                .and_then(|s| s.running.as_ref().map(|r| r.started_at.as_millisecond())))
         })
         .register_get("name", |l: &mut LaneView| l.1.clone());
     e.register_type_with_name::<Probe>("Probe")

@@ -194,6 +194,27 @@ impl ParamSchema {
     }
 }
 
+impl ParamSchema {
+    /// The lanes named by `lane` and `lanes` parameters of checked `params`: the lanes whose
+    /// state the gate reads, so a pass decides them first.
+    pub fn lanes_named(&self, params: &Value) -> Vec<String> {
+        let Some(specs) = &self.params else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (key, spec) in specs {
+            match (spec.ty, params.get(key)) {
+                (ParamType::Lane, Some(Value::String(lane))) => out.push(lane.clone()),
+                (ParamType::Lanes, Some(Value::Array(lanes))) => {
+                    out.extend(lanes.iter().filter_map(Value::as_str).map(str::to_string))
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

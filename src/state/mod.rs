@@ -104,6 +104,16 @@ pub struct LaneState {
     pub failure_since: Option<Timestamp>,
     /// When the last run ended.
     pub last_ended_at: Option<Timestamp>,
+    /// Not recorded: set within a pass for a lane that an earlier decision of the same pass
+    /// dispatches, so later lanes see it as running.
+    pub starting: bool,
+}
+
+impl LaneState {
+    /// Running now, or starting in this pass.
+    pub fn is_running(&self) -> bool {
+        self.running.is_some() || self.starting
+    }
 }
 
 /// Every lane's recorded state, by lane name.

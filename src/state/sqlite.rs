@@ -253,6 +253,7 @@ impl Store for SqliteStore {
                             deferral_reason: r.get(7)?,
                             failure_since: ts(r.get(8)?),
                             last_ended_at: ts(r.get(9)?),
+                            starting: false,
                         },
                     ))
                 })

@@ -452,3 +452,91 @@ fn the_daemon_logs_json_and_logs_a_deferral_once_per_episode() {
         .count();
     assert_eq!(started, 1, "{log}");
 }
+
+/// Lanes of the shipped rules and the peers their contention gates name, read from the files.
+fn shipped_peers(home: &Home) -> Vec<(String, Vec<String>)> {
+    crate::harness::SHIPPED_LANES
+        .iter()
+        .map(|lane| {
+            let text = std::fs::read_to_string(home.path().join(format!("rules/{lane}.yaml")))
+                .expect("shipped lane file");
+            let peers = text
+                .lines()
+                .filter_map(|l| l.split_once("peers: [")?.1.split_once(']'))
+                .flat_map(|(list, _)| list.split(',').map(|p| p.trim().to_string()))
+                .collect();
+            (lane.to_string(), peers)
+        })
+        .collect()
+}
+
+#[test]
+fn on_the_first_daemon_start_of_the_shipped_home_no_lanes_naming_each_other_overlap() {
+    let home = Home::shipped();
+    let log = std::fs::File::create(home.path().join("daemon.log")).unwrap();
+    // 02:30 in Berlin: inside both off-peak windows, so graph-maintenance and golden-path are
+    // due together once the backup has run (the provider of sandman is down on this machine).
+    let mut child = home
+        .command(&[
+            "run",
+            "--at",
+            "2026-11-30T01:30:00Z",
+            "--log-format",
+            "json",
+        ])
+        .env("LANEKEEPER_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    for lane in [
+        "backup",
+        "graph-maintenance",
+        "golden-path",
+        "kb-sync",
+        "summary",
+    ] {
+        home.wait_status(lane, "a finished run", |s| {
+            s["last_result"] == "success" && s["running"].is_null()
+        });
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status();
+    child.wait().unwrap();
+
+    // Each run's span in the log: from "Run started." to "Run finished." (the loop is one
+    // thread, so a run dispatched after another ended is logged after its end).
+    let log = log_of(&home);
+    let mut spans: Vec<(String, usize, usize)> = Vec::new();
+    for (i, line) in log.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
+        let lane = v["fields"]["lane"].as_str().unwrap_or_default().to_string();
+        match v["fields"]["message"].as_str() {
+            Some("Run started.") => spans.push((lane, i, usize::MAX)),
+            Some("Run finished.") => {
+                if let Some(span) = spans.iter_mut().rev().find(|s| s.0 == lane) {
+                    span.2 = i;
+                }
+            }
+            _ => {}
+        }
+    }
+    let peers = shipped_peers(&home);
+    let names = |a: &str, b: &str| {
+        peers
+            .iter()
+            .any(|(lane, p)| lane == a && p.iter().any(|x| x == b))
+    };
+    let mut pairs = 0;
+    for (i, a) in spans.iter().enumerate() {
+        for b in &spans[i + 1..] {
+            if names(&a.0, &b.0) || names(&b.0, &a.0) {
+                pairs += 1;
+                let overlap = a.1 < b.2 && b.1 < a.2;
+                assert!(!overlap, "{} and {} overlapped:\n{log}", a.0, b.0);
+            }
+        }
+    }
+    assert!(pairs >= 4, "the runs include contending pairs: {spans:?}");
+}

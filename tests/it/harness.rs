@@ -16,6 +16,21 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The standard preconditions, shipped as `plugins/<name>.rhai` and `plugins/wasm/<name>.wasm`.
+pub const STANDARD_PLUGINS: [&str; 4] =
+    ["backup-recency", "contention", "off-peak", "provider-probe"];
+/// The shipped lanes, `rules/<name>.yaml`.
+pub const SHIPPED_LANES: [&str; 6] = [
+    "backup",
+    "golden-path",
+    "graph-maintenance",
+    "kb-sync",
+    "sandman",
+    "summary",
+];
+/// The shipped jobs under `jobs/`.
+pub const SHIPPED_JOBS: [&str; 2] = ["backup.py", "work.sh"];
+
 /// A temporary home.
 pub struct Home {
     dir: TempDir,
@@ -33,34 +48,27 @@ impl Home {
     /// A home with the four standard plugins and no lanes.
     pub fn standard() -> Self {
         let home = Self::new();
-        home.copy_dir("plugins", "rhai");
+        home.copy_shipped("plugins", &STANDARD_PLUGINS.map(|p| format!("{p}.rhai")));
         home
     }
 
-    /// A copy of the shipped home: rules, plugins and jobs.
+    /// A copy of the shipped home: exactly the committed rules, plugins and jobs named here, so
+    /// a plugin or lane an operator adds to the checkout never leaks into a test.
     pub fn shipped() -> Self {
-        let home = Self::new();
-        home.copy_dir("plugins", "rhai");
-        home.copy_dir("rules", "yaml");
-        std::fs::create_dir_all(home.path().join("jobs")).expect("jobs dir");
-        for entry in std::fs::read_dir(repo().join("jobs")).expect("jobs") {
-            let p = entry.expect("entry").path();
-            std::fs::copy(
-                &p,
-                home.path().join("jobs").join(p.file_name().expect("name")),
-            )
-            .expect("copy job");
-        }
+        let home = Self::standard();
+        home.copy_shipped("rules", &SHIPPED_LANES.map(|l| format!("{l}.yaml")));
+        home.copy_shipped("jobs", &SHIPPED_JOBS.map(str::to_string));
         home
     }
 
-    fn copy_dir(&self, dir: &str, ext: &str) {
-        for entry in std::fs::read_dir(repo().join(dir)).expect("read repo dir") {
-            let p = entry.expect("entry").path();
-            if p.extension().is_some_and(|x| x == ext) {
-                std::fs::copy(&p, self.path().join(dir).join(p.file_name().expect("name")))
-                    .expect("copy");
-            }
+    fn copy_shipped(&self, dir: &str, files: &[String]) {
+        std::fs::create_dir_all(self.path().join(dir)).expect("mkdir");
+        for file in files {
+            std::fs::copy(
+                repo().join(dir).join(file),
+                self.path().join(dir).join(file),
+            )
+            .unwrap_or_else(|e| panic!("copy shipped {dir}/{file}: {e}"));
         }
     }
 

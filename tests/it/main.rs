@@ -10,6 +10,7 @@ mod daemon;
 mod dispatch;
 mod history;
 mod parity;
+mod pass;
 mod plugins;
 mod preconditions;
 mod scaffold;

@@ -18,23 +18,41 @@ use lanekeeper::state::{LaneState, LaneStates, RunResult, RunningRun};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::harness::repo;
+use crate::harness::{STANDARD_PLUGINS, repo};
 
 struct Runtimes {
     rhai: Registry,
     wasm: Registry,
+    _dir: tempfile::TempDir,
+}
+
+/// The standard plugins of one runtime, copied by name into a directory of their own so that
+/// nothing else an operator put beside them in the checkout is loaded.
+fn standard(dir: &str, ext: &str, into: &std::path::Path, settings: &Settings) -> Registry {
+    std::fs::create_dir_all(into).expect("mkdir");
+    for name in PLUGINS {
+        let file = format!("{name}.{ext}");
+        std::fs::copy(repo().join(dir).join(&file), into.join(&file)).expect("copy plugin");
+    }
+    let mut diags = Diagnostics::default();
+    let registry = Registry::load(into, settings, None, &mut diags);
+    assert!(diags.0.is_empty(), "{diags}");
+    registry
 }
 
 static RUNTIMES: LazyLock<Runtimes> = LazyLock::new(|| {
     let settings = Settings::default();
-    let mut diags = Diagnostics::default();
-    let rhai = Registry::load(&repo().join("plugins"), &settings, None, &mut diags);
-    let wasm = Registry::load(&repo().join("plugins/wasm"), &settings, None, &mut diags);
-    assert!(diags.0.is_empty(), "{diags}");
-    Runtimes { rhai, wasm }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rhai = standard("plugins", "rhai", &dir.path().join("rhai"), &settings);
+    let wasm = standard("plugins/wasm", "wasm", &dir.path().join("wasm"), &settings);
+    Runtimes {
+        rhai,
+        wasm,
+        _dir: dir,
+    }
 });
 
-const PLUGINS: [&str; 4] = ["backup-recency", "provider-probe", "contention", "off-peak"];
+const PLUGINS: [&str; 4] = STANDARD_PLUGINS;
 
 /// Answers probes and metric reads from the generated case.
 struct Stub {

@@ -375,7 +375,8 @@ fn timed<R>(caller: &mut Caller<'_, StoreData>, f: impl FnOnce() -> R) -> R {
 }
 
 /// A lane's state as guests see it (the same fields as Rhai's `lane(name)`), 56 bytes:
-/// `u32` presence bits, `u8` last result, `u8` running, 2 bytes padding, then six `i64`s:
+/// `u32` presence bits, `u8` last result, `u8` running (0 no, 1 running, 2 starting in this
+/// pass, with no pid yet), 2 bytes padding, then six `i64`s:
 /// last run, last success (epoch ms), exit code, signal, pid, running since (epoch ms). Bit
 /// `i` of the presence bits says whether the `i`-th `i64` is set.
 pub fn lane_record(s: &LaneState) -> Vec<u8> {
@@ -406,7 +407,11 @@ pub fn lane_record(s: &LaneState) -> Vec<u8> {
         Some(RunResult::Interrupted) => 3,
         Some(RunResult::Unknown) => 4,
     });
-    out.push(u8::from(s.running.is_some()));
+    out.push(match (&s.running, s.starting) {
+        (Some(_), _) => 1,
+        (None, true) => 2,
+        (None, false) => 0,
+    });
     out.extend_from_slice(&[0, 0]);
     for v in values {
         out.extend_from_slice(&v.unwrap_or(0).to_le_bytes());
@@ -451,7 +456,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
             let name = read_str(&mut c, "lane", ptr, len)?;
             let out = timed(&mut c, || {
                 let (pass, _) = host::current()?;
-                pass.lane(&name).map(lane_record)
+                pass.lane(&name).as_deref().map(lane_record)
             });
             write_out(&mut c, out)
         },

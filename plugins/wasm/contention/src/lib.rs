@@ -28,6 +28,13 @@ pub fn evaluate(ctx: &Context) -> Result<Verdict, String> {
     let p = ctx.params();
     for peer in p.list("peers").iter().filter_map(Value::as_str) {
         if let Some(s) = lane(peer).filter(|s| s.running) {
+            if s.starting {
+                return Ok(Verdict::defer(
+                    "peer-task-running",
+                    format!("peer lane {peer} starts in this pass"),
+                )
+                .with_hint(format!("passes once {peer} finishes")));
+            }
             let pid = s.pid.map(|p| p.to_string()).unwrap_or_default();
             return Ok(Verdict::defer(
                 "peer-task-running",

@@ -300,8 +300,11 @@ pub struct LaneState {
     pub last_exit_code: Option<i64>,
     /// Signal that ended the last finished run.
     pub last_signal: Option<i64>,
-    /// Whether it is running now (in any lanekeeper process on the home).
+    /// Whether it is running now (in any lanekeeper process on the home), or starting in this
+    /// pass.
     pub running: bool,
+    /// Not running yet, but an earlier lane of this pass dispatches it (no pid yet).
+    pub starting: bool,
     /// The running child's pid.
     pub pid: Option<i64>,
     /// When the running run started (epoch ms).

@@ -161,6 +161,7 @@ impl LaneState {
             last_exit_code: value(2),
             last_signal: value(3),
             running: num(r, 5, 1)? != 0,
+            starting: num(r, 5, 1)? == 2,
             pid: value(4),
             running_since_ms: value(5),
         })
