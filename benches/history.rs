@@ -162,12 +162,16 @@ fn main() {
         // The daemon records once per pass; batching 100 passes per transaction only spares
         // the benchmark 200,000 fsyncs. The coalescing is the same per decision.
         if batch.len() >= 600 {
-            store.record_decisions(&batch).expect("record");
+            store
+                .record_decisions(&batch, engine::Origin::Daemon)
+                .expect("record");
             batch.clear();
         }
         now += step;
     }
-    store.record_decisions(&batch).expect("record");
+    store
+        .record_decisions(&batch, engine::Origin::Daemon)
+        .expect("record");
     let sim_time = sim.elapsed();
     drop(store);
 

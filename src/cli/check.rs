@@ -1,4 +1,6 @@
 //! `lanekeeper check`: decide lanes now (recorded) or at `--at` (a what-if, never recorded).
+//! A what-if in the past is decided on the lane states as they stood then, rebuilt from the
+//! history; one in the future on today's states.
 
 use super::output::{or_dash, table};
 use super::{CliResult, Session, emit, parse_at, print_json_lines};
@@ -22,10 +24,20 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let at = args.at.as_deref().map(parse_at).transpose()?;
     let session = Session::open(home)?;
     let lanes = session.select(&args.lanes)?;
-    let now = at.unwrap_or_else(|| session.now());
-    let decisions = session.decide(&lanes, now, None)?;
+    let decisions = match at {
+        None => session.decide(&lanes, session.now(), None)?,
+        Some(at) => {
+            let (states, notes) = session.states_at(at)?;
+            for note in notes {
+                eprintln!("lanekeeper: note: {note}");
+            }
+            session.decide_on(states, &lanes, at, None)
+        }
+    };
     if at.is_none() {
-        session.store.record_decisions(&decisions)?;
+        session
+            .store
+            .record_decisions(&decisions, crate::engine::Origin::Check)?;
     }
     if args.json {
         // DESIGN §4's shape; fingerprints are kept in the history and shown by `explain`.

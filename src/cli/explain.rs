@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use super::output::{or_dash, table};
 use super::{CliError, CliResult, Session, emit, parse_at};
-use crate::engine::{Decision, GateVerdict};
+use crate::engine::{Decision, GateVerdict, Origin, Outcome};
 use crate::home::Home;
 use crate::plugins::host::Observation;
-use crate::state::{EpisodeSummary, Store};
+use crate::state::{EpisodeSummary, RunRecord, Store};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -43,12 +43,39 @@ struct Change {
     now: Option<String>,
 }
 
+/// Which stored evaluation the decision and its evidence come from. An episode keeps only its
+/// first and latest evaluations; the one shown is the nearest at or before the time asked.
+#[derive(Serialize)]
+struct Evaluation {
+    at: Timestamp,
+    /// `only`, `first` or `latest` evaluation of its episode.
+    which: &'static str,
+    /// How many evaluations the episode spans.
+    of: i64,
+}
+
+/// What a recorded trigger led to.
+#[derive(Serialize)]
+struct Dispatch {
+    /// Whether a run started.
+    dispatched: bool,
+    /// In words.
+    summary: String,
+    /// The run it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<RunRecord>,
+}
+
 #[derive(Serialize)]
 struct Explanation {
     #[serde(flatten)]
     decision: Decision,
     /// What would have to change for the lane to fire.
     to_fire: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evaluation: Option<Evaluation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispatch: Option<Dispatch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     episode: Option<EpisodeInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -81,12 +108,36 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         }
     };
     let changed_since = changes(decision.hashes.as_deref(), &lane.fingerprints);
+    let evaluation = match (at, &episode) {
+        (Some(_), Some(e)) => Some(Evaluation {
+            at: decision.at,
+            which: if e.summary.count == 1 {
+                "only"
+            } else if decision.at == e.first.at
+                && e.last.as_ref().is_none_or(|l| l.at != e.first.at)
+            {
+                "first"
+            } else {
+                "latest"
+            },
+            of: e.summary.count,
+        }),
+        _ => None,
+    };
+    let dispatch = match at {
+        Some(_) if decision.outcome == Outcome::Trigger => {
+            Some(dispatch(&session.store, &decision)?)
+        }
+        _ => None,
+    };
     let episode = episode.map(|e| EpisodeInfo {
         first: (e.first.at != decision.at).then(|| e.first.clone()),
         summary: e.summary(),
     });
     let explanation = Explanation {
         to_fire: decision.hints(),
+        evaluation,
+        dispatch,
         decision,
         episode,
         changed_since,
@@ -97,6 +148,49 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         emit(&render_all(&explanation, at.is_some(), now))?;
     }
     Ok(0)
+}
+
+/// What a recorded trigger led to: nothing for a plain `check`; otherwise the run that started
+/// after it, before the lane's next decision, if any did.
+fn dispatch(store: &dyn Store, d: &Decision) -> Result<Dispatch, CliError> {
+    if d.origin.is_some_and(|o| !o.dispatches()) {
+        return Ok(Dispatch {
+            dispatched: false,
+            summary: "would have triggered; nothing was dispatched (recorded by a plain `check`, which only decides)".into(),
+            run: None,
+        });
+    }
+    let until = store.next_episode_at(&d.lane, d.at)?;
+    let run = store.run_started_between(&d.lane, d.at, until)?;
+    let by = d.origin.map_or("lanekeeper".to_string(), |o| match o {
+        Origin::Daemon => "the daemon".into(),
+        Origin::RunOnce => "`run --once`".into(),
+        Origin::Fire => "`fire`".into(),
+        Origin::Check => "`check`".into(),
+    });
+    Ok(match run {
+        Some(run) => Dispatch {
+            dispatched: true,
+            summary: format!(
+                "dispatched by {by}: run {} started {}{}, {}",
+                run.id,
+                run.started_at,
+                run.pid.map(|p| format!(" as pid {p}")).unwrap_or_default(),
+                match (run.result, run.ended_at) {
+                    (Some(r), Some(end)) => format!("ended {end} ({})", r.as_str()),
+                    _ => "still running".to_string(),
+                }
+            ),
+            run: Some(run),
+        },
+        None => Dispatch {
+            dispatched: false,
+            summary: format!(
+                "triggered by {by}, but no run started before the lane's next decision (the start was refused or failed; see the daemon's log)"
+            ),
+            run: None,
+        },
+    })
 }
 
 fn changes(then: Option<&BTreeMap<String, String>>, now: &BTreeMap<String, String>) -> Vec<Change> {
@@ -115,11 +209,29 @@ fn changes(then: Option<&BTreeMap<String, String>>, now: &BTreeMap<String, Strin
 
 fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
     let mut out = render(&e.decision, recorded);
+    if let Some(d) = &e.dispatch {
+        out.push_str(&format!("\n{}\n", d.summary));
+    }
     if !e.to_fire.is_empty() {
         out.push_str("\nwhat would have to change for it to fire:\n");
         for hint in &e.to_fire {
             out.push_str(&format!("  - {hint}\n"));
         }
+    }
+    if let Some(ev) = &e.evaluation {
+        out.push_str(&format!(
+            "\nevidence from the {} evaluation of its episode, at {}{}\n",
+            ev.which,
+            ev.at,
+            if ev.of > 1 {
+                format!(
+                    " ({} evaluations; an episode keeps its first and latest, and this is the nearest at or before the time asked)",
+                    ev.of
+                )
+            } else {
+                String::new()
+            }
+        ));
     }
     if let Some(ep) = e.episode.as_ref().map(|e| &e.summary) {
         out.push_str(&format!(
@@ -167,15 +279,17 @@ fn render(d: &Decision, recorded: bool) -> String {
     if let Some(detail) = &d.detail {
         out.push_str(&format!("  {detail}\n"));
     }
-    out.push_str(&format!(
-        "  {} {}\n\n",
-        if recorded {
-            "recorded decision in force at"
-        } else {
-            "evaluated live at"
-        },
-        d.at
-    ));
+    if recorded {
+        out.push_str(&format!(
+            "  recorded decision in force at {}{}\n\n",
+            d.at,
+            d.origin
+                .map(|o| format!(", by {}", o.as_str()))
+                .unwrap_or_default()
+        ));
+    } else {
+        out.push_str(&format!("  evaluated live at {}\n\n", d.at));
+    }
     let rows: Vec<Vec<String>> = d
         .chain
         .iter()

@@ -46,7 +46,10 @@ fn supervise(session: &Session, args: &Args) -> CliResult {
     let detached = args.detached;
     let mut on_start = |pid: u32, log: &std::path::Path| {
         let decision = engine::manual(lane, session.now());
-        if let Err(e) = session.store.record_decisions(&[decision]) {
+        if let Err(e) = session
+            .store
+            .record_decisions(&[decision], crate::engine::Origin::Fire)
+        {
             tracing::warn!(lane = %lane.name, "Could not record the manual trigger: {e}.");
         }
         if detached {

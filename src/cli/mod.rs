@@ -23,7 +23,7 @@ use crate::dispatch::process;
 use crate::engine::{self, Decision};
 use crate::home::Home;
 use crate::observe::{LiveObserver, Observer};
-use crate::state::{LaneStates, SqliteStore};
+use crate::state::{LaneStates, SqliteStore, Store};
 
 /// Coordinates heavy maintenance jobs ("lanes") behind ordered, pluggable preconditions.
 #[derive(Parser, Debug)]
@@ -223,31 +223,76 @@ impl Session {
         })
     }
 
-    /// One evaluation pass at `now` over every lane (groups need them all); returns the
-    /// decisions of `only`, in that order. `explain` names a lane to evaluate in full.
+    /// The lane states a pass at `at` would see, and what the reader should know about them.
+    /// At the present: as recorded now. In the past: rebuilt from the history as they stood
+    /// then. In the future: as now, assuming nothing runs in between.
+    fn states_at(&self, at: Timestamp) -> Result<(LaneStates, Vec<String>), CliError> {
+        let now = self.now();
+        if at >= now {
+            let mut notes = Vec::new();
+            if at > now {
+                notes.push(format!(
+                    "{at} is in the future: lanes are decided on their states now ({now}), assuming nothing runs or is recorded in between"
+                ));
+            }
+            return Ok((self.states()?, notes));
+        }
+        let past = self.store.lane_states_at(at)?;
+        let mut notes = Vec::new();
+        match (past.coverage.first_record, past.coverage.horizon) {
+            (_, Some(h)) if at < h => notes.push(format!(
+                "the history before {h} was pruned (history.retention), so the states at {at} may miss runs and deferrals"
+            )),
+            (None, _) => notes.push(format!(
+                "nothing is recorded in this home yet, so at {at} every lane counts as never run"
+            )),
+            (Some(first), _) if at <= first => notes.push(format!(
+                "the history starts at {first}; at {at} nothing was recorded yet, so every lane counts as never run"
+            )),
+            _ => {}
+        }
+        let mut states = past.states;
+        for lane in &self.config.lanes {
+            states.entry(lane.name.clone()).or_default();
+        }
+        Ok((states, notes))
+    }
+
+    /// One evaluation pass at `now` over every lane (groups need them all), on `states`;
+    /// returns the decisions of `only`, in that order. `explain` names a lane to evaluate in
+    /// full.
+    fn decide_on(
+        &self,
+        states: LaneStates,
+        only: &[&Lane],
+        now: Timestamp,
+        explain: Option<&str>,
+    ) -> Vec<Decision> {
+        let all: Vec<&Lane> = self.config.lanes.iter().collect();
+        let mut decisions = engine::pass(
+            &all,
+            Arc::new(states),
+            now,
+            Arc::clone(&self.observer),
+            &self.config.settings,
+            explain,
+        );
+        only.iter()
+            .filter_map(|lane| {
+                let i = decisions.iter().position(|d| d.lane == lane.name)?;
+                Some(decisions.swap_remove(i))
+            })
+            .collect()
+    }
+
+    /// [`Self::decide_on`] the states recorded now.
     fn decide(
         &self,
         only: &[&Lane],
         now: Timestamp,
         explain: Option<&str>,
     ) -> Result<Vec<Decision>, CliError> {
-        let states = Arc::new(self.states()?);
-        let all: Vec<&Lane> = self.config.lanes.iter().collect();
-        let mut decisions = engine::pass(
-            &all,
-            states,
-            now,
-            Arc::clone(&self.observer),
-            &self.config.settings,
-            explain,
-        );
-        Ok(only
-            .iter()
-            .filter_map(|lane| {
-                let i = decisions.iter().position(|d| d.lane == lane.name)?;
-                Some(decisions.swap_remove(i))
-            })
-            .collect())
+        Ok(self.decide_on(self.states()?, only, now, explain))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use clap::ValueEnum;
 
-use super::{CliResult, Session, parse_at};
+use super::{CliError, CliResult, Session, parse_at};
 use crate::home::Home;
 use crate::state::{RunResult, Store};
 
@@ -28,7 +28,13 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let at = args.at.as_deref().map(parse_at).transpose()?;
     let session = Session::open(home)?;
     let lane = session.lane(&args.lane)?;
-    let at = at.unwrap_or_else(|| session.now());
+    let now = session.now();
+    let at = at.unwrap_or(now);
+    if at > now {
+        return Err(CliError::Usage(format!(
+            "--at {at} is in the future (now {now}); record a run once it has happened"
+        )));
+    }
     let result = match args.outcome {
         Outcome::Success => RunResult::Success,
         Outcome::Failure => RunResult::Failure,

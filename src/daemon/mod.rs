@@ -27,7 +27,7 @@ use crate::config::{self, Config, Diagnostics, Lane};
 use crate::dispatch::lock::{LaneLock, LockError};
 use crate::dispatch::{self, DispatchError, RunReport, Start, StopSender};
 use crate::engine::schedule::{next_due, retry_at};
-use crate::engine::{self, Decision, Outcome, SCHEDULE_GATE};
+use crate::engine::{self, Decision, Origin, Outcome, SCHEDULE_GATE};
 use crate::home::Home;
 use crate::metrics::Metrics;
 use crate::observe::{LiveObserver, Observer};
@@ -294,7 +294,12 @@ impl Daemon {
         // gets only the changes.
         self.episodes.changes(&decisions);
         self.metrics.observe_pass(&decisions);
-        if let Err(e) = self.store.record_decisions(&decisions) {
+        let origin = if self.once {
+            Origin::RunOnce
+        } else {
+            Origin::Daemon
+        };
+        if let Err(e) = self.store.record_decisions(&decisions, origin) {
             tracing::error!("Could not record decisions: {e}.");
         }
         self.prune(now);

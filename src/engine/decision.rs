@@ -57,6 +57,37 @@ impl TriggerSource {
     }
 }
 
+/// Who recorded a decision, and so whether a trigger could have dispatched anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// The daemon's loop (`lanekeeper run`).
+    Daemon,
+    /// One pass of `lanekeeper run --once`.
+    RunOnce,
+    /// A plain `lanekeeper check`: it dispatches nothing.
+    Check,
+    /// `lanekeeper fire`.
+    Fire,
+}
+
+impl Origin {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Daemon => "daemon",
+            Origin::RunOnce => "run-once",
+            Origin::Check => "check",
+            Origin::Fire => "fire",
+        }
+    }
+
+    /// Whether a trigger recorded by it is dispatched (`check` only decides).
+    pub fn dispatches(self) -> bool {
+        self != Origin::Check
+    }
+}
+
 /// A gate's verdict in the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -156,6 +187,9 @@ pub struct Decision {
     /// Fingerprints of the lane file and each plugin in force (`rules/x.yaml` -> hash).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hashes: Option<Fingerprints>,
+    /// Who recorded it; set in the history, absent from a fresh decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
 }
 
 /// Content fingerprints of a lane's configuration, by path relative to the home.

@@ -11,7 +11,9 @@ pub mod schedule;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use decision::{ChainEntry, Decision, GateVerdict, Outcome, SCHEDULE_GATE, TriggerSource};
+pub use decision::{
+    ChainEntry, Decision, GateVerdict, Origin, Outcome, SCHEDULE_GATE, TriggerSource,
+};
 use schedule::Due;
 
 use crate::config::duration::format_ms;
@@ -42,6 +44,7 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
         detail: None,
         chain: Vec::new(),
         hashes: Some(std::sync::Arc::clone(&lane.fingerprints)),
+        origin: None,
     };
 
     let mut due = schedule::due(&lane.schedule, &lane.zone, state.last_run_at, now);
@@ -215,6 +218,7 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
         detail: Some("fired by hand; preconditions bypassed".into()),
         chain: Vec::new(),
         hashes: Some(std::sync::Arc::clone(&lane.fingerprints)),
+        origin: None,
     }
 }
 

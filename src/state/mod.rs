@@ -8,14 +8,14 @@ pub mod sqlite;
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::engine::Decision;
+use crate::engine::{Decision, Origin};
 
 pub use sqlite::SqliteStore;
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunResult {
     /// Exit code 0.
@@ -52,7 +52,7 @@ impl RunResult {
 }
 
 /// How a child process ended, as the OS reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExitInfo {
     /// Exited with this code.
@@ -71,7 +71,7 @@ impl std::fmt::Display for ExitInfo {
 }
 
 /// A run in progress, as recorded when its child started.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningRun {
     /// The run's row id.
     pub run_id: i64,
@@ -84,7 +84,7 @@ pub struct RunningRun {
 }
 
 /// Everything recorded about one lane.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaneState {
     /// When the command was last started (the due rule counts from here).
     pub last_run_at: Option<Timestamp>,
@@ -106,6 +106,7 @@ pub struct LaneState {
     pub last_ended_at: Option<Timestamp>,
     /// Not recorded: set within a pass for a lane that an earlier decision of the same pass
     /// dispatches, so later lanes see it as running.
+    #[serde(default, skip)]
     pub starting: bool,
 }
 
@@ -178,8 +179,107 @@ pub struct RunRecord {
     pub exit: Option<ExitInfo>,
     /// The child's pid, if a child was started.
     pub pid: Option<u32>,
+    /// The child's start time in clock ticks since boot, with `pid`.
+    #[serde(skip)]
+    pub pid_start: Option<u64>,
     /// The run log, if any.
     pub log_path: Option<String>,
+}
+
+impl RunRecord {
+    /// Adds this run to `state` as it stood at `at`: started if it started before `at`, and
+    /// ended (with its result) if it ended at or before `at`, otherwise still running. Results
+    /// count by time, not by the order they were recorded in. Fold runs in the order they
+    /// ended ([`replay`] does), so a failure streak starts at its first failure.
+    fn fold_into(&self, state: &mut LaneState, at: Timestamp) {
+        if self.started_at >= at {
+            return;
+        }
+        state.last_run_at = state.last_run_at.max(Some(self.started_at));
+        match (self.ended_at, self.result) {
+            (Some(end), Some(result)) if end <= at => {
+                if state.last_ended_at.is_none_or(|t| end >= t) {
+                    state.last_result = Some(result);
+                    state.last_exit = self.exit;
+                }
+                state.last_ended_at = state.last_ended_at.max(Some(end));
+                match result {
+                    RunResult::Success => {
+                        if state.last_success_at.is_none_or(|t| end >= t) {
+                            state.failure_since = None;
+                        }
+                        state.last_success_at = state.last_success_at.max(Some(end));
+                    }
+                    RunResult::Failure | RunResult::Interrupted => {
+                        if state.last_success_at.is_none_or(|t| end > t) {
+                            state.failure_since =
+                                Some(state.failure_since.map_or(end, |f| f.min(end)));
+                        }
+                    }
+                    RunResult::Unknown => {}
+                }
+            }
+            _ => {
+                if let (Some(pid), Some(pid_start)) = (self.pid, self.pid_start) {
+                    let newer = state
+                        .running
+                        .as_ref()
+                        .is_none_or(|r| r.started_at <= self.started_at);
+                    if newer {
+                        state.running = Some(RunningRun {
+                            run_id: self.id,
+                            pid,
+                            pid_start,
+                            started_at: self.started_at,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The lane states as they stood at `at`, from `base` (the states at the history's horizon,
+/// when older runs were pruned) and the runs recorded since: what a pass at `at` would have
+/// found. Runs already in `base` (ended at or before `horizon`) are not counted twice.
+pub fn replay(
+    mut base: LaneStates,
+    horizon: Option<Timestamp>,
+    runs: &[RunRecord],
+    at: Timestamp,
+) -> LaneStates {
+    let mut order: Vec<&RunRecord> = runs
+        .iter()
+        .filter(|r| horizon.is_none_or(|h| r.ended_at.is_none_or(|e| e > h)))
+        .collect();
+    order.sort_by_key(|r| (r.ended_at.unwrap_or(r.started_at), r.id));
+    for state in base.values_mut() {
+        // Nothing recorded at the horizon was known to be running later, unless a run says so.
+        state.running = None;
+    }
+    for run in order {
+        run.fold_into(base.entry(run.lane.clone()).or_default(), at);
+    }
+    base
+}
+
+/// How far back the recorded history reaches, for what-ifs at past times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// The earliest run or decision recorded, if any.
+    pub first_record: Option<Timestamp>,
+    /// History before this was pruned (`history.retention`); the states at this instant were
+    /// kept, so replays from it are exact.
+    pub horizon: Option<Timestamp>,
+}
+
+/// Lane states rebuilt for a past instant, with how complete they are.
+#[derive(Debug, Clone, Default)]
+pub struct StatesAt {
+    /// Every lane recorded, as it stood then.
+    pub states: LaneStates,
+    /// How far the history reaches.
+    pub coverage: Coverage,
 }
 
 /// Consecutive identical decisions of one lane (same outcome, gate, reason and configuration),
@@ -274,8 +374,25 @@ pub trait Store {
         at: Timestamp,
         result: RunResult,
     ) -> Result<(), StoreError>;
-    /// Appends decisions made at the real present and updates each lane's deferral streak.
-    fn record_decisions(&self, decisions: &[Decision]) -> Result<(), StoreError>;
+    /// Appends decisions made at the real present, marked with who made them, and updates each
+    /// lane's deferral streak. A trigger that `check` recorded dispatched nothing, so it leaves
+    /// the streak alone.
+    fn record_decisions(&self, decisions: &[Decision], origin: Origin) -> Result<(), StoreError>;
+    /// Every lane's state as it stood at a past `at`, rebuilt from recorded runs and decisions.
+    fn lane_states_at(&self, at: Timestamp) -> Result<StatesAt, StoreError>;
+    /// The first run of `lane` that started at or after `from` and before `until`.
+    fn run_started_between(
+        &self,
+        lane: &str,
+        from: Timestamp,
+        until: Option<Timestamp>,
+    ) -> Result<Option<RunRecord>, StoreError>;
+    /// When the next episode of `lane` after the one starting at `after` began, if any.
+    fn next_episode_at(
+        &self,
+        lane: &str,
+        after: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError>;
     /// The episode in force for `lane` at `at`: the latest that started at or before it.
     fn episode_at(&self, lane: &str, at: Timestamp) -> Result<Option<Episode>, StoreError>;
     /// Every episode that was still in force at or after `since`, oldest first.

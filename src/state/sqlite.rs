@@ -10,11 +10,11 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::engine::Outcome;
+use crate::engine::{Origin, Outcome, SCHEDULE_GATE};
 
 use super::{
-    Decision, Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, RunEnd, RunRecord,
-    RunResult, RunStart, RunningRun, Store, StoreError,
+    Coverage, Decision, Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, RunEnd,
+    RunRecord, RunResult, RunStart, RunningRun, StatesAt, Store, StoreError,
 };
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
@@ -80,7 +80,14 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO episodes(lane, outcome, reason, gate, first_at, last_at, count, first_body)
         SELECT lane, outcome, reason, gate, at, at, 1, body FROM decisions ORDER BY at, id;
     DROP TABLE decisions;",
+    // 4: who recorded each episode (a `check` trigger dispatched nothing), and the lane states
+    // at the pruning horizon, so past states can be rebuilt exactly after old runs are gone.
+    "ALTER TABLE episodes ADD COLUMN origin TEXT;
+    CREATE TABLE horizon_states (lane TEXT PRIMARY KEY, state TEXT NOT NULL);",
 ];
+
+/// The meta key of the pruning horizon (epoch ms): history before it is gone.
+const HORIZON_KEY: &str = "history_horizon";
 
 /// A SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -367,10 +374,17 @@ impl Store for SqliteStore {
         })
     }
 
-    fn record_decisions(&self, decisions: &[Decision]) -> Result<(), StoreError> {
+    fn record_decisions(&self, decisions: &[Decision], origin: Origin) -> Result<(), StoreError> {
+        /// The stored body: the decision with who recorded it.
+        #[derive(serde::Serialize)]
+        struct Recorded<'a> {
+            #[serde(flatten)]
+            decision: &'a Decision,
+            origin: Origin,
+        }
         self.write("record decisions", |tx| {
             for d in decisions {
-                let body = serde_json::to_string(d)
+                let body = serde_json::to_string(&Recorded { decision: d, origin })
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 let at = d.at.as_millisecond();
                 // A configuration change starts a new episode, so each keeps one set of hashes.
@@ -399,9 +413,9 @@ impl Store for SqliteStore {
                         params![id, at, body],
                     )?,
                     None => tx.execute(
-                        "INSERT INTO episodes(lane, outcome, reason, gate, first_at, last_at, first_body, config)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
-                        params![d.lane, d.outcome.as_str(), d.reason, d.gate, at, body, config],
+                        "INSERT INTO episodes(lane, outcome, reason, gate, first_at, last_at, first_body, config, origin)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+                        params![d.lane, d.outcome.as_str(), d.reason, d.gate, at, body, config, origin.as_str()],
                     )?,
                 };
                 tx.execute(ENSURE_LANE, params![d.lane])?;
@@ -411,7 +425,7 @@ impl Store for SqliteStore {
                          WHERE lane = ?1",
                         params![d.lane, at, d.reason],
                     )?;
-                } else {
+                } else if ends_streak(d.outcome, origin) {
                     tx.execute(
                         "UPDATE lanes SET deferral_since = NULL, deferral_reason = NULL WHERE lane = ?1",
                         params![d.lane],
@@ -420,6 +434,57 @@ impl Store for SqliteStore {
             }
             Ok(())
         })
+    }
+
+    fn lane_states_at(&self, at: Timestamp) -> Result<StatesAt, StoreError> {
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Deferred,
+        )
+        .map_err(|e| self.err("read past lane states", e))?;
+        let out = states_at(&tx, at).map_err(|e| self.err("read past lane states", e))?;
+        tx.finish()
+            .map_err(|e| self.err("read past lane states", e))?;
+        Ok(out)
+    }
+
+    fn run_started_between(
+        &self,
+        lane: &str,
+        from: Timestamp,
+        until: Option<Timestamp>,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        self.conn
+            .query_row(
+                &format!(
+                    "{RUN_COLUMNS} WHERE lane = ?1 AND started_at >= ?2 AND started_at < ?3
+                     ORDER BY started_at, id LIMIT 1"
+                ),
+                params![
+                    lane,
+                    from.as_millisecond(),
+                    until.map_or(i64::MAX, |t| t.as_millisecond())
+                ],
+                run_row,
+            )
+            .optional()
+            .map_err(|e| self.err("read runs", e))
+    }
+
+    fn next_episode_at(
+        &self,
+        lane: &str,
+        after: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let next: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT MIN(first_at) FROM episodes WHERE lane = ?1 AND first_at > ?2",
+                params![lane, after.as_millisecond()],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err("read decision history", e))?;
+        Ok(ts(next))
     }
 
     fn episode_at(&self, lane: &str, at: Timestamp) -> Result<Option<Episode>, StoreError> {
@@ -462,6 +527,27 @@ impl Store for SqliteStore {
     fn prune_history(&self, before: Timestamp) -> Result<usize, StoreError> {
         let cutoff = before.as_millisecond();
         self.write("prune history", |tx| {
+            let horizon: Option<i64> = meta(tx, HORIZON_KEY)?.and_then(|v| v.parse().ok());
+            if horizon.is_some_and(|h| h >= cutoff) {
+                return Ok(0);
+            }
+            // Keep the states at the cutoff, so that what-ifs after it stay exact once the
+            // runs and decisions that made them are gone.
+            let kept = states_at(tx, before)?;
+            tx.execute("DELETE FROM horizon_states", [])?;
+            for (lane, state) in &kept.states {
+                let json = serde_json::to_string(state)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                tx.execute(
+                    "INSERT INTO horizon_states(lane, state) VALUES (?1, ?2)",
+                    params![lane, json],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![HORIZON_KEY, cutoff.to_string()],
+            )?;
             // The latest episode and run of each lane are kept whatever their age: they are
             // still "in force".
             let episodes = tx.execute(
@@ -513,7 +599,7 @@ impl Store for SqliteStore {
     }
 }
 
-const RUN_COLUMNS: &str = "SELECT id, lane, source, started_at, ended_at, result, exit_code, signal, pid, log_path FROM runs";
+const RUN_COLUMNS: &str = "SELECT id, lane, source, started_at, ended_at, result, exit_code, signal, pid, log_path, pid_start FROM runs";
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let code: Option<i32> = r.get(6)?;
@@ -529,7 +615,127 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         result: result.as_deref().and_then(RunResult::parse),
         exit: code.map(ExitInfo::Code).or(signal.map(ExitInfo::Signal)),
         pid: pid.and_then(|p| u32::try_from(p).ok()),
+        pid_start: r
+            .get::<_, Option<i64>>(10)?
+            .and_then(|p| u64::try_from(p).ok()),
         log_path: r.get(9)?,
+    })
+}
+
+/// Whether a decision that is not a held deferral ends the lane's deferral streak: a trigger
+/// from `check` dispatched nothing, so the lane is still due and deferred.
+fn ends_streak(outcome: Outcome, origin: Origin) -> bool {
+    outcome != Outcome::Trigger || origin.dispatches()
+}
+
+fn meta(tx: &rusqlite::Transaction<'_>, key: &str) -> rusqlite::Result<Option<String>> {
+    tx.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+        r.get(0)
+    })
+    .optional()
+}
+
+/// The lane states at `at`, rebuilt: the horizon's states (if history was pruned before `at`),
+/// then the runs recorded since, then each lane's deferral streak from its episodes.
+fn states_at(tx: &rusqlite::Transaction<'_>, at: Timestamp) -> rusqlite::Result<StatesAt> {
+    let ms = at.as_millisecond();
+    let horizon = ts(meta(tx, HORIZON_KEY)?.and_then(|v| v.parse().ok()));
+    let mut base = LaneStates::new();
+    if horizon.is_some_and(|h| h <= at) {
+        let mut stmt = tx.prepare("SELECT lane, state FROM horizon_states")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (lane, json) = row?;
+            // An unreadable snapshot row only costs that lane its pre-horizon state.
+            if let Ok(state) = serde_json::from_str::<LaneState>(&json) {
+                base.insert(lane, state);
+            }
+        }
+    }
+    let runs: Vec<RunRecord> = {
+        let mut stmt = tx.prepare(&format!("{RUN_COLUMNS} WHERE started_at < ?1"))?;
+        stmt.query_map(params![ms], run_row)?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let used_horizon = horizon.filter(|h| *h <= at);
+    let mut states = super::replay(base, used_horizon, &runs, at);
+    for state in states.values_mut() {
+        state.deferral_since = None;
+        state.deferral_reason = None;
+    }
+    // The streak: consecutive held episodes before `at` (a `check` trigger does not end it).
+    let lanes: Vec<String> = {
+        let mut stmt = tx.prepare("SELECT DISTINCT lane FROM episodes WHERE first_at < ?1")?;
+        stmt.query_map(params![ms], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut stmt = tx.prepare(
+        "SELECT outcome, reason, gate, first_at, origin FROM episodes
+         WHERE lane = ?1 AND first_at < ?2 ORDER BY first_at DESC, id DESC",
+    )?;
+    for lane in lanes {
+        let mut rows = stmt.query(params![lane, ms])?;
+        let (mut since, mut reason, mut broken) = (None, None, false);
+        while let Some(r) = rows.next()? {
+            let outcome: String = r.get(0)?;
+            let gate: Option<String> = r.get(2)?;
+            let origin: Option<String> = r.get(4)?;
+            let held =
+                outcome == Outcome::Deferred.as_str() && gate.as_deref() != Some(SCHEDULE_GATE);
+            if held {
+                since = ts(Some(r.get(3)?));
+                if reason.is_none() {
+                    reason = Some(r.get::<_, Option<String>>(1)?);
+                }
+            } else if outcome == Outcome::Trigger.as_str()
+                && origin.as_deref() == Some(Origin::Check.as_str())
+            {
+                continue;
+            } else {
+                broken = true;
+                break;
+            }
+        }
+        let state = states.entry(lane.clone()).or_default();
+        if !broken && let Some(h) = used_horizon {
+            // The walk reached the pruned past: the streak may have started before it.
+            let kept: Option<Option<i64>> = tx
+                .query_row(
+                    "SELECT state FROM horizon_states WHERE lane = ?1",
+                    params![lane],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?
+                .map(|json| {
+                    serde_json::from_str::<LaneState>(&json)
+                        .ok()
+                        .and_then(|s| s.deferral_since)
+                        .map(|t| t.as_millisecond())
+                });
+            if let Some(Some(kept)) = kept
+                && since.is_none_or(|s: Timestamp| kept < s.as_millisecond())
+                && kept <= h.as_millisecond()
+            {
+                since = ts(Some(kept));
+            }
+        }
+        if since.is_some() {
+            state.deferral_since = since;
+            state.deferral_reason = reason.flatten();
+        }
+    }
+    let first_record: Option<i64> = tx.query_row(
+        "SELECT MIN(t) FROM (SELECT MIN(started_at) AS t FROM runs
+                             UNION ALL SELECT MIN(first_at) FROM episodes)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(StatesAt {
+        states,
+        coverage: Coverage {
+            first_record: ts(first_record),
+            horizon,
+        },
     })
 }
 
@@ -577,6 +783,8 @@ fn split_exit(exit: Option<ExitInfo>) -> (Option<i32>, Option<i32>) {
     }
 }
 
+/// Updates a lane's last result after a run ended at `at`: by time, not by insertion, so a
+/// run recorded late (`record --at` in the past) never hides a later one.
 fn update_last_result(
     tx: &rusqlite::Transaction<'_>,
     lane: &str,
@@ -587,30 +795,39 @@ fn update_last_result(
 ) -> rusqlite::Result<()> {
     let ms = at.as_millisecond();
     tx.execute(
-        "UPDATE lanes SET last_result = ?2, last_exit_code = ?3, last_signal = ?4,
-             last_ended_at = MAX(COALESCE(last_ended_at, ?5), ?5) WHERE lane = ?1",
+        "UPDATE lanes SET last_result = ?2, last_exit_code = ?3, last_signal = ?4
+             WHERE lane = ?1 AND COALESCE(last_ended_at, ?5) <= ?5",
         params![lane, result.as_str(), code, signal, ms],
     )?;
-    match result {
-        RunResult::Success => tx.execute(
-            "UPDATE lanes SET last_success_at = MAX(COALESCE(last_success_at, ?2), ?2),
-                 failure_since = NULL WHERE lane = ?1",
+    tx.execute(
+        "UPDATE lanes SET last_ended_at = MAX(COALESCE(last_ended_at, ?2), ?2) WHERE lane = ?1",
+        params![lane, ms],
+    )?;
+    if result == RunResult::Success {
+        tx.execute(
+            "UPDATE lanes SET last_success_at = MAX(COALESCE(last_success_at, ?2), ?2) WHERE lane = ?1",
             params![lane, ms],
-        )?,
-        RunResult::Failure | RunResult::Interrupted => tx.execute(
-            "UPDATE lanes SET failure_since = COALESCE(failure_since, ?2) WHERE lane = ?1",
-            params![lane, ms],
-        )?,
-        // An adopted run whose exit code could not be known neither starts nor ends a streak.
-        RunResult::Unknown => 0,
-    };
+        )?;
+    }
+    // The failure streak starts at the first failure after the last success. An adopted run
+    // whose exit code could not be known neither starts nor ends one.
+    if result != RunResult::Unknown {
+        tx.execute(
+            "UPDATE lanes SET failure_since = (
+                 SELECT MIN(r.ended_at) FROM runs r
+                 WHERE r.lane = ?1 AND r.result IN ('failure', 'interrupted')
+                   AND r.ended_at > COALESCE(lanes.last_success_at, -9223372036854775808))
+             WHERE lane = ?1",
+            params![lane],
+        )?;
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Decision, Outcome};
+    use crate::engine::{Decision, Origin, Outcome};
 
     fn decision(lane: &str, at: &str, outcome: Outcome, reason: &str) -> Decision {
         Decision {
@@ -623,6 +840,7 @@ mod tests {
             detail: None,
             chain: Vec::new(),
             hashes: None,
+            origin: None,
         }
     }
 
@@ -632,14 +850,17 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("db")).expect("open");
         let d = |at, o, r| decision("a", at, o, r);
         store
-            .record_decisions(&[
-                d("2026-01-01T00:00:00Z", Outcome::Deferred, "x"),
-                d("2026-01-01T00:00:30Z", Outcome::Deferred, "x"),
-                d("2026-01-01T00:01:00Z", Outcome::Deferred, "x"),
-                d("2026-01-01T00:01:30Z", Outcome::Deferred, "y"),
-                d("2026-01-01T00:02:00Z", Outcome::Trigger, "t"),
-                d("2026-01-01T00:02:30Z", Outcome::Trigger, "t"),
-            ])
+            .record_decisions(
+                &[
+                    d("2026-01-01T00:00:00Z", Outcome::Deferred, "x"),
+                    d("2026-01-01T00:00:30Z", Outcome::Deferred, "x"),
+                    d("2026-01-01T00:01:00Z", Outcome::Deferred, "x"),
+                    d("2026-01-01T00:01:30Z", Outcome::Deferred, "y"),
+                    d("2026-01-01T00:02:00Z", Outcome::Trigger, "t"),
+                    d("2026-01-01T00:02:30Z", Outcome::Trigger, "t"),
+                ],
+                Origin::Daemon,
+            )
             .expect("record");
         let all = store.episodes_since(Timestamp::UNIX_EPOCH).expect("read");
         let counts: Vec<i64> = all.iter().map(|e| e.summary.count).collect();

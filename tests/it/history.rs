@@ -10,11 +10,22 @@ fn a_plain_check_is_recorded_and_explain_at_finds_it() {
     let at = d["at"].as_str().unwrap();
     let out = home.ok(&["explain", "a", "--at", at, "--json"]);
     let mut recorded: serde_json::Value = serde_json::from_str(&out).unwrap();
-    // explain adds the episode, the fingerprints and what would make it fire.
+    // explain adds the episode, the fingerprints, who recorded it, which evaluation it shows,
+    // what the trigger led to and what would make it fire.
     assert_eq!(recorded["episode"]["count"], 1);
     assert!(recorded["hashes"]["rules/a.yaml"].is_string(), "{recorded}");
+    assert_eq!(recorded["origin"], "check");
+    assert_eq!(recorded["evaluation"]["which"], "only");
+    assert_eq!(recorded["dispatch"]["dispatched"], false);
     let obj = recorded.as_object_mut().unwrap();
-    for extra in ["episode", "hashes", "to_fire"] {
+    for extra in [
+        "episode",
+        "hashes",
+        "to_fire",
+        "origin",
+        "evaluation",
+        "dispatch",
+    ] {
         obj.remove(extra);
     }
     assert_eq!(recorded, d, "the recorded decision is the one printed");
@@ -62,7 +73,11 @@ fn a_recorded_deferral_starts_a_streak_that_a_trigger_ends() {
         "the streak keeps its start"
     );
     home.ok(&["record", "flag", "--outcome", "success"]);
+    // A plain check that triggers dispatches nothing: the lane is still due and waiting.
     assert_eq!(home.check_now("a")["outcome"], "trigger");
+    assert_eq!(home.status("a")["deferral"]["since"], since);
+    // A pass that dispatches ends the streak.
+    home.ok(&["run", "--once"]);
     assert!(home.status("a")["deferral"].is_null());
 }
 

@@ -19,3 +19,4 @@ mod shipped;
 mod validation;
 mod wasm;
 mod web;
+mod what_if;
