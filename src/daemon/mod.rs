@@ -400,23 +400,43 @@ impl Daemon {
     async fn reload(&mut self, trigger: &str) {
         let home = self.home.clone();
         let loaded = tokio::task::spawn_blocking(move || config::load(&home)).await;
-        let status = match loaded {
-            Ok(Ok(config)) => {
-                tracing::info!(trigger, lanes = config.lanes.len(), "Reload applied.");
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!("Reload failed: {e}.");
+                return;
+            }
+        };
+        let status = ReloadStatus {
+            at: self.clock.now(),
+            ok: loaded.is_ok(),
+            trigger: trigger.into(),
+            error: loaded
+                .as_ref()
+                .err()
+                .map(|diags| diags.to_string().trim_end().to_string()),
+        };
+        // The outcome is stored before it is logged, so whoever reads the log finds it in
+        // `status` too.
+        match serde_json::to_string(&status) {
+            Ok(json) => {
+                if let Err(e) = self.store.set_meta(RELOAD_KEY, &json) {
+                    tracing::error!("Could not record the reload outcome: {e}.");
+                }
+            }
+            Err(e) => tracing::error!("Could not encode the reload outcome: {e}."),
+        }
+        match loaded {
+            Ok(config) => {
                 self.config = Arc::new(config);
                 *self
                     .shared_config
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&self.config);
                 self.metrics.observe_reload(true);
-                ReloadStatus {
-                    at: self.clock.now(),
-                    ok: true,
-                    trigger: trigger.into(),
-                    error: None,
-                }
+                tracing::info!(trigger, lanes = self.config.lanes.len(), "Reload applied.");
             }
-            Ok(Err(diags)) => {
+            Err(diags) => {
                 for d in &diags.0 {
                     tracing::error!("{d}");
                 }
@@ -425,25 +445,7 @@ impl Daemon {
                     problems = diags.0.len(),
                     "Reload rejected; keeping the last good configuration."
                 );
-                ReloadStatus {
-                    at: self.clock.now(),
-                    ok: false,
-                    trigger: trigger.into(),
-                    error: Some(diags.to_string().trim_end().to_string()),
-                }
             }
-            Err(e) => {
-                tracing::error!("Reload failed: {e}.");
-                return;
-            }
-        };
-        match serde_json::to_string(&status) {
-            Ok(json) => {
-                if let Err(e) = self.store.set_meta(RELOAD_KEY, &json) {
-                    tracing::error!("Could not record the reload outcome: {e}.");
-                }
-            }
-            Err(e) => tracing::error!("Could not encode the reload outcome: {e}."),
         }
     }
 
