@@ -227,7 +227,7 @@ proptest! {
     #[test]
     fn contention(
         peers in proptest::sample::subsequence(vec!["a", "b", "c", "d"], 0..=4),
-        running in proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(2)], 4),
+        running in proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(2), Just(3)], 4),
         thresholds in proptest::collection::vec(
             (
                 prop_oneof![Just("loadavg.1"), Just("loadavg.5"), Just("psi.io.some.avg10")],
@@ -244,6 +244,10 @@ proptest! {
             match state {
                 0 => {}
                 1 => { states.insert(lane.to_string(), LaneState::default()); }
+                // Dispatched by an earlier lane of the same pass: running, no pid yet.
+                3 => {
+                    states.insert(lane.to_string(), LaneState { starting: true, ..LaneState::default() });
+                }
                 _ => {
                     states.insert(lane.to_string(), LaneState {
                         running: Some(RunningRun { run_id: 1, pid: 4242, pid_start: 1, started_at: before(now, 60_000) }),
