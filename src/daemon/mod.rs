@@ -395,7 +395,6 @@ impl Daemon {
                     .shared_config
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&self.config);
-                self.metrics.observe_reload(true);
                 ReloadStatus {
                     at: self.clock.now(),
                     ok: true,
@@ -420,10 +419,17 @@ impl Daemon {
                 }
             }
             Err(e) => {
-                tracing::error!("Reload failed: {e}.");
-                return;
+                tracing::error!("Reload failed: {e}; keeping the last good configuration.");
+                ReloadStatus {
+                    at: self.clock.now(),
+                    ok: false,
+                    trigger: trigger.into(),
+                    error: Some(format!("the configuration could not be loaded: {e}")),
+                }
             }
         };
+        // Counted here, once for every outcome, so no branch can forget it.
+        self.metrics.observe_reload(status.ok);
         match serde_json::to_string(&status) {
             Ok(json) => {
                 if let Err(e) = self.store.set_meta(RELOAD_KEY, &json) {

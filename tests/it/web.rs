@@ -34,6 +34,29 @@ fn get(url: &str) -> (u16, String, String) {
     (status, ctype, resp.text().expect("body"))
 }
 
+/// `/metrics` as the default (classic Prometheus text) format, parsed.
+fn scrape(base: &str) -> (String, prometheus_parse::Scrape) {
+    let (status, _, body) = get(&format!("{base}/metrics"));
+    assert_eq!(status, 200, "{body}");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("valid Prometheus text");
+    (body, scrape)
+}
+
+/// The value of the first sample of `name` carrying `labels`.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
 fn busy_home() -> Home {
     let home = Home::standard();
     home.write("plugins/broken.rhai", "fn evaluate(ctx) { loop {} }\n");
@@ -253,4 +276,28 @@ fn the_status_page_renders_lanes_and_reasons_in_a_real_browser() {
         "a screenshot was saved at {}",
         shot.display()
     );
+}
+
+#[test]
+fn a_rejected_edit_counts_as_a_rejected_reload() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    let (_daemon, base) = serving(&home);
+    let rejected = |base: &str| {
+        sample(
+            &scrape(base).1,
+            "lanekeeper_config_reloads_total",
+            &[("result", "rejected")],
+        )
+    };
+    assert_eq!(rejected(&base), Some(0.0));
+
+    home.lane(
+        "a",
+        "schedule:\n  every: 1h\nbogus: 1\ncommand:\n  argv: [\"true\"]\n",
+    );
+    wait_for(&home, "the rejection", || {
+        log_of(&home).contains("Reload rejected")
+    });
+    assert_eq!(rejected(&base), Some(1.0), "{}", scrape(&base).0);
 }
