@@ -105,8 +105,7 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
     let body = blocking(state, |s| {
         let config = s.config();
         let states = process::live_states(&*s.store(), &config.lanes).map_err(|e| e.to_string())?;
-        let lanes: Vec<String> = config.lanes.iter().map(|l| l.name.clone()).collect();
-        s.metrics.refresh(&lanes, &states, SystemClock.now());
+        s.metrics.refresh(&config.lanes, &states, SystemClock.now());
         s.metrics.encode().map_err(|e| e.to_string())
     })
     .await;

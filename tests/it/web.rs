@@ -301,3 +301,114 @@ fn a_rejected_edit_counts_as_a_rejected_reload() {
     });
     assert_eq!(rejected(&base), Some(1.0), "{}", scrape(&base).0);
 }
+
+/// The metric families README's `/metrics` entry lists, so the docs and the endpoint agree.
+fn documented_families() -> Vec<String> {
+    let readme = std::fs::read_to_string(crate::harness::repo().join("README.md")).unwrap();
+    let section = readme
+        .split("- `/metrics`:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the /metrics entry in README.md");
+    let mut names: Vec<String> = section
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("lanekeeper_"))
+        .map(|w| w.trim_end_matches("_total").to_string())
+        .collect();
+    names.dedup();
+    assert!(names.len() >= 10, "{section}");
+    names
+}
+
+#[test]
+fn every_documented_metric_family_has_series_at_the_first_scrape() {
+    let home = Home::new();
+    home.write("plugins/wait.rhai", "fn evaluate(ctx) { \"waiting\" }\n");
+    home.lane("held", &lane_yaml("1h", "  - use: wait", "[\"true\"]"));
+    home.lane("done", &lane_yaml("24h", "", "[\"true\"]"));
+    home.ok(&["record", "done", "--outcome", "success"]);
+    let (_daemon, base) = serving(&home);
+
+    // Nothing has run, and nothing will: `held` always defers and `done` is not due.
+    let (body, scrape) = scrape(&base);
+    for family in documented_families() {
+        let series = scrape
+            .samples
+            .iter()
+            .filter(|s| {
+                s.metric
+                    .strip_prefix(family.as_str())
+                    .is_some_and(|rest| ["", "_total", "_bucket", "_sum", "_count"].contains(&rest))
+            })
+            .count();
+        assert!(series > 0, "no series of {family}:\n{body}");
+    }
+    for lane in ["held", "done"] {
+        for result in ["success", "failure", "interrupted", "unknown"] {
+            assert_eq!(
+                sample(
+                    &scrape,
+                    "lanekeeper_runs_total",
+                    &[("lane", lane), ("result", result)]
+                ),
+                Some(0.0),
+                "{lane} {result}:\n{body}"
+            );
+        }
+        for outcome in ["trigger", "deferred", "disabled"] {
+            assert!(
+                sample(
+                    &scrape,
+                    "lanekeeper_lane_decisions_total",
+                    &[("lane", lane), ("outcome", outcome)]
+                )
+                .is_some(),
+                "{lane} {outcome}:\n{body}"
+            );
+        }
+        assert!(
+            body.contains(&format!(
+                "lanekeeper_run_duration_seconds_count{{lane=\"{lane}\"}} 0"
+            )),
+            "{body}"
+        );
+    }
+    assert!(
+        sample(
+            &scrape,
+            "lanekeeper_lane_deferrals_total",
+            &[
+                ("lane", "held"),
+                ("gate", "wait"),
+                ("reason", "plugin-error")
+            ]
+        )
+        .is_some(),
+        "{body}"
+    );
+    for kind in ["budget", "deadline", "limit", "thrown", "bad-verdict"] {
+        assert_eq!(
+            sample(
+                &scrape,
+                "lanekeeper_plugin_errors_total",
+                &[("plugin", "wait"), ("kind", kind)]
+            ),
+            Some(0.0),
+            "{kind}:\n{body}"
+        );
+    }
+    assert!(
+        body.contains("lanekeeper_plugin_eval_seconds_count{plugin=\"wait\",runtime=\"rhai\"}"),
+        "{body}"
+    );
+    // Never succeeded reads as infinitely long ago, so a staleness alert fires for it too.
+    assert_eq!(
+        sample(
+            &scrape,
+            "lanekeeper_lane_seconds_since_last_success",
+            &[("lane", "held")]
+        ),
+        Some(f64::INFINITY),
+        "{body}"
+    );
+}
