@@ -362,10 +362,86 @@ impl Metrics {
         }
     }
 
-    /// The OpenMetrics text exposition.
-    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+    /// The exposition in `format`.
+    pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        match format {
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+            }
+            Format::Prometheus => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+            }
+        }
         Ok(out)
+    }
+}
+
+/// The text exposition formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0, for scrapers that ask for it (Prometheus does).
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4, which every other reader (promtool, curl,
+    /// older agents) expects: counters' HELP and TYPE name `…_total`, and there is no `# EOF`.
+    Prometheus,
+}
+
+impl Format {
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_classic_format_names_counters_with_total_and_has_no_eof() {
+        let m = Metrics::new();
+        m.observe_reload(false);
+        let text = m.encode(Format::Prometheus).unwrap();
+        assert!(
+            text.contains("# HELP lanekeeper_config_reloads_total Configuration reloads"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE lanekeeper_config_reloads_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lanekeeper_config_reloads_total{result=\"rejected\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(!text.contains("_created"), "{text}");
+    }
+
+    #[test]
+    fn the_openmetrics_format_names_counter_families_without_total_and_ends_with_eof() {
+        let text = Metrics::new().encode(Format::OpenMetrics).unwrap();
+        assert!(
+            text.contains("# TYPE lanekeeper_config_reloads counter\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn never_succeeded_is_plus_inf_in_the_classic_format() {
+        let m = Metrics::new();
+        m.since_success
+            .get_or_create(&LaneLabel { lane: "a".into() })
+            .set(f64::INFINITY);
+        let text = m.encode(Format::Prometheus).unwrap();
+        assert!(
+            text.contains("lanekeeper_lane_seconds_since_last_success{lane=\"a\"} +Inf\n"),
+            "{text}"
+        );
     }
 }

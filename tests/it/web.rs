@@ -80,7 +80,8 @@ fn metrics_parse_as_prometheus_text_and_cover_the_lanes() {
     home.wait_status("backup", "the first run", |s| s["last_result"] == "success");
     let (status, ctype, body) = get(&format!("{base}/metrics"));
     assert_eq!(status, 200);
-    assert!(ctype.contains("openmetrics-text"), "{ctype}");
+    // reqwest asks for `*/*`: the classic text format.
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
     let lines = body.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
     let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
@@ -315,6 +316,7 @@ fn documented_families() -> Vec<String> {
         .filter(|w| w.starts_with("lanekeeper_"))
         .map(|w| w.trim_end_matches("_total").to_string())
         .collect();
+    names.sort();
     names.dedup();
     assert!(names.len() >= 10, "{section}");
     names
@@ -410,5 +412,123 @@ fn every_documented_metric_family_has_series_at_the_first_scrape() {
         ),
         Some(f64::INFINITY),
         "{body}"
+    );
+}
+
+/// A GET of `path` sending exactly the headers given (an HTTP/1.0 request, so the body ends at
+/// the close); returns the content type and the body.
+fn raw_get(base: &str, path: &str, headers: &[&str]) -> (String, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (ctype, body.to_string())
+}
+
+#[test]
+fn metrics_speak_openmetrics_when_asked_and_classic_text_otherwise() {
+    let home = busy_home();
+    let (_daemon, base) = serving(&home);
+    home.wait_status("backup", "the first run", |s| s["last_result"] == "success");
+
+    let openmetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let classic = "text/plain; version=0.0.4; charset=utf-8";
+    // What Prometheus sends when scraping, what a plain OpenMetrics client sends, and a
+    // preference for classic text over OpenMetrics.
+    let asks_openmetrics = [
+        "Accept: application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+        "Accept: application/openmetrics-text",
+    ];
+    for accept in asks_openmetrics {
+        let (ctype, body) = raw_get(&base, "/metrics", &[accept]);
+        assert_eq!(ctype, openmetrics, "{accept}");
+        assert!(body.ends_with("# EOF\n"), "{accept}:\n{body}");
+        assert!(
+            body.contains("# HELP lanekeeper_runs Finished runs"),
+            "{body}"
+        );
+    }
+    let asks_classic = [
+        None,
+        Some("Accept: */*"),
+        Some("Accept: text/plain"),
+        Some("Accept: text/plain;version=0.0.4;q=0.9, application/openmetrics-text;q=0.5"),
+        Some("Accept: application/openmetrics-text;q=0, text/plain;q=0.1"),
+    ];
+    for accept in asks_classic {
+        let (ctype, body) = raw_get(&base, "/metrics", accept.as_slice());
+        assert_eq!(ctype, classic, "{accept:?}");
+        assert!(!body.contains("# EOF"), "{accept:?}:\n{body}");
+        assert!(
+            body.contains("# HELP lanekeeper_runs_total Finished runs"),
+            "{body}"
+        );
+        assert!(
+            body.contains("# TYPE lanekeeper_runs_total counter"),
+            "{body}"
+        );
+        assert!(
+            body.contains("lanekeeper_runs_total{lane=\"backup\",result=\"success\"} 1"),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn metrics_pass_promtool_check() {
+    let promtool = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    let Some(promtool) = promtool else {
+        // .ci/run installs Debian's prometheus package, so CI runs this.
+        eprintln!("skipped: promtool not installed (apt-get install prometheus)");
+        return;
+    };
+    let home = busy_home();
+    let (_daemon, base) = serving(&home);
+    home.wait_status("backup", "the first run", |s| s["last_result"] == "success");
+    let (_, body) = raw_get(&base, "/metrics", &[]);
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(body.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed ({:?}):\n{}{}\n--- /metrics:\n{body}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
