@@ -128,6 +128,7 @@ pub struct Metrics {
     plugin_eval: HistogramFamily<PluginLabels>,
     plugin_errors: Family<PluginErrorLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    retries_exhausted: Family<LaneLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -150,6 +151,7 @@ impl Metrics {
         let plugin_eval: HistogramFamily<PluginLabels> = Family::new_with_constructor(eval_buckets);
         let plugin_errors = Family::default();
         let reloads: Family<ReloadLabels, Counter> = Family::default();
+        let retries_exhausted = Family::default();
         registry.register(
             "lane_decisions",
             "Decisions made, by lane and outcome",
@@ -196,6 +198,11 @@ impl Metrics {
             "Configuration reloads, by result",
             reloads.clone(),
         );
+        registry.register(
+            "retries_exhausted",
+            "Failure streaks whose retry window was used up (no more retries until the schedule)",
+            retries_exhausted.clone(),
+        );
         // Present from the start, so a dashboard sees 0 rather than no data.
         for result in ["applied", "rejected"] {
             reloads
@@ -216,6 +223,7 @@ impl Metrics {
             plugin_eval,
             plugin_errors,
             reloads,
+            retries_exhausted,
         }
     }
 
@@ -277,6 +285,13 @@ impl Metrics {
             .observe(report.duration.as_secs_f64());
     }
 
+    /// Counts a failure streak whose retries are used up.
+    pub fn observe_retries_exhausted(&self, lane: &str) {
+        self.retries_exhausted
+            .get_or_create(&LaneLabel { lane: lane.into() })
+            .inc();
+    }
+
     /// Counts a reload.
     pub fn observe_reload(&self, applied: bool) {
         let result = if applied { "applied" } else { "rejected" };
@@ -308,6 +323,10 @@ impl Metrics {
                 }));
             }
             drop(self.run_duration.get_or_create(&LaneLabel { lane: name() }));
+            drop(
+                self.retries_exhausted
+                    .get_or_create(&LaneLabel { lane: name() }),
+            );
             let deferral = |gate: &str, reason: &str| {
                 drop(self.deferrals.get_or_create(&DeferralLabels {
                     lane: name(),

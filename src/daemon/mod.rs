@@ -9,6 +9,7 @@
 mod episodes;
 mod recovery;
 mod reload;
+mod retries;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -131,6 +132,8 @@ struct Daemon {
     once: bool,
     stopping: bool,
     last_prune: Option<std::time::Instant>,
+    /// Failure streaks whose used-up retries were already reported.
+    retries: retries::Retries,
     _lock: LaneLock,
 }
 
@@ -172,6 +175,7 @@ impl Daemon {
                 once,
                 stopping: false,
                 last_prune: None,
+                retries: retries::Retries::default(),
                 _lock: lock,
             },
             rx,
@@ -286,6 +290,7 @@ impl Daemon {
         // gets only the changes.
         self.episodes.changes(&decisions);
         self.metrics.observe_pass(&decisions);
+        self.note_exhausted_retries(&states, now);
         if let Err(e) = self.store.record_decisions(&decisions) {
             tracing::error!("Could not record decisions: {e}.");
         }
@@ -297,6 +302,22 @@ impl Daemon {
         }
         let wake = self.next_wake(&decisions, &states, now);
         Ok((decisions, wake))
+    }
+
+    /// Logs and counts, once per failure streak, each lane whose retries are used up.
+    fn note_exhausted_retries(&mut self, states: &LaneStates, now: Timestamp) {
+        for e in self
+            .retries
+            .newly_exhausted(&self.config.lanes, states, now)
+        {
+            tracing::warn!(
+                lane = %e.lane,
+                failing_since = %e.failing_since,
+                window = %config::duration::format(e.window),
+                "Retries exhausted: the retry window is used up; the lane waits for its normal schedule."
+            );
+            self.metrics.observe_retries_exhausted(&e.lane);
+        }
     }
 
     fn dispatch(&mut self, decision: &Decision) {

@@ -532,3 +532,100 @@ fn metrics_pass_promtool_check() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A lane that defers and is re-checked every 100 ms, so the daemon keeps making passes.
+fn ticker(home: &Home) {
+    home.write("plugins/wait.rhai", "fn evaluate(ctx) { \"waiting\" }\n");
+    home.lane(
+        "ticker",
+        "schedule:\n  every: 1h\nrecheck: 100ms\npreconditions:\n  - use: wait\ncommand:\n  argv: [\"true\"]\n",
+    );
+}
+
+/// Waits until the daemon has made at least `n` more passes (counted by `ticker`'s checks).
+fn more_passes(home: &Home, n: i64) {
+    let count = |s: &serde_json::Value| s["episode"]["count"].as_i64().unwrap_or(0);
+    let start = count(&home.status("ticker"));
+    home.wait_status("ticker", "more passes", |s| count(s) >= start + n);
+}
+
+fn exhausted_lines(home: &Home) -> usize {
+    log_of(home)
+        .lines()
+        .filter(|l| l.contains("Retries exhausted"))
+        .count()
+}
+
+#[test]
+fn retries_used_up_while_the_daemon_was_away_are_logged_once_and_counted() {
+    let home = Home::new();
+    ticker(&home);
+    home.lane(
+        "backup",
+        "schedule:\n  every: 24h\nretry: { delay: 15m, window: 1h }\ncommand:\n  argv: [\"true\"]\n",
+    );
+    // The failure streak is two hours old: its one-hour retry window is over.
+    let ago = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2)).to_string();
+    home.ok(&["record", "backup", "--outcome", "failure", "--at", &ago]);
+    let (_daemon, base) = serving(&home);
+    wait_for(&home, "the warning", || exhausted_lines(&home) > 0);
+    more_passes(&home, 5);
+
+    assert_eq!(exhausted_lines(&home), 1, "{}", log_of(&home));
+    let line = log_of(&home)
+        .lines()
+        .find(|l| l.contains("Retries exhausted"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("WARN") && line.contains("lane=backup"),
+        "{line}"
+    );
+    let (body, scrape) = scrape(&base);
+    assert_eq!(
+        sample(
+            &scrape,
+            "lanekeeper_retries_exhausted_total",
+            &[("lane", "backup")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "lanekeeper_retries_exhausted_total",
+            &[("lane", "ticker")]
+        ),
+        Some(0.0),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_lane_that_keeps_failing_is_retried_then_its_exhaustion_is_logged_once_and_counted() {
+    let home = Home::new();
+    ticker(&home);
+    home.lane(
+        "flaky",
+        "schedule:\n  every: 1h\nretry: { delay: 200ms, window: 1s }\ncommand:\n  argv: [\"false\"]\n",
+    );
+    let (_daemon, base) = serving(&home);
+    wait_for(&home, "the warning", || exhausted_lines(&home) > 0);
+    more_passes(&home, 5);
+
+    assert_eq!(exhausted_lines(&home), 1, "{}", log_of(&home));
+    let log = log_of(&home);
+    assert!(
+        log.matches("Run started.").count() >= 2,
+        "the failure was retried before giving up:\n{log}"
+    );
+    assert_eq!(
+        sample(
+            &scrape(&base).1,
+            "lanekeeper_retries_exhausted_total",
+            &[("lane", "flaky")]
+        ),
+        Some(1.0)
+    );
+}
