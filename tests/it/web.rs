@@ -1,7 +1,7 @@
 //! The daemon's HTTP endpoint: /metrics, /status and the status page in a real browser.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use crate::daemon::{Daemon, log_of, wait_for};
 use crate::harness::{Home, lane_yaml};
@@ -220,6 +220,27 @@ fn chromium() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// Runs headless chromium on the status page with `extra` arguments.
+fn headless(browser: &Path, base: &str, profile: &Path, extra: &[String]) -> Output {
+    let mut cmd = Command::new(browser);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=5000",
+        "--window-size=1400,600",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(format!("{base}/"));
+    cmd.output().expect("run chromium")
+}
+
 #[test]
 fn the_status_page_renders_lanes_and_reasons_in_a_real_browser() {
     let Some(browser) = chromium() else {
@@ -231,25 +252,7 @@ fn the_status_page_renders_lanes_and_reasons_in_a_real_browser() {
     let (_daemon, base) = serving(&home);
     home.wait_status("backup", "the first run", |s| s["last_result"] == "success");
     let profile = tempfile::tempdir().unwrap();
-    let headless = |extra: &[String]| {
-        let mut cmd = Command::new(&browser);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-            "--window-size=1400,600",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(format!("{base}/"));
-        cmd.output().expect("run chromium")
-    };
+    let headless = |extra: &[String]| headless(&browser, &base, profile.path(), extra);
     let out = headless(&["--dump-dom".to_string()]);
     let dom = String::from_utf8_lossy(&out.stdout);
     for lane in ["backup", "sandman", "flaky"] {
@@ -628,4 +631,89 @@ fn a_lane_that_keeps_failing_is_retried_then_its_exhaustion_is_logged_once_and_c
         ),
         Some(1.0)
     );
+}
+
+/// The cells of `lane`'s row in `lanekeeper status` (columns are two or more spaces apart).
+fn cli_row(home: &Home, lane: &str) -> Vec<String> {
+    let table = home.ok(&["status"]);
+    let row = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(lane))
+        .unwrap_or_else(|| panic!("{lane} in:\n{table}"));
+    row.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The text of each cell of `lane`'s row in the rendered page.
+fn page_row(dom: &str, lane: &str) -> Vec<String> {
+    let start = dom
+        .find(&format!("<tr data-lane=\"{lane}\">"))
+        .unwrap_or_else(|| panic!("{lane} in:\n{dom}"));
+    let row = &dom[start..start + dom[start..].find("</tr>").unwrap()];
+    row.split("<td")
+        .skip(1)
+        .map(|cell| {
+            // Tag-free text of the cell, entities and spacing as shown.
+            let mut text = String::new();
+            let mut in_tag = true;
+            for c in cell.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' => in_tag = false,
+                    c if !in_tag => text.push(c),
+                    _ => {}
+                }
+            }
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        })
+        .collect()
+}
+
+#[test]
+fn the_status_page_and_the_cli_show_a_lane_that_is_not_due_the_same_way() {
+    let Some(browser) = chromium() else {
+        eprintln!("skipped: no chromium on this machine (apt-get install chromium)");
+        return;
+    };
+    let home = Home::new();
+    home.write("plugins/wait.rhai", "fn evaluate(ctx) { \"waiting\" }\n");
+    home.lane("later", &lane_yaml("1h", "", "[\"true\"]"));
+    home.lane("held", &lane_yaml("1h", "  - use: wait", "[\"true\"]"));
+    let ago =
+        |mins: i64| (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(mins)).to_string();
+    home.ok(&["record", "later", "--outcome", "success", "--at", &ago(20)]);
+    home.ok(&["record", "held", "--outcome", "success", "--at", &ago(120)]);
+    let (_daemon, base) = serving(&home);
+    home.wait_status("held", "its deferral", |s| s["deferral"].is_object());
+    home.wait_status("later", "its decision", |s| s["episode"].is_object());
+
+    let profile = tempfile::tempdir().unwrap();
+    let out = headless(&browser, &base, profile.path(), &["--dump-dom".to_string()]);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    // Page: lane, state, current decision, last run, next due, timeline.
+    // CLI: LANE, STATE, LAST RUN, LAST SUCCESS, NEXT DUE, DEFERRED.
+    let (page, cli) = (page_row(&dom, "later"), cli_row(&home, "later"));
+    assert_eq!(page[1], "idle", "{page:?}");
+    assert_eq!(cli[1], "idle", "{cli:?}");
+    // Not due is not a deferral: the CLI shows none, and the page says "not due".
+    assert_eq!(cli[5], "-", "{cli:?}");
+    assert_eq!(page[2], "not due", "{page:?}");
+    assert!(
+        page[4].starts_with("in 39m") || page[4].starts_with("in 40m"),
+        "{page:?}"
+    );
+    assert!(
+        cli[4].starts_with("in 39m") || cli[4].starts_with("in 40m"),
+        "{cli:?}"
+    );
+
+    // Due and held back: both say deferred with the reason, and both word "overdue" alike.
+    let (page, cli) = (page_row(&dom, "held"), cli_row(&home, "held"));
+    assert!(page[2].starts_with("deferred waiting for "), "{page:?}");
+    assert!(cli[5].starts_with("waiting for "), "{cli:?}");
+    assert_eq!(page[4], "now (overdue 1h)", "{page:?}");
+    assert_eq!(cli[4], "now (overdue 1h)", "{cli:?}");
 }
