@@ -12,9 +12,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::config::{Lane, OnError};
 use crate::dispatch::RunReport;
-use crate::engine::{Decision, GateVerdict, Outcome};
-use crate::state::LaneStates;
+use crate::engine::fairness::{GROUP_GATE, REASON_GROUP};
+use crate::engine::{Decision, GateVerdict, Outcome, REASON_NOT_DUE, REASON_PLUGIN_ERROR};
+use crate::plugins::PluginErrorKind;
+use crate::state::{LaneStates, RunResult};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LaneLabel {
@@ -70,6 +73,48 @@ fn eval_buckets() -> Histogram {
     Histogram::new(exponential_buckets(1e-6, 4.0, 12))
 }
 
+// Every value of the closed label sets. Each list goes through an exhaustive match, so a new
+// variant fails to compile here instead of silently missing from the first scrape.
+
+fn outcomes() -> [&'static str; 3] {
+    let name = |o: Outcome| match o {
+        Outcome::Trigger | Outcome::Deferred | Outcome::Disabled => o.as_str(),
+    };
+    [
+        name(Outcome::Trigger),
+        name(Outcome::Deferred),
+        name(Outcome::Disabled),
+    ]
+}
+
+fn run_results() -> [&'static str; 4] {
+    let name = |r: RunResult| match r {
+        RunResult::Success | RunResult::Failure | RunResult::Interrupted | RunResult::Unknown => {
+            r.as_str()
+        }
+    };
+    [
+        name(RunResult::Success),
+        name(RunResult::Failure),
+        name(RunResult::Interrupted),
+        name(RunResult::Unknown),
+    ]
+}
+
+fn error_kinds() -> [&'static str; 5] {
+    use PluginErrorKind as K;
+    let name = |k: K| match k {
+        K::Budget | K::Deadline | K::Limit | K::Thrown | K::BadVerdict => k.as_str(),
+    };
+    [
+        name(K::Budget),
+        name(K::Deadline),
+        name(K::Limit),
+        name(K::Thrown),
+        name(K::BadVerdict),
+    ]
+}
+
 /// Every metric lanekeeper exports.
 pub struct Metrics {
     registry: Registry,
@@ -83,6 +128,7 @@ pub struct Metrics {
     plugin_eval: HistogramFamily<PluginLabels>,
     plugin_errors: Family<PluginErrorLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    retries_exhausted: Family<LaneLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -105,6 +151,7 @@ impl Metrics {
         let plugin_eval: HistogramFamily<PluginLabels> = Family::new_with_constructor(eval_buckets);
         let plugin_errors = Family::default();
         let reloads: Family<ReloadLabels, Counter> = Family::default();
+        let retries_exhausted = Family::default();
         registry.register(
             "lane_decisions",
             "Decisions made, by lane and outcome",
@@ -122,7 +169,7 @@ impl Metrics {
         );
         registry.register(
             "lane_seconds_since_last_success",
-            "Seconds since the lane's last successful run (absent if it never succeeded)",
+            "Seconds since the lane's last successful run (+Inf if it never succeeded)",
             since_success.clone(),
         );
         registry.register(
@@ -151,6 +198,11 @@ impl Metrics {
             "Configuration reloads, by result",
             reloads.clone(),
         );
+        registry.register(
+            "retries_exhausted",
+            "Failure streaks whose retry window was used up (no more retries until the schedule)",
+            retries_exhausted.clone(),
+        );
         // Present from the start, so a dashboard sees 0 rather than no data.
         for result in ["applied", "rejected"] {
             reloads
@@ -171,6 +223,7 @@ impl Metrics {
             plugin_eval,
             plugin_errors,
             reloads,
+            retries_exhausted,
         }
     }
 
@@ -232,6 +285,13 @@ impl Metrics {
             .observe(report.duration.as_secs_f64());
     }
 
+    /// Counts a failure streak whose retries are used up.
+    pub fn observe_retries_exhausted(&self, lane: &str) {
+        self.retries_exhausted
+            .get_or_create(&LaneLabel { lane: lane.into() })
+            .inc();
+    }
+
     /// Counts a reload.
     pub fn observe_reload(&self, applied: bool) {
         let result = if applied { "applied" } else { "rejected" };
@@ -242,10 +302,66 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the per-lane gauges from the recorded states at `now` (done at scrape time, so they
-    /// are exact whenever Prometheus looks).
-    pub fn refresh(&self, lanes: &[String], states: &LaneStates, now: Timestamp) {
+    /// Creates, at zero, every series the configuration implies: each lane with each outcome
+    /// and result, the deferrals lanekeeper itself defines, each plugin in use with its runtime
+    /// and each failure kind. Alerts then see a series before the first event, and
+    /// `increase()` sees that event. Idempotent.
+    fn declare(&self, lanes: &[Lane]) {
+        // `get_or_create` creates the series; the guard it returns is dropped at once.
         for lane in lanes {
+            let name = || lane.name.clone();
+            for outcome in outcomes() {
+                drop(self.decisions.get_or_create(&OutcomeLabels {
+                    lane: name(),
+                    outcome: outcome.into(),
+                }));
+            }
+            for result in run_results() {
+                drop(self.runs.get_or_create(&ResultLabels {
+                    lane: name(),
+                    result: result.into(),
+                }));
+            }
+            drop(self.run_duration.get_or_create(&LaneLabel { lane: name() }));
+            drop(
+                self.retries_exhausted
+                    .get_or_create(&LaneLabel { lane: name() }),
+            );
+            let deferral = |gate: &str, reason: &str| {
+                drop(self.deferrals.get_or_create(&DeferralLabels {
+                    lane: name(),
+                    gate: gate.into(),
+                    reason: reason.into(),
+                }));
+            };
+            deferral(crate::engine::SCHEDULE_GATE, REASON_NOT_DUE);
+            if lane.group.is_some() {
+                deferral(GROUP_GATE, REASON_GROUP);
+            }
+            for binding in &lane.gates {
+                if binding.on_error == OnError::Defer {
+                    deferral(&binding.name, REASON_PLUGIN_ERROR);
+                }
+                drop(self.plugin_eval.get_or_create(&PluginLabels {
+                    plugin: binding.name.clone(),
+                    runtime: binding.runtime.as_str().into(),
+                }));
+                for kind in error_kinds() {
+                    drop(self.plugin_errors.get_or_create(&PluginErrorLabels {
+                        plugin: binding.name.clone(),
+                        kind: kind.into(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Declares the configured lanes' series and sets the per-lane gauges from the recorded
+    /// states at `now`. Done at scrape time, so the gauges are exact whenever Prometheus looks
+    /// and lanes added by a reload appear at the next scrape.
+    pub fn refresh(&self, lanes: &[Lane], states: &LaneStates, now: Timestamp) {
+        self.declare(lanes);
+        for lane in lanes.iter().map(|l| &l.name) {
             let label = LaneLabel { lane: lane.clone() };
             let state = states.get(lane);
             let secs = |t: Timestamp| (now.as_millisecond() - t.as_millisecond()) as f64 / 1000.0;
@@ -255,21 +371,96 @@ impl Metrics {
             self.deferred_seconds
                 .get_or_create(&label)
                 .set(state.and_then(|s| s.deferral_since).map_or(0.0, secs));
-            match state.and_then(|s| s.last_success_at) {
-                Some(t) => {
-                    self.since_success.get_or_create(&label).set(secs(t));
-                }
-                None => {
-                    self.since_success.remove(&label);
-                }
-            }
+            // Never succeeded is infinitely long ago: "no recent success" holds, and an alert
+            // on it fires for a lane that has never succeeded instead of seeing no series.
+            self.since_success.get_or_create(&label).set(
+                state
+                    .and_then(|s| s.last_success_at)
+                    .map_or(f64::INFINITY, secs),
+            );
         }
     }
 
-    /// The OpenMetrics text exposition.
-    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+    /// The exposition in `format`.
+    pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        match format {
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+            }
+            Format::Prometheus => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+            }
+        }
         Ok(out)
+    }
+}
+
+/// The text exposition formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0, for scrapers that ask for it (Prometheus does).
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4, which every other reader (promtool, curl,
+    /// older agents) expects: counters' HELP and TYPE name `…_total`, and there is no `# EOF`.
+    Prometheus,
+}
+
+impl Format {
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_classic_format_names_counters_with_total_and_has_no_eof() {
+        let m = Metrics::new();
+        m.observe_reload(false);
+        let text = m.encode(Format::Prometheus).unwrap();
+        assert!(
+            text.contains("# HELP lanekeeper_config_reloads_total Configuration reloads"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE lanekeeper_config_reloads_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lanekeeper_config_reloads_total{result=\"rejected\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(!text.contains("_created"), "{text}");
+    }
+
+    #[test]
+    fn the_openmetrics_format_names_counter_families_without_total_and_ends_with_eof() {
+        let text = Metrics::new().encode(Format::OpenMetrics).unwrap();
+        assert!(
+            text.contains("# TYPE lanekeeper_config_reloads counter\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn never_succeeded_is_plus_inf_in_the_classic_format() {
+        let m = Metrics::new();
+        m.since_success
+            .get_or_create(&LaneLabel { lane: "a".into() })
+            .set(f64::INFINITY);
+        let text = m.encode(Format::Prometheus).unwrap();
+        assert!(
+            text.contains("lanekeeper_lane_seconds_since_last_success{lane=\"a\"} +Inf\n"),
+            "{text}"
+        );
     }
 }

@@ -9,6 +9,7 @@
 mod episodes;
 mod recovery;
 mod reload;
+mod retries;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -136,6 +137,8 @@ struct Daemon {
     once: bool,
     stopping: bool,
     last_prune: Option<std::time::Instant>,
+    /// Failure streaks whose used-up retries were already reported.
+    retries: retries::Retries,
     _lock: LaneLock,
 }
 
@@ -180,6 +183,7 @@ impl Daemon {
                 once,
                 stopping: false,
                 last_prune: None,
+                retries: retries::Retries::default(),
                 _lock: lock,
             },
             rx,
@@ -294,6 +298,7 @@ impl Daemon {
         // gets only the changes.
         self.episodes.changes(&decisions);
         self.metrics.observe_pass(&decisions);
+        self.note_exhausted_retries(&states, now);
         let origin = if self.once {
             Origin::RunOnce
         } else {
@@ -310,6 +315,22 @@ impl Daemon {
         }
         let wake = self.next_wake(&decisions, &states, now);
         Ok((decisions, wake))
+    }
+
+    /// Logs and counts, once per failure streak, each lane whose retries are used up.
+    fn note_exhausted_retries(&mut self, states: &LaneStates, now: Timestamp) {
+        for e in self
+            .retries
+            .newly_exhausted(&self.config.lanes, states, now)
+        {
+            tracing::warn!(
+                lane = %e.lane,
+                failing_since = %e.failing_since,
+                window = %config::duration::format(e.window),
+                "Retries exhausted: the retry window is used up; the lane waits for its normal schedule."
+            );
+            self.metrics.observe_retries_exhausted(&e.lane);
+        }
     }
 
     fn dispatch(&mut self, decision: &Decision) {
@@ -399,25 +420,18 @@ impl Daemon {
 
     async fn reload(&mut self, trigger: &str) {
         let home = self.home.clone();
-        let loaded = tokio::task::spawn_blocking(move || config::load(&home)).await;
-        let loaded = match loaded {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                tracing::error!("Reload failed: {e}.");
-                return;
-            }
-        };
+        let loaded = tokio::task::spawn_blocking(move || config::load(&home))
+            .await
+            .map_err(|e| format!("the configuration could not be loaded: {e}"))
+            .and_then(|r| r.map_err(|diags| diags.to_string().trim_end().to_string()));
         let status = ReloadStatus {
             at: self.clock.now(),
             ok: loaded.is_ok(),
             trigger: trigger.into(),
-            error: loaded
-                .as_ref()
-                .err()
-                .map(|diags| diags.to_string().trim_end().to_string()),
+            error: loaded.as_ref().err().cloned(),
         };
-        // The outcome is stored before it is logged, so whoever reads the log finds it in
-        // `status` too.
+        // Stored before it is logged, so whoever reads the log finds it in `status` too; and
+        // counted once for every outcome, so no branch can forget it.
         match serde_json::to_string(&status) {
             Ok(json) => {
                 if let Err(e) = self.store.set_meta(RELOAD_KEY, &json) {
@@ -426,6 +440,7 @@ impl Daemon {
             }
             Err(e) => tracing::error!("Could not encode the reload outcome: {e}."),
         }
+        self.metrics.observe_reload(status.ok);
         match loaded {
             Ok(config) => {
                 self.config = Arc::new(config);
@@ -433,16 +448,15 @@ impl Daemon {
                     .shared_config
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&self.config);
-                self.metrics.observe_reload(true);
                 tracing::info!(trigger, lanes = self.config.lanes.len(), "Reload applied.");
             }
-            Err(diags) => {
-                for d in &diags.0 {
-                    tracing::error!("{d}");
+            Err(problems) => {
+                for line in problems.lines() {
+                    tracing::error!("{line}");
                 }
                 tracing::error!(
                     trigger,
-                    problems = diags.0.len(),
+                    problems = problems.lines().count(),
                     "Reload rejected; keeping the last good configuration."
                 );
             }

@@ -264,6 +264,13 @@ pub fn start_run(req: &RunRequest<'_>) -> Result<Start, DispatchError> {
         clock,
         source,
     } = *req;
+    // Absolute (as the daemon's home is), so the run log's path as printed, recorded and logged,
+    // and the child's LANEKEEPER_HOME, hold from any working directory.
+    let home = &Home::new(
+        std::fs::canonicalize(home.root())
+            .or_else(|_| std::path::absolute(home.root()))
+            .unwrap_or_else(|_| home.root().to_path_buf()),
+    );
     let entered = Instant::now();
     let started_at = clock.now();
     let lock = acquire(home, &lane.name, store, started_at)?;

@@ -1,5 +1,6 @@
 //! The daemon's HTTP endpoint (off unless `listen:` or `--listen` is set; loopback unless an
-//! address says otherwise): `/metrics` (OpenMetrics text), `/status` (the same JSON as
+//! address says otherwise): `/metrics` (OpenMetrics or classic Prometheus text, as the scraper
+//! asks), `/status` (the same JSON as
 //! `status --json`), `/history` (episodes and runs for the timeline) and `/`, a self-contained
 //! status page. There are no mutating endpoints, so there is nothing to protect with a token.
 
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use jiff::{SignedDuration, Timestamp};
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::process;
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 use crate::state::{EpisodeSummary, SqliteStore, Store};
 use crate::status;
 
@@ -101,24 +102,62 @@ async fn page() -> Html<&'static str> {
     Html(include_str!("page.html"))
 }
 
-async fn metrics(State(state): State<Arc<WebState>>) -> Response {
-    let body = blocking(state, |s| {
+/// The format an `Accept` header asks for, negotiated as Prometheus's Go client does: the
+/// acceptable media ranges in order of preference (q, then header order), the first one we can
+/// serve wins; OpenMetrics only when asked for (unversioned or 1.0.0), classic text otherwise.
+fn negotiate(accept: Option<&str>) -> Format {
+    let mut ranges: Vec<(f64, Option<Format>)> = accept
+        .unwrap_or("")
+        .split(',')
+        .map(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let (mut q, mut version) = (1.0, None);
+            for param in parts {
+                let Some((key, value)) = param.split_once('=') else {
+                    continue;
+                };
+                let value = value.trim().trim_matches('"');
+                match key.trim().to_ascii_lowercase().as_str() {
+                    "q" => q = value.parse::<f64>().unwrap_or(0.0),
+                    "version" => version = Some(value.to_string()),
+                    _ => {}
+                }
+            }
+            let format = match (media.as_str(), version.as_deref()) {
+                ("application/openmetrics-text", None | Some("1.0.0")) => Some(Format::OpenMetrics),
+                ("text/plain", None | Some("0.0.4")) => Some(Format::Prometheus),
+                _ => None,
+            };
+            (q, format)
+        })
+        .filter(|(q, _)| *q > 0.0)
+        .collect();
+    // Stable: equal preferences keep the header's order.
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
+    ranges
+        .into_iter()
+        .find_map(|(_, format)| format)
+        .unwrap_or(Format::Prometheus)
+}
+
+async fn metrics(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let format = negotiate(Some(&accept));
+    let body = blocking(state, move |s| {
         let config = s.config();
         let states = process::live_states(&*s.store(), &config.lanes).map_err(|e| e.to_string())?;
-        let lanes: Vec<String> = config.lanes.iter().map(|l| l.name.clone()).collect();
-        s.metrics.refresh(&lanes, &states, SystemClock.now());
-        s.metrics.encode().map_err(|e| e.to_string())
+        s.metrics.refresh(&config.lanes, &states, SystemClock.now());
+        s.metrics.encode(format).map_err(|e| e.to_string())
     })
     .await;
     match body {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
         Err(r) => r,
     }
 }
@@ -190,5 +229,62 @@ async fn history(State(state): State<Arc<WebState>>, Query(q): Query<HistoryQuer
     match report {
         Ok(h) => axum::Json(h).into_response(),
         Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_serves_openmetrics_only_to_scrapers_that_ask_for_it() {
+        let cases = [
+            (None, Format::Prometheus),
+            (Some(""), Format::Prometheus),
+            (Some("*/*"), Format::Prometheus),
+            (Some("text/plain"), Format::Prometheus),
+            (Some("application/json"), Format::Prometheus),
+            (Some("application/openmetrics-text"), Format::OpenMetrics),
+            (
+                Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                Format::OpenMetrics,
+            ),
+            // Prometheus 3's scrape header.
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
+                     application/openmetrics-text;version=0.0.1;q=0.5,\
+                     text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,\
+                     text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+                ),
+                Format::OpenMetrics,
+            ),
+            // Preference order decides, not position.
+            (
+                Some("application/openmetrics-text;q=0.5, text/plain;version=0.0.4;q=0.9"),
+                Format::Prometheus,
+            ),
+            (
+                Some("text/plain;q=0.2, APPLICATION/OpenMetrics-Text;q=0.8"),
+                Format::OpenMetrics,
+            ),
+            // q=0 means "not acceptable"; a version we do not speak is skipped.
+            (Some("application/openmetrics-text;q=0"), Format::Prometheus),
+            (
+                Some("application/openmetrics-text;version=2.0.0"),
+                Format::Prometheus,
+            ),
+            (
+                Some("application/openmetrics-text;version=0.0.1, text/plain"),
+                Format::Prometheus,
+            ),
+            (
+                Some("application/openmetrics-text; version=\"1.0.0\""),
+                Format::OpenMetrics,
+            ),
+        ];
+        for (accept, want) in cases {
+            assert_eq!(negotiate(accept), want, "{accept:?}");
+        }
     }
 }

@@ -231,3 +231,56 @@ fn a_timeout_kills_a_child_that_ignores_sigterm_and_its_grandchild() {
     wait_gone(grandchild);
     assert_eq!(home.status("stuck")["last_result"], "failure");
 }
+
+#[test]
+fn a_relative_home_still_gives_absolute_run_log_paths_and_lanekeeper_home() {
+    let home = Home::new();
+    home.lane(
+        "job",
+        &lane_yaml("24h", "", &sh("echo \"home=$LANEKEEPER_HOME\"")),
+    );
+    let parent = home.path().parent().unwrap();
+    let name = home.path().file_name().unwrap();
+    let relative = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lanekeeper"));
+        cmd.current_dir(parent)
+            .arg("--home")
+            .arg(name)
+            .args(args)
+            .env_remove("LANEKEEPER_HOME")
+            .env_remove("LANEKEEPER_LOG");
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    // The path after `log `, which must exist from anywhere: absolute.
+    let log_path = |text: &str| -> std::path::PathBuf {
+        let path = text
+            .split("log ")
+            .nth(1)
+            .and_then(|rest| rest.split([';', '\n']).next())
+            .unwrap_or_else(|| panic!("no log path in {text:?}"));
+        let path = std::path::PathBuf::from(path);
+        assert!(path.is_absolute(), "{text}");
+        assert!(path.is_file(), "{text}");
+        path
+    };
+
+    let waited = relative(&["fire", "job", "--wait"]);
+    let log = std::fs::read_to_string(log_path(&waited)).unwrap();
+    let expected = home.path().canonicalize().unwrap();
+    assert_eq!(log.trim(), format!("home={}", expected.display()));
+
+    let detached = relative(&["fire", "job"]);
+    log_path(&detached);
+    home.wait_status("job", "the detached run", |s| s["running"].is_null());
+
+    home.lane("once", &lane_yaml("24h", "", "[\"true\"]"));
+    let once = relative(&["run", "--once"]);
+    assert!(once.contains("lane `once`: success"), "{once}");
+    log_path(&once);
+}

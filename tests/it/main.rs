@@ -8,6 +8,7 @@ mod harness;
 mod chain;
 mod daemon;
 mod dispatch;
+mod docs;
 mod history;
 mod parity;
 mod pass;

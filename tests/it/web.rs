@@ -1,7 +1,7 @@
 //! The daemon's HTTP endpoint: /metrics, /status and the status page in a real browser.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use crate::daemon::{Daemon, log_of, wait_for};
 use crate::harness::{Home, lane_yaml};
@@ -34,6 +34,29 @@ fn get(url: &str) -> (u16, String, String) {
     (status, ctype, resp.text().expect("body"))
 }
 
+/// `/metrics` as the default (classic Prometheus text) format, parsed.
+fn scrape(base: &str) -> (String, prometheus_parse::Scrape) {
+    let (status, _, body) = get(&format!("{base}/metrics"));
+    assert_eq!(status, 200, "{body}");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("valid Prometheus text");
+    (body, scrape)
+}
+
+/// The value of the first sample of `name` carrying `labels`.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
 fn busy_home() -> Home {
     let home = Home::standard();
     home.write("plugins/broken.rhai", "fn evaluate(ctx) { loop {} }\n");
@@ -57,7 +80,8 @@ fn metrics_parse_as_prometheus_text_and_cover_the_lanes() {
     home.wait_status("backup", "the first run", |s| s["last_result"] == "success");
     let (status, ctype, body) = get(&format!("{base}/metrics"));
     assert_eq!(status, 200);
-    assert!(ctype.contains("openmetrics-text"), "{ctype}");
+    // reqwest asks for `*/*`: the classic text format.
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
     let lines = body.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
     let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
@@ -196,6 +220,27 @@ fn chromium() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// Runs headless chromium on the status page with `extra` arguments.
+fn headless(browser: &Path, base: &str, profile: &Path, extra: &[String]) -> Output {
+    let mut cmd = Command::new(browser);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=5000",
+        "--window-size=1400,600",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(format!("{base}/"));
+    cmd.output().expect("run chromium")
+}
+
 #[test]
 fn the_status_page_renders_lanes_and_reasons_in_a_real_browser() {
     let Some(browser) = chromium() else {
@@ -207,25 +252,7 @@ fn the_status_page_renders_lanes_and_reasons_in_a_real_browser() {
     let (_daemon, base) = serving(&home);
     home.wait_status("backup", "the first run", |s| s["last_result"] == "success");
     let profile = tempfile::tempdir().unwrap();
-    let headless = |extra: &[String]| {
-        let mut cmd = Command::new(&browser);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-            "--window-size=1400,600",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(format!("{base}/"));
-        cmd.output().expect("run chromium")
-    };
+    let headless = |extra: &[String]| headless(&browser, &base, profile.path(), extra);
     let out = headless(&["--dump-dom".to_string()]);
     let dom = String::from_utf8_lossy(&out.stdout);
     for lane in ["backup", "sandman", "flaky"] {
@@ -253,4 +280,440 @@ fn the_status_page_renders_lanes_and_reasons_in_a_real_browser() {
         "a screenshot was saved at {}",
         shot.display()
     );
+}
+
+#[test]
+fn a_rejected_edit_counts_as_a_rejected_reload() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    let (_daemon, base) = serving(&home);
+    let rejected = |base: &str| {
+        sample(
+            &scrape(base).1,
+            "lanekeeper_config_reloads_total",
+            &[("result", "rejected")],
+        )
+    };
+    assert_eq!(rejected(&base), Some(0.0));
+
+    home.lane(
+        "a",
+        "schedule:\n  every: 1h\nbogus: 1\ncommand:\n  argv: [\"true\"]\n",
+    );
+    wait_for(&home, "the rejection", || {
+        log_of(&home).contains("Reload rejected")
+    });
+    assert_eq!(rejected(&base), Some(1.0), "{}", scrape(&base).0);
+}
+
+/// The metric families README's `/metrics` entry lists, so the docs and the endpoint agree.
+fn documented_families() -> Vec<String> {
+    let readme = std::fs::read_to_string(crate::harness::repo().join("README.md")).unwrap();
+    let section = readme
+        .split("- `/metrics`:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the /metrics entry in README.md");
+    let mut names: Vec<String> = section
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("lanekeeper_"))
+        .map(|w| w.trim_end_matches("_total").to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 10, "{section}");
+    names
+}
+
+#[test]
+fn every_documented_metric_family_has_series_at_the_first_scrape() {
+    let home = Home::new();
+    home.write("plugins/wait.rhai", "fn evaluate(ctx) { \"waiting\" }\n");
+    home.lane("held", &lane_yaml("1h", "  - use: wait", "[\"true\"]"));
+    home.lane("done", &lane_yaml("24h", "", "[\"true\"]"));
+    home.ok(&["record", "done", "--outcome", "success"]);
+    let (_daemon, base) = serving(&home);
+
+    // Nothing has run, and nothing will: `held` always defers and `done` is not due.
+    let (body, scrape) = scrape(&base);
+    for family in documented_families() {
+        let series = scrape
+            .samples
+            .iter()
+            .filter(|s| {
+                s.metric
+                    .strip_prefix(family.as_str())
+                    .is_some_and(|rest| ["", "_total", "_bucket", "_sum", "_count"].contains(&rest))
+            })
+            .count();
+        assert!(series > 0, "no series of {family}:\n{body}");
+    }
+    for lane in ["held", "done"] {
+        for result in ["success", "failure", "interrupted", "unknown"] {
+            assert_eq!(
+                sample(
+                    &scrape,
+                    "lanekeeper_runs_total",
+                    &[("lane", lane), ("result", result)]
+                ),
+                Some(0.0),
+                "{lane} {result}:\n{body}"
+            );
+        }
+        for outcome in ["trigger", "deferred", "disabled"] {
+            assert!(
+                sample(
+                    &scrape,
+                    "lanekeeper_lane_decisions_total",
+                    &[("lane", lane), ("outcome", outcome)]
+                )
+                .is_some(),
+                "{lane} {outcome}:\n{body}"
+            );
+        }
+        assert!(
+            body.contains(&format!(
+                "lanekeeper_run_duration_seconds_count{{lane=\"{lane}\"}} 0"
+            )),
+            "{body}"
+        );
+    }
+    assert!(
+        sample(
+            &scrape,
+            "lanekeeper_lane_deferrals_total",
+            &[
+                ("lane", "held"),
+                ("gate", "wait"),
+                ("reason", "plugin-error")
+            ]
+        )
+        .is_some(),
+        "{body}"
+    );
+    for kind in ["budget", "deadline", "limit", "thrown", "bad-verdict"] {
+        assert_eq!(
+            sample(
+                &scrape,
+                "lanekeeper_plugin_errors_total",
+                &[("plugin", "wait"), ("kind", kind)]
+            ),
+            Some(0.0),
+            "{kind}:\n{body}"
+        );
+    }
+    assert!(
+        body.contains("lanekeeper_plugin_eval_seconds_count{plugin=\"wait\",runtime=\"rhai\"}"),
+        "{body}"
+    );
+    // Never succeeded reads as infinitely long ago, so a staleness alert fires for it too.
+    assert_eq!(
+        sample(
+            &scrape,
+            "lanekeeper_lane_seconds_since_last_success",
+            &[("lane", "held")]
+        ),
+        Some(f64::INFINITY),
+        "{body}"
+    );
+}
+
+/// A GET of `path` sending exactly the headers given (an HTTP/1.0 request, so the body ends at
+/// the close); returns the content type and the body.
+fn raw_get(base: &str, path: &str, headers: &[&str]) -> (String, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (ctype, body.to_string())
+}
+
+#[test]
+fn metrics_speak_openmetrics_when_asked_and_classic_text_otherwise() {
+    let home = busy_home();
+    let (_daemon, base) = serving(&home);
+    home.wait_status("backup", "the first run", |s| s["last_result"] == "success");
+
+    let openmetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let classic = "text/plain; version=0.0.4; charset=utf-8";
+    // What Prometheus sends when scraping, what a plain OpenMetrics client sends, and a
+    // preference for classic text over OpenMetrics.
+    let asks_openmetrics = [
+        "Accept: application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+        "Accept: application/openmetrics-text",
+    ];
+    for accept in asks_openmetrics {
+        let (ctype, body) = raw_get(&base, "/metrics", &[accept]);
+        assert_eq!(ctype, openmetrics, "{accept}");
+        assert!(body.ends_with("# EOF\n"), "{accept}:\n{body}");
+        assert!(
+            body.contains("# HELP lanekeeper_runs Finished runs"),
+            "{body}"
+        );
+    }
+    let asks_classic = [
+        None,
+        Some("Accept: */*"),
+        Some("Accept: text/plain"),
+        Some("Accept: text/plain;version=0.0.4;q=0.9, application/openmetrics-text;q=0.5"),
+        Some("Accept: application/openmetrics-text;q=0, text/plain;q=0.1"),
+    ];
+    for accept in asks_classic {
+        let (ctype, body) = raw_get(&base, "/metrics", accept.as_slice());
+        assert_eq!(ctype, classic, "{accept:?}");
+        assert!(!body.contains("# EOF"), "{accept:?}:\n{body}");
+        assert!(
+            body.contains("# HELP lanekeeper_runs_total Finished runs"),
+            "{body}"
+        );
+        assert!(
+            body.contains("# TYPE lanekeeper_runs_total counter"),
+            "{body}"
+        );
+        assert!(
+            body.contains("lanekeeper_runs_total{lane=\"backup\",result=\"success\"} 1"),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn metrics_pass_promtool_check() {
+    let promtool = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    let Some(promtool) = promtool else {
+        // .ci/run installs Debian's prometheus package, so CI runs this.
+        eprintln!("skipped: promtool not installed (apt-get install prometheus)");
+        return;
+    };
+    let home = busy_home();
+    let (_daemon, base) = serving(&home);
+    home.wait_status("backup", "the first run", |s| s["last_result"] == "success");
+    let (_, body) = raw_get(&base, "/metrics", &[]);
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(body.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed ({:?}):\n{}{}\n--- /metrics:\n{body}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A lane that defers and is re-checked every 100 ms, so the daemon keeps making passes.
+fn ticker(home: &Home) {
+    home.write("plugins/wait.rhai", "fn evaluate(ctx) { \"waiting\" }\n");
+    home.lane(
+        "ticker",
+        "schedule:\n  every: 1h\nrecheck: 100ms\npreconditions:\n  - use: wait\ncommand:\n  argv: [\"true\"]\n",
+    );
+}
+
+/// Waits until the daemon has made at least `n` more passes (counted by `ticker`'s checks).
+fn more_passes(home: &Home, n: i64) {
+    let count = |s: &serde_json::Value| s["episode"]["count"].as_i64().unwrap_or(0);
+    let start = count(&home.status("ticker"));
+    home.wait_status("ticker", "more passes", |s| count(s) >= start + n);
+}
+
+fn exhausted_lines(home: &Home) -> usize {
+    log_of(home)
+        .lines()
+        .filter(|l| l.contains("Retries exhausted"))
+        .count()
+}
+
+#[test]
+fn retries_used_up_while_the_daemon_was_away_are_logged_once_and_counted() {
+    let home = Home::new();
+    ticker(&home);
+    home.lane(
+        "backup",
+        "schedule:\n  every: 24h\nretry: { delay: 15m, window: 1h }\ncommand:\n  argv: [\"true\"]\n",
+    );
+    // The failure streak is two hours old: its one-hour retry window is over.
+    let ago = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2)).to_string();
+    home.ok(&["record", "backup", "--outcome", "failure", "--at", &ago]);
+    let (_daemon, base) = serving(&home);
+    wait_for(&home, "the warning", || exhausted_lines(&home) > 0);
+    more_passes(&home, 5);
+
+    assert_eq!(exhausted_lines(&home), 1, "{}", log_of(&home));
+    let line = log_of(&home)
+        .lines()
+        .find(|l| l.contains("Retries exhausted"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("WARN") && line.contains("lane=backup"),
+        "{line}"
+    );
+    let (body, scrape) = scrape(&base);
+    assert_eq!(
+        sample(
+            &scrape,
+            "lanekeeper_retries_exhausted_total",
+            &[("lane", "backup")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "lanekeeper_retries_exhausted_total",
+            &[("lane", "ticker")]
+        ),
+        Some(0.0),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_lane_that_keeps_failing_is_retried_then_its_exhaustion_is_logged_once_and_counted() {
+    let home = Home::new();
+    ticker(&home);
+    home.lane(
+        "flaky",
+        "schedule:\n  every: 1h\nretry: { delay: 200ms, window: 1s }\ncommand:\n  argv: [\"false\"]\n",
+    );
+    let (_daemon, base) = serving(&home);
+    wait_for(&home, "the warning", || exhausted_lines(&home) > 0);
+    more_passes(&home, 5);
+
+    assert_eq!(exhausted_lines(&home), 1, "{}", log_of(&home));
+    let log = log_of(&home);
+    assert!(
+        log.matches("Run started.").count() >= 2,
+        "the failure was retried before giving up:\n{log}"
+    );
+    assert_eq!(
+        sample(
+            &scrape(&base).1,
+            "lanekeeper_retries_exhausted_total",
+            &[("lane", "flaky")]
+        ),
+        Some(1.0)
+    );
+}
+
+/// The cells of `lane`'s row in `lanekeeper status` (columns are two or more spaces apart).
+fn cli_row(home: &Home, lane: &str) -> Vec<String> {
+    let table = home.ok(&["status"]);
+    let row = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(lane))
+        .unwrap_or_else(|| panic!("{lane} in:\n{table}"));
+    row.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The text of each cell of `lane`'s row in the rendered page.
+fn page_row(dom: &str, lane: &str) -> Vec<String> {
+    let start = dom
+        .find(&format!("<tr data-lane=\"{lane}\">"))
+        .unwrap_or_else(|| panic!("{lane} in:\n{dom}"));
+    let row = &dom[start..start + dom[start..].find("</tr>").unwrap()];
+    row.split("<td")
+        .skip(1)
+        .map(|cell| {
+            // Tag-free text of the cell, entities and spacing as shown.
+            let mut text = String::new();
+            let mut in_tag = true;
+            for c in cell.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' => in_tag = false,
+                    c if !in_tag => text.push(c),
+                    _ => {}
+                }
+            }
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        })
+        .collect()
+}
+
+#[test]
+fn the_status_page_and_the_cli_show_a_lane_that_is_not_due_the_same_way() {
+    let Some(browser) = chromium() else {
+        eprintln!("skipped: no chromium on this machine (apt-get install chromium)");
+        return;
+    };
+    let home = Home::new();
+    home.write("plugins/wait.rhai", "fn evaluate(ctx) { \"waiting\" }\n");
+    home.lane("later", &lane_yaml("1h", "", "[\"true\"]"));
+    home.lane("held", &lane_yaml("1h", "  - use: wait", "[\"true\"]"));
+    let ago =
+        |mins: i64| (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(mins)).to_string();
+    home.ok(&["record", "later", "--outcome", "success", "--at", &ago(20)]);
+    home.ok(&["record", "held", "--outcome", "success", "--at", &ago(120)]);
+    let (_daemon, base) = serving(&home);
+    home.wait_status("held", "its deferral", |s| s["deferral"].is_object());
+    home.wait_status("later", "its decision", |s| s["episode"].is_object());
+
+    let profile = tempfile::tempdir().unwrap();
+    let out = headless(&browser, &base, profile.path(), &["--dump-dom".to_string()]);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    // Page: lane, state, current decision, last run, next due, timeline.
+    // CLI: LANE, STATE, LAST RUN, LAST SUCCESS, NEXT DUE, DEFERRED.
+    let (page, cli) = (page_row(&dom, "later"), cli_row(&home, "later"));
+    assert_eq!(page[1], "idle", "{page:?}");
+    assert_eq!(cli[1], "idle", "{cli:?}");
+    // Not due is not a deferral: the CLI shows none, and the page says "not due".
+    assert_eq!(cli[5], "-", "{cli:?}");
+    assert_eq!(page[2], "not due", "{page:?}");
+    assert!(
+        page[4].starts_with("in 39m") || page[4].starts_with("in 40m"),
+        "{page:?}"
+    );
+    assert!(
+        cli[4].starts_with("in 39m") || cli[4].starts_with("in 40m"),
+        "{cli:?}"
+    );
+
+    // Due and held back: both say deferred with the reason, and both word "overdue" alike.
+    let (page, cli) = (page_row(&dom, "held"), cli_row(&home, "held"));
+    assert!(page[2].starts_with("deferred waiting for "), "{page:?}");
+    assert!(cli[5].starts_with("waiting for "), "{cli:?}");
+    assert_eq!(page[4], "now (overdue 1h)", "{page:?}");
+    assert_eq!(cli[4], "now (overdue 1h)", "{cli:?}");
 }
