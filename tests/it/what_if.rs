@@ -258,8 +258,9 @@ fn explain_at_shows_the_nearest_stored_evaluation_and_says_which() {
 }
 
 /// A week of passes, one every two hours, rehearsed with `run --once --at`; then `check --at`
-/// at a sample of the recorded instants decides exactly as the pass did. The intervals are odd
-/// hours, so no lane becomes due within the milliseconds a pass takes to start.
+/// at a sample of the recorded instants decides exactly as the pass did. Every duration is an
+/// odd number of hours and the window starts at a half hour, so no boundary falls within the
+/// milliseconds a pass takes to start, and the passes decide the same way every time.
 #[test]
 fn check_at_a_recorded_moment_agrees_with_the_decision_recorded_then() {
     let home = Home::standard();
@@ -273,7 +274,7 @@ fn check_at_a_recorded_moment_agrees_with_the_decision_recorded_then() {
     );
     home.lane(
         "worker",
-        "schedule:\n  every: 7h\n  timezone: Europe/Berlin\npreconditions:\n  - use: backup-recency\n    with: { lane: backup, max_age: 30h }\n  - use: contention\n    with: { peers: [backup] }\n  - use: off-peak\n    with: { window: \"01:00-05:00\" }\n    soft: true\nmax_deferral: 12h\ngroup: heavy\ncommand:\n  argv: [\"true\"]\n",
+        "schedule:\n  every: 7h\n  timezone: Europe/Berlin\npreconditions:\n  - use: backup-recency\n    with: { lane: backup, max_age: 29h }\n  - use: contention\n    with: { peers: [backup] }\n  - use: off-peak\n    with: { window: \"01:30-05:30\" }\n    soft: true\nmax_deferral: 11h\ngroup: heavy\ncommand:\n  argv: [\"true\"]\n",
     );
     home.lane(
         "flaky",
