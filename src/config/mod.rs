@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 use serde_saphyr::{Location, Spanned};
+use yaml::Node;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 use duration::DurationSetting;
@@ -47,12 +48,13 @@ impl Config {
 }
 
 /// Loads and validates everything under `home`.
+/// Warnings do not stop a load and are not returned; `validate` shows them ([`load_lenient`]).
 pub fn load(home: &Home) -> Result<Config, Diagnostics> {
     let (config, diags) = load_lenient(home);
-    if diags.is_empty() {
-        Ok(config)
+    if diags.has_errors() {
+        Err(diags.errors())
     } else {
-        Err(diags)
+        Ok(config)
     }
 }
 
@@ -67,15 +69,14 @@ pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
         Some(&home.wasm_cache_dir()),
         &mut diags,
     );
-    let raws = read_rules(&home.rules_dir(), &mut diags);
+    let rules = read_rules(&home.rules_dir(), &mut diags);
 
-    let lane_names: BTreeSet<String> = raws.iter().map(|r| r.name.clone()).collect();
     let names = KnownNames {
-        lanes: &lane_names,
+        lanes: &rules.known,
         settings: &settings,
     };
     let mut lanes = Vec::new();
-    for raw in raws {
+    for raw in rules.parsed {
         if let Some(lane) = compile(raw, home, &settings, &registry, &names, &mut diags) {
             lanes.push(lane);
         }
@@ -111,7 +112,19 @@ struct ParsedLane {
     hash: String,
 }
 
-fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
+/// The lane files that parsed, and the name of every lane file, loaded or not.
+struct Rules {
+    parsed: Vec<ParsedLane>,
+    /// Every lane known by name, including those whose file fails to load, so a typo in one
+    /// lane does not make its peers report "no lane named …" too.
+    known: BTreeSet<String>,
+}
+
+fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
+    let mut rules = Rules {
+        parsed: Vec::new(),
+        known: BTreeSet::new(),
+    };
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -119,7 +132,7 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
                 dir,
                 format!("cannot read the rules directory: {e}; create it and add one <lane>.yaml per lane"),
             ));
-            return Vec::new();
+            return rules;
         }
     };
     let mut files: Vec<PathBuf> = entries
@@ -129,29 +142,39 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
         .collect();
     files.sort();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut out = Vec::new();
     for path in files {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.push(Diagnostic::file(
-                    &path,
-                    format!("cannot read lane file: {e}"),
-                ));
-                continue;
-            }
-        };
-        let Some(raw) = yaml::parse::<RawLane>(&path, &text, diags) else {
-            continue;
-        };
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let (name, loc) = match &raw.lane {
-            Some(s) => (s.value.clone(), s.referenced),
-            None => (stem, Location::UNKNOWN),
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(
+                    Diagnostic::file(&path, format!("cannot read lane file: {e}")).for_lane(&stem),
+                );
+                rules.known.insert(stem);
+                continue;
+            }
+        };
+        let before = diags.len();
+        let Some(tree) = yaml::tree(&path, &text, diags) else {
+            // Unparsable: still known by the name it declares, if a line says so.
+            let name = declared_name(&text).unwrap_or(stem);
+            diags.attribute(before, &name);
+            if valid_lane_name(&name) {
+                rules.known.insert(name);
+            }
+            continue;
+        };
+        let declared = tree.value.get("lane");
+        let (name, loc, owner_at) = match declared {
+            Some((key, value)) => match &value.value {
+                Node::Str(s) => (s.clone(), value.referenced, key.referenced),
+                _ => (stem, Location::UNKNOWN, key.referenced),
+            },
+            None => (stem, Location::UNKNOWN, Location::UNKNOWN),
         };
         if !valid_lane_name(&name) {
             diags.push(at(
@@ -161,6 +184,7 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
             ));
             continue;
         }
+        rules.known.insert(name.clone());
         if let Some(first) = seen.get(&name) {
             diags.push(at(
                 &path,
@@ -170,18 +194,40 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
                     first.display()
                 ),
             ));
+            diags.attribute(before, &name);
             continue;
         }
+        let raw = yaml::read::<RawLane>(
+            &path,
+            &text,
+            &tree,
+            &lane::SCHEMA,
+            &format!("lane `{name}`"),
+            owner_at,
+            diags,
+        );
+        diags.attribute(before, &name);
+        let Some(raw) = raw else { continue };
         seen.insert(name.clone(), path.clone());
         let hash = crate::fingerprint::content_hash(text.as_bytes());
-        out.push(ParsedLane {
+        rules.parsed.push(ParsedLane {
             name,
             path,
             raw,
             hash,
         });
     }
-    out
+    rules
+}
+
+/// The name a file that is not valid YAML declares on a top-level `lane:` line, if any.
+fn declared_name(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let value = l.strip_prefix("lane:")?;
+        let value = value.split(" #").next().unwrap_or_default().trim();
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        valid_lane_name(value).then(|| value.to_string())
+    })
 }
 
 fn valid_lane_name(name: &str) -> bool {
@@ -235,7 +281,7 @@ fn compile(
         raw,
         hash,
     } = parsed;
-    let before = diags.0.len();
+    let before = diags.len();
     let p = path.as_path();
 
     let sched = &raw.schedule.value;
@@ -331,7 +377,8 @@ fn compile(
     });
 
     let cmd = &raw.command.value;
-    if cmd.argv.value.is_empty() || cmd.argv.value[0].is_empty() {
+    let argv: Vec<String> = cmd.argv.value.iter().map(|a| a.value.clone()).collect();
+    if argv.first().is_none_or(String::is_empty) {
         diags.push(at(
             p,
             cmd.argv.referenced,
@@ -348,14 +395,16 @@ fn compile(
         .and_then(|d| positive(p, "command.grace", d, diags))
         .unwrap_or(lane::DEFAULT_GRACE);
     let command = Command {
-        argv: cmd.argv.value.clone(),
+        argv,
         cwd: home.resolve(Path::new(cmd.cwd.as_deref().unwrap_or("."))),
         env: cmd.env.clone(),
         timeout,
         grace,
     };
 
-    if diags.0.len() > before {
+    let failed = diags.has_errors_since(before);
+    diags.attribute(before, &name);
+    if failed {
         return None;
     }
     Some(Lane {

@@ -254,3 +254,93 @@ fn status_still_works_while_the_rules_are_invalid() {
     );
     assert!(stderr.contains("bad.yaml:3:1"), "{stderr}");
 }
+
+/// Asserts the problems are exactly these, in order: each `(file, line:col, needle)`.
+fn assert_problems(home: &Home, expected: &[(&str, &str, &str)]) {
+    let p = problems(home);
+    assert_eq!(p.len(), expected.len(), "{p:#?}");
+    for (line, (file, line_col, needle)) in p.iter().zip(expected) {
+        let place = format!("{}:{line_col}: ", home.path().join(file).display());
+        assert!(
+            line.starts_with(&place),
+            "expected `{place}…`, got `{line}`"
+        );
+        assert!(line.contains(needle), "expected `{needle}` in `{line}`");
+    }
+}
+
+#[test]
+fn every_unknown_key_in_a_lane_file_is_reported() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        "schedule:\n  every: 1h\nbogus: 1\ncommand:\n  argv: [\"true\"]\n  tmeout: 5m\n",
+    );
+    assert_problems(
+        &home,
+        &[
+            ("rules/a.yaml", "3:1", "unknown key `bogus`"),
+            ("rules/a.yaml", "6:3", "did you mean `timeout`"),
+        ],
+    );
+}
+
+#[test]
+fn type_errors_in_different_keys_are_all_reported_with_unknown_keys() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        "schedule:\n  every: soon\npriority: high\nbogus: 1\ncommand:\n  argv: [\"true\"]\n  timeout: later\n",
+    );
+    assert_problems(
+        &home,
+        &[
+            ("rules/a.yaml", "2:10", "90s"),
+            ("rules/a.yaml", "3:11", "`priority`: expected an integer"),
+            ("rules/a.yaml", "4:1", "bogus"),
+            ("rules/a.yaml", "7:12", "later"),
+        ],
+    );
+}
+
+#[test]
+fn a_lane_without_command_is_reported_against_the_lane() {
+    let home = Home::new();
+    home.lane("a", "schedule:\n  every: 1h\n");
+    assert_problems(
+        &home,
+        &[(
+            "rules/a.yaml",
+            "1:1",
+            "lane `a` has no `command:`; add command.argv",
+        )],
+    );
+    assert!(!problems(&home)[0].contains("`schedule`"));
+
+    home.lane("a", "label: A\nlane: named\nschedule:\n  every: 1h\n");
+    assert_problems(
+        &home,
+        &[("rules/a.yaml", "2:1", "lane `named` has no `command:`")],
+    );
+}
+
+#[test]
+fn a_broken_lane_is_still_known_to_its_peers() {
+    let home = Home::standard();
+    home.lane(
+        "backup",
+        &format!("schedule:\n  every: 1h\nbogus: 1\n{CMD}"),
+    );
+    home.lane("kb", "lane: kb-sync\nschedule: [oops\n");
+    home.lane(
+        "a",
+        &lane_yaml(
+            "1h",
+            "  - use: backup-recency\n    with: { lane: backup, max_age: 1h }\n  - use: contention\n    with: { peers: [kb-sync, backup] }",
+            "[\"true\"]",
+        ),
+    );
+    let p = problems(&home);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(p.iter().all(|l| !l.contains("no lane named")), "{p:#?}");
+}
