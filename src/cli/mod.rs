@@ -48,7 +48,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check rules and plugins; print one `path:line:col: message` per problem.
-    Validate,
+    Validate(validate::Args),
     /// Decide every lane (or the named ones) now or at --at, dispatching nothing.
     Check(check::Args),
     /// Run a lane's command now, bypassing preconditions but not its lock.
@@ -100,7 +100,7 @@ pub fn main() -> i32 {
     init_logging(&cli);
     let home = Home::new(cli.home.clone());
     let result = match cli.command {
-        Command::Validate => validate::run(&home),
+        Command::Validate(a) => validate::run(&home, a),
         Command::Check(a) => check::run(&home, a),
         Command::Fire(a) => fire::run(&home, a),
         Command::Record(a) => record::run(&home, a),

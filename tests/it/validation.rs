@@ -344,3 +344,70 @@ fn a_broken_lane_is_still_known_to_its_peers() {
     assert_eq!(p.len(), 2, "{p:#?}");
     assert!(p.iter().all(|l| !l.contains("no lane named")), "{p:#?}");
 }
+
+/// Runs `validate`, returns (exit code, stdout, stderr).
+fn validate(home: &Home, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["validate"];
+    all.extend_from_slice(args);
+    let out = home.run(&all);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn validate_warns_without_failing_when_a_program_cannot_be_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    home.lane("path", &lane_yaml("1h", "", "[no-such-program-lk, x]"));
+    home.lane("missing", &lane_yaml("1h", "", "[jobs/missing.sh]"));
+    home.write("jobs/plain.sh", "#!/bin/sh\n");
+    home.lane("plain", &lane_yaml("1h", "", "[jobs/plain.sh]"));
+    home.write("jobs/ok.sh", "#!/bin/sh\n");
+    let ok = home.path().join("jobs/ok.sh");
+    std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    home.lane("ok", &lane_yaml("1h", "", "[jobs/ok.sh]"));
+    home.lane(
+        "sub",
+        &format!("{}  cwd: jobs\n", lane_yaml("1h", "", "[./ok.sh]")),
+    );
+
+    let (code, stdout, stderr) = validate(&home, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("ok"), "{stdout}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning: ")).collect();
+    assert_eq!(warnings.len(), 3, "{stderr}");
+    let expect = |file: &str, needle: &str| {
+        let place = format!("{}:4:10: warning: ", home.path().join(file).display());
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with(&place) && w.contains(needle)),
+            "expected `{place}…{needle}…` in\n{stderr}"
+        );
+    };
+    expect(
+        "rules/path.yaml",
+        "`no-such-program-lk` is not found on PATH",
+    );
+    expect("rules/missing.yaml", "`jobs/missing.sh` does not exist");
+    expect("rules/plain.yaml", "`jobs/plain.sh` is not executable");
+
+    // Only `validate` reports them.
+    let out = home.run(&["check", "--at", "2026-05-10T00:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+}
+
+#[test]
+fn warnings_do_not_hide_errors() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[no-such-program-lk]"));
+    home.lane("b", &format!("schedule:\n  every: 1h\nbogus: 1\n{CMD}"));
+    let (code, _, stderr) = validate(&home, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("a.yaml:4:10: warning: "), "{stderr}");
+    assert!(stderr.contains("b.yaml:3:1: unknown key"), "{stderr}");
+}
