@@ -1,18 +1,26 @@
 //! `lanekeeper validate`: every problem in one pass, or a one-line summary. Warnings (such as a
 //! program not found here) are shown but do not fail it.
 
-use super::{CliResult, emit};
+use super::{CliResult, emit, print_json_lines};
 use crate::config;
 use crate::home::Home;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// One JSON object per problem on stdout: file, line, col, lane, message, severity.
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(home: &Home, _args: Args) -> CliResult {
+pub fn run(home: &Home, args: Args) -> CliResult {
     let (config, diags) = config::load_lenient(home);
     let errors = diags.0.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     let code = if errors > 0 { 1 } else { 0 };
+    if args.json {
+        print_json_lines(&diags.0)?;
+        return Ok(code);
+    }
     eprint!("{diags}");
     let warned = match warnings {
         0 => String::new(),

@@ -411,3 +411,59 @@ fn warnings_do_not_hide_errors() {
     assert!(stderr.contains("a.yaml:4:10: warning: "), "{stderr}");
     assert!(stderr.contains("b.yaml:3:1: unknown key"), "{stderr}");
 }
+
+#[test]
+fn validate_json_prints_one_object_per_problem() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[no-such-program-lk]"));
+    home.lane(
+        "b",
+        &format!("lane: bee\nschedule:\n  every: 1h\nbogus: 1\n{CMD}"),
+    );
+    home.write("plugins/oops.rhai", "fn evaluate(ctx) {\n    let = 3;\n}\n");
+    let (code, stdout, stderr) = validate(&home, &["--json"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let problems: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(problems.len(), 3, "{stdout}");
+    let find = |file: &str| {
+        let path = home.path().join(file).display().to_string();
+        problems
+            .iter()
+            .find(|p| p["file"] == path.as_str())
+            .unwrap_or_else(|| panic!("no problem in {file}: {stdout}"))
+    };
+    let plugin = find("plugins/oops.rhai");
+    assert_eq!(plugin["lane"], serde_json::Value::Null);
+    assert_eq!(plugin["severity"], "error");
+    assert_eq!(plugin["line"], 2);
+    let warning = find("rules/a.yaml");
+    assert_eq!(warning["lane"], "a");
+    assert_eq!(warning["severity"], "warning");
+    assert_eq!(
+        (warning["line"].as_u64(), warning["col"].as_u64()),
+        (Some(4), Some(10))
+    );
+    assert!(
+        warning["message"]
+            .as_str()
+            .expect("message")
+            .contains("no-such-program-lk")
+    );
+    let error = find("rules/b.yaml");
+    assert_eq!(error["lane"], "bee");
+    assert_eq!(error["severity"], "error");
+    assert_eq!(
+        (error["line"].as_u64(), error["col"].as_u64()),
+        (Some(4), Some(1))
+    );
+
+    // Warnings only: exit 0.
+    std::fs::remove_file(home.path().join("plugins/oops.rhai")).expect("rm");
+    home.lane("b", &lane_yaml("1h", "", "[\"true\"]"));
+    let (code, stdout, _) = validate(&home, &["--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
