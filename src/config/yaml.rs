@@ -448,9 +448,9 @@ fn unknown(key: &str, keys: &[Key], top: bool, place: &Place) -> String {
         format!(" in {}", place.name)
     };
     match keys.iter().find(|k| similar(key, k.name)) {
-        Some(k) => format!("unknown key `{key}`{within}; did you mean `{}`?", k.name),
+        Some(k) => format!("unknown field `{key}`{within}; did you mean `{}`?", k.name),
         None => format!(
-            "unknown key `{key}`{within}; expected one of {}",
+            "unknown field `{key}`{within}, expected one of {}",
             names(keys)
         ),
     }

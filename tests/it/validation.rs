@@ -279,7 +279,7 @@ fn every_unknown_key_in_a_lane_file_is_reported() {
     assert_problems(
         &home,
         &[
-            ("rules/a.yaml", "3:1", "unknown key `bogus`"),
+            ("rules/a.yaml", "3:1", "unknown field `bogus`"),
             ("rules/a.yaml", "6:3", "did you mean `timeout`"),
         ],
     );
@@ -409,7 +409,7 @@ fn warnings_do_not_hide_errors() {
     let (code, _, stderr) = validate(&home, &[]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("a.yaml:4:10: warning: "), "{stderr}");
-    assert!(stderr.contains("b.yaml:3:1: unknown key"), "{stderr}");
+    assert!(stderr.contains("b.yaml:3:1: unknown field"), "{stderr}");
 }
 
 #[test]
