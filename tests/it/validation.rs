@@ -248,8 +248,11 @@ fn status_still_works_while_the_rules_are_invalid() {
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("good"), "{stdout}");
     assert!(
-        stdout.contains("good") && !stdout.contains("bad "),
+        stdout
+            .lines()
+            .any(|l| l.starts_with("bad ") && l.contains("config invalid")),
         "{stdout}"
     );
     assert!(stderr.contains("bad.yaml:3:1"), "{stderr}");
@@ -343,6 +346,43 @@ fn a_broken_lane_is_still_known_to_its_peers() {
     let p = problems(&home);
     assert_eq!(p.len(), 2, "{p:#?}");
     assert!(p.iter().all(|l| !l.contains("no lane named")), "{p:#?}");
+}
+
+#[test]
+fn status_lists_a_lane_whose_file_is_broken_with_its_recorded_state() {
+    let home = Home::new();
+    home.lane("good", &lane_yaml("1h", "", "[\"true\"]"));
+    home.lane("bad", &lane_yaml("1h", "", "[\"true\"]"));
+    home.ok(&[
+        "record",
+        "bad",
+        "--outcome",
+        "success",
+        "--at",
+        "2026-05-10T00:00:00Z",
+    ]);
+    home.lane("bad", &format!("schedule:\n  every: 1h\nbogus: 1\n{CMD}"));
+
+    let out = home.run(&["status"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("bad "))
+        .unwrap_or_else(|| panic!("no row for `bad`:\n{stdout}"));
+    assert!(
+        row.contains("config invalid") && row.contains("(success)"),
+        "{row}"
+    );
+
+    let bad = home.status("bad");
+    assert_eq!(bad["last_result"], "success", "{bad}");
+    let error = bad["config_error"].as_str().expect("config_error");
+    assert!(
+        error.contains("bad.yaml:3:1") && error.contains("bogus"),
+        "{error}"
+    );
+    assert!(home.status("good").get("config_error").is_none());
 }
 
 /// Runs `validate`, returns (exit code, stdout, stderr).
