@@ -61,6 +61,9 @@ pub struct LaneStatus {
     /// keeps the last good version of it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,
+    /// A cron schedule that matches no time from now on: the lane is never due.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub never_fires: bool,
 }
 
 /// The schedule shown for a lane whose file does not load.
@@ -86,15 +89,22 @@ pub fn describe(schedule: &Schedule) -> String {
     }
 }
 
-fn lane_status(lane: &Lane, state: LaneState, episode: Option<Episode>) -> LaneStatus {
-    recorded(
+fn lane_status(
+    lane: &Lane,
+    state: LaneState,
+    episode: Option<Episode>,
+    now: Timestamp,
+) -> LaneStatus {
+    let mut status = recorded(
         &lane.name,
         &lane.label,
         describe(&lane.schedule),
         next_due(&lane.schedule, &lane.zone, state.last_run_at),
         state,
         episode,
-    )
+    );
+    status.never_fires = lane.schedule.never_fires(&lane.zone, now);
+    status
 }
 
 fn recorded(
@@ -124,6 +134,7 @@ fn recorded(
         }),
         episode: episode.as_ref().map(Episode::summary),
         config_error: None,
+        never_fires: false,
     }
 }
 
@@ -153,7 +164,12 @@ pub fn build_with_invalid(
     let mut out = Vec::with_capacity(lanes.len() + invalid.len());
     for lane in lanes {
         let episode = store.episode_at(&lane.name, now)?;
-        let mut status = lane_status(lane, states.remove(&lane.name).unwrap_or_default(), episode);
+        let mut status = lane_status(
+            lane,
+            states.remove(&lane.name).unwrap_or_default(),
+            episode,
+            now,
+        );
         status.config_error = invalid.get(&lane.name).cloned();
         out.push(status);
     }

@@ -83,6 +83,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
                 (Some(t), None, _) => relative(now, Some(t)),
             };
             let next = match (s.next_due_at, s.schedule.as_str()) {
+                _ if s.never_fires => "never".to_string(),
                 (_, "off" | status::UNKNOWN_SCHEDULE) => "-".to_string(),
                 (None, _) => "now (never run)".into(),
                 (Some(t), _) if t <= now => format!(

@@ -183,6 +183,20 @@ pub enum Schedule {
     Disabled,
 }
 
+impl Schedule {
+    /// True for a cron expression that matches no time from `from` on (30 February, or a year
+    /// gone by), which would leave its lane silently never due.
+    pub fn never_fires(&self, zone: &TimeZone, from: jiff::Timestamp) -> bool {
+        match self {
+            // croner searches up to its last supported year, and says so when nothing matches.
+            Schedule::Cron { cron, .. } => cron
+                .find_next_occurrence(&from.to_zoned(zone.clone()), false)
+                .is_err(),
+            Schedule::Every(_) | Schedule::Disabled => false,
+        }
+    }
+}
+
 /// One precondition of a lane, bound to its parameters.
 #[derive(Clone)]
 pub struct GateBinding {

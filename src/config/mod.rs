@@ -23,6 +23,7 @@ pub use lane::{Command, GateBinding, Lane, OnError, Retry, Schedule};
 use lane::{RawGate, RawLane};
 pub use settings::Settings;
 
+use crate::clock::{Clock, SystemClock};
 use crate::home::Home;
 use crate::plugins::Registry;
 use crate::plugins::schema::Names;
@@ -412,6 +413,29 @@ fn compile(
     diags.attribute(before, &name);
     if failed {
         return None;
+    }
+    // Well-formed but useless: the lane is kept for read-only views (status shows NEXT DUE
+    // "never"), and the error still stops `load`.
+    let now = SystemClock.now();
+    if let (Some(c), Schedule::Cron { expr, cron }) = (&sched.cron, &schedule)
+        && schedule.never_fires(&zone, now)
+    {
+        let why = if cron
+            .find_previous_occurrence(&now.to_zoned(zone.clone()), false)
+            .is_ok()
+        {
+            "its last time has passed"
+        } else {
+            "no date matches it (a day its months do not have, such as 30 February?)"
+        };
+        diags.push(
+            at(
+                p,
+                c.referenced,
+                format!("cron `{expr}` never fires: {why}; fix it, or write `cron: off` to disable the lane"),
+            )
+            .for_lane(&name),
+        );
     }
     Some(Lane {
         label: raw.label.clone().unwrap_or_else(|| name.clone()),

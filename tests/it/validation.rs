@@ -385,6 +385,58 @@ fn status_lists_a_lane_whose_file_is_broken_with_its_recorded_state() {
     assert!(home.status("good").get("config_error").is_none());
 }
 
+#[test]
+fn a_cron_that_never_fires_is_an_error() {
+    let home = Home::new();
+    home.lane("a", &format!("schedule:\n  cron: \"0 0 30 2 *\"\n{CMD}"));
+    assert_problems(
+        &home,
+        &[("rules/a.yaml", "2:9", "cron `0 0 30 2 *` never fires: ")],
+    );
+}
+
+/// The cell of `lane`'s row under `header` in `status`'s table.
+fn status_cell(table: &str, lane: &str, header: &str) -> String {
+    let mut lines = table.lines();
+    let head = lines.next().expect("header");
+    let start = head.find(header).expect("column");
+    let end = head[start + header.len()..]
+        .find(|c: char| c.is_ascii_uppercase())
+        .map(|i| start + header.len() + i);
+    let row: Vec<char> = lines
+        .find(|l| l.starts_with(&format!("{lane} ")))
+        .unwrap_or_else(|| panic!("no row for `{lane}`:\n{table}"))
+        .chars()
+        .collect();
+    let end = end.unwrap_or(row.len()).min(row.len());
+    row[start.min(end)..end]
+        .iter()
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn status_shows_never_as_next_due_of_a_cron_that_never_fires() {
+    let home = Home::new();
+    home.lane(
+        "feb30",
+        &format!("schedule:\n  cron: \"0 0 30 2 *\"\n{CMD}"),
+    );
+    home.lane("daily", &format!("schedule:\n  cron: \"0 3 * * *\"\n{CMD}"));
+    let stdout = home.ok(&["status"]);
+    assert_eq!(
+        status_cell(&stdout, "feb30", "NEXT DUE"),
+        "never",
+        "{stdout}"
+    );
+    assert_eq!(
+        status_cell(&stdout, "daily", "NEXT DUE"),
+        "now (never run)",
+        "{stdout}"
+    );
+}
+
 /// Runs `validate`, returns (exit code, stdout, stderr).
 fn validate(home: &Home, args: &[&str]) -> (Option<i32>, String, String) {
     let mut all = vec!["validate"];
