@@ -99,15 +99,20 @@ pub fn main() -> i32 {
     };
     init_logging(&cli);
     let home = Home::new(cli.home.clone());
-    let result = match cli.command {
-        Command::Validate(a) => validate::run(&home, a),
-        Command::Check(a) => check::run(&home, a),
-        Command::Fire(a) => fire::run(&home, a),
-        Command::Record(a) => record::run(&home, a),
-        Command::Status(a) => status::run(&home, a),
-        Command::Explain(a) => explain::run(&home, a),
-        Command::Run(a) => run::run(&home, a),
-        Command::Plugin(c) => plugin::run(&home, c),
+    // Every command, `plugin new` included, works on an existing home: a mistyped --home must
+    // not leave state/ or plugins/ in some other directory.
+    let result = match require_home(&home) {
+        Err(e) => Err(e),
+        Ok(()) => match cli.command {
+            Command::Validate(a) => validate::run(&home, a),
+            Command::Check(a) => check::run(&home, a),
+            Command::Fire(a) => fire::run(&home, a),
+            Command::Record(a) => record::run(&home, a),
+            Command::Status(a) => status::run(&home, a),
+            Command::Explain(a) => explain::run(&home, a),
+            Command::Run(a) => run::run(&home, a),
+            Command::Plugin(c) => plugin::run(&home, c),
+        },
     };
     match result {
         Ok(code) => code,
@@ -129,6 +134,17 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// A home is a directory with `rules/`; anything else is refused before anything is written.
+fn require_home(home: &Home) -> Result<(), CliError> {
+    if home.rules_dir().is_dir() {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "`{}` is not a lanekeeper home: it has no rules/ directory; create rules/ or pass --home (or set LANEKEEPER_HOME)",
+        home.root().display()
+    )))
 }
 
 fn init_logging(cli: &Cli) {

@@ -9,6 +9,7 @@ mod chain;
 mod daemon;
 mod dispatch;
 mod history;
+mod home;
 mod parity;
 mod plugins;
 mod preconditions;
