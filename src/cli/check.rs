@@ -1,7 +1,8 @@
-//! `lanekeeper check`: decide lanes now (recorded) or at `--at` (a what-if, never recorded).
+//! `lanekeeper check`: decide lanes now (recorded, where a history exists) or at `--at` (a
+//! what-if, never recorded).
 
 use super::output::{or_dash, table};
-use super::{CliResult, Session, emit, parse_at, print_json_lines};
+use super::{Access, CliResult, Session, emit, parse_at, print_json_lines};
 use crate::engine::Decision;
 use crate::home::Home;
 use crate::state::Store;
@@ -20,11 +21,12 @@ pub struct Args {
 
 pub fn run(home: &Home, args: Args) -> CliResult {
     let at = args.at.as_deref().map(parse_at).transpose()?;
-    let session = Session::open(home)?;
+    let session = Session::open(home, Access::WriteExisting)?;
     let lanes = session.select(&args.lanes)?;
     let now = at.unwrap_or_else(|| session.now());
     let decisions = session.decide(&lanes, now, None)?;
     if at.is_none() {
+        // On a home with no history yet, the store is in memory: nothing is kept.
         session.store.record_decisions(&decisions)?;
     }
     if args.json {

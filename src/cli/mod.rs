@@ -176,6 +176,19 @@ fn parse_at(text: &str) -> Result<Timestamp, CliError> {
     })
 }
 
+/// How a command uses the state database. Only commands that run or record lanes create it, so
+/// looking at a home (`status`, `check`, `explain`) leaves no file behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Creates the database if there is none (`fire`, `record`).
+    Create,
+    /// Writes to the database if there is one; with none, works on an empty one in memory, so
+    /// nothing is recorded (`check`).
+    WriteExisting,
+    /// Only reads it; with none, an empty one in memory (`status`, `explain`).
+    Read,
+}
+
 /// A loaded home: configuration, store and the live observer.
 struct Session {
     config: Config,
@@ -185,19 +198,25 @@ struct Session {
 }
 
 impl Session {
-    fn open(home: &Home) -> Result<Self, CliError> {
+    fn open(home: &Home, access: Access) -> Result<Self, CliError> {
         let config = config::load(home).map_err(CliError::Config)?;
-        Self::with_config(home, config)
+        Self::with_config(home, config, access)
     }
 
     /// A session over whatever lanes are valid, for read-only views; returns the problems too.
-    fn open_lenient(home: &Home) -> Result<(Self, Diagnostics), CliError> {
+    fn open_lenient(home: &Home, access: Access) -> Result<(Self, Diagnostics), CliError> {
         let (config, diags) = config::load_lenient(home);
-        Ok((Self::with_config(home, config)?, diags))
+        Ok((Self::with_config(home, config, access)?, diags))
     }
 
-    fn with_config(home: &Home, config: Config) -> Result<Self, CliError> {
-        let store = SqliteStore::open(&home.database())?;
+    fn with_config(home: &Home, config: Config, access: Access) -> Result<Self, CliError> {
+        let db = home.database();
+        let store = match access {
+            Access::Create => SqliteStore::open(&db)?,
+            _ if !db.exists() => SqliteStore::in_memory()?,
+            Access::WriteExisting => SqliteStore::open(&db)?,
+            Access::Read => SqliteStore::open_read_only(&db)?,
+        };
         Ok(Self {
             config,
             store,

@@ -2,7 +2,7 @@
 
 use clap::ValueEnum;
 
-use super::{CliResult, Session, parse_at};
+use super::{Access, CliResult, Session, parse_at};
 use crate::home::Home;
 use crate::state::{RunResult, Store};
 
@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(home: &Home, args: Args) -> CliResult {
     let at = args.at.as_deref().map(parse_at).transpose()?;
-    let session = Session::open(home)?;
+    let session = Session::open(home, Access::Create)?;
     let lane = session.lane(&args.lane)?;
     let at = at.unwrap_or_else(|| session.now());
     let result = match args.outcome {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::output::{or_dash, relative, table};
-use super::{CliResult, Session, emit};
+use super::{Access, CliResult, Session, emit};
 use crate::home::Home;
 use crate::status;
 
@@ -30,7 +30,7 @@ pub struct Args {
 
 pub fn run(home: &Home, args: Args) -> CliResult {
     // Status must work while an edit is half done: that is when the operator needs it most.
-    let (session, problems) = Session::open_lenient(home)?;
+    let (session, problems) = Session::open_lenient(home, Access::Read)?;
     // Warnings are `validate`'s; status reports what stops a configuration from loading.
     let problems = problems.errors();
     if !problems.is_empty() {

@@ -64,12 +64,11 @@ pub fn load(home: &Home) -> Result<Config, Diagnostics> {
 pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
     let mut diags = Diagnostics::default();
     let settings = settings::load(&home.settings_file(), home.root(), &mut diags);
-    let registry = Registry::load(
-        &home.plugins_dir(),
-        &settings,
-        Some(&home.wasm_cache_dir()),
-        &mut diags,
-    );
+    // Compiled WASM is cached in state/, but loading never creates state/: only commands that
+    // run or record lanes do, so `validate`, `status`, `check` and `explain` leave a fresh
+    // home as they found it.
+    let cache = home.state_dir().is_dir().then(|| home.wasm_cache_dir());
+    let registry = Registry::load(&home.plugins_dir(), &settings, cache.as_deref(), &mut diags);
     let rules = read_rules(&home.rules_dir(), &mut diags);
 
     let names = KnownNames {
