@@ -1,6 +1,8 @@
 //! The status report: what each lane did last, what it is doing, when it is next due, and its
 //! current episode. `lanekeeper status --json` and the daemon's `/status` serve the same value.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -55,7 +57,17 @@ pub struct LaneStatus {
     pub deferral: Option<Deferral>,
     /// The current episode.
     pub episode: Option<EpisodeSummary>,
+    /// The problems of the lane's file when it currently fails validation (a running daemon
+    /// keeps the last good version of it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+    /// A cron schedule that matches no time from now on: the lane is never due.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub never_fires: bool,
 }
+
+/// The schedule shown for a lane whose file does not load.
+pub const UNKNOWN_SCHEDULE: &str = "unknown";
 
 /// The whole report.
 #[derive(Debug, Serialize)]
@@ -77,12 +89,37 @@ pub fn describe(schedule: &Schedule) -> String {
     }
 }
 
-fn lane_status(lane: &Lane, state: LaneState, episode: Option<Episode>) -> LaneStatus {
+fn lane_status(
+    lane: &Lane,
+    state: LaneState,
+    episode: Option<Episode>,
+    now: Timestamp,
+) -> LaneStatus {
+    let mut status = recorded(
+        &lane.name,
+        &lane.label,
+        describe(&lane.schedule),
+        next_due(&lane.schedule, &lane.zone, state.last_run_at),
+        state,
+        episode,
+    );
+    status.never_fires = lane.schedule.never_fires(&lane.zone, now);
+    status
+}
+
+fn recorded(
+    name: &str,
+    label: &str,
+    schedule: String,
+    next_due_at: Option<Timestamp>,
+    state: LaneState,
+    episode: Option<Episode>,
+) -> LaneStatus {
     LaneStatus {
-        lane: lane.name.clone(),
-        label: lane.label.clone(),
-        schedule: describe(&lane.schedule),
-        next_due_at: next_due(&lane.schedule, &lane.zone, state.last_run_at),
+        lane: name.to_string(),
+        label: label.to_string(),
+        schedule,
+        next_due_at,
         last_run_at: state.last_run_at,
         last_result: state.last_result,
         last_exit: state.last_exit,
@@ -96,12 +133,27 @@ fn lane_status(lane: &Lane, state: LaneState, episode: Option<Episode>) -> LaneS
             since,
         }),
         episode: episode.as_ref().map(Episode::summary),
+        config_error: None,
+        never_fires: false,
     }
 }
 
 /// Builds the report for `lanes` from states already checked for liveness.
 pub fn build(
     lanes: &[Lane],
+    states: LaneStates,
+    store: &dyn Store,
+    now: Timestamp,
+) -> Result<Status, StoreError> {
+    build_with_invalid(lanes, &BTreeMap::new(), states, store, now)
+}
+
+/// [`build`], also marking the lanes whose file fails validation (`invalid`: lane name → its
+/// problems) and listing those that did not load at all with what the store recorded, so a
+/// half-done edit hides no lane.
+pub fn build_with_invalid(
+    lanes: &[Lane],
+    invalid: &BTreeMap<String, String>,
     mut states: LaneStates,
     store: &dyn Store,
     now: Timestamp,
@@ -109,15 +161,35 @@ pub fn build(
     let reload = store
         .meta(RELOAD_KEY)?
         .and_then(|json| serde_json::from_str::<ReloadStatus>(&json).ok());
-    let mut out = Vec::with_capacity(lanes.len());
+    let mut out = Vec::with_capacity(lanes.len() + invalid.len());
     for lane in lanes {
         let episode = store.episode_at(&lane.name, now)?;
-        out.push(lane_status(
+        let mut status = lane_status(
             lane,
             states.remove(&lane.name).unwrap_or_default(),
             episode,
-        ));
+            now,
+        );
+        status.config_error = invalid.get(&lane.name).cloned();
+        out.push(status);
     }
+    for (name, error) in invalid {
+        if lanes.iter().any(|l| &l.name == name) {
+            continue;
+        }
+        let episode = store.episode_at(name, now)?;
+        let mut status = recorded(
+            name,
+            name,
+            UNKNOWN_SCHEDULE.to_string(),
+            None,
+            states.remove(name).unwrap_or_default(),
+            episode,
+        );
+        status.config_error = Some(error.clone());
+        out.push(status);
+    }
+    out.sort_by(|a, b| a.lane.cmp(&b.lane));
     Ok(Status {
         at: now,
         lanes: out,

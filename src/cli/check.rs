@@ -1,9 +1,9 @@
-//! `lanekeeper check`: decide lanes now (recorded) or at `--at` (a what-if, never recorded).
-//! A what-if in the past is decided on the lane states as they stood then, rebuilt from the
-//! history; one in the future on today's states.
+//! `lanekeeper check`: decide lanes now (recorded, where a history exists) or at `--at` (a
+//! what-if, never recorded). A what-if in the past is decided on the lane states as they stood
+//! then, rebuilt from the history; one in the future on today's states.
 
 use super::output::{or_dash, table};
-use super::{CliResult, Session, emit, parse_at, print_json_lines};
+use super::{Access, CliResult, Session, emit, parse_at, print_json_lines};
 use crate::engine::Decision;
 use crate::home::Home;
 use crate::state::Store;
@@ -22,7 +22,7 @@ pub struct Args {
 
 pub fn run(home: &Home, args: Args) -> CliResult {
     let at = args.at.as_deref().map(parse_at).transpose()?;
-    let session = Session::open(home)?;
+    let session = Session::open(home, Access::WriteExisting)?;
     let lanes = session.select(&args.lanes)?;
     let decisions = match at {
         None => session.decide(&lanes, session.now(), None)?,
@@ -35,6 +35,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         }
     };
     if at.is_none() {
+        // On a home with no history yet, the store is in memory: nothing is kept.
         session
             .store
             .record_decisions(&decisions, crate::engine::Origin::Check)?;

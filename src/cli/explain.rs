@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::output::{or_dash, table};
-use super::{CliError, CliResult, Session, emit, parse_at};
+use super::{Access, CliError, CliResult, Session, emit, parse_at};
 use crate::engine::{Decision, GateVerdict, Origin, Outcome};
 use crate::home::Home;
 use crate::plugins::host::Observation;
@@ -84,7 +84,7 @@ struct Explanation {
 
 pub fn run(home: &Home, args: Args) -> CliResult {
     let at = args.at.as_deref().map(parse_at).transpose()?;
-    let session = Session::open(home)?;
+    let session = Session::open(home, Access::Read)?;
     let lane = session.lane(&args.lane)?;
     let now = session.now();
     let (decision, episode) = match at {

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 
-use super::{CliError, CliResult, Session};
+use super::{Access, CliError, CliResult, Session};
 use crate::dispatch::{self, RunReport};
 use crate::engine;
 use crate::home::Home;
@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
-    let session = Session::open(home)?;
+    let session = Session::open(home, Access::Create)?;
     session.lane(&args.lane)?;
     if args.wait || args.detached {
         supervise(&session, &args)

@@ -48,7 +48,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check rules and plugins; print one `path:line:col: message` per problem.
-    Validate,
+    Validate(validate::Args),
     /// Decide every lane (or the named ones) now or at --at, dispatching nothing.
     Check(check::Args),
     /// Run a lane's command now, bypassing preconditions but not its lock.
@@ -99,15 +99,20 @@ pub fn main() -> i32 {
     };
     init_logging(&cli);
     let home = Home::new(cli.home.clone());
-    let result = match cli.command {
-        Command::Validate => validate::run(&home),
-        Command::Check(a) => check::run(&home, a),
-        Command::Fire(a) => fire::run(&home, a),
-        Command::Record(a) => record::run(&home, a),
-        Command::Status(a) => status::run(&home, a),
-        Command::Explain(a) => explain::run(&home, a),
-        Command::Run(a) => run::run(&home, a),
-        Command::Plugin(c) => plugin::run(&home, c),
+    // Every command, `plugin new` included, works on an existing home: a mistyped --home must
+    // not leave state/ or plugins/ in some other directory.
+    let result = match require_home(&home) {
+        Err(e) => Err(e),
+        Ok(()) => match cli.command {
+            Command::Validate(a) => validate::run(&home, a),
+            Command::Check(a) => check::run(&home, a),
+            Command::Fire(a) => fire::run(&home, a),
+            Command::Record(a) => record::run(&home, a),
+            Command::Status(a) => status::run(&home, a),
+            Command::Explain(a) => explain::run(&home, a),
+            Command::Run(a) => run::run(&home, a),
+            Command::Plugin(c) => plugin::run(&home, c),
+        },
     };
     match result {
         Ok(code) => code,
@@ -129,6 +134,17 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// A home is a directory with `rules/`; anything else is refused before anything is written.
+fn require_home(home: &Home) -> Result<(), CliError> {
+    if home.rules_dir().is_dir() {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "`{}` is not a lanekeeper home: it has no rules/ directory; create rules/ or pass --home (or set LANEKEEPER_HOME)",
+        home.root().display()
+    )))
 }
 
 fn init_logging(cli: &Cli) {
@@ -160,6 +176,19 @@ fn parse_at(text: &str) -> Result<Timestamp, CliError> {
     })
 }
 
+/// How a command uses the state database. Only commands that run or record lanes create it, so
+/// looking at a home (`status`, `check`, `explain`) leaves no file behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Creates the database if there is none (`fire`, `record`).
+    Create,
+    /// Writes to the database if there is one; with none, works on an empty one in memory, so
+    /// nothing is recorded (`check`).
+    WriteExisting,
+    /// Only reads it; with none, an empty one in memory (`status`, `explain`).
+    Read,
+}
+
 /// A loaded home: configuration, store and the live observer.
 struct Session {
     config: Config,
@@ -169,19 +198,25 @@ struct Session {
 }
 
 impl Session {
-    fn open(home: &Home) -> Result<Self, CliError> {
+    fn open(home: &Home, access: Access) -> Result<Self, CliError> {
         let config = config::load(home).map_err(CliError::Config)?;
-        Self::with_config(home, config)
+        Self::with_config(home, config, access)
     }
 
     /// A session over whatever lanes are valid, for read-only views; returns the problems too.
-    fn open_lenient(home: &Home) -> Result<(Self, Diagnostics), CliError> {
+    fn open_lenient(home: &Home, access: Access) -> Result<(Self, Diagnostics), CliError> {
         let (config, diags) = config::load_lenient(home);
-        Ok((Self::with_config(home, config)?, diags))
+        Ok((Self::with_config(home, config, access)?, diags))
     }
 
-    fn with_config(home: &Home, config: Config) -> Result<Self, CliError> {
-        let store = SqliteStore::open(&home.database())?;
+    fn with_config(home: &Home, config: Config, access: Access) -> Result<Self, CliError> {
+        let db = home.database();
+        let store = match access {
+            Access::Create => SqliteStore::open(&db)?,
+            _ if !db.exists() => SqliteStore::in_memory()?,
+            Access::WriteExisting => SqliteStore::open(&db)?,
+            Access::Read => SqliteStore::open_read_only(&db)?,
+        };
         Ok(Self {
             config,
             store,

@@ -2,7 +2,7 @@
 
 use clap::ValueEnum;
 
-use super::{CliError, CliResult, Session, parse_at};
+use super::{Access, CliError, CliResult, Session, parse_at};
 use crate::home::Home;
 use crate::state::{RunResult, Store};
 
@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(home: &Home, args: Args) -> CliResult {
     let at = args.at.as_deref().map(parse_at).transpose()?;
-    let session = Session::open(home)?;
+    let session = Session::open(home, Access::Create)?;
     let lane = session.lane(&args.lane)?;
     let now = session.now();
     let at = at.unwrap_or(now);

@@ -1,8 +1,10 @@
 //! `lanekeeper status`: what each lane did last, what it is doing, and when it is next due.
 //! Reads the store only (no probes), so it is instant and safe to run while anything else runs.
 
+use std::collections::BTreeMap;
+
 use super::output::{or_dash, relative, table};
-use super::{CliResult, Session, emit};
+use super::{Access, CliResult, Session, emit};
 use crate::home::Home;
 use crate::status;
 
@@ -28,18 +30,31 @@ pub struct Args {
 
 pub fn run(home: &Home, args: Args) -> CliResult {
     // Status must work while an edit is half done: that is when the operator needs it most.
-    let (session, problems) = Session::open_lenient(home)?;
+    let (session, problems) = Session::open_lenient(home, Access::Read)?;
+    // Warnings are `validate`'s; status reports what stops a configuration from loading.
+    let problems = problems.errors();
     if !problems.is_empty() {
         eprint!("{problems}");
         eprintln!(
-            "lanekeeper: the rules under {} have {} problem(s); lanes that fail to load are not listed (a running daemon keeps its last good configuration)",
+            "lanekeeper: the rules under {} have {} problem(s); lanes whose file fails to load are listed as `config invalid` (a running daemon keeps its last good configuration)",
             home.root().display(),
-            problems.0.len()
+            problems.len()
         );
     }
+    let mut invalid: BTreeMap<String, String> = BTreeMap::new();
+    for d in &problems.0 {
+        if let Some(lane) = &d.lane {
+            let text = invalid.entry(lane.clone()).or_default();
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&d.to_string());
+        }
+    }
     let now = session.now();
-    let status = status::build(
+    let status = status::build_with_invalid(
         &session.config.lanes,
+        &invalid,
         session.states()?,
         &session.store,
         now,
@@ -52,10 +67,12 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         .lanes
         .iter()
         .map(|s| {
-            let state = match &s.running {
-                Some(r) => format!("running pid {}", r.pid),
-                None if s.schedule == "off" => "disabled".into(),
-                None => "idle".into(),
+            let state = match (&s.running, &s.config_error) {
+                (Some(r), Some(_)) => format!("config invalid, running pid {}", r.pid),
+                (None, Some(_)) => "config invalid".into(),
+                (Some(r), None) => format!("running pid {}", r.pid),
+                (None, None) if s.schedule == "off" => "disabled".into(),
+                (None, None) => "idle".into(),
             };
             let last = match (s.last_run_at, s.last_result, s.last_exit) {
                 (None, _, _) => "never".to_string(),
@@ -66,7 +83,8 @@ pub fn run(home: &Home, args: Args) -> CliResult {
                 (Some(t), None, _) => relative(now, Some(t)),
             };
             let next = match (s.next_due_at, s.schedule.as_str()) {
-                (_, "off") => "-".to_string(),
+                _ if s.never_fires => "never".to_string(),
+                (_, "off" | status::UNKNOWN_SCHEDULE) => "-".to_string(),
                 (None, _) => "now (never run)".into(),
                 (Some(t), _) if t <= now => format!(
                     "now (overdue {})",

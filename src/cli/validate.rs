@@ -1,16 +1,44 @@
-//! `lanekeeper validate`: every problem in one pass, or a one-line summary.
+//! `lanekeeper validate`: every problem in one pass, or a one-line summary. Warnings (such as a
+//! program not found here) are shown but do not fail it.
 
-use super::{CliError, CliResult};
+use super::{CliResult, emit, print_json_lines};
 use crate::config;
 use crate::home::Home;
 
-pub fn run(home: &Home) -> CliResult {
-    let config = config::load(home).map_err(CliError::Config)?;
-    super::emit(&format!(
-        "{}: {} lane(s), {} plugin(s): ok\n",
-        home.root().display(),
-        config.lanes.len(),
-        config.registry.names().len()
-    ))?;
-    Ok(0)
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// One JSON object per problem on stdout: file, line, col, lane, message, severity.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(home: &Home, args: Args) -> CliResult {
+    let (config, diags) = config::load_lenient(home);
+    let errors = diags.0.iter().filter(|d| d.is_error()).count();
+    let warnings = diags.len() - errors;
+    let code = if errors > 0 { 1 } else { 0 };
+    if args.json {
+        print_json_lines(&diags.0)?;
+        return Ok(code);
+    }
+    eprint!("{diags}");
+    let warned = match warnings {
+        0 => String::new(),
+        1 => " (1 warning)".into(),
+        n => format!(" ({n} warnings)"),
+    };
+    if errors > 0 {
+        eprintln!(
+            "lanekeeper: {errors} problem(s){warned} in the configuration under {}; fix them and run `lanekeeper validate`",
+            home.root().display()
+        );
+    } else {
+        emit(&format!(
+            "{}: {} lane(s), {} plugin(s): ok{warned}\n",
+            home.root().display(),
+            config.lanes.len(),
+            config.registry.names().len()
+        ))?;
+    }
+    Ok(code)
 }

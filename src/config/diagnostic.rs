@@ -1,19 +1,37 @@
-//! A configuration problem with its place: `path:line:col: message`.
+//! A configuration problem with its place: `path:line:col: message`, or
+//! `path:line:col: warning: message` for something worth knowing that does not stop a load.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The configuration cannot be used.
+    Error,
+    /// Probably a mistake, but the configuration loads (e.g. a program not found here).
+    Warning,
+}
+
 /// One problem found while loading rules, plugins or host settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
     /// The file concerned.
+    #[serde(rename = "file")]
     pub path: PathBuf,
     /// 1-based line (0 when the whole file is concerned).
     pub line: u64,
     /// 1-based column.
     pub col: u64,
+    /// The lane concerned, when the problem is in a lane file.
+    pub lane: Option<String>,
     /// What is wrong and what to do.
     pub message: String,
+    /// Error or warning.
+    pub severity: Severity,
 }
 
 impl Diagnostic {
@@ -23,7 +41,9 @@ impl Diagnostic {
             path: path.to_path_buf(),
             line: line.max(1),
             col: col.max(1),
+            lane: None,
             message: message.into(),
+            severity: Severity::Error,
         }
     }
 
@@ -36,18 +56,32 @@ impl Diagnostic {
     pub fn yaml(path: &Path, loc: serde_saphyr::Location, message: impl Into<String>) -> Self {
         Self::at(path, loc.line(), loc.column(), message)
     }
+
+    /// The same problem, as a warning.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
+    /// The same problem, about `lane`.
+    pub fn for_lane(mut self, lane: &str) -> Self {
+        self.lane = Some(lane.to_string());
+        self
+    }
+
+    /// True for an error (the configuration cannot be used).
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.path.display(),
-            self.line,
-            self.col,
-            self.message
-        )
+        write!(f, "{}:{}:{}: ", self.path.display(), self.line, self.col)?;
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        f.write_str(&self.message)
     }
 }
 
@@ -64,6 +98,33 @@ impl Diagnostics {
     /// True when nothing was found.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// How many problems there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when any problem is an error.
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(Diagnostic::is_error)
+    }
+
+    /// True when a problem added at or after index `from` is an error.
+    pub fn has_errors_since(&self, from: usize) -> bool {
+        self.0.iter().skip(from).any(Diagnostic::is_error)
+    }
+
+    /// Only the errors.
+    pub fn errors(&self) -> Diagnostics {
+        Diagnostics(self.0.iter().filter(|d| d.is_error()).cloned().collect())
+    }
+
+    /// Names `lane` as the lane of every problem from index `from` on that names none yet.
+    pub fn attribute(&mut self, from: usize, lane: &str) {
+        for d in self.0.iter_mut().skip(from) {
+            d.lane.get_or_insert_with(|| lane.to_string());
+        }
     }
 }
 

@@ -10,12 +10,101 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::duration::DurationSetting;
+use super::yaml::{Key, Shape, check};
 use crate::plugins::{Gate, Runtime};
+
+/// The keys of a lane file, checked before the typed read so every problem is reported at once.
+/// Each value's check is the type of its field in [`RawLane`] and the structs below.
+pub(super) const SCHEMA: Shape = Shape::Map(&[
+    optional("lane", Shape::Value(check::<Option<String>>)),
+    optional("label", Shape::Value(check::<Option<String>>)),
+    required(
+        "schedule",
+        "add schedule.every (e.g. 24h) or schedule.cron (e.g. \"0 3 * * *\")",
+        Shape::Map(&[
+            optional("every", Shape::Value(check::<Option<DurationSetting>>)),
+            optional("cron", Shape::Value(check::<Option<String>>)),
+            optional("timezone", Shape::Value(check::<Option<String>>)),
+        ]),
+    ),
+    optional(
+        "preconditions",
+        Shape::List(&Shape::Map(&[
+            required(
+                "use",
+                "name its plugin, e.g. use: backup-recency",
+                Shape::Value(check::<String>),
+            ),
+            optional(
+                "with",
+                Shape::Value(check::<Option<BTreeMap<String, serde_json::Value>>>),
+            ),
+            optional("soft", Shape::Value(check::<bool>)),
+            optional("on_error", Shape::Value(check::<OnError>)),
+        ])),
+    ),
+    optional(
+        "max_deferral",
+        Shape::Value(check::<Option<DurationSetting>>),
+    ),
+    optional("recheck", Shape::Value(check::<Option<DurationSetting>>)),
+    optional("group", Shape::Value(check::<Option<String>>)),
+    optional("priority", Shape::Value(check::<Option<i64>>)),
+    optional(
+        "retry",
+        Shape::Map(&[
+            required(
+                "delay",
+                "add it, e.g. delay: 15m",
+                Shape::Value(check::<DurationSetting>),
+            ),
+            required(
+                "window",
+                "add it, e.g. window: 1h",
+                Shape::Value(check::<DurationSetting>),
+            ),
+        ]),
+    ),
+    required(
+        "command",
+        "add command.argv, the program and its arguments (e.g. argv: [sh, jobs/backup.sh])",
+        Shape::Map(&[
+            required(
+                "argv",
+                "add the program and its arguments, e.g. argv: [sh, jobs/backup.sh]",
+                Shape::Value(check::<Vec<String>>),
+            ),
+            optional("cwd", Shape::Value(check::<Option<String>>)),
+            optional("env", Shape::Value(check::<BTreeMap<String, String>>)),
+            optional("timeout", Shape::Value(check::<Option<DurationSetting>>)),
+            optional("grace", Shape::Value(check::<Option<DurationSetting>>)),
+        ]),
+    ),
+]);
+
+const fn optional(name: &'static str, shape: Shape) -> Key {
+    Key {
+        name,
+        required: None,
+        shape,
+    }
+}
+
+const fn required(name: &'static str, what: &'static str, shape: Shape) -> Key {
+    Key {
+        name,
+        required: Some(what),
+        shape,
+    }
+}
 
 /// A lane file as written. Unknown keys are errors.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLane {
+    /// The name is read from the parsed tree (even when the file fails); typed here so the
+    /// read checks it.
+    #[allow(dead_code)]
     pub lane: Option<Spanned<String>>,
     pub label: Option<String>,
     pub schedule: Spanned<RawSchedule>,
@@ -59,7 +148,7 @@ pub(super) struct RawRetry {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCommand {
-    pub argv: Spanned<Vec<String>>,
+    pub argv: Spanned<Vec<Spanned<String>>>,
     pub cwd: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -92,6 +181,20 @@ pub enum Schedule {
     },
     /// Never due (`every: 0`, `off`, or negative).
     Disabled,
+}
+
+impl Schedule {
+    /// True for a cron expression that matches no time from `from` on (30 February, or a year
+    /// gone by), which would leave its lane silently never due.
+    pub fn never_fires(&self, zone: &TimeZone, from: jiff::Timestamp) -> bool {
+        match self {
+            // croner searches up to its last supported year, and says so when nothing matches.
+            Schedule::Cron { cron, .. } => cron
+                .find_next_occurrence(&from.to_zoned(zone.clone()), false)
+                .is_err(),
+            Schedule::Every(_) | Schedule::Disabled => false,
+        }
+    }
 }
 
 /// One precondition of a lane, bound to its parameters.
@@ -180,3 +283,36 @@ impl Lane {
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// Default `priority`: backup ships at 0 so it wins its group.
 pub const DEFAULT_PRIORITY: i64 = 10;
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::diagnostic::Diagnostics;
+    use super::super::yaml;
+    use super::*;
+
+    /// A file with every key passes both the key check and the typed read: [`SCHEMA`] and
+    /// [`RawLane`] agree on them.
+    #[test]
+    fn the_schema_has_exactly_the_keys_of_the_lane_file() {
+        let text = "lane: x\nlabel: X\nschedule: { every: 1h, cron: off, timezone: UTC }\n\
+            preconditions:\n  - { use: p, with: { a: 1 }, soft: true, on_error: pass }\n\
+            max_deferral: 1h\nrecheck: 30s\ngroup: g\npriority: 1\n\
+            retry: { delay: 1m, window: 1h }\n\
+            command: { argv: [x], cwd: ., env: { A: b }, timeout: 1h, grace: 5s }\n";
+        let path = Path::new("x.yaml");
+        let mut diags = Diagnostics::default();
+        let tree = yaml::tree(path, text, &mut diags).expect("tree");
+        let raw = yaml::read::<RawLane>(
+            path,
+            text,
+            &tree,
+            &SCHEMA,
+            "lane `x`",
+            serde_saphyr::Location::UNKNOWN,
+            &mut diags,
+        );
+        assert!(raw.is_some() && diags.is_empty(), "{diags}");
+    }
+}

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 use serde_saphyr::{Location, Spanned};
+use yaml::Node;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 use duration::DurationSetting;
@@ -22,6 +23,7 @@ pub use lane::{Command, GateBinding, Lane, OnError, Retry, Schedule};
 use lane::{RawGate, RawLane};
 pub use settings::Settings;
 
+use crate::clock::{Clock, SystemClock};
 use crate::home::Home;
 use crate::plugins::Registry;
 use crate::plugins::schema::Names;
@@ -47,12 +49,13 @@ impl Config {
 }
 
 /// Loads and validates everything under `home`.
+/// Warnings do not stop a load and are not returned; `validate` shows them ([`load_lenient`]).
 pub fn load(home: &Home) -> Result<Config, Diagnostics> {
     let (config, diags) = load_lenient(home);
-    if diags.is_empty() {
-        Ok(config)
+    if diags.has_errors() {
+        Err(diags.errors())
     } else {
-        Err(diags)
+        Ok(config)
     }
 }
 
@@ -61,21 +64,19 @@ pub fn load(home: &Home) -> Result<Config, Diagnostics> {
 pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
     let mut diags = Diagnostics::default();
     let settings = settings::load(&home.settings_file(), home.root(), &mut diags);
-    let registry = Registry::load(
-        &home.plugins_dir(),
-        &settings,
-        Some(&home.wasm_cache_dir()),
-        &mut diags,
-    );
-    let raws = read_rules(&home.rules_dir(), &mut diags);
+    // Compiled WASM is cached in state/, but loading never creates state/: only commands that
+    // run or record lanes do, so `validate`, `status`, `check` and `explain` leave a fresh
+    // home as they found it.
+    let cache = home.state_dir().is_dir().then(|| home.wasm_cache_dir());
+    let registry = Registry::load(&home.plugins_dir(), &settings, cache.as_deref(), &mut diags);
+    let rules = read_rules(&home.rules_dir(), &mut diags);
 
-    let lane_names: BTreeSet<String> = raws.iter().map(|r| r.name.clone()).collect();
     let names = KnownNames {
-        lanes: &lane_names,
+        lanes: &rules.known,
         settings: &settings,
     };
     let mut lanes = Vec::new();
-    for raw in raws {
+    for raw in rules.parsed {
         if let Some(lane) = compile(raw, home, &settings, &registry, &names, &mut diags) {
             lanes.push(lane);
         }
@@ -111,7 +112,19 @@ struct ParsedLane {
     hash: String,
 }
 
-fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
+/// The lane files that parsed, and the name of every lane file, loaded or not.
+struct Rules {
+    parsed: Vec<ParsedLane>,
+    /// Every lane known by name, including those whose file fails to load, so a typo in one
+    /// lane does not make its peers report "no lane named …" too.
+    known: BTreeSet<String>,
+}
+
+fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
+    let mut rules = Rules {
+        parsed: Vec::new(),
+        known: BTreeSet::new(),
+    };
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -119,7 +132,7 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
                 dir,
                 format!("cannot read the rules directory: {e}; create it and add one <lane>.yaml per lane"),
             ));
-            return Vec::new();
+            return rules;
         }
     };
     let mut files: Vec<PathBuf> = entries
@@ -129,29 +142,39 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
         .collect();
     files.sort();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut out = Vec::new();
     for path in files {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.push(Diagnostic::file(
-                    &path,
-                    format!("cannot read lane file: {e}"),
-                ));
-                continue;
-            }
-        };
-        let Some(raw) = yaml::parse::<RawLane>(&path, &text, diags) else {
-            continue;
-        };
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let (name, loc) = match &raw.lane {
-            Some(s) => (s.value.clone(), s.referenced),
-            None => (stem, Location::UNKNOWN),
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(
+                    Diagnostic::file(&path, format!("cannot read lane file: {e}")).for_lane(&stem),
+                );
+                rules.known.insert(stem);
+                continue;
+            }
+        };
+        let before = diags.len();
+        let Some(tree) = yaml::tree(&path, &text, diags) else {
+            // Unparsable: still known by the name it declares, if a line says so.
+            let name = declared_name(&text).unwrap_or(stem);
+            diags.attribute(before, &name);
+            if valid_lane_name(&name) {
+                rules.known.insert(name);
+            }
+            continue;
+        };
+        let declared = tree.value.get("lane");
+        let (name, loc, owner_at) = match declared {
+            Some((key, value)) => match &value.value {
+                Node::Str(s) => (s.clone(), value.referenced, key.referenced),
+                _ => (stem, Location::UNKNOWN, key.referenced),
+            },
+            None => (stem, Location::UNKNOWN, Location::UNKNOWN),
         };
         if !valid_lane_name(&name) {
             diags.push(at(
@@ -161,6 +184,7 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
             ));
             continue;
         }
+        rules.known.insert(name.clone());
         if let Some(first) = seen.get(&name) {
             diags.push(at(
                 &path,
@@ -170,18 +194,40 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Vec<ParsedLane> {
                     first.display()
                 ),
             ));
+            diags.attribute(before, &name);
             continue;
         }
+        let raw = yaml::read::<RawLane>(
+            &path,
+            &text,
+            &tree,
+            &lane::SCHEMA,
+            &format!("lane `{name}`"),
+            owner_at,
+            diags,
+        );
+        diags.attribute(before, &name);
+        let Some(raw) = raw else { continue };
         seen.insert(name.clone(), path.clone());
         let hash = crate::fingerprint::content_hash(text.as_bytes());
-        out.push(ParsedLane {
+        rules.parsed.push(ParsedLane {
             name,
             path,
             raw,
             hash,
         });
     }
-    out
+    rules
+}
+
+/// The name a file that is not valid YAML declares on a top-level `lane:` line, if any.
+fn declared_name(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let value = l.strip_prefix("lane:")?;
+        let value = value.split(" #").next().unwrap_or_default().trim();
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        valid_lane_name(value).then(|| value.to_string())
+    })
 }
 
 fn valid_lane_name(name: &str) -> bool {
@@ -235,7 +281,7 @@ fn compile(
         raw,
         hash,
     } = parsed;
-    let before = diags.0.len();
+    let before = diags.len();
     let p = path.as_path();
 
     let sched = &raw.schedule.value;
@@ -331,7 +377,8 @@ fn compile(
     });
 
     let cmd = &raw.command.value;
-    if cmd.argv.value.is_empty() || cmd.argv.value[0].is_empty() {
+    let argv: Vec<String> = cmd.argv.value.iter().map(|a| a.value.clone()).collect();
+    if argv.first().is_none_or(String::is_empty) {
         diags.push(at(
             p,
             cmd.argv.referenced,
@@ -348,15 +395,46 @@ fn compile(
         .and_then(|d| positive(p, "command.grace", d, diags))
         .unwrap_or(lane::DEFAULT_GRACE);
     let command = Command {
-        argv: cmd.argv.value.clone(),
+        argv,
         cwd: home.resolve(Path::new(cmd.cwd.as_deref().unwrap_or("."))),
         env: cmd.env.clone(),
         timeout,
         grace,
     };
+    if let Some(program) = cmd.argv.value.first()
+        && !program.value.is_empty()
+        && let Some(problem) = cannot_run(&program.value, &command.cwd, &command.env)
+    {
+        diags.push(at(p, program.referenced, problem).warning());
+    }
 
-    if diags.0.len() > before {
+    let failed = diags.has_errors_since(before);
+    diags.attribute(before, &name);
+    if failed {
         return None;
+    }
+    // Well-formed but useless: the lane is kept for read-only views (status shows NEXT DUE
+    // "never"), and the error still stops `load`.
+    let now = SystemClock.now();
+    if let (Some(c), Schedule::Cron { expr, cron }) = (&sched.cron, &schedule)
+        && schedule.never_fires(&zone, now)
+    {
+        let why = if cron
+            .find_previous_occurrence(&now.to_zoned(zone.clone()), false)
+            .is_ok()
+        {
+            "its last time has passed"
+        } else {
+            "no date matches it (a day its months do not have, such as 30 February?)"
+        };
+        diags.push(
+            at(
+                p,
+                c.referenced,
+                format!("cron `{expr}` never fires: {why}; fix it, or write `cron: off` to disable the lane"),
+            )
+            .for_lane(&name),
+        );
     }
     Some(Lane {
         label: raw.label.clone().unwrap_or_else(|| name.clone()),
@@ -446,4 +524,55 @@ fn bind_gate(
             None
         }
     }
+}
+
+/// Why `program` (a lane's `argv[0]`) could not be started, found as execvp finds it: a name
+/// with a `/` is a path relative to the lane's `cwd`; any other name is searched in `PATH` (the
+/// lane's `env.PATH` if it sets one, as the child gets it). A warning only: the daemon's
+/// environment may differ from the one `validate` runs in.
+fn cannot_run(program: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Option<String> {
+    let runnable =
+        |p: &Path| p.is_file() && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok();
+    if program.contains('/') {
+        let path = cwd.join(program);
+        return if !path.exists() {
+            Some(format!(
+                "`{program}` does not exist (relative to the lane's cwd {}); runs will fail to start",
+                cwd.display()
+            ))
+        } else if !runnable(&path) {
+            Some(format!(
+                "`{program}` is not executable; `chmod +x` it, or run it through its interpreter (e.g. [sh, {program}])"
+            ))
+        } else {
+            None
+        };
+    }
+    let search = match env.get("PATH") {
+        Some(p) => p.clone(),
+        None => std::env::var("PATH").unwrap_or_else(|_| "/bin:/usr/bin".into()),
+    };
+    let candidates = search.split(':').map(|dir| {
+        // An empty entry is the working directory, which for the child is the lane's cwd.
+        cwd.join(if dir.is_empty() { "." } else { dir })
+            .join(program)
+    });
+    let mut not_executable = None;
+    for candidate in candidates {
+        if runnable(&candidate) {
+            return None;
+        }
+        if candidate.is_file() && not_executable.is_none() {
+            not_executable = Some(candidate);
+        }
+    }
+    Some(match not_executable {
+        Some(found) => format!(
+            "`{program}` is on PATH as {}, which is not executable; `chmod +x` it",
+            found.display()
+        ),
+        None => format!(
+            "`{program}` is not found on PATH ({search}); install it, give its path, or set command.env.PATH"
+        ),
+    })
 }

@@ -130,6 +130,58 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Opens an existing database only to read it (`status`, `explain`), creating nothing. One
+    /// written by an older lanekeeper is opened by [`open`](Self::open) instead, to migrate it.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|source| StoreError::Sqlite {
+                path: path.display().to_string(),
+                op: "open read-only",
+                source: Box::new(source),
+            })?;
+        let store = Self {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store
+            .conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(|e| store.err("set busy timeout", e))?;
+        let supported = MIGRATIONS.len() as i64;
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| store.err("read schema version", e))?;
+        if version < supported {
+            drop(store);
+            return Self::open(path);
+        }
+        if version > supported {
+            return Err(StoreError::TooNew {
+                path: path.display().to_string(),
+                found: version,
+                supported,
+            });
+        }
+        Ok(store)
+    }
+
+    /// An empty database in memory, for a command that must not create one on disk: every lane
+    /// reads as never run, and whatever is written is dropped with it.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            op: "open",
+            source: Box::new(source),
+        })?;
+        let store = Self { conn, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
     fn err(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.display().to_string(),

@@ -89,6 +89,7 @@ fn plus_ms(at: &str, ms: i64) -> String {
 #[test]
 fn the_starvation_guard_waives_soft_gates_after_max_deferral() {
     let home = starving_home(false);
+    home.init_history();
     // A decision at the real present starts the deferral streak.
     let first = home.check_now("starved");
     assert_decision(&first, "deferred", "not-now");

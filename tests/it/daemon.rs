@@ -326,6 +326,7 @@ fn the_starvation_guard_waives_a_soft_off_peak_gate() {
         "sandman",
         &format!("schedule:\n  every: 1h\npreconditions:\n  - use: off-peak\n    with: {{ window: \"{window}\" }}\n    soft: true\nmax_deferral: 1h\ncommand:\n  argv: [\"true\"]\n"),
     );
+    home.init_history();
     let first = home.check_now("sandman");
     assert_decision(&first, "deferred", "outside-off-peak");
     let since: jiff::Timestamp = first["at"].as_str().unwrap().parse().unwrap();

@@ -85,6 +85,12 @@ impl Home {
         std::fs::write(p, content).expect("write");
     }
 
+    /// Gives the home a state database (still empty), as it has once the daemon, `run`, `fire`
+    /// or `record` used it: `check` at the real present records only into an existing one.
+    pub fn init_history(&self) {
+        self.write("state/lanekeeper.db", "");
+    }
+
     /// Writes `rules/<name>.yaml`.
     pub fn lane(&self, name: &str, yaml: &str) {
         self.write(&format!("rules/{name}.yaml"), yaml);

@@ -6,6 +6,7 @@ use crate::harness::{Home, lane_yaml};
 fn a_plain_check_is_recorded_and_explain_at_finds_it() {
     let home = Home::new();
     home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    home.init_history();
     let d = home.check_now("a");
     let at = d["at"].as_str().unwrap();
     let out = home.ok(&["explain", "a", "--at", at, "--json"]);
@@ -62,6 +63,7 @@ fn a_recorded_deferral_starts_a_streak_that_a_trigger_ends() {
     );
     home.lane("flag", &lane_yaml("1h", "", "[\"true\"]"));
     home.lane("a", &lane_yaml("1h", "  - use: gate", "[\"true\"]"));
+    home.init_history();
     home.check_now("a");
     let s = home.status("a");
     assert_eq!(s["deferral"]["reason"], "waiting");
@@ -129,6 +131,7 @@ fn identical_deferrals_coalesce_into_one_episode_and_explain_at_returns_it_with_
         "fn evaluate(ctx) { log(`looked at ${ctx.lane}`); #{ defer: \"waiting\", detail: \"still waiting\", hint: \"passes once it stops waiting\" } }\n",
     );
     home.lane("a", &lane_yaml("1h", "  - use: wait", "[\"true\"]"));
+    home.init_history();
     let first = home.check_now("a");
     home.check_now("a");
     let third = home.check_now("a");

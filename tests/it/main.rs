@@ -10,6 +10,7 @@ mod daemon;
 mod dispatch;
 mod docs;
 mod history;
+mod home;
 mod parity;
 mod pass;
 mod plugins;

@@ -248,9 +248,314 @@ fn status_still_works_while_the_rules_are_invalid() {
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("good"), "{stdout}");
     assert!(
-        stdout.contains("good") && !stdout.contains("bad "),
+        stdout
+            .lines()
+            .any(|l| l.starts_with("bad ") && l.contains("config invalid")),
         "{stdout}"
     );
     assert!(stderr.contains("bad.yaml:3:1"), "{stderr}");
+}
+
+/// Asserts the problems are exactly these, in order: each `(file, line:col, needle)`.
+fn assert_problems(home: &Home, expected: &[(&str, &str, &str)]) {
+    let p = problems(home);
+    assert_eq!(p.len(), expected.len(), "{p:#?}");
+    for (line, (file, line_col, needle)) in p.iter().zip(expected) {
+        let place = format!("{}:{line_col}: ", home.path().join(file).display());
+        assert!(
+            line.starts_with(&place),
+            "expected `{place}…`, got `{line}`"
+        );
+        assert!(line.contains(needle), "expected `{needle}` in `{line}`");
+    }
+}
+
+#[test]
+fn every_unknown_key_in_a_lane_file_is_reported() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        "schedule:\n  every: 1h\nbogus: 1\ncommand:\n  argv: [\"true\"]\n  tmeout: 5m\n",
+    );
+    assert_problems(
+        &home,
+        &[
+            ("rules/a.yaml", "3:1", "unknown field `bogus`"),
+            ("rules/a.yaml", "6:3", "did you mean `timeout`"),
+        ],
+    );
+}
+
+#[test]
+fn type_errors_in_different_keys_are_all_reported_with_unknown_keys() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        "schedule:\n  every: soon\npriority: high\nbogus: 1\ncommand:\n  argv: [\"true\"]\n  timeout: later\n",
+    );
+    assert_problems(
+        &home,
+        &[
+            ("rules/a.yaml", "2:10", "90s"),
+            ("rules/a.yaml", "3:11", "`priority`: expected an integer"),
+            ("rules/a.yaml", "4:1", "bogus"),
+            ("rules/a.yaml", "7:12", "later"),
+        ],
+    );
+}
+
+#[test]
+fn a_lane_without_command_is_reported_against_the_lane() {
+    let home = Home::new();
+    home.lane("a", "schedule:\n  every: 1h\n");
+    assert_problems(
+        &home,
+        &[(
+            "rules/a.yaml",
+            "1:1",
+            "lane `a` has no `command:`; add command.argv",
+        )],
+    );
+    assert!(!problems(&home)[0].contains("`schedule`"));
+
+    home.lane("a", "label: A\nlane: named\nschedule:\n  every: 1h\n");
+    assert_problems(
+        &home,
+        &[("rules/a.yaml", "2:1", "lane `named` has no `command:`")],
+    );
+}
+
+#[test]
+fn a_broken_lane_is_still_known_to_its_peers() {
+    let home = Home::standard();
+    home.lane(
+        "backup",
+        &format!("schedule:\n  every: 1h\nbogus: 1\n{CMD}"),
+    );
+    home.lane("kb", "lane: kb-sync\nschedule: [oops\n");
+    home.lane(
+        "a",
+        &lane_yaml(
+            "1h",
+            "  - use: backup-recency\n    with: { lane: backup, max_age: 1h }\n  - use: contention\n    with: { peers: [kb-sync, backup] }",
+            "[\"true\"]",
+        ),
+    );
+    let p = problems(&home);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(p.iter().all(|l| !l.contains("no lane named")), "{p:#?}");
+}
+
+#[test]
+fn status_lists_a_lane_whose_file_is_broken_with_its_recorded_state() {
+    let home = Home::new();
+    home.lane("good", &lane_yaml("1h", "", "[\"true\"]"));
+    home.lane("bad", &lane_yaml("1h", "", "[\"true\"]"));
+    home.ok(&[
+        "record",
+        "bad",
+        "--outcome",
+        "success",
+        "--at",
+        "2026-05-10T00:00:00Z",
+    ]);
+    home.lane("bad", &format!("schedule:\n  every: 1h\nbogus: 1\n{CMD}"));
+
+    let out = home.run(&["status"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("bad "))
+        .unwrap_or_else(|| panic!("no row for `bad`:\n{stdout}"));
+    assert!(
+        row.contains("config invalid") && row.contains("(success)"),
+        "{row}"
+    );
+
+    let bad = home.status("bad");
+    assert_eq!(bad["last_result"], "success", "{bad}");
+    let error = bad["config_error"].as_str().expect("config_error");
+    assert!(
+        error.contains("bad.yaml:3:1") && error.contains("bogus"),
+        "{error}"
+    );
+    assert!(home.status("good").get("config_error").is_none());
+}
+
+#[test]
+fn a_cron_that_never_fires_is_an_error() {
+    let home = Home::new();
+    home.lane("a", &format!("schedule:\n  cron: \"0 0 30 2 *\"\n{CMD}"));
+    assert_problems(
+        &home,
+        &[("rules/a.yaml", "2:9", "cron `0 0 30 2 *` never fires: ")],
+    );
+}
+
+/// The cell of `lane`'s row under `header` in `status`'s table.
+fn status_cell(table: &str, lane: &str, header: &str) -> String {
+    let mut lines = table.lines();
+    let head = lines.next().expect("header");
+    let start = head.find(header).expect("column");
+    let end = head[start + header.len()..]
+        .find(|c: char| c.is_ascii_uppercase())
+        .map(|i| start + header.len() + i);
+    let row: Vec<char> = lines
+        .find(|l| l.starts_with(&format!("{lane} ")))
+        .unwrap_or_else(|| panic!("no row for `{lane}`:\n{table}"))
+        .chars()
+        .collect();
+    let end = end.unwrap_or(row.len()).min(row.len());
+    row[start.min(end)..end]
+        .iter()
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn status_shows_never_as_next_due_of_a_cron_that_never_fires() {
+    let home = Home::new();
+    home.lane(
+        "feb30",
+        &format!("schedule:\n  cron: \"0 0 30 2 *\"\n{CMD}"),
+    );
+    home.lane("daily", &format!("schedule:\n  cron: \"0 3 * * *\"\n{CMD}"));
+    let stdout = home.ok(&["status"]);
+    assert_eq!(
+        status_cell(&stdout, "feb30", "NEXT DUE"),
+        "never",
+        "{stdout}"
+    );
+    assert_eq!(
+        status_cell(&stdout, "daily", "NEXT DUE"),
+        "now (never run)",
+        "{stdout}"
+    );
+}
+
+/// Runs `validate`, returns (exit code, stdout, stderr).
+fn validate(home: &Home, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["validate"];
+    all.extend_from_slice(args);
+    let out = home.run(&all);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn validate_warns_without_failing_when_a_program_cannot_be_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    home.lane("path", &lane_yaml("1h", "", "[no-such-program-lk, x]"));
+    home.lane("missing", &lane_yaml("1h", "", "[jobs/missing.sh]"));
+    home.write("jobs/plain.sh", "#!/bin/sh\n");
+    home.lane("plain", &lane_yaml("1h", "", "[jobs/plain.sh]"));
+    home.write("jobs/ok.sh", "#!/bin/sh\n");
+    let ok = home.path().join("jobs/ok.sh");
+    std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    home.lane("ok", &lane_yaml("1h", "", "[jobs/ok.sh]"));
+    home.lane(
+        "sub",
+        &format!("{}  cwd: jobs\n", lane_yaml("1h", "", "[./ok.sh]")),
+    );
+
+    let (code, stdout, stderr) = validate(&home, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("ok"), "{stdout}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning: ")).collect();
+    assert_eq!(warnings.len(), 3, "{stderr}");
+    let expect = |file: &str, needle: &str| {
+        let place = format!("{}:4:10: warning: ", home.path().join(file).display());
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with(&place) && w.contains(needle)),
+            "expected `{place}…{needle}…` in\n{stderr}"
+        );
+    };
+    expect(
+        "rules/path.yaml",
+        "`no-such-program-lk` is not found on PATH",
+    );
+    expect("rules/missing.yaml", "`jobs/missing.sh` does not exist");
+    expect("rules/plain.yaml", "`jobs/plain.sh` is not executable");
+
+    // Only `validate` reports them.
+    let out = home.run(&["check", "--at", "2026-05-10T00:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+}
+
+#[test]
+fn warnings_do_not_hide_errors() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[no-such-program-lk]"));
+    home.lane("b", &format!("schedule:\n  every: 1h\nbogus: 1\n{CMD}"));
+    let (code, _, stderr) = validate(&home, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("a.yaml:4:10: warning: "), "{stderr}");
+    assert!(stderr.contains("b.yaml:3:1: unknown field"), "{stderr}");
+}
+
+#[test]
+fn validate_json_prints_one_object_per_problem() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[no-such-program-lk]"));
+    home.lane(
+        "b",
+        &format!("lane: bee\nschedule:\n  every: 1h\nbogus: 1\n{CMD}"),
+    );
+    home.write("plugins/oops.rhai", "fn evaluate(ctx) {\n    let = 3;\n}\n");
+    let (code, stdout, stderr) = validate(&home, &["--json"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let problems: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(problems.len(), 3, "{stdout}");
+    let find = |file: &str| {
+        let path = home.path().join(file).display().to_string();
+        problems
+            .iter()
+            .find(|p| p["file"] == path.as_str())
+            .unwrap_or_else(|| panic!("no problem in {file}: {stdout}"))
+    };
+    let plugin = find("plugins/oops.rhai");
+    assert_eq!(plugin["lane"], serde_json::Value::Null);
+    assert_eq!(plugin["severity"], "error");
+    assert_eq!(plugin["line"], 2);
+    let warning = find("rules/a.yaml");
+    assert_eq!(warning["lane"], "a");
+    assert_eq!(warning["severity"], "warning");
+    assert_eq!(
+        (warning["line"].as_u64(), warning["col"].as_u64()),
+        (Some(4), Some(10))
+    );
+    assert!(
+        warning["message"]
+            .as_str()
+            .expect("message")
+            .contains("no-such-program-lk")
+    );
+    let error = find("rules/b.yaml");
+    assert_eq!(error["lane"], "bee");
+    assert_eq!(error["severity"], "error");
+    assert_eq!(
+        (error["line"].as_u64(), error["col"].as_u64()),
+        (Some(4), Some(1))
+    );
+
+    // Warnings only: exit 0.
+    std::fs::remove_file(home.path().join("plugins/oops.rhai")).expect("rm");
+    home.lane("b", &lane_yaml("1h", "", "[\"true\"]"));
+    let (code, stdout, _) = validate(&home, &["--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
 }

@@ -473,6 +473,8 @@ fn time_waiting_on_a_probe_does_not_count_against_the_deadline() {
 #[test]
 fn compiled_modules_are_cached_and_a_corrupt_entry_is_recompiled() {
     let home = plugin_home(&module("i64.const 0"), "");
+    // The cache lives in state/, which loading never creates.
+    std::fs::create_dir(home.path().join("state")).unwrap();
     home.ok(&["validate"]);
     let cache = home.path().join("state/wasm-cache");
     let entries: Vec<_> = std::fs::read_dir(&cache)

@@ -180,6 +180,7 @@ fn a_what_if_after_pruning_stays_exact_and_one_before_it_says_the_history_is_gon
 #[test]
 fn explain_at_a_check_trigger_says_nothing_was_dispatched() {
     let home = backup_and_reader();
+    home.init_history();
     let d = home.check_now("backup");
     assert_eq!(d["outcome"], "trigger");
     let at = d["at"].as_str().unwrap();
@@ -212,6 +213,7 @@ fn explain_at_a_check_trigger_says_nothing_was_dispatched() {
 #[test]
 fn a_plain_check_trigger_keeps_the_starvation_streak() {
     let home = Home::new();
+    home.init_history();
     home.write(
         "plugins/night.rhai",
         "fn evaluate(ctx) { if ctx.local.hour != 99 { \"not-night\" } }\n",
@@ -237,6 +239,7 @@ fn a_plain_check_trigger_keeps_the_starvation_streak() {
 #[test]
 fn explain_at_shows_the_nearest_stored_evaluation_and_says_which() {
     let home = Home::new();
+    home.init_history();
     home.write("plugins/wait.rhai", "fn evaluate(ctx) { \"waiting\" }\n");
     home.lane("a", &lane_yaml("1h", "  - use: wait", "[\"true\"]"));
     let first = home.check_now("a");
