@@ -120,6 +120,7 @@ fn main() {
                 pid: 1,
                 pid_start: 0,
                 started_at: now,
+                supervisor: None,
             });
         }
         for lane in &config.lanes {
@@ -148,6 +149,7 @@ fn main() {
                     source: "sim",
                     at: now,
                     process: None,
+                    supervisor: None,
                     log_path: None,
                 };
                 let id = store.begin_run(&run).expect("begin");

@@ -10,6 +10,12 @@ use jiff::Timestamp;
 pub trait Clock: Send + Sync {
     /// The current instant, in whole milliseconds.
     fn now(&self) -> Timestamp;
+
+    /// How far this clock reads from the wall clock, in ms: handed to a run's supervisor so
+    /// that it stamps the run's end on the same clock as its start.
+    fn offset_ms(&self) -> i64 {
+        0
+    }
 }
 
 /// The real wall clock.
@@ -33,30 +39,33 @@ impl Clock for FixedClock {
     }
 }
 
-/// A clock that reads `start` when made and then advances with real time: `run --at`, which
-/// rehearses the daemon from a chosen instant on a scratch home. The monotonic clock measures
-/// the advance, so the wall clock is still read only by [`SystemClock`].
+/// The wall clock shifted by a fixed offset: `run --at` rehearses the daemon from a chosen
+/// instant on a scratch home, and the runs it starts stamp their ends on the same clock.
 #[derive(Debug, Clone, Copy)]
 pub struct OffsetClock {
-    start: Timestamp,
-    origin: std::time::Instant,
+    offset_ms: i64,
 }
 
 impl OffsetClock {
     /// A clock reading `start` now.
     pub fn starting_at(start: Timestamp) -> Self {
-        Self {
-            start,
-            origin: std::time::Instant::now(),
-        }
+        Self::with_offset_ms(start.as_millisecond() - SystemClock.now().as_millisecond())
+    }
+
+    /// The wall clock plus `offset_ms`.
+    pub fn with_offset_ms(offset_ms: i64) -> Self {
+        Self { offset_ms }
     }
 }
 
 impl Clock for OffsetClock {
     fn now(&self) -> Timestamp {
-        let elapsed = i64::try_from(self.origin.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.start
-            .checked_add(jiff::SignedDuration::from_millis(elapsed))
-            .unwrap_or(self.start)
+        let now = SystemClock.now();
+        now.checked_add(jiff::SignedDuration::from_millis(self.offset_ms))
+            .unwrap_or(now)
+    }
+
+    fn offset_ms(&self) -> i64 {
+        self.offset_ms
     }
 }

@@ -1,16 +1,14 @@
 //! `lanekeeper fire`: run a lane's command now, bypassing preconditions but not its lock.
 //!
-//! Without `--wait` the run is handed to a detached supervisor (this binary, in its own
-//! session) which holds the lock, waits for the child and records the outcome; `fire` returns
-//! as soon as the child has started. With `--wait` this process is the supervisor and exits
-//! with the child's exit code.
+//! The run is handed to its own detached supervisor, which holds the lock, records the run and
+//! its outcome. Without `--wait`, `fire` returns as soon as the command runs; with it, `fire`
+//! waits for the outcome and exits with the command's exit code. Either way, killing `fire`
+//! never leaves the run unrecorded.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
+use nix::sys::signal::Signal;
 
-use super::{Access, CliError, CliResult, Session};
-use crate::dispatch::{self, RunReport};
+use super::{Access, CliResult, Session};
+use crate::dispatch::{self, RunReport, Start, SupervisorLog};
 use crate::engine;
 use crate::home::Home;
 use crate::state::Store;
@@ -22,77 +20,79 @@ pub struct Args {
     /// Wait for the command and exit with its exit code (128 + N if killed by signal N).
     #[arg(long)]
     wait: bool,
-    /// Internal: act as the detached supervisor, reporting the start on stdout.
-    #[arg(long, hide = true)]
-    detached: bool,
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
     let session = Session::open(home, Access::Create)?;
-    session.lane(&args.lane)?;
-    if args.wait || args.detached {
-        supervise(&session, &args)
-    } else {
-        detach(home, &args)
-    }
-}
-
-fn supervise(session: &Session, args: &Args) -> CliResult {
     let lane = session.lane(&args.lane)?;
-    let home = &session.config.home;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let detached = args.detached;
-    let mut on_start = |pid: u32, log: &std::path::Path| {
-        let decision = engine::manual(lane, session.now());
-        if let Err(e) = session
-            .store
-            .record_decisions(&[decision], crate::engine::Origin::Fire)
-        {
-            tracing::warn!(lane = %lane.name, "Could not record the manual trigger: {e}.");
-        }
-        if detached {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "started {pid} {}", log.display());
-            let _ = out.flush();
-        } else {
-            eprintln!(
-                "lane `{}`: started pid {pid}, log {}",
-                lane.name,
-                log.display()
-            );
-        }
-    };
-    let (stop, stop_rx) = dispatch::stop_channel();
-    runtime.block_on(async { dispatch::forward_signals(stop) })?;
-    let request = dispatch::RunRequest {
-        home,
+    let spec = dispatch::RunSpec::new(
         lane,
-        log_rules: &session.config.settings.run_logs,
-        store: &session.store,
-        clock: &session.clock,
-        source: engine::TriggerSource::Manual.as_str(),
+        session.config.settings.run_logs,
+        engine::TriggerSource::Manual.as_str(),
+        &session.clock,
+    );
+    let wiring = if args.wait {
+        SupervisorLog::Inherit
+    } else {
+        SupervisorLog::Discard
     };
-    let result = runtime.block_on(dispatch::run_lane(&request, &mut on_start, stop_rx));
-    match result {
-        Ok(report) => {
-            if detached {
-                if let Some(e) = &report.spawn_error {
-                    let _ = writeln!(std::io::stdout(), "error lane `{}`: {e}", lane.name);
-                }
-            } else {
-                eprintln!("{}", summary(&lane.name, &report));
-            }
-            Ok(report.shell_code())
+    let started = runtime.block_on(dispatch::start(&session.config.home, &spec, wiring))?;
+    let handle = match started {
+        Start::Failed(report) => {
+            eprintln!("{}", summary(&lane.name, &report));
+            return Ok(report.shell_code());
         }
-        Err(e) => {
-            if detached {
-                let _ = writeln!(std::io::stdout(), "error {e}");
-            }
-            Err(CliError::Failed(e.into()))
-        }
+        Start::Running(handle) => handle,
+    };
+    let decision = engine::manual(lane, session.now());
+    if let Err(e) = session
+        .store
+        .record_decisions(&[decision], engine::Origin::Fire)
+    {
+        tracing::warn!(lane = %lane.name, "Could not record the manual trigger: {e}.");
     }
+    if !args.wait {
+        super::emit(&format!(
+            "lane `{}`: started pid {}, log {}; lanekeeper pid {} supervises it and records the outcome\n",
+            lane.name,
+            handle.pid,
+            handle.log_path.display(),
+            handle.supervisor()
+        ))?;
+        return Ok(0);
+    }
+    eprintln!(
+        "lane `{}`: started pid {}, log {}",
+        lane.name,
+        handle.pid,
+        handle.log_path.display()
+    );
+    let stopper = handle.stopper();
+    let report = runtime.block_on(async {
+        // SIGTERM and SIGINT to `fire --wait` stop the run, through its supervisor.
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::spawn(async move {
+                loop {
+                    let sig = tokio::select! {
+                        Some(()) = term.recv() => Signal::SIGTERM,
+                        Some(()) = int.recv() => Signal::SIGINT,
+                        else => return,
+                    };
+                    stopper.stop(sig);
+                }
+            });
+        }
+        handle.wait(&session.store).await
+    })?;
+    eprintln!("{}", summary(&lane.name, &report));
+    Ok(report.shell_code())
 }
 
 /// One line describing how a run ended.
@@ -111,46 +111,4 @@ pub fn summary(lane: &str, r: &RunReport) -> String {
         crate::config::duration::format(r.duration),
         r.log_path.display()
     )
-}
-
-fn detach(home: &Home, args: &Args) -> CliResult {
-    let exe = std::env::current_exe()?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--home")
-        .arg(home.root())
-        .arg("fire")
-        .arg(&args.lane)
-        .arg("--detached")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(|_| ())
-                .map_err(std::io::Error::from)
-        });
-    }
-    let mut child = cmd.spawn()?;
-    let supervisor = child.id();
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        BufReader::new(out).read_line(&mut line)?;
-    }
-    let line = line.trim_end();
-    if let Some(rest) = line.strip_prefix("started ") {
-        let (pid, log) = rest.split_once(' ').unwrap_or((rest, "?"));
-        super::emit(&format!(
-            "lane `{}`: started pid {pid}, log {log}; lanekeeper pid {supervisor} supervises it and records the outcome\n",
-            args.lane
-        ))?;
-        return Ok(0);
-    }
-    let status = child.wait()?;
-    let message = line
-        .strip_prefix("error ")
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("the supervisor exited ({status}) before starting the run"));
-    Err(CliError::Failed(anyhow::anyhow!(message)))
 }

@@ -64,6 +64,9 @@ enum Command {
     /// Plugin authoring: `plugin new NAME --rhai|--wasm` writes a working skeleton with a test.
     #[command(subcommand)]
     Plugin(plugin::Command),
+    /// Internal: a run's own supervisor, started by `fire` and the daemon (a run spec on stdin).
+    #[command(hide = true)]
+    SuperviseRun,
 }
 
 /// A failure at the command-line edge, with its exit code.
@@ -112,6 +115,7 @@ pub fn main() -> i32 {
             Command::Explain(a) => explain::run(&home, a),
             Command::Run(a) => run::run(&home, a),
             Command::Plugin(c) => plugin::run(&home, c),
+            Command::SuperviseRun => Ok(crate::dispatch::supervisor::main(&home)),
         },
     };
     match result {

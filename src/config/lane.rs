@@ -224,7 +224,7 @@ pub struct Retry {
 }
 
 /// How to run a lane.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Command {
     /// Program and arguments; never passed through a shell.
     pub argv: Vec<String>,

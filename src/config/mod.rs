@@ -6,6 +6,7 @@
 pub mod diagnostic;
 pub mod duration;
 pub mod lane;
+pub mod program;
 pub mod settings;
 mod yaml;
 
@@ -526,53 +527,10 @@ fn bind_gate(
     }
 }
 
-/// Why `program` (a lane's `argv[0]`) could not be started, found as execvp finds it: a name
-/// with a `/` is a path relative to the lane's `cwd`; any other name is searched in `PATH` (the
-/// lane's `env.PATH` if it sets one, as the child gets it). A warning only: the daemon's
+/// Why `program` (a lane's `argv[0]`) could not be started. A warning only: the daemon's
 /// environment may differ from the one `validate` runs in.
 fn cannot_run(program: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Option<String> {
-    let runnable =
-        |p: &Path| p.is_file() && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok();
-    if program.contains('/') {
-        let path = cwd.join(program);
-        return if !path.exists() {
-            Some(format!(
-                "`{program}` does not exist (relative to the lane's cwd {}); runs will fail to start",
-                cwd.display()
-            ))
-        } else if !runnable(&path) {
-            Some(format!(
-                "`{program}` is not executable; `chmod +x` it, or run it through its interpreter (e.g. [sh, {program}])"
-            ))
-        } else {
-            None
-        };
-    }
-    let search = match env.get("PATH") {
-        Some(p) => p.clone(),
-        None => std::env::var("PATH").unwrap_or_else(|_| "/bin:/usr/bin".into()),
-    };
-    let candidates = search.split(':').map(|dir| {
-        // An empty entry is the working directory, which for the child is the lane's cwd.
-        cwd.join(if dir.is_empty() { "." } else { dir })
-            .join(program)
-    });
-    let mut not_executable = None;
-    for candidate in candidates {
-        if runnable(&candidate) {
-            return None;
-        }
-        if candidate.is_file() && not_executable.is_none() {
-            not_executable = Some(candidate);
-        }
-    }
-    Some(match not_executable {
-        Some(found) => format!(
-            "`{program}` is on PATH as {}, which is not executable; `chmod +x` it",
-            found.display()
-        ),
-        None => format!(
-            "`{program}` is not found on PATH ({search}); install it, give its path, or set command.env.PATH"
-        ),
-    })
+    program::resolve(program, cwd, env)
+        .err()
+        .map(|why| format!("{why}; runs will fail to start"))
 }

@@ -245,7 +245,7 @@ fn builtin(name: &str) -> Option<MetricSource> {
 }
 
 /// Retention of run logs under `state/runs/<lane>/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunLogs {
     /// A log is cut to this many bytes (head and tail kept) when its run ends.
     pub max_bytes: u64,

@@ -26,7 +26,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use crate::clock::Clock;
 use crate::config::{self, Config, Diagnostics, Lane};
 use crate::dispatch::lock::{LaneLock, LockError};
-use crate::dispatch::{self, DispatchError, RunReport, Start, StopSender};
+use crate::dispatch::{self, DispatchError, RunReport, Start, Stopper, SupervisorLog};
 use crate::engine::schedule::{next_due, retry_at};
 use crate::engine::{self, Decision, Origin, Outcome, SCHEDULE_GATE};
 use crate::home::Home;
@@ -131,7 +131,7 @@ struct Daemon {
     observer: Arc<dyn Observer>,
     clock: Rc<dyn Clock>,
     /// Runs this daemon started, by lane, with the way to stop them.
-    runs: HashMap<String, StopSender>,
+    runs: HashMap<String, Stopper>,
     episodes: episodes::Episodes,
     events: UnboundedSender<Event>,
     once: bool,
@@ -309,9 +309,11 @@ impl Daemon {
         }
         self.prune(now);
         if !self.stopping {
-            for d in decisions.iter().filter(|d| d.outcome == Outcome::Trigger) {
-                self.dispatch(d);
-            }
+            let triggers: Vec<&Decision> = decisions
+                .iter()
+                .filter(|d| d.outcome == Outcome::Trigger)
+                .collect();
+            self.dispatch(&triggers).await;
         }
         let wake = self.next_wake(&decisions, &states, now);
         Ok((decisions, wake))
@@ -333,40 +335,53 @@ impl Daemon {
         }
     }
 
-    fn dispatch(&mut self, decision: &Decision) {
-        let Some(lane) = self.config.lane(&decision.lane).cloned() else {
-            return;
-        };
-        let source = decision.source.map_or("periodic-sweep", |s| s.as_str());
-        let started = dispatch::start_run(&dispatch::RunRequest {
-            home: &self.home,
-            lane: &lane,
-            log_rules: &self.config.settings.run_logs,
-            store: &*self.store,
-            clock: &*self.clock,
-            source,
-        });
+    /// Starts a run for each trigger: every supervisor at once, then each start awaited, so
+    /// one slow start does not hold the others back and the next pass finds them all recorded.
+    async fn dispatch(&mut self, triggers: &[&Decision]) {
+        let mut starting = Vec::new();
+        for decision in triggers {
+            let Some(lane) = self.config.lane(&decision.lane).cloned() else {
+                continue;
+            };
+            let source = decision.source.map_or("periodic-sweep", |s| s.as_str());
+            let spec =
+                dispatch::RunSpec::new(&lane, self.config.settings.run_logs, source, &*self.clock);
+            let home = self.home.clone();
+            let task = tokio::task::spawn_local(async move {
+                dispatch::start(&home, &spec, SupervisorLog::Inherit).await
+            });
+            starting.push((lane, source, task));
+        }
+        for (lane, source, task) in starting {
+            let started = task.await.unwrap_or_else(|e| {
+                Err(DispatchError::Supervisor {
+                    lane: lane.name.clone(),
+                    message: format!("the start was lost: {e}"),
+                })
+            });
+            self.started(lane, source, started);
+        }
+    }
+
+    fn started(&mut self, lane: Lane, source: &str, started: Result<Start, DispatchError>) {
         match started {
             Ok(Start::Running(run)) => {
-                let (stop, stop_rx) = dispatch::stop_channel();
-                self.runs.insert(lane.name.clone(), stop);
-                let (store, clock, events) = (
-                    Rc::clone(&self.store),
-                    Rc::clone(&self.clock),
-                    self.events.clone(),
-                );
+                tracing::info!(lane = %lane.name, pid = run.pid, supervisor = run.supervisor(), source, log = %run.log_path.display(), "Run started.");
+                self.runs.insert(lane.name.clone(), run.stopper());
+                let (store, events) = (Rc::clone(&self.store), self.events.clone());
                 tokio::task::spawn_local(async move {
-                    let report = run
-                        .wait(&*store, &*clock, stop_rx)
-                        .await
-                        .map_err(|e| e.to_string());
-                    if let Err(e) = &report {
-                        tracing::error!(lane = %lane.name, "{e}");
+                    let report = run.wait(&*store).await.map_err(|e| e.to_string());
+                    match &report {
+                        Ok(r) => {
+                            tracing::info!(lane = %lane.name, pid = r.pid.unwrap_or(0), result = r.result.as_str(), exit = %r.exit.map(|e| e.to_string()).unwrap_or_else(|| "unknown".into()), duration = %config::duration::format(r.duration), "Run finished.")
+                        }
+                        Err(e) => tracing::error!(lane = %lane.name, "{e}"),
                     }
                     let _ = events.send(Event::RunEnded(lane.name.clone(), Some(report)));
                 });
             }
             Ok(Start::Failed(report)) => {
+                tracing::error!(lane = %lane.name, "Run failed to start: {}.", report.spawn_error.as_deref().unwrap_or("unknown"));
                 let _ = self
                     .events
                     .send(Event::RunEnded(lane.name.clone(), Some(Ok(report))));
@@ -508,7 +523,7 @@ impl Daemon {
                 "Shutdown timeout over; stopping the remaining runs (TERM, then KILL after their grace)."
             );
             for stop in self.runs.values() {
-                let _ = stop.send(Some(Signal::SIGTERM));
+                stop.stop(Signal::SIGTERM);
             }
             runs.extend(self.drain(events, None).await);
         }

@@ -1,5 +1,7 @@
-//! Crash recovery at start: runs recorded as in progress are either still alive (adopted and
-//! watched to their end) or gone (recorded as `interrupted`, which counts as a failure).
+//! Crash recovery at start. A run recorded as in progress is either still supervised (its own
+//! supervisor holds the lane's lock and records the real outcome; the daemon only watches for
+//! the end), orphaned (its supervisor was killed but the command lives: adopted and watched, its
+//! exit code unknowable), or gone (recorded as `interrupted`, which counts as a failure).
 //! Nothing recorded is silently dropped.
 
 use std::rc::Rc;
@@ -32,7 +34,12 @@ pub fn recover(
         // the outcome itself; only runs nobody supervises are ours to settle.
         let lock = match LaneLock::try_acquire(&home.lock_file(&lane)) {
             Ok(lock) => lock,
-            Err(LockError::Busy { .. }) => continue,
+            Err(LockError::Busy { .. }) => {
+                if adopt {
+                    watch_supervised(lane, run, Rc::clone(store), events.clone());
+                }
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(lane = %lane, "Cannot check the lane lock: {e}.");
                 continue;
@@ -62,6 +69,33 @@ pub fn recover(
         }
     }
     Ok(())
+}
+
+/// Waits for a run that its own supervisor still runs, so the loop wakes when it ends: the
+/// supervisor records the outcome, this only notices it.
+fn watch_supervised(
+    lane: String,
+    run: RunningRun,
+    store: Rc<SqliteStore>,
+    events: UnboundedSender<Event>,
+) {
+    tracing::info!(lane = %lane, pid = run.pid, started = %run.started_at, "A run started before this daemon is still supervised; watching for its end.");
+    tokio::task::spawn_local(async move {
+        loop {
+            tokio::time::sleep(ADOPTED_POLL).await;
+            let still = match store.lane_states() {
+                Ok(mut states) => states
+                    .remove(&lane)
+                    .and_then(|s| s.running)
+                    .is_some_and(|r| r.run_id == run.run_id && r.is_alive(process::is_alive)),
+                Err(_) => true,
+            };
+            if !still {
+                break;
+            }
+        }
+        let _ = events.send(Event::RunEnded(lane, None));
+    });
 }
 
 fn watch_adopted(

@@ -1,28 +1,31 @@
 //! Running a lane's command safely: one instance at a time, in its own process group, with a
 //! timeout, forwarded signals, a run log and a recorded outcome.
 //!
-//! `fire` and the scheduler both come through [`run_lane`], so a manual run and a scheduled one
-//! obey the same lock and leave the same records.
+//! Every run has a supervisor of its own ([`supervisor`]), a detached process that holds the
+//! lane's lock for the whole run and records its start before the command may exec and its end
+//! when it ends, whatever happens to whoever started it. `fire` and the daemon both start runs
+//! through [`start`], so a manual run and a scheduled one obey the same lock and leave the same
+//! records.
 
 pub mod lock;
 pub mod logs;
 pub mod process;
+pub mod spawn;
+pub mod supervisor;
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use nix::sys::signal::Signal;
-use tokio::sync::watch;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::clock::Clock;
 use crate::config::Lane;
-use crate::config::duration::format;
 use crate::config::settings::RunLogs;
 use crate::home::Home;
-use crate::state::{ExitInfo, RunEnd, RunResult, RunStart, Store, StoreError};
+use crate::state::{ExitInfo, RunEnd, RunResult, Store, StoreError};
 use lock::{LaneLock, LockError};
 
 /// Why a run could not be started or recorded.
@@ -56,8 +59,10 @@ pub enum DispatchError {
         #[source]
         source: std::io::Error,
     },
-    /// The run start could not be recorded, so the child was stopped.
-    #[error("lane `{lane}`: the run could not be recorded, so its child was stopped: {source}")]
+    /// The run start could not be recorded, so the command was never started.
+    #[error(
+        "lane `{lane}`: the run could not be recorded, so its command was not started: {source}"
+    )]
     Unrecorded {
         /// The lane.
         lane: String,
@@ -65,10 +70,18 @@ pub enum DispatchError {
         #[source]
         source: StoreError,
     },
+    /// The run's supervisor failed or could not be started.
+    #[error("lane `{lane}`: {message}")]
+    Supervisor {
+        /// The lane.
+        lane: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// What happened to one run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     /// The run's id in the store.
     pub run_id: i64,
@@ -96,18 +109,6 @@ impl RunReport {
             Some(ExitInfo::Signal(s)) => 128 + s,
             None => 127,
         }
-    }
-}
-
-/// Told once the child has started (or failed to), before waiting for it.
-pub trait StartListener {
-    /// The child is running as `pid`, logging to `log`.
-    fn started(&mut self, pid: u32, log: &std::path::Path);
-}
-
-impl<F: FnMut(u32, &std::path::Path)> StartListener for F {
-    fn started(&mut self, pid: u32, log: &std::path::Path) {
-        self(pid, log)
     }
 }
 
@@ -184,319 +185,265 @@ pub fn acquire(
     Ok(lock)
 }
 
-/// Asks a running child to stop: the signal goes to its process group, then KILL after `grace`.
-pub type StopSender = watch::Sender<Option<Signal>>;
-/// The receiving side given to [`run_lane`].
-pub type StopReceiver = watch::Receiver<Option<Signal>>;
-
-/// A stop channel: send `Some(SIGTERM)` (or another signal) to stop the run.
-pub fn stop_channel() -> (StopSender, StopReceiver) {
-    watch::channel(None)
+/// A run to start, as handed to its supervisor on stdin: the lane's command as the starter's
+/// configuration has it (the files may change meanwhile), and the starter's clock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// The lane.
+    pub lane: String,
+    /// What to run.
+    pub command: crate::config::Command,
+    /// Log cap and retention.
+    pub log_rules: RunLogs,
+    /// What started it (`manual`, `periodic-sweep`, …).
+    pub source: String,
+    /// How far the starter's clock is from the wall clock (`run --at` rehearsals), in ms.
+    pub clock_offset_ms: i64,
 }
 
-/// Forwards this process's SIGTERM and SIGINT to `stop` (what `fire` does for its child).
-pub fn forward_signals(stop: StopSender) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        loop {
-            let sig = tokio::select! {
-                Some(()) = term.recv() => Signal::SIGTERM,
-                Some(()) = int.recv() => Signal::SIGINT,
-                else => return,
-            };
-            if stop.send(Some(sig)).is_err() {
-                return;
-            }
+impl RunSpec {
+    /// The run of `lane`, started by `source`.
+    pub fn new(
+        lane: &Lane,
+        log_rules: RunLogs,
+        source: &str,
+        clock: &dyn crate::clock::Clock,
+    ) -> Self {
+        Self {
+            lane: lane.name.clone(),
+            command: lane.command.clone(),
+            log_rules,
+            source: source.to_string(),
+            clock_offset_ms: clock.offset_ms(),
         }
-    });
-    Ok(())
+    }
 }
 
-/// A run whose child has started and whose start is recorded; [`StartedRun::wait`] sees it to
-/// its end. Holds the lane lock until then.
-pub struct StartedRun {
-    _lock: LaneLock,
-    log_rules: RunLogs,
-    child: tokio::process::Child,
-    lane: Lane,
-    run_id: i64,
-    pid: u32,
-    log_path: PathBuf,
-    started: Instant,
-    exec_latency: Duration,
+/// What a supervisor tells its starter, one JSON line each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Report {
+    /// The command runs, and its start is recorded.
+    Started {
+        /// The run's id in the store.
+        run_id: i64,
+        /// The command's pid (its process group).
+        pid: u32,
+        /// The run log.
+        log: PathBuf,
+        /// The supervisor's pid.
+        supervisor: u32,
+    },
+    /// The run ended (or could not start), and that is recorded.
+    Ended(RunReport),
+    /// The lane is already running.
+    Busy {
+        /// Who holds it, in words.
+        holder: String,
+    },
+    /// Nothing could be done or recorded.
+    Error {
+        /// Why.
+        message: String,
+    },
 }
 
-/// What [`start_run`] did.
+/// What [`start`] did.
 pub enum Start {
-    /// The child runs (boxed: it carries the child handle and the lock).
-    Running(Box<StartedRun>),
+    /// The command runs under its supervisor (boxed: it holds the supervisor's pipes).
+    Running(Box<RunHandle>),
     /// The command could not be started; the failure is recorded.
     Failed(RunReport),
 }
 
-/// Everything a run needs from its caller.
-#[derive(Clone, Copy)]
-pub struct RunRequest<'a> {
-    /// The home (locks, logs).
-    pub home: &'a Home,
-    /// The lane to run.
-    pub lane: &'a Lane,
-    /// Log cap and retention.
-    pub log_rules: &'a RunLogs,
-    /// Where the run is recorded.
-    pub store: &'a dyn Store,
-    /// Start and end times.
-    pub clock: &'a dyn Clock,
-    /// What started it (`manual`, `periodic-sweep`, …).
-    pub source: &'a str,
+/// Stops a run through its supervisor: TERM or INT go to the command's processes, and KILL
+/// follows after the lane's `grace`.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopper {
+    supervisor: u32,
+    started: Option<u64>,
 }
 
-/// Takes the lane lock, starts the command in its own process group and records the run
-/// (stamping `last_run_at`). Returns as soon as the child has been exec'd.
-pub fn start_run(req: &RunRequest<'_>) -> Result<Start, DispatchError> {
-    let RunRequest {
-        home,
-        lane,
-        log_rules,
-        store,
-        clock,
-        source,
-    } = *req;
-    // Absolute (as the daemon's home is), so the run log's path as printed, recorded and logged,
-    // and the child's LANEKEEPER_HOME, hold from any working directory.
-    let home = &Home::new(
-        std::fs::canonicalize(home.root())
-            .or_else(|_| std::path::absolute(home.root()))
-            .unwrap_or_else(|_| home.root().to_path_buf()),
-    );
-    let entered = Instant::now();
-    let started_at = clock.now();
-    let lock = acquire(home, &lane.name, store, started_at)?;
-
-    let log_dir = home.run_log_dir(&lane.name);
-    std::fs::create_dir_all(&log_dir).map_err(io_err(
-        &lane.name,
-        "cannot create log directory",
-        &log_dir,
-    ))?;
-    let log_path = log_dir.join(format!("{}.log", started_at.strftime("%Y%m%dT%H%M%S%.3fZ")));
-    let log =
-        File::create(&log_path).map_err(io_err(&lane.name, "cannot create run log", &log_path))?;
-    let log_err = log
-        .try_clone()
-        .map_err(io_err(&lane.name, "cannot open run log", &log_path))?;
-    let log_str = log_path.display().to_string();
-
-    let cmd = &lane.command;
-    let mut command = tokio::process::Command::new(&cmd.argv[0]);
-    command
-        .args(&cmd.argv[1..])
-        .current_dir(&cmd.cwd)
-        .envs(&cmd.env)
-        .env("LANEKEEPER_LANE", &lane.name)
-        .env("LANEKEEPER_HOME", home.root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_err))
-        .process_group(0)
-        .kill_on_drop(false);
-    let started = Instant::now();
-    let child = match command.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            let why = format!(
-                "cannot start `{}` in {}: {e}",
-                cmd.argv[0],
-                cmd.cwd.display()
-            );
-            let _ = std::fs::write(&log_path, format!("lanekeeper: {why}\n"));
-            let run = RunStart {
-                lane: &lane.name,
-                source,
-                at: started_at,
-                process: None,
-                log_path: Some(&log_str),
-            };
-            let run_id = store.begin_run(&run)?;
-            let end = RunEnd {
-                at: clock.now(),
-                result: RunResult::Failure,
-                exit: None,
-            };
-            store.finish_run(run_id, &end)?;
-            tracing::error!(lane = %lane.name, "Run failed to start: {why}.");
-            return Ok(Start::Failed(RunReport {
-                run_id,
-                pid: None,
-                result: RunResult::Failure,
-                exit: None,
-                timed_out: false,
-                spawn_error: Some(why),
-                duration: started.elapsed(),
-                log_path,
-            }));
-        }
-    };
-    // `spawn` returns once the child has exec'd (or failed to).
-    let exec_latency = entered.elapsed();
-    let mut child = child;
-    let pid = child.id().unwrap_or(0);
-    let pid_start = process::start_time(pid).unwrap_or(0);
-    let run = RunStart {
-        lane: &lane.name,
-        source,
-        at: started_at,
-        process: Some((pid, pid_start)),
-        log_path: Some(&log_str),
-    };
-    let run_id = match store.begin_run(&run) {
-        Ok(id) => id,
-        Err(e) => {
-            // Never leave a child running that nothing records: stop it and report why.
-            process::signal_group(pid, Signal::SIGKILL);
-            let _ = child.start_kill();
-            return Err(DispatchError::Unrecorded {
-                lane: lane.name.clone(),
-                source: e,
-            });
-        }
-    };
-    tracing::info!(lane = %lane.name, pid, source, log = %log_str, "Run started.");
-    Ok(Start::Running(Box::new(StartedRun {
-        _lock: lock,
-        log_rules: *log_rules,
-        child,
-        lane: lane.clone(),
-        run_id,
-        pid,
-        log_path,
-        started,
-        exec_latency,
-    })))
-}
-
-impl StartedRun {
-    /// The child's pid.
-    pub fn pid(&self) -> u32 {
-        self.pid
+impl Stopper {
+    /// Asks the run to stop (SIGTERM or SIGINT); false if its supervisor is gone.
+    pub fn stop(&self, signal: Signal) -> bool {
+        let alive = self
+            .started
+            .is_none_or(|t| process::is_alive(self.supervisor, t));
+        alive
+            && nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(self.supervisor).unwrap_or(0)),
+                signal,
+            )
+            .is_ok()
     }
+}
 
+/// A run whose command runs and whose start is recorded.
+pub struct RunHandle {
+    lane: String,
+    /// The run's id in the store.
+    pub run_id: i64,
+    /// The command's pid.
+    pub pid: u32,
     /// The run log.
-    pub fn log_path(&self) -> &std::path::Path {
-        &self.log_path
+    pub log_path: PathBuf,
+    stopper: Stopper,
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl RunHandle {
+    /// How to stop it.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper
     }
 
-    /// Time from entering [`start_run`] (the decision is made) to the child's exec.
-    pub fn exec_latency(&self) -> Duration {
-        self.exec_latency
+    /// The supervisor's pid.
+    pub fn supervisor(&self) -> u32 {
+        self.stopper.supervisor
     }
 
-    /// Waits for the child, enforcing the timeout (TERM to the group, `grace`, KILL) and
-    /// honouring `stop`, then records the outcome and releases the lock.
-    pub async fn wait(
-        mut self,
-        store: &dyn Store,
-        clock: &dyn Clock,
-        mut stop: StopReceiver,
-    ) -> Result<RunReport, DispatchError> {
-        let (lane, pid, cmd) = (&self.lane, self.pid, &self.lane.command);
-        let deadline = cmd.timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut kill_at: Option<tokio::time::Instant> = None;
-        let mut timed_out = false;
-        let mut stop_closed = false;
-        let status = loop {
-            tokio::select! {
-                status = self.child.wait() => break status,
-                _ = sleep_until(deadline), if deadline.is_some() && !timed_out => {
-                    timed_out = true;
-                    tracing::warn!(lane = %lane.name, pid, timeout = %format(cmd.timeout.unwrap_or_default()), "Run timed out; sending TERM to its process group.");
-                    process::signal_group(pid, Signal::SIGTERM);
-                    kill_at.get_or_insert(tokio::time::Instant::now() + cmd.grace);
-                }
-                _ = sleep_until(kill_at), if kill_at.is_some() => {
-                    tracing::warn!(lane = %lane.name, pid, "Grace period over; sending KILL to its process group.");
-                    process::signal_group(pid, Signal::SIGKILL);
-                    kill_at = None;
-                }
-                changed = stop.changed(), if !stop_closed => {
-                    match (changed, *stop.borrow_and_update()) {
-                        (Err(_), _) => stop_closed = true,
-                        (Ok(()), Some(sig)) => {
-                            tracing::info!(lane = %lane.name, pid, signal = %sig, "Stopping the run.");
-                            process::signal_group(pid, sig);
-                            kill_at.get_or_insert(tokio::time::Instant::now() + cmd.grace);
-                        }
-                        (Ok(()), None) => {}
-                    }
-                }
-            }
-        };
-        // Members of the group that outlive a stopped leader get the rest of the grace, then KILL.
-        if let Some(at) = kill_at {
-            while process::group_alive(pid) && tokio::time::Instant::now() < at {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            process::signal_group(pid, Signal::SIGKILL);
+    /// Waits for the run to end. If the supervisor dies without saying how it ended, the
+    /// outcome is read from the store, where the supervisor records it first.
+    pub async fn wait(mut self, store: &dyn Store) -> Result<RunReport, DispatchError> {
+        let line = self.lines.next_line().await.ok().flatten();
+        let _ = self.child.wait().await;
+        if let Some(Report::Ended(report)) = line.and_then(|l| serde_json::from_str(&l).ok()) {
+            return Ok(report);
         }
-        let exit = match status {
-            Ok(s) => {
-                use std::os::unix::process::ExitStatusExt;
-                s.code()
-                    .map(ExitInfo::Code)
-                    .or(s.signal().map(ExitInfo::Signal))
-            }
-            Err(e) => {
-                tracing::error!(lane = %lane.name, pid, "Lost track of the child: {e}.");
-                None
-            }
-        };
-        let result = match (exit, timed_out) {
-            (Some(ExitInfo::Code(0)), false) => RunResult::Success,
-            (None, _) => RunResult::Interrupted,
-            _ => RunResult::Failure,
-        };
-        let end = RunEnd {
-            at: clock.now(),
-            result,
-            exit,
-        };
-        store.finish_run(self.run_id, &end)?;
-        logs::tidy(&self.log_path, &self.log_rules);
-        let duration = self.started.elapsed();
-        tracing::info!(lane = %lane.name, pid, result = result.as_str(), exit = %exit.map(|e| e.to_string()).unwrap_or_else(|| "unknown".into()), duration = %format(duration), "Run finished.");
-        Ok(RunReport {
-            run_id: self.run_id,
-            pid: Some(pid),
-            result,
-            exit,
-            timed_out,
-            spawn_error: None,
-            duration,
-            log_path: self.log_path,
+        let recorded = store
+            .recent_runs(&self.lane, 16)?
+            .into_iter()
+            .find(|r| r.id == self.run_id);
+        match recorded {
+            Some(run) if run.result.is_some() => Ok(RunReport {
+                run_id: run.id,
+                pid: run.pid,
+                result: run.result.unwrap_or(RunResult::Unknown),
+                exit: run.exit,
+                timed_out: false,
+                spawn_error: None,
+                duration: run
+                    .ended_at
+                    .map(|e| e.duration_since(run.started_at).unsigned_abs())
+                    .unwrap_or_default(),
+                log_path: self.log_path,
+            }),
+            _ => Err(DispatchError::Supervisor {
+                lane: self.lane,
+                message: format!(
+                    "the run's supervisor (pid {}) ended without recording how run {} ended; it is settled when the lane next starts or the daemon restarts",
+                    self.stopper.supervisor, self.run_id
+                ),
+            }),
+        }
+    }
+}
+
+/// How a supervisor's stderr is wired: into the starter's (the daemon's log), or nowhere
+/// (`fire` returns at once and must not write to the terminal later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SupervisorLog {
+    /// Inherit the starter's stderr.
+    Inherit,
+    /// Discard it.
+    Discard,
+}
+
+/// Starts a run: a detached supervisor takes the lane's lock, records the run and starts the
+/// command. Returns once the command runs and its start is recorded, so a later decision can
+/// never see a dispatched but unrecorded run.
+pub async fn start(
+    home: &Home,
+    spec: &RunSpec,
+    log: SupervisorLog,
+) -> Result<Start, DispatchError> {
+    let lane = spec.lane.clone();
+    let failed = |message: String| DispatchError::Supervisor {
+        lane: lane.clone(),
+        message,
+    };
+    let exe = supervisor::program()
+        .map_err(|e| failed(format!("cannot find the lanekeeper binary: {e}")))?;
+    // The canonical home, so run-log paths and the command's LANEKEEPER_HOME are absolute
+    // whatever --home was given as.
+    let root = std::fs::canonicalize(home.root()).unwrap_or_else(|_| home.root().to_path_buf());
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("--home")
+        .arg(&root)
+        .arg("supervise-run")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(match log {
+            SupervisorLog::Inherit => Stdio::inherit(),
+            SupervisorLog::Discard => Stdio::null(),
         })
+        .kill_on_drop(false);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent. In a session of
+    // its own the supervisor outlives its starter and gets none of its terminal's signals.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
     }
-}
-
-/// Starts a run and waits for it: [`start_run`] then [`StartedRun::wait`].
-pub async fn run_lane(
-    req: &RunRequest<'_>,
-    on_start: &mut dyn StartListener,
-    stop: StopReceiver,
-) -> Result<RunReport, DispatchError> {
-    match start_run(req)? {
-        Start::Failed(report) => Ok(report),
-        Start::Running(run) => {
-            on_start.started(run.pid(), run.log_path());
-            run.wait(req.store, req.clock, stop).await
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| failed(format!("cannot start the run's supervisor: {e}")))?;
+    let json =
+        serde_json::to_vec(spec).map_err(|e| failed(format!("cannot hand over the run: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(&json)
+            .await
+            .map_err(|e| failed(format!("cannot hand over the run: {e}")))?;
+    }
+    let Some(stdout) = child.stdout.take() else {
+        return Err(failed("the run's supervisor has no report channel".into()));
+    };
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next_line().await.ok().flatten();
+    match first.as_deref().map(serde_json::from_str::<Report>) {
+        Some(Ok(Report::Started {
+            run_id,
+            pid,
+            log,
+            supervisor,
+        })) => Ok(Start::Running(Box::new(RunHandle {
+            lane: spec.lane.clone(),
+            run_id,
+            pid,
+            log_path: log,
+            stopper: Stopper {
+                supervisor,
+                started: process::start_time(supervisor),
+            },
+            child,
+            lines,
+        }))),
+        Some(Ok(Report::Ended(report))) => {
+            let _ = child.wait().await;
+            Ok(Start::Failed(report))
         }
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+        Some(Ok(Report::Busy { holder })) => {
+            let _ = child.wait().await;
+            Err(DispatchError::Busy { lane, holder })
+        }
+        Some(Ok(Report::Error { message })) => {
+            let _ = child.wait().await;
+            Err(failed(message))
+        }
+        Some(Err(e)) => Err(failed(format!(
+            "the run's supervisor said something unreadable: {e}"
+        ))),
+        None => {
+            let status = child.wait().await;
+            Err(failed(format!(
+                "the run's supervisor exited before starting the run ({})",
+                status.map_or_else(|e| e.to_string(), |s| s.to_string())
+            )))
+        }
     }
 }

@@ -23,6 +23,54 @@ pub fn start_time(pid: u32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
+/// The live (not zombie) processes descended from `root`, found through their parent links in
+/// `/proc`. A process that left its group with `setsid` is still found while its ancestry
+/// leads to `root`, and once orphaned it is `root`'s own child if `root` is a subreaper.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid
+            && state != "Z"
+            && state != "X"
+        {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
 /// Whether the process `pid` that started at `pid_start` is still alive.
 pub fn is_alive(pid: u32, pid_start: u64) -> bool {
     start_time(pid) == Some(pid_start)
@@ -32,7 +80,7 @@ pub fn is_alive(pid: u32, pid_start: u64) -> bool {
 pub fn prune_dead(states: &mut LaneStates) {
     for state in states.values_mut() {
         if let Some(r) = &state.running
-            && !is_alive(r.pid, r.pid_start)
+            && !r.is_alive(is_alive)
         {
             state.running = None;
         }

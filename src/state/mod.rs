@@ -81,6 +81,17 @@ pub struct RunningRun {
     pub pid_start: u64,
     /// When the run started.
     pub started_at: Timestamp,
+    /// The run's supervisor (pid and start time), which holds the lane's lock and records the
+    /// outcome; `None` for runs recorded before runs had their own supervisor.
+    #[serde(default)]
+    pub supervisor: Option<(u32, u64)>,
+}
+
+impl RunningRun {
+    /// Whether the run is still going: its command, or its supervisor finishing it, lives.
+    pub fn is_alive(&self, alive: impl Fn(u32, u64) -> bool) -> bool {
+        alive(self.pid, self.pid_start) || self.supervisor.is_some_and(|(p, s)| alive(p, s))
+    }
 }
 
 /// Everything recorded about one lane.
@@ -231,6 +242,7 @@ impl RunRecord {
                             pid,
                             pid_start,
                             started_at: self.started_at,
+                            supervisor: None,
                         });
                     }
                 }
@@ -354,6 +366,8 @@ pub struct RunStart<'a> {
     /// The child's pid and its start time in clock ticks since boot; `None` when the command
     /// could not be started at all.
     pub process: Option<(u32, u64)>,
+    /// The run's supervisor, pid and start time.
+    pub supervisor: Option<(u32, u64)>,
     /// The run log.
     pub log_path: Option<&'a str>,
 }

@@ -84,6 +84,10 @@ const MIGRATIONS: &[&str] = &[
     // at the pruning horizon, so past states can be rebuilt exactly after old runs are gone.
     "ALTER TABLE episodes ADD COLUMN origin TEXT;
     CREATE TABLE horizon_states (lane TEXT PRIMARY KEY, state TEXT NOT NULL);",
+    // 5: every run has a supervisor of its own (pid and start time), which holds the lane's
+    // lock and records the outcome even when whoever started the run is gone.
+    "ALTER TABLE runs ADD COLUMN shim_pid INTEGER;
+    ALTER TABLE runs ADD COLUMN shim_start INTEGER;",
 ];
 
 /// The meta key of the pruning horizon (epoch ms): history before it is gone.
@@ -323,7 +327,7 @@ impl Store for SqliteStore {
             }
             let mut stmt = tx
                 .prepare(
-                    "SELECT lane, id, pid, pid_start, started_at FROM runs
+                    "SELECT lane, id, pid, pid_start, started_at, shim_pid, shim_start FROM runs
                      WHERE result IS NULL AND pid IS NOT NULL ORDER BY started_at",
                 )
                 .map_err(|e| self.err("read running runs", e))?;
@@ -335,20 +339,27 @@ impl Store for SqliteStore {
                         r.get::<_, i64>(2)?,
                         r.get::<_, i64>(3)?,
                         r.get::<_, i64>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
                     ))
                 })
                 .map_err(|e| self.err("read running runs", e))?;
             for row in rows {
-                let (lane, run_id, pid, pid_start, started) =
+                let (lane, run_id, pid, pid_start, started, shim_pid, shim_start) =
                     row.map_err(|e| self.err("read running runs", e))?;
                 let (Ok(pid), Some(started_at)) = (u32::try_from(pid), ts(Some(started))) else {
                     continue;
+                };
+                let supervisor = match (shim_pid, shim_start) {
+                    (Some(p), Some(s)) => u32::try_from(p).ok().zip(u64::try_from(s).ok()),
+                    _ => None,
                 };
                 states.entry(lane).or_default().running = Some(RunningRun {
                     run_id,
                     pid,
                     pid_start: pid_start as u64,
                     started_at,
+                    supervisor,
                 });
             }
         }
@@ -360,15 +371,17 @@ impl Store for SqliteStore {
         self.write("record run start", |tx| {
             tx.execute(ENSURE_LANE, params![run.lane])?;
             tx.execute(
-                "INSERT INTO runs(lane, source, started_at, pid, pid_start, log_path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO runs(lane, source, started_at, pid, pid_start, log_path, shim_pid, shim_start)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     run.lane,
                     run.source,
                     run.at.as_millisecond(),
                     run.process.map(|p| p.0),
                     run.process.map(|p| p.1 as i64),
-                    run.log_path
+                    run.log_path,
+                    run.supervisor.map(|p| p.0),
+                    run.supervisor.map(|p| p.1 as i64)
                 ],
             )?;
             let id = tx.last_insert_rowid();

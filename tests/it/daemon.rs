@@ -119,15 +119,52 @@ fn fire_racing_the_daemon_never_runs_a_lane_twice() {
     assert_eq!(runs(&home, "job"), 1);
 }
 
+/// The run's own supervisor, as it wrote its pid into the lane's lock file.
+fn supervisor_of(home: &Home, lane: &str) -> i64 {
+    std::fs::read_to_string(home.path().join(format!("state/locks/{lane}.lock")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[test]
-fn after_kill_9_a_restarted_daemon_adopts_the_surviving_child_and_records_its_end() {
+fn after_kill_9_of_the_daemon_the_run_ends_under_its_supervisor_with_its_real_outcome() {
+    let home = Home::new();
+    home.lane("job", &lane_yaml("1h", "", &sh("sleep 2; exit 4")));
+    let daemon = Daemon::start(&home);
+    let running = home.wait_status("job", "running", |s| s["running"].is_object());
+    let pid = running["running"]["pid"].as_i64().unwrap();
+    daemon.signal("KILL");
+    assert_eq!(daemon.wait_exit(), None, "killed by a signal");
+
+    let _restarted = Daemon::start(&home);
+    wait_for(&home, "the watch", || {
+        log_of(&home).contains("still supervised; watching for its end")
+    });
+    assert_eq!(home.status("job")["running"]["pid"].as_i64(), Some(pid));
+    let done = home.wait_status("job", "the run to end", |s| {
+        s["running"].is_null() && s["last_result"].is_string()
+    });
+    assert_eq!(done["last_result"], "failure", "{done}");
+    assert_eq!(
+        done["last_exit"]["code"], 4,
+        "the supervisor recorded the real exit code: {done}"
+    );
+}
+
+#[test]
+fn after_kill_9_of_daemon_and_supervisor_a_restart_adopts_the_surviving_child() {
     let home = Home::new();
     home.lane("job", &lane_yaml("1h", "", &sh("sleep 2")));
     let daemon = Daemon::start(&home);
     let running = home.wait_status("job", "running", |s| s["running"].is_object());
     let pid = running["running"]["pid"].as_i64().unwrap();
     daemon.signal("KILL");
-    assert_eq!(daemon.wait_exit(), None, "killed by a signal");
+    daemon.wait_exit();
+    let supervisor = supervisor_of(&home, "job");
+    crate::harness::kill(supervisor, "KILL");
+    crate::harness::wait_gone(supervisor);
 
     let _restarted = Daemon::start(&home);
     wait_for(&home, "adoption", || {
@@ -145,7 +182,7 @@ fn after_kill_9_a_restarted_daemon_adopts_the_surviving_child_and_records_its_en
 }
 
 #[test]
-fn after_kill_9_of_daemon_and_child_a_restart_records_interrupted() {
+fn after_kill_9_of_daemon_supervisor_and_child_a_restart_records_interrupted() {
     let home = Home::new();
     home.lane("job", &lane_yaml("1h", "", &sh("sleep 30")));
     let daemon = Daemon::start(&home);
@@ -153,11 +190,11 @@ fn after_kill_9_of_daemon_and_child_a_restart_records_interrupted() {
     let pid = running["running"]["pid"].as_i64().unwrap();
     daemon.signal("KILL");
     daemon.wait_exit();
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    let supervisor = supervisor_of(&home, "job");
+    crate::harness::kill(supervisor, "KILL");
+    crate::harness::wait_gone(supervisor);
+    crate::harness::kill(pid, "KILL");
+    crate::harness::wait_gone(pid);
 
     let _restarted = Daemon::start(&home);
     let s = home.status("job");

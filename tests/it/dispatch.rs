@@ -142,9 +142,43 @@ fn a_peer_fired_in_another_process_defers_its_contenders_until_it_is_gone() {
     assert_eq!(home.check_now("main")["outcome"], "trigger");
 }
 
+/// The supervisor's pid, as it wrote it into the lane's lock file.
+fn supervisor_of(home: &Home, lane: &str) -> i64 {
+    std::fs::read_to_string(home.path().join(format!("state/locks/{lane}.lock")))
+        .expect("lock file")
+        .trim()
+        .parse()
+        .expect("pid in the lock file")
+}
+
+#[test]
+fn killing_fire_wait_leaves_the_run_to_its_supervisor_which_records_the_real_outcome() {
+    let home = Home::new();
+    home.lane("job", &lane_yaml("1h", "", &sh("sleep 2; exit 3")));
+    let mut fire = home
+        .command(&["fire", "job", "--wait"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    home.wait_status("job", "running", |s| s["running"].is_object());
+    fire.kill().unwrap();
+    fire.wait().unwrap();
+    let refused = home.run(&["fire", "job"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        msg.contains("already running") && msg.contains("supervised by lanekeeper pid"),
+        "{msg}"
+    );
+    let done = home.wait_status("job", "the recorded end", |s| s["running"].is_null());
+    assert_eq!(done["last_result"], "failure", "{done}");
+    assert_eq!(done["last_exit"]["code"], 3, "the real exit code: {done}");
+}
+
 #[test]
 fn a_child_outliving_its_supervisor_still_counts_as_running() {
     let home = Home::standard();
+    home.init_history();
     home.lane("peer", &lane_yaml("1h", "", &sh("sleep 60")));
     home.lane(
         "main",
@@ -154,16 +188,12 @@ fn a_child_outliving_its_supervisor_still_counts_as_running() {
             "[\"true\"]",
         ),
     );
-    let mut supervisor = home
-        .command(&["fire", "peer", "--wait"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    home.ok(&["fire", "peer"]);
     let running = home.wait_status("peer", "running", |s| s["running"].is_object());
     let pid = running["running"]["pid"].as_i64().unwrap();
-
-    supervisor.kill().unwrap();
-    supervisor.wait().unwrap();
+    // Only a KILL of the run's own supervisor can orphan the command.
+    kill(supervisor_of(&home, "peer"), "KILL");
+    wait_gone(supervisor_of(&home, "peer"));
     assert!(
         pid_alive(pid),
         "the child runs in its own process group and survives"
@@ -283,4 +313,95 @@ fn a_relative_home_still_gives_absolute_run_log_paths_and_lanekeeper_home() {
     let once = relative(&["run", "--once"]);
     assert!(once.contains("lane `once`: success"), "{once}");
     log_path(&once);
+}
+
+#[test]
+fn a_killed_fire_never_lets_a_lane_run_twice_even_while_the_store_is_locked() {
+    let home = Home::new();
+    home.lane("long", &lane_yaml("1h", "", &sh("sleep 3")));
+    home.ok(&[
+        "record",
+        "long",
+        "--outcome",
+        "success",
+        "--at",
+        "2026-11-01T00:00:00Z",
+    ]);
+    // Another process holds the database's write lock while `fire` starts the run.
+    let db = rusqlite::Connection::open(home.path().join("state/lanekeeper.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut fire = home
+        .command(&["fire", "long", "--wait"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The run's supervisor has the lane's lock and waits to record the run.
+    let lock = home.path().join("state/locks/long.lock");
+    let start = Instant::now();
+    while std::fs::read_to_string(&lock).map_or(true, |s| s.trim().is_empty()) {
+        assert!(start.elapsed() < Duration::from_secs(20), "no supervisor");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fire.kill().unwrap();
+    fire.wait().unwrap();
+    db.execute_batch("COMMIT").unwrap();
+    drop(db);
+
+    let running = home.wait_status("long", "the recorded run", |s| s["running"].is_object());
+    let refused = home.run(&["fire", "long"]);
+    assert_eq!(refused.status.code(), Some(1), "{running}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already running"));
+    let done = home.wait_status("long", "its end", |s| s["running"].is_null());
+    assert_eq!(done["last_result"], "success", "{done}");
+    let runs = std::fs::read_dir(home.path().join("state/runs/long"))
+        .unwrap()
+        .count();
+    assert_eq!(runs, 1, "exactly one run");
+}
+
+fn pid_in(home: &Home, file: &str) -> i64 {
+    std::fs::read_to_string(home.path().join(file))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_timeout_stops_a_grandchild_that_left_the_group_with_setsid() {
+    let home = Home::new();
+    home.lane(
+        "job",
+        &format!(
+            "schedule:\n  every: 1h\ncommand:\n  argv: {}\n  timeout: 1s\n  grace: 1s\n",
+            sh("setsid sleep 60 & echo $! > escaped.pid; sleep 60")
+        ),
+    );
+    let out = home.run(&["fire", "job", "--wait"]);
+    assert_ne!(out.status.code(), Some(0));
+    let escaped = pid_in(&home, "escaped.pid");
+    wait_gone(escaped);
+    assert_eq!(home.status("job")["last_result"], "failure");
+}
+
+#[test]
+fn processes_a_command_leaves_behind_are_stopped_with_its_run() {
+    let home = Home::new();
+    home.lane(
+        "job",
+        &format!(
+            "schedule:\n  every: 1h\ncommand:\n  argv: {}\n  grace: 1s\n",
+            sh("sleep 60 & echo $! > left.pid; exit 0")
+        ),
+    );
+    let out = home.run(&["fire", "job", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let left = pid_in(&home, "left.pid");
+    wait_gone(left);
+    let logs: Vec<_> = std::fs::read_dir(home.path().join("state/runs/job"))
+        .unwrap()
+        .flatten()
+        .collect();
+    let log = std::fs::read_to_string(logs[0].path()).unwrap();
+    assert!(log.contains("left behind were stopped"), "{log}");
 }

@@ -250,7 +250,7 @@ proptest! {
                 }
                 _ => {
                     states.insert(lane.to_string(), LaneState {
-                        running: Some(RunningRun { run_id: 1, pid: 4242, pid_start: 1, started_at: before(now, 60_000) }),
+                        running: Some(RunningRun { run_id: 1, pid: 4242, pid_start: 1, started_at: before(now, 60_000), supervisor: None }),
                         last_run_at: Some(before(now, 60_000)),
                         ..LaneState::default()
                     });

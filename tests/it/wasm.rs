@@ -91,7 +91,11 @@ fn a_passing_module_lets_the_lane_trigger() {
 
 #[test]
 fn a_looping_plugin_runs_out_of_fuel() {
-    let home = plugin_home(&module("(loop br 0) i64.const 0"), "");
+    // A generous deadline, so that on a loaded machine fuel, not time, is what stops it.
+    let home = plugin_home(
+        &module("(loop br 0) i64.const 0"),
+        "limits:\n  wasm:\n    deadline: 60s\n",
+    );
     let d = detail(&home);
     assert!(d.contains("plugin `bad`") && d.contains("bad.wasm"), "{d}");
     assert!(d.contains("ran out of fuel (50000000 units)"), "{d}");

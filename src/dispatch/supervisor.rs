@@ -1,0 +1,413 @@
+//! The run's own supervisor: a small process started for each run, detached from whoever
+//! started it (the conmon / containerd-shim pattern).
+//!
+//! It holds the lane's lock for the whole life of the run, records the run before the command
+//! may exec (see [`super::spawn`]), enforces the timeout, forwards stop signals, stops whatever
+//! the command left behind, and records the outcome, whether or not the daemon or `fire` that
+//! started it is still alive. It reports to its starter as JSON lines on stdout; a starter that
+//! has gone away only means nobody reads them.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::spawn::{self, Prepared};
+use super::{DispatchError, Report, RunReport, RunSpec, acquire, logs, process};
+use crate::clock::{Clock, OffsetClock};
+use crate::config::duration::format;
+use crate::home::Home;
+use crate::state::{ExitInfo, RunEnd, RunResult, RunStart, SqliteStore, Store, StoreError};
+
+/// How long the supervisor keeps trying to record a run's start (the command waits at its gate
+/// meanwhile) before it gives up and never starts it.
+const RECORD_START_FOR: Duration = Duration::from_secs(120);
+/// How long it keeps trying to record a run's end (a full disk, a locked database) while still
+/// holding the lane, so the outcome is not lost.
+const RECORD_END_FOR: Duration = Duration::from_secs(3600);
+
+/// Runs the supervisor: reads the [`RunSpec`] on stdin, reports on stdout. Returns the exit code.
+pub fn main(home: &Home) -> i32 {
+    let mut input = String::new();
+    let spec: RunSpec = match std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_str(&input).map_err(|e| e.to_string()))
+    {
+        Ok(spec) => spec,
+        Err(e) => {
+            emit(&Report::Error {
+                message: format!("the run supervisor got no valid run to start: {e}"),
+            });
+            return 2;
+        }
+    };
+    // Orphans of the command (a `setsid` grandchild whose parent exited) come back to us
+    // instead of init, so they can be found and stopped with the run.
+    // SAFETY: prctl with these arguments only sets a flag on this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+    let clock = OffsetClock::with_offset_ms(spec.clock_offset_ms);
+    let report = match SqliteStore::open(&home.database()) {
+        Ok(store) => supervise(home, &spec, &store, &clock),
+        Err(e) => Report::Error {
+            message: format!("lane `{}`: {e}", spec.lane),
+        },
+    };
+    emit(&report);
+    0
+}
+
+/// Writes one report line. A starter that went away is not an error: the run is recorded.
+fn emit(report: &Report) {
+    if let Ok(line) = serde_json::to_string(report) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+/// Retries a store write until it succeeds or `within` has passed: a busy database or a full
+/// disk must delay the record, never lose it.
+fn persist<T>(
+    lane: &str,
+    what: &str,
+    within: Duration,
+    mut f: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let until = Instant::now() + within;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() + pause < until => {
+                tracing::warn!(
+                    lane,
+                    "Could not record the {what} yet ({e}); retrying in {}.",
+                    format(pause)
+                );
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock) -> Report {
+    let lane = spec.lane.as_str();
+    let started_at = clock.now();
+    let entered = Instant::now();
+    let _lock = match acquire(home, lane, store, started_at) {
+        Ok(lock) => lock,
+        Err(DispatchError::Busy { holder, .. }) => return Report::Busy { holder },
+        Err(e) => {
+            return Report::Error {
+                message: e.to_string(),
+            };
+        }
+    };
+    let log_dir = home.run_log_dir(lane);
+    let log_path = log_dir.join(format!("{}.log", started_at.strftime("%Y%m%dT%H%M%S%.3fZ")));
+    let log = match std::fs::create_dir_all(&log_dir)
+        .and_then(|()| std::fs::File::create(&log_path))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            return Report::Error {
+                message: format!(
+                    "lane `{lane}`: cannot create run log {}: {e}; check that the state directory is writable and the disk is not full",
+                    log_path.display()
+                ),
+            };
+        }
+    };
+    let log_str = log_path.display().to_string();
+    let me = std::process::id();
+    let supervisor = process::start_time(me).map(|t| (me, t));
+    let cmd = &spec.command;
+    let not_started = |why: String| {
+        let _ = std::fs::write(&log_path, format!("lanekeeper: {why}\n"));
+        let run = RunStart {
+            lane,
+            source: &spec.source,
+            at: started_at,
+            process: None,
+            supervisor,
+            log_path: Some(&log_str),
+        };
+        let recorded = persist(lane, "failed start", RECORD_START_FOR, || {
+            let id = store.begin_run(&run)?;
+            store.finish_run(
+                id,
+                &RunEnd {
+                    at: clock.now(),
+                    result: RunResult::Failure,
+                    exit: None,
+                },
+            )?;
+            Ok(id)
+        });
+        match recorded {
+            Ok(run_id) => Report::Ended(RunReport {
+                run_id,
+                pid: None,
+                result: RunResult::Failure,
+                exit: None,
+                timed_out: false,
+                spawn_error: Some(why),
+                duration: entered.elapsed(),
+                log_path: log_path.clone(),
+            }),
+            Err(e) => Report::Error {
+                message: format!("lane `{lane}`: {why}, and that could not be recorded: {e}"),
+            },
+        }
+    };
+
+    let program = match crate::config::program::resolve(&cmd.argv[0], &cmd.cwd, &cmd.env) {
+        Ok(p) => p,
+        Err(why) => return not_started(format!("cannot start `{}`: {why}", cmd.argv[0])),
+    };
+    let mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
+        std::env::vars_os().collect();
+    env.extend(cmd.env.iter().map(|(k, v)| (k.into(), v.into())));
+    env.insert("LANEKEEPER_LANE".into(), lane.into());
+    env.insert("LANEKEEPER_HOME".into(), home.root().as_os_str().to_owned());
+    let prepared = match Prepared::new(
+        &program,
+        &cmd.argv,
+        env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())),
+        &cmd.cwd,
+    ) {
+        Ok(p) => p,
+        Err(e) => return not_started(format!("cannot start `{}`: {e}", cmd.argv[0])),
+    };
+    let gated = match spawn::fork_gated(&prepared, &log) {
+        Ok(g) => g,
+        Err(e) => return not_started(format!("cannot start `{}`: {e}", cmd.argv[0])),
+    };
+    drop(log);
+    let pid = gated.pid;
+    let pid_start = process::start_time(pid).unwrap_or(0);
+    let run = RunStart {
+        lane,
+        source: &spec.source,
+        at: started_at,
+        process: Some((pid, pid_start)),
+        supervisor,
+        log_path: Some(&log_str),
+    };
+    let run_id = match persist(lane, "run's start", RECORD_START_FOR, || {
+        store.begin_run(&run)
+    }) {
+        Ok(id) => id,
+        Err(e) => {
+            // Never run what nothing records: the command never leaves its gate.
+            gated.abort();
+            let _ = std::fs::write(&log_path, format!("lanekeeper: not started: {e}\n"));
+            return Report::Error {
+                message: DispatchError::Unrecorded {
+                    lane: lane.to_string(),
+                    source: e,
+                }
+                .to_string(),
+            };
+        }
+    };
+    if let Err(e) = gated.release() {
+        let why = format!(
+            "cannot start `{}` in {}: {e}",
+            cmd.argv[0],
+            cmd.cwd.display()
+        );
+        let _ = std::fs::write(&log_path, format!("lanekeeper: {why}\n"));
+        let end = RunEnd {
+            at: clock.now(),
+            result: RunResult::Failure,
+            exit: None,
+        };
+        let _ = persist(lane, "failed start", RECORD_END_FOR, || {
+            store.finish_run(run_id, &end)
+        });
+        return Report::Ended(RunReport {
+            run_id,
+            pid: None,
+            result: RunResult::Failure,
+            exit: None,
+            timed_out: false,
+            spawn_error: Some(why),
+            duration: entered.elapsed(),
+            log_path,
+        });
+    }
+    emit(&Report::Started {
+        run_id,
+        pid,
+        log: log_path.clone(),
+        supervisor: me,
+    });
+
+    let started = Instant::now();
+    let (exit, timed_out) = match wait_for(lane, pid, cmd.timeout, cmd.grace) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::error!(lane, pid, "Lost track of the command: {e}.");
+            (None, false)
+        }
+    };
+    let leftovers = stop_leftovers(pid, cmd.grace);
+    if leftovers > 0
+        && let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&log_path)
+    {
+        let _ = writeln!(
+            f,
+            "[lanekeeper: {leftovers} process(es) the command left behind were stopped with the run]"
+        );
+    }
+    let result = match (exit, timed_out) {
+        (Some(ExitInfo::Code(0)), false) => RunResult::Success,
+        (None, _) => RunResult::Interrupted,
+        _ => RunResult::Failure,
+    };
+    let end = RunEnd {
+        at: clock.now(),
+        result,
+        exit,
+    };
+    if let Err(e) = persist(lane, "run's end", RECORD_END_FOR, || {
+        store.finish_run(run_id, &end)
+    }) {
+        return Report::Error {
+            message: format!(
+                "lane `{lane}`: the run ended ({}) but could not be recorded: {e}",
+                result.as_str()
+            ),
+        };
+    }
+    logs::tidy(&log_path, &spec.log_rules);
+    Report::Ended(RunReport {
+        run_id,
+        pid: Some(pid),
+        result,
+        exit,
+        timed_out,
+        spawn_error: None,
+        duration: started.elapsed(),
+        log_path,
+    })
+}
+
+/// Waits for the command, enforcing its timeout (TERM to the group, `grace`, KILL) and
+/// forwarding SIGTERM and SIGINT sent to the supervisor (a stop) the same way.
+fn wait_for(
+    lane: &str,
+    pid: u32,
+    timeout: Option<Duration>,
+    grace: Duration,
+) -> std::io::Result<(Option<ExitInfo>, bool)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut exited =
+            tokio::task::spawn_blocking(move || waitpid(Pid::from_raw(pid as i32), None));
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut kill_at: Option<tokio::time::Instant> = None;
+        let mut timed_out = false;
+        let status = loop {
+            tokio::select! {
+                status = &mut exited => break status,
+                _ = sleep_until(deadline), if deadline.is_some() && !timed_out => {
+                    timed_out = true;
+                    tracing::warn!(lane, pid, "Run timed out; sending TERM to its processes.");
+                    signal_run(pid, Signal::SIGTERM);
+                    kill_at.get_or_insert(tokio::time::Instant::now() + grace);
+                }
+                _ = sleep_until(kill_at), if kill_at.is_some() => {
+                    signal_run(pid, Signal::SIGKILL);
+                    kill_at = None;
+                }
+                Some(()) = term.recv() => {
+                    signal_run(pid, Signal::SIGTERM);
+                    kill_at.get_or_insert(tokio::time::Instant::now() + grace);
+                }
+                Some(()) = int.recv() => {
+                    signal_run(pid, Signal::SIGINT);
+                    kill_at.get_or_insert(tokio::time::Instant::now() + grace);
+                }
+            }
+        };
+        let exit = match status {
+            Ok(Ok(WaitStatus::Exited(_, code))) => Some(ExitInfo::Code(code)),
+            Ok(Ok(WaitStatus::Signaled(_, sig, _))) => Some(ExitInfo::Signal(sig as i32)),
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => None,
+        };
+        Ok((exit, timed_out))
+    })
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Signals the command's process group and every other process descended from this
+/// supervisor (a `setsid` escapes the group, not the ancestry).
+fn signal_run(pgid: u32, signal: Signal) {
+    process::signal_group(pgid, signal);
+    for pid in process::descendants(std::process::id()) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), signal);
+    }
+}
+
+/// Stops whatever the command left running once it exited: TERM, `grace`, then KILL. Returns
+/// how many processes were left. Reaps every child.
+fn stop_leftovers(pgid: u32, grace: Duration) -> usize {
+    let me = std::process::id();
+    let left = process::descendants(me).len();
+    if left > 0 || process::group_alive(pgid) {
+        signal_run(pgid, Signal::SIGTERM);
+        let until = Instant::now() + grace;
+        while (process::group_alive(pgid) || !process::descendants(me).is_empty())
+            && Instant::now() < until
+        {
+            reap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal_run(pgid, Signal::SIGKILL);
+    }
+    reap();
+    left
+}
+
+/// Collects every exited child (adopted orphans included), without blocking.
+fn reap() {
+    while let Ok(status) = waitpid(
+        Pid::from_raw(-1),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    ) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Where [`main`] is started from: the binary itself, so no other file need be installed.
+/// Programs that use the library without being lanekeeper (benches) name the binary in
+/// `LANEKEEPER_SUPERVISOR_BIN`.
+pub fn program() -> std::io::Result<PathBuf> {
+    match std::env::var_os("LANEKEEPER_SUPERVISOR_BIN") {
+        Some(bin) => Ok(PathBuf::from(bin)),
+        None => std::env::current_exe(),
+    }
+}
