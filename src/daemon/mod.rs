@@ -38,6 +38,12 @@ use crate::state::{LaneStates, SqliteStore, Store, StoreError};
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// How long to wait before trying again after a pass failed (e.g. the disk was full).
 const PASS_RETRY: Duration = Duration::from_secs(30);
+/// How long the loop waits for another process's write lock before it moves on.
+const STORE_WAIT: Duration = Duration::from_secs(1);
+/// How soon a pass comes back to record decisions the store refused.
+const RECORD_RETRY: Duration = Duration::from_secs(2);
+/// The most decisions kept while the store refuses them.
+const MAX_PENDING: usize = 100_000;
 /// How often old history is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The store key of the last reload's outcome.
@@ -137,6 +143,9 @@ struct Daemon {
     once: bool,
     stopping: bool,
     last_prune: Option<std::time::Instant>,
+    /// Decisions the store would not take yet (locked by another process, disk full): recorded
+    /// before the next pass's, so a busy store delays the history, never loses it.
+    pending: Vec<Decision>,
     /// Failure streaks whose used-up retries were already reported.
     retries: retries::Retries,
     _lock: LaneLock,
@@ -164,6 +173,7 @@ impl Daemon {
         };
         let config = config::load(&home).map_err(DaemonError::Config)?;
         let store = Rc::new(SqliteStore::open(&home.database())?);
+        store.set_busy_timeout(STORE_WAIT)?;
         let (tx, rx) = unbounded_channel();
         recovery::recover(&home, &store, &clock, &tx, !once)?;
         tracing::info!(home = %home.root().display(), lanes = config.lanes.len(), pid = std::process::id(), "Daemon started.");
@@ -183,6 +193,7 @@ impl Daemon {
                 once,
                 stopping: false,
                 last_prune: None,
+                pending: Vec::new(),
                 retries: retries::Retries::default(),
                 _lock: lock,
             },
@@ -304,9 +315,7 @@ impl Daemon {
         } else {
             Origin::Daemon
         };
-        if let Err(e) = self.store.record_decisions(&decisions, origin) {
-            tracing::error!("Could not record decisions: {e}.");
-        }
+        self.record(&decisions, origin);
         self.prune(now);
         if !self.stopping {
             let triggers: Vec<&Decision> = decisions
@@ -315,8 +324,50 @@ impl Daemon {
                 .collect();
             self.dispatch(&triggers).await;
         }
-        let wake = self.next_wake(&decisions, &states, now);
+        let mut wake = self.next_wake(&decisions, &states, now);
+        if !self.pending.is_empty() {
+            wake = wake.min(now + SignedDuration::try_from(RECORD_RETRY).unwrap_or_default());
+        }
         Ok((decisions, wake))
+    }
+
+    /// Records a pass's decisions after any the store refused before; what it refuses now is
+    /// kept for the next pass (up to [`MAX_PENDING`], oldest dropped first, and said so).
+    fn record(&mut self, decisions: &[Decision], origin: Origin) {
+        if !self.pending.is_empty() {
+            match self.store.record_decisions(&self.pending, origin) {
+                Ok(()) => {
+                    tracing::info!(
+                        decisions = self.pending.len(),
+                        "Recorded the decisions kept from earlier passes."
+                    );
+                    self.pending.clear();
+                }
+                Err(e) => {
+                    self.keep(decisions, &e);
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.store.record_decisions(decisions, origin) {
+            self.keep(decisions, &e);
+        }
+    }
+
+    fn keep(&mut self, decisions: &[Decision], e: &StoreError) {
+        self.pending.extend_from_slice(decisions);
+        let over = self.pending.len().saturating_sub(MAX_PENDING);
+        if over > 0 {
+            self.pending.drain(..over);
+            tracing::error!(
+                dropped = over,
+                "The store has refused decisions for too long; dropped the oldest."
+            );
+        }
+        tracing::error!(
+            pending = self.pending.len(),
+            "Could not record decisions ({e}); keeping them to record with the next pass."
+        );
     }
 
     /// Logs and counts, once per failure streak, each lane whose retries are used up.

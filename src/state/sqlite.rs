@@ -259,6 +259,15 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// How long a write waits for another process's write lock before it fails. The daemon
+    /// waits briefly and keeps what it could not write for its next pass, so its loop never
+    /// stalls on someone else's transaction.
+    pub fn set_busy_timeout(&self, wait: Duration) -> Result<(), StoreError> {
+        self.conn
+            .busy_timeout(wait)
+            .map_err(|e| self.err("set busy timeout", e))
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -717,3 +717,43 @@ fn the_status_page_and_the_cli_show_a_lane_that_is_not_due_the_same_way() {
     assert_eq!(page[4], "now (overdue 1h)", "{page:?}");
     assert_eq!(cli[4], "now (overdue 1h)", "{cli:?}");
 }
+
+#[test]
+fn decisions_the_store_refuses_while_another_process_holds_it_are_recorded_later() {
+    let home = Home::new();
+    home.write("plugins/wait.rhai", "fn evaluate(ctx) { \"waiting\" }\n");
+    home.lane(
+        "a",
+        "schedule:\n  every: 1h\nrecheck: 100ms\npreconditions:\n  - use: wait\ncommand:\n  argv: [\"true\"]\n",
+    );
+    let (_daemon, base) = serving(&home);
+    home.wait_status("a", "the first deferral", |s| s["deferral"].is_object());
+    let db = rusqlite::Connection::open(home.path().join("state/lanekeeper.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    wait_for(&home, "a refused record", || {
+        log_of(&home).contains("Could not record decisions")
+    });
+    wait_for(&home, "more passes", || {
+        log_of(&home).matches("Could not record decisions").count() >= 3
+    });
+    db.execute_batch("COMMIT").unwrap();
+    drop(db);
+    wait_for(&home, "the kept decisions", || {
+        log_of(&home).contains("Recorded the decisions kept from earlier passes")
+    });
+    // Every decision made so far (counted as it is made) is in the history.
+    let (_, scrape) = scrape(&base);
+    let made = sample(
+        &scrape,
+        "lanekeeper_lane_decisions_total",
+        &[("lane", "a"), ("outcome", "deferred")],
+    )
+    .unwrap();
+    let out = home.ok(&["explain", "a", "--json"]);
+    let e: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let recorded = e["episode"]["count"].as_f64().unwrap();
+    assert!(
+        recorded >= made,
+        "{made} decisions made, {recorded} recorded"
+    );
+}
