@@ -9,6 +9,16 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Visitor};
 
+/// The longest any duration may be: 100 years. Timestamps end in the year 9999, so much longer
+/// ones cannot be added to a date at all.
+pub const MAX: Duration = Duration::from_secs(36_500 * 86_400);
+/// The longest `recheck`: the daemon re-decides every lane at least hourly anyway.
+pub const MAX_RECHECK: Duration = Duration::from_secs(86_400);
+/// The longest wait on children: `command.grace` and `shutdown_timeout`.
+pub const MAX_WAIT: Duration = Duration::from_secs(86_400);
+/// The longest budget of one plugin evaluation or metric read, which holds up a whole pass.
+pub const MAX_EVALUATION: Duration = Duration::from_secs(3_600);
+
 /// A duration field as written: either a positive duration or "off".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DurationSetting {
@@ -52,9 +62,8 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         let (num, tail) = rest.split_at(digits);
         let unit_len = tail.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let (unit, tail) = tail.split_at(unit_len);
-        let value: u128 = num
-            .parse()
-            .map_err(|_| format!("`{t}`: number too large"))?;
+        // Only digits, so only too many of them fail; that is too long, said below.
+        let value: u128 = num.parse().unwrap_or(u128::MAX);
         let ms_per: u128 = match unit {
             "ms" => 1,
             "s" => 1_000,
@@ -73,9 +82,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
                 ));
             }
         };
-        total = total
-            .checked_add(value.saturating_mul(ms_per))
-            .ok_or_else(|| format!("`{t}` is too large"))?;
+        total = total.saturating_add(value.saturating_mul(ms_per));
         rest = tail;
     }
     if total == 0 {
@@ -83,8 +90,13 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "`{t}` is zero; a positive duration is required here"
         ));
     }
-    let ms = u64::try_from(total).map_err(|_| format!("`{t}` is too large"))?;
-    Ok(Duration::from_millis(ms))
+    match u64::try_from(total).map(Duration::from_millis) {
+        Ok(d) if d <= MAX => Ok(d),
+        _ => Err(format!(
+            "`{t}` is too long; a duration is at most {} (100 years)",
+            format(MAX)
+        )),
+    }
 }
 
 /// Formats a duration compactly for humans: `40h`, `3h12m`, `90s`, `250ms`.
@@ -200,6 +212,13 @@ mod tests {
         assert!(parse("soon").unwrap_err().contains("not a duration"));
         assert!(parse("10").unwrap_err().contains("no unit"));
         assert!(parse("10y").unwrap_err().contains("unknown unit"));
+        assert!(parse("36501d").unwrap_err().contains("at most 36500d"));
+        assert!(
+            parse("99999999999999999999999w")
+                .unwrap_err()
+                .contains("at most")
+        );
+        assert_eq!(parse("36500d"), Ok(MAX));
     }
 
     #[test]

@@ -247,14 +247,27 @@ fn at(path: &Path, loc: Location, message: impl Into<String>) -> Diagnostic {
     }
 }
 
-/// Requires a positive duration (rejects `off`).
+/// Requires a positive duration (rejects `off`) of at most `max`.
 fn positive(
     path: &Path,
     field: &str,
     v: &Spanned<DurationSetting>,
+    max: std::time::Duration,
     diags: &mut Diagnostics,
 ) -> Option<std::time::Duration> {
     match v.value {
+        DurationSetting::On(d) if d > max => {
+            diags.push(at(
+                path,
+                v.referenced,
+                format!(
+                    "`{field}` is at most {}; `{}` is longer",
+                    duration::format(max),
+                    duration::format(d)
+                ),
+            ));
+            None
+        }
         DurationSetting::On(d) => Some(d),
         DurationSetting::Off => {
             diags.push(at(
@@ -364,15 +377,15 @@ fn compile(
     let max_deferral = raw
         .max_deferral
         .as_ref()
-        .and_then(|d| positive(p, "max_deferral", d, diags));
+        .and_then(|d| positive(p, "max_deferral", d, duration::MAX, diags));
     let recheck = raw
         .recheck
         .as_ref()
-        .and_then(|d| positive(p, "recheck", d, diags))
+        .and_then(|d| positive(p, "recheck", d, duration::MAX_RECHECK, diags))
         .unwrap_or(settings.recheck);
     let retry = raw.retry.as_ref().and_then(|r| {
-        let delay = positive(p, "retry.delay", &r.value.delay, diags)?;
-        let window = positive(p, "retry.window", &r.value.window, diags)?;
+        let delay = positive(p, "retry.delay", &r.value.delay, duration::MAX, diags)?;
+        let window = positive(p, "retry.window", &r.value.window, duration::MAX, diags)?;
         Some(Retry { delay, window })
     });
 
@@ -388,11 +401,11 @@ fn compile(
     let timeout = cmd
         .timeout
         .as_ref()
-        .and_then(|d| positive(p, "command.timeout", d, diags));
+        .and_then(|d| positive(p, "command.timeout", d, duration::MAX, diags));
     let grace = cmd
         .grace
         .as_ref()
-        .and_then(|d| positive(p, "command.grace", d, diags))
+        .and_then(|d| positive(p, "command.grace", d, duration::MAX_WAIT, diags))
         .unwrap_or(lane::DEFAULT_GRACE);
     let command = Command {
         argv,

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, earlier, later};
 use crate::config::{self, Config, Diagnostics, Lane};
 use crate::dispatch::lock::{LaneLock, LockError};
 use crate::dispatch::{self, DispatchError, RunReport, Start, StopSender};
@@ -218,10 +218,7 @@ impl Daemon {
                         "Evaluation pass failed: {e}; trying again in {}.",
                         config::duration::format(PASS_RETRY)
                     );
-                    (
-                        Vec::new(),
-                        self.clock.now() + SignedDuration::try_from(PASS_RETRY).unwrap_or_default(),
-                    )
+                    (Vec::new(), later(self.clock.now(), PASS_RETRY))
                 }
             };
             if self.once {
@@ -384,9 +381,8 @@ impl Daemon {
             return;
         }
         self.last_prune = Some(std::time::Instant::now());
-        let retention =
-            SignedDuration::try_from(self.config.settings.history_retention).unwrap_or_default();
-        match self.store.prune_history(now - retention) {
+        let cutoff = earlier(now, self.config.settings.history_retention);
+        match self.store.prune_history(cutoff) {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "Pruned history older than the retention."),
             Err(e) => tracing::error!("Could not prune history: {e}."),
@@ -395,7 +391,7 @@ impl Daemon {
 
     /// The earliest moment any decision could change without an event.
     fn next_wake(&self, decisions: &[Decision], states: &LaneStates, now: Timestamp) -> Timestamp {
-        let mut wake = now + SignedDuration::try_from(MAX_SLEEP).unwrap_or_default();
+        let mut wake = later(now, MAX_SLEEP);
         for d in decisions {
             let Some(lane) = self.config.lane(&d.lane) else {
                 continue;
@@ -407,9 +403,7 @@ impl Daemon {
                     next_due(&lane.schedule, &lane.zone, state.last_run_at),
                     retry_at(lane.retry, &state),
                 ],
-                Outcome::Deferred => vec![Some(
-                    now + SignedDuration::try_from(lane.recheck).unwrap_or_default(),
-                )],
+                Outcome::Deferred => vec![Some(later(now, lane.recheck))],
             };
             for t in candidates.into_iter().flatten() {
                 wake = wake.min(t.max(now));
@@ -500,8 +494,8 @@ impl Daemon {
         self.stopping = true;
         let timeout = self.config.settings.shutdown_timeout;
         tracing::info!(signal = why, running = self.runs.len(), timeout = %config::duration::format(timeout), "Shutting down: no new runs; waiting for running children.");
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut runs = self.drain(events, Some(deadline)).await;
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
+        let mut runs = self.drain(events, deadline).await;
         if !self.runs.is_empty() {
             tracing::warn!(
                 running = self.runs.len(),

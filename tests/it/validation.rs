@@ -559,3 +559,38 @@ fn validate_json_prints_one_object_per_problem() {
     assert_eq!(code, Some(0));
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
 }
+
+#[test]
+fn durations_too_long_to_add_to_a_date_are_rejected_at_their_place() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        "schedule:\n  every: 1h\nrecheck: 3000000d\ncommand:\n  argv: [\"true\"]\n",
+    );
+    home.write("lanekeeper.yaml", "history: { retention: 5000000d }\n");
+    assert_problems(
+        &home,
+        &[
+            ("lanekeeper.yaml", "1:23", "at most"),
+            ("rules/a.yaml", "3:10", "at most"),
+        ],
+    );
+
+    // Within the range timestamps can hold, but beyond the setting's own maximum.
+    home.write("lanekeeper.yaml", "shutdown_timeout: 30d\n");
+    home.lane(
+        "a",
+        "schedule:\n  every: 36500d\nrecheck: 8d\ncommand:\n  argv: [\"true\"]\n",
+    );
+    assert_problems(
+        &home,
+        &[
+            (
+                "lanekeeper.yaml",
+                "1:19",
+                "`shutdown_timeout` is at most 24h",
+            ),
+            ("rules/a.yaml", "3:10", "`recheck` is at most 24h"),
+        ],
+    );
+}
