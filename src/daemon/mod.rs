@@ -38,6 +38,11 @@ use crate::state::{LaneStates, SqliteStore, Store, StoreError};
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// How long to wait before trying again after a pass failed (e.g. the disk was full).
 const PASS_RETRY: Duration = Duration::from_secs(30);
+/// The first wait before trying again to start a run that could not start (e.g. the disk was
+/// full); it doubles with each failure in a row, up to [`DISPATCH_RETRY_MAX`].
+const DISPATCH_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between attempts to start a run that keeps failing to start.
+const DISPATCH_RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often old history is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The store key of the last reload's outcome.
@@ -139,6 +144,9 @@ struct Daemon {
     last_prune: Option<std::time::Instant>,
     /// Failure streaks whose used-up retries were already reported.
     retries: retries::Retries,
+    /// Lanes whose start failed in the last pass, with the wait before the next attempt: no
+    /// event follows a failed start, so the loop must wake for it itself.
+    start_backoff: HashMap<String, Duration>,
     _lock: LaneLock,
 }
 
@@ -184,6 +192,7 @@ impl Daemon {
                 stopping: false,
                 last_prune: None,
                 retries: retries::Retries::default(),
+                start_backoff: HashMap::new(),
                 _lock: lock,
             },
             rx,
@@ -306,8 +315,9 @@ impl Daemon {
         }
         self.prune(now);
         if !self.stopping {
+            let failed_before = std::mem::take(&mut self.start_backoff);
             for d in decisions.iter().filter(|d| d.outcome == Outcome::Trigger) {
-                self.dispatch(d);
+                self.dispatch(d, &failed_before);
             }
         }
         let wake = self.next_wake(&decisions, &states, now);
@@ -330,7 +340,7 @@ impl Daemon {
         }
     }
 
-    fn dispatch(&mut self, decision: &Decision) {
+    fn dispatch(&mut self, decision: &Decision, failed_before: &HashMap<String, Duration>) {
         let Some(lane) = self.config.lane(&decision.lane).cloned() else {
             return;
         };
@@ -371,7 +381,13 @@ impl Daemon {
             Err(DispatchError::Busy { holder, .. }) => {
                 tracing::info!(lane = %lane.name, holder = %holder, "Not started: the lane is already running elsewhere.");
             }
-            Err(e) => tracing::error!(lane = %lane.name, "Could not start the run: {e}."),
+            Err(e) => {
+                let wait = failed_before
+                    .get(&lane.name)
+                    .map_or(DISPATCH_RETRY, |w| (*w * 2).min(DISPATCH_RETRY_MAX));
+                tracing::error!(lane = %lane.name, "Could not start the run: {e}; trying again in {}.", config::duration::format(wait));
+                self.start_backoff.insert(lane.name.clone(), wait);
+            }
         }
     }
 
@@ -392,6 +408,9 @@ impl Daemon {
     /// The earliest moment any decision could change without an event.
     fn next_wake(&self, decisions: &[Decision], states: &LaneStates, now: Timestamp) -> Timestamp {
         let mut wake = later(now, MAX_SLEEP);
+        for wait in self.start_backoff.values() {
+            wake = wake.min(later(now, *wait));
+        }
         for d in decisions {
             let Some(lane) = self.config.lane(&d.lane) else {
                 continue;

@@ -579,3 +579,20 @@ fn a_daemon_reloading_durations_too_long_to_add_to_a_date_stays_up() {
     });
     assert_eq!(daemon.wait_exit_after_term(), Some(0));
 }
+
+#[test]
+fn a_run_that_could_not_start_is_tried_again_without_a_signal_once_the_cause_is_gone() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    // A file where the lane's run-log directory should be: every start fails.
+    home.write("state/runs/a", "in the way\n");
+    let _daemon = Daemon::start(&home);
+    wait_for(&home, "the failed start", || {
+        log_of(&home).contains("Could not start the run")
+    });
+    std::fs::remove_file(home.path().join("state/runs/a")).unwrap();
+    home.wait_status("a", "the run once the cause is gone", |s| {
+        s["last_result"] == "success"
+    });
+    assert!(!log_of(&home).contains("SIGHUP"));
+}
