@@ -16,11 +16,15 @@ impl Daemon {
     }
 
     pub fn start_with(home: &Home, args: &[&str]) -> Self {
-        let log = std::fs::File::create(home.path().join("daemon.log")).unwrap();
         let mut full = vec!["run"];
         full.extend_from_slice(args);
-        let child = home
-            .command(&full)
+        Self::start_command(home, home.command(&full))
+    }
+
+    /// Starts `command`, which must run the daemon on `home` (e.g. under a wrapper).
+    pub fn start_command(home: &Home, mut command: std::process::Command) -> Self {
+        let log = std::fs::File::create(home.path().join("daemon.log")).unwrap();
+        let child = command
             .env("LANEKEEPER_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
