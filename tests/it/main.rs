@@ -18,6 +18,7 @@ mod preconditions;
 mod scaffold;
 mod schedule;
 mod shipped;
+mod state;
 mod validation;
 mod wasm;
 mod web;

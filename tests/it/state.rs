@@ -1,0 +1,67 @@
+//! A damaged or lost state database: what can still be read is, and a lost history is refused
+//! rather than silently started afresh.
+
+use crate::harness::{Home, lane_yaml};
+
+/// Runs SQL on the home's database, as a damaged disk or a careless hand might.
+fn tamper(home: &Home, sql: &str) {
+    let db = rusqlite::Connection::open(home.path().join("state/lanekeeper.db")).expect("open");
+    db.execute_batch(sql).expect("tamper");
+}
+
+/// A home with two lanes and a recorded history: `a` deferred by a gate, `b` run.
+fn with_history() -> Home {
+    let home = Home::new();
+    home.write("plugins/wait.rhai", "fn evaluate(ctx) { \"waiting\" }\n");
+    home.lane("a", &lane_yaml("1h", "  - use: wait", "[\"true\"]"));
+    home.lane("b", &lane_yaml("1h", "", "[\"true\"]"));
+    home.ok(&["run", "--once"]);
+    home
+}
+
+#[test]
+fn an_unreadable_history_row_is_skipped_with_a_warning_and_the_rest_still_works() {
+    let home = with_history();
+    tamper(
+        &home,
+        "UPDATE episodes SET first_body = 'not json {', last_body = x'ff00' WHERE lane = 'a'",
+    );
+    for args in [
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["explain", "a"],
+        vec!["explain", "b", "--at", "2100-01-01T00:00:00Z"],
+        vec!["check"],
+    ] {
+        let out = home.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        if args.contains(&"a") || args[0] == "status" {
+            assert!(
+                stderr.contains("cannot be read") && stderr.contains("skipped"),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+    let b = home.status("b");
+    assert_eq!(b["last_result"], "success", "{b}");
+    assert!(b["episode"].is_object(), "{b}");
+}
+
+#[test]
+fn a_run_row_that_cannot_be_read_is_skipped_too() {
+    let home = with_history();
+    tamper(
+        &home,
+        "UPDATE runs SET exit_code = 'garbage' WHERE lane = 'b'",
+    );
+    let out = home.run(&["explain", "b", "--at", "2100-01-01T00:00:00Z"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("cannot be read"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no run started"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
