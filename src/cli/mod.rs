@@ -210,6 +210,7 @@ impl Session {
     }
 
     fn with_config(home: &Home, config: Config, access: Access) -> Result<Self, CliError> {
+        crate::state::refuse_lost_history(home)?;
         let db = home.database();
         let store = match access {
             Access::Create => SqliteStore::open(&db)?,

@@ -171,6 +171,7 @@ impl Daemon {
             Err(e) => return Err(DaemonError::Setup(e.to_string())),
         };
         let config = config::load(&home).map_err(DaemonError::Config)?;
+        crate::state::refuse_lost_history(&home)?;
         let store = Rc::new(SqliteStore::open(&home.database())?);
         let (tx, rx) = unbounded_channel();
         recovery::recover(&home, &store, &clock, &tx, !once)?;

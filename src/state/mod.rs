@@ -158,6 +158,78 @@ pub enum StoreError {
     /// A run that is not in progress was asked to finish.
     #[error("run {0} is not recorded as running")]
     NotRunning(i64),
+    /// The database is empty or missing, but run logs show the home has run lanes.
+    #[error(
+        "state database {path} is {what}, but {logs} run log(s) under {runs} show that lanes ran here: the history is lost, and a new one would run every lane again as if it never ran. Restore it from a backup: stop lanekeeper, `gunzip -c BACKUP > {path}` and remove {path}-wal and {path}-shm{newest}. Or, to start afresh on purpose, move the run logs aside: `mv {runs} {runs}.old`"
+    )]
+    Lost {
+        /// The database file.
+        path: String,
+        /// `empty` or `missing`.
+        what: &'static str,
+        /// How many run logs there are.
+        logs: usize,
+        /// Where they are.
+        runs: String,
+        /// The newest backup archive, in words (empty if none).
+        newest: String,
+    },
+}
+
+/// Refuses an empty or missing database next to run logs (`state/runs/*/*.log`): the history
+/// was lost (a truncated file, a deleted one), and starting a new one would silently run every
+/// lane again. An empty database with no run logs is a new history, as `Home::init_history` in
+/// the tests makes one.
+pub fn refuse_lost_history(home: &crate::home::Home) -> Result<(), StoreError> {
+    let db = home.database();
+    let what = match std::fs::metadata(&db) {
+        Ok(m) if m.len() > 0 => return Ok(()),
+        Ok(_) => "empty",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing",
+        // Anything else is for opening it to report.
+        Err(_) => return Ok(()),
+    };
+    let runs = home.state_dir().join("runs");
+    let logs = count_files(&runs, |dir| count_files(dir, |f| usize::from(is_log(f))));
+    if logs == 0 {
+        return Ok(());
+    }
+    let backups = home.state_dir().join("backups");
+    let newest = std::fs::read_dir(&backups)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let newest = match newest {
+        Some(p) => format!("; the newest backup is {}", p.display()),
+        None => format!(
+            "; there is none in {} (the shipped `backup` lane writes them there)",
+            backups.display()
+        ),
+    };
+    Err(StoreError::Lost {
+        path: db.display().to_string(),
+        what,
+        logs,
+        runs: runs.display().to_string(),
+        newest,
+    })
+}
+
+fn is_log(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|x| x == "log")
+}
+
+/// The sum of `count` over the entries of `dir` (0 if it cannot be read).
+fn count_files(dir: &std::path::Path, count: impl Fn(&std::path::Path) -> usize) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| count(&e.path()))
+        .sum()
 }
 
 /// One finished or running run, as listed by `status`.

@@ -65,3 +65,64 @@ fn a_run_row_that_cannot_be_read_is_skipped_too() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The run logs of `lane`.
+fn run_logs(home: &Home, lane: &str) -> usize {
+    std::fs::read_dir(home.path().join("state/runs").join(lane))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_empty_or_missing_database_next_to_run_logs_is_refused_with_what_to_do() {
+    let home = with_history();
+    assert_eq!(run_logs(&home, "b"), 1);
+    let db = home.path().join("state/lanekeeper.db");
+    for wal in ["lanekeeper.db-wal", "lanekeeper.db-shm"] {
+        let _ = std::fs::remove_file(home.path().join("state").join(wal));
+    }
+    std::fs::write(&db, "").expect("truncate");
+    for args in [
+        vec!["run", "--once"],
+        vec!["fire", "b", "--wait"],
+        vec!["record", "b", "--outcome", "success"],
+        vec!["status"],
+        vec!["check"],
+        vec!["explain", "b"],
+    ] {
+        let out = home.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        for needle in [
+            db.display().to_string().as_str(),
+            "is empty",
+            "run log",
+            "state/backups",
+            "state/runs",
+        ] {
+            assert!(stderr.contains(needle), "{args:?}: `{needle}` in {stderr}");
+        }
+    }
+    assert_eq!(run_logs(&home, "b"), 1, "nothing ran again");
+    assert_eq!(
+        std::fs::metadata(&db).expect("db").len(),
+        0,
+        "nothing written"
+    );
+
+    std::fs::remove_file(&db).expect("rm");
+    let out = home.run(&["run", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is missing"), "{stderr}");
+    assert!(!db.exists(), "no new database");
+
+    // Starting afresh on purpose: move the run logs aside.
+    std::fs::rename(
+        home.path().join("state/runs"),
+        home.path().join("state/runs.old"),
+    )
+    .expect("mv");
+    home.ok(&["run", "--once"]);
+    assert_eq!(run_logs(&home, "b"), 1);
+}
