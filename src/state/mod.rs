@@ -134,6 +134,17 @@ pub enum StoreError {
         #[source]
         source: Box<rusqlite::Error>,
     },
+    /// The disk or permissions stopped the database: full, failing, read-only, unreachable
+    /// or damaged, said in words with what to do.
+    #[error("state database {path}: {op}: {problem}")]
+    Disk {
+        /// The database file.
+        path: String,
+        /// What was being done.
+        op: &'static str,
+        /// What is wrong and what to do.
+        problem: String,
+    },
     /// The state directory could not be created.
     #[error("state directory {path}: {source}")]
     Io {
@@ -174,6 +185,66 @@ pub enum StoreError {
         /// The newest backup archive, in words (empty if none).
         newest: String,
     },
+}
+
+impl StoreError {
+    /// A SQLite error on the database at `path` while doing `op`. A full or failing disk and
+    /// missing permissions are said as such, with what to do, rather than as SQLite's "disk
+    /// I/O error 4874"; anything else as SQLite says it.
+    pub fn sqlite(path: &std::path::Path, op: &'static str, source: rusqlite::Error) -> Self {
+        match disk_problem(path, &source) {
+            Some(problem) => StoreError::Disk {
+                path: path.display().to_string(),
+                op,
+                problem,
+            },
+            None => StoreError::Sqlite {
+                path: path.display().to_string(),
+                op,
+                source: Box::new(source),
+            },
+        }
+    }
+}
+
+/// What a disk or permission failure of SQLite means for the operator, if it is one.
+fn disk_problem(path: &std::path::Path, e: &rusqlite::Error) -> Option<String> {
+    use rusqlite::ErrorCode as C;
+    let rusqlite::Error::SqliteFailure(failure, message) = e else {
+        return None;
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .display();
+    let access = format!(
+        "check the owner and permissions of {dir} and the files in it (run lanekeeper as the user that owns them), and that its file system is mounted read-write"
+    );
+    let what = match failure.code {
+        C::DiskFull => format!(
+            "the file system holding {dir} is full; free some space there (`df {dir}` shows what is left), then try again"
+        ),
+        C::SystemIoFailure => format!(
+            "the disk reported an I/O error: the file system holding {dir} may be full, failing or no longer mounted; check its free space (`df {dir}`) and the kernel log (`dmesg`), then try again"
+        ),
+        C::ReadOnly => format!("the database cannot be written; {access}"),
+        C::PermissionDenied => format!("access to the database was denied; {access}"),
+        C::CannotOpen => format!(
+            "the database cannot be opened: {dir} must be a directory this user may write, and the database and the files beside it (-wal, -shm) regular files it may read and write; {access}"
+        ),
+        C::DatabaseCorrupt | C::NotADatabase => format!(
+            "the file is damaged or not a lanekeeper database; restore it from a backup in {dir}/backups (docs/OPERATIONS.md, \"Damaged or lost state\")"
+        ),
+        _ => return None,
+    };
+    let said = message
+        .clone()
+        .unwrap_or_else(|| format!("{:?}", failure.code));
+    Some(format!(
+        "{what} (SQLite: {said}, code {})",
+        failure.extended_code
+    ))
 }
 
 /// Refuses an empty or missing database next to run logs (`state/runs/*/*.log`): the history

@@ -108,11 +108,8 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
-            path: path.display().to_string(),
-            op: "open",
-            source: Box::new(source),
-        })?;
+        let conn =
+            Connection::open(path).map_err(|source| StoreError::sqlite(path, "open", source))?;
         let store = Self {
             conn,
             path: path.to_path_buf(),
@@ -135,12 +132,8 @@ impl SqliteStore {
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         let flags =
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn =
-            Connection::open_with_flags(path, flags).map_err(|source| StoreError::Sqlite {
-                path: path.display().to_string(),
-                op: "open read-only",
-                source: Box::new(source),
-            })?;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|source| StoreError::sqlite(path, "open read-only", source))?;
         let store = Self {
             conn,
             path: path.to_path_buf(),
@@ -172,22 +165,15 @@ impl SqliteStore {
     /// reads as never run, and whatever is written is dropped with it.
     pub fn in_memory() -> Result<Self, StoreError> {
         let path = PathBuf::from(":memory:");
-        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
-            path: path.display().to_string(),
-            op: "open",
-            source: Box::new(source),
-        })?;
+        let conn = Connection::open_in_memory()
+            .map_err(|source| StoreError::sqlite(&path, "open", source))?;
         let store = Self { conn, path };
         store.migrate()?;
         Ok(store)
     }
 
     fn err(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.display().to_string(),
-            op,
-            source: Box::new(source),
-        }
+        StoreError::sqlite(&self.path, op, source)
     }
 
     /// Switches a new database to WAL (the mode persists in the file). SQLite answers "locked"

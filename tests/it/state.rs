@@ -126,3 +126,49 @@ fn an_empty_or_missing_database_next_to_run_logs_is_refused_with_what_to_do() {
     home.ok(&["run", "--once"]);
     assert_eq!(run_logs(&home, "b"), 1);
 }
+
+/// Runs lanekeeper on `home` allowed to write files of at most 4 KiB, as on a disk that is
+/// full (writes past the limit fail instead of killing it); returns (exit code, stderr).
+fn on_a_full_disk(home: &Home, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "trap '' XFSZ; ulimit -f 8 && exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_lanekeeper"))
+        .arg("--home")
+        .arg(home.path())
+        .args(args)
+        .env_remove("LANEKEEPER_HOME")
+        .output()
+        .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn a_full_disk_is_named_as_such_with_the_path_and_what_to_do() {
+    let home = with_history();
+    let db = home.path().join("state/lanekeeper.db");
+    for args in [vec!["status"], vec!["check"], vec!["explain", "b"]] {
+        let _ = std::fs::remove_file(home.path().join("state/lanekeeper.db-shm"));
+        let (code, stderr) = on_a_full_disk(&home, &args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        for needle in [db.display().to_string().as_str(), "full", "df "] {
+            assert!(stderr.contains(needle), "{args:?}: `{needle}` in {stderr}");
+        }
+        assert!(!stderr.contains("Error code"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_says_what_to_check() {
+    let home = with_history();
+    let wal = home.path().join("state/lanekeeper.db-wal");
+    let _ = std::fs::remove_file(&wal);
+    std::os::unix::fs::symlink("/dev/null", &wal).expect("symlink");
+    let out = home.run(&["check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot be opened"), "{stderr}");
+    assert!(stderr.contains("permissions"), "{stderr}");
+}
