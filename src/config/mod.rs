@@ -68,7 +68,9 @@ pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
     // run or record lanes do, so `validate`, `status`, `check` and `explain` leave a fresh
     // home as they found it.
     let cache = home.state_dir().is_dir().then(|| home.wasm_cache_dir());
+    skipped_entries(&home.plugins_dir(), &["rhai", "wasm"], "plugin", &mut diags);
     let registry = Registry::load(&home.plugins_dir(), &settings, cache.as_deref(), &mut diags);
+    skipped_entries(&home.rules_dir(), &["yaml", "yml"], "lane", &mut diags);
     let rules = read_rules(&home.rules_dir(), &mut diags);
 
     let names = KnownNames {
@@ -218,6 +220,54 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
         });
     }
     rules
+}
+
+/// Warns about entries of `dir` named like `what` files (by `extensions`) that are not regular
+/// files, which loading skips: a dangling symbolic link, a directory, a named pipe (never opened:
+/// reading one would block until some writer came) or a device. Without a word, a lane or
+/// plugin would just be missing.
+fn skipped_entries(dir: &Path, extensions: &[&str], what: &str, diags: &mut Diagnostics) {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut odd: Vec<(PathBuf, String)> = Vec::new();
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        if !path
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| extensions.contains(&x))
+        {
+            continue;
+        }
+        // Follows symbolic links, as loading does; stats, never opens.
+        let why = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => continue,
+            Ok(m) if m.is_dir() => format!(
+                "is a directory, not a {what} file; skipped (only files at the top of {} are read)",
+                dir.display()
+            ),
+            Ok(m) if m.file_type().is_fifo() => {
+                "is a named pipe (FIFO), not a file; skipped without reading it".to_string()
+            }
+            Ok(m) if m.file_type().is_socket() => "is a socket, not a file; skipped".to_string(),
+            Ok(_) => "is a device, not a file; skipped".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let target = std::fs::read_link(&path)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                format!(
+                    "is a symbolic link to {target}, which does not exist; skipped (fix or remove the link)"
+                )
+            }
+            Err(e) => format!("cannot be read ({e}); skipped"),
+        };
+        odd.push((path, why));
+    }
+    odd.sort();
+    for (path, why) in odd {
+        diags.push(Diagnostic::file(&path, why).warning());
+    }
 }
 
 /// The name a file that is not valid YAML declares on a top-level `lane:` line, if any.

@@ -594,3 +594,57 @@ fn durations_too_long_to_add_to_a_date_are_rejected_at_their_place() {
         ],
     );
 }
+
+#[test]
+fn odd_entries_in_rules_and_plugins_are_warned_about_and_a_fifo_never_blocks() {
+    use std::os::unix::fs::symlink;
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    let rules = home.path().join("rules");
+    let plugins = home.path().join("plugins");
+    symlink(
+        home.path().join("nowhere.yaml"),
+        rules.join("dangling.yaml"),
+    )
+    .expect("symlink");
+    nix::unistd::mkfifo(&rules.join("pipe.yaml"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
+    std::fs::create_dir(rules.join("dir.yml")).expect("dir");
+    symlink(home.path().join("nowhere.rhai"), plugins.join("gone.rhai")).expect("symlink");
+    nix::unistd::mkfifo(&plugins.join("pipe.wasm"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
+
+    // Bounded: a FIFO opened for reading would block until a writer comes.
+    let mut child = home
+        .command(&["validate"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("validate");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("validate blocked");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for (file, needle) in [
+        ("rules/dangling.yaml", "does not exist"),
+        ("rules/pipe.yaml", "named pipe"),
+        ("rules/dir.yml", "directory"),
+        ("plugins/gone.rhai", "does not exist"),
+        ("plugins/pipe.wasm", "named pipe"),
+    ] {
+        let place = format!("{}:1:1: warning: ", home.path().join(file).display());
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&place) && l.contains(needle) && l.contains("skipped")),
+            "expected `{place}…{needle}…skipped` in\n{stderr}"
+        );
+    }
+    // Other commands load the same configuration without blocking either.
+    home.ok(&["check", "--at", "2026-05-10T00:00:00Z"]);
+}
