@@ -117,7 +117,7 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(CliError::Config(diags)) => {
-            eprint!("{diags}");
+            eprint!("{}", output::clean_lines(&diags.to_string()));
             eprintln!(
                 "lanekeeper: {} problem(s) in the configuration under {}; fix them and run `lanekeeper validate`",
                 diags.0.len(),

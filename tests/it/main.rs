@@ -19,6 +19,7 @@ mod scaffold;
 mod schedule;
 mod shipped;
 mod state;
+mod terminal;
 mod validation;
 mod wasm;
 mod web;
