@@ -150,12 +150,13 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let text = match std::fs::read_to_string(&path) {
+        let text = match std::fs::read(&path)
+            .map_err(|e| Diagnostic::file(&path, format!("cannot read lane file: {e}")))
+            .and_then(|bytes| yaml::utf8(&path, bytes))
+        {
             Ok(t) => t,
-            Err(e) => {
-                diags.push(
-                    Diagnostic::file(&path, format!("cannot read lane file: {e}")).for_lane(&stem),
-                );
+            Err(d) => {
+                diags.push(d.for_lane(&stem));
                 rules.known.insert(stem);
                 continue;
             }
@@ -448,6 +449,7 @@ fn compile(
             "`command.argv` needs at least the program, e.g. [sh, jobs/backup.sh]",
         ));
     }
+    let env = check_command_strings(p, cmd, diags);
     let timeout = cmd
         .timeout
         .as_ref()
@@ -459,13 +461,18 @@ fn compile(
         .unwrap_or(lane::DEFAULT_GRACE);
     let command = Command {
         argv,
-        cwd: home.resolve(Path::new(cmd.cwd.as_deref().unwrap_or("."))),
-        env: cmd.env.clone(),
+        cwd: home.resolve(Path::new(
+            cmd.cwd.as_ref().map_or(".", |c| c.value.as_str()),
+        )),
+        env,
         timeout,
         grace,
     };
+    // A NUL is already an error; what it would find is beside the point.
     if let Some(program) = cmd.argv.value.first()
         && !program.value.is_empty()
+        && !program.value.contains('\0')
+        && !command.cwd.as_os_str().as_encoded_bytes().contains(&0)
         && let Some(problem) = cannot_run(&program.value, &command.cwd, &command.env)
     {
         diags.push(at(p, program.referenced, problem).warning());
@@ -514,6 +521,52 @@ fn compile(
         command,
         fingerprints: Arc::new(fingerprints),
     })
+}
+
+/// What the OS cannot pass to a program, reported at its place: a NUL byte in an argument, the
+/// working directory or the environment, and an environment variable name that is empty or
+/// contains `=` (the child would see another variable, or none). Returns the environment.
+fn check_command_strings(
+    p: &Path,
+    cmd: &lane::RawCommand,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, String> {
+    const NUL: &str = "contains a NUL byte, which cannot be passed to a program; remove it";
+    for (i, arg) in cmd.argv.value.iter().enumerate() {
+        if arg.value.contains('\0') {
+            diags.push(at(p, arg.referenced, format!("`command.argv[{i}]` {NUL}")));
+        }
+    }
+    if let Some(cwd) = cmd.cwd.as_ref().filter(|c| c.value.contains('\0')) {
+        diags.push(at(p, cwd.referenced, format!("`command.cwd` {NUL}")));
+    }
+    let mut env = BTreeMap::new();
+    for (name, value) in &cmd.env.0 {
+        let problem = if name.value.is_empty() {
+            Some("an environment variable name cannot be empty".to_string())
+        } else if name.value.contains('=') {
+            Some(format!(
+                "environment variable name `{}` cannot contain `=`; the name ends at the first `=`",
+                name.value
+            ))
+        } else if name.value.contains('\0') {
+            Some(format!("environment variable name {NUL}"))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            diags.push(at(p, name.referenced, problem));
+        }
+        if value.value.contains('\0') {
+            diags.push(at(
+                p,
+                value.referenced,
+                format!("the value of `{}` {NUL}", name.value.replace('\0', "\\0")),
+            ));
+        }
+        env.insert(name.value.clone(), value.value.clone());
+    }
+    env
 }
 
 fn bind_gate(

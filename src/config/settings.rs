@@ -431,8 +431,14 @@ struct RawRhaiLimits {
 /// Loads `lanekeeper.yaml` if present; problems go to `diags` and defaults stand in.
 pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
     let mut settings = Settings::default();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let text = match std::fs::read(path) {
+        Ok(bytes) => match yaml::utf8(path, bytes) {
+            Ok(t) => t,
+            Err(d) => {
+                diags.push(d);
+                return settings;
+            }
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return settings,
         Err(e) => {
             diags.push(Diagnostic::file(

@@ -648,3 +648,73 @@ fn odd_entries_in_rules_and_plugins_are_warned_about_and_a_fifo_never_blocks() {
     // Other commands load the same configuration without blocking either.
     home.ok(&["check", "--at", "2026-05-10T00:00:00Z"]);
 }
+
+#[test]
+fn invalid_utf8_is_reported_at_the_first_bad_byte() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    std::fs::write(
+        home.path().join("rules/a.yaml"),
+        b"schedule:\n  every: 1h\ncommand:\n  argv: [\"tr\xffue\"]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        home.path().join("lanekeeper.yaml"),
+        b"recheck: 30s\nlisten: \"\xe2\x82\"\n",
+    )
+    .expect("write");
+    assert_problems(
+        &home,
+        &[
+            ("lanekeeper.yaml", "2:10", "not valid UTF-8"),
+            ("rules/a.yaml", "4:13", "not valid UTF-8"),
+        ],
+    );
+}
+
+#[test]
+fn a_fractional_duration_says_to_write_it_in_a_smaller_unit() {
+    let home = Home::new();
+    home.lane("a", &format!("schedule:\n  every: 1.5h\n{CMD}"));
+    assert_one(&home, "rules/a.yaml", "2:10", "fractions are not supported");
+    let p = problems(&home);
+    assert!(p[0].contains("write 90m"), "{p:#?}");
+    assert!(!p[0].contains("no unit"), "{p:#?}");
+}
+
+#[test]
+fn nul_bytes_and_impossible_environment_names_are_errors_at_their_place() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        "schedule:\n  every: 1h\ncommand:\n  argv: [sh, \"tr\\0ue\"]\n  cwd: \"jo\\0bs\"\n  env:\n    \"A=B\": x\n    \"\": y\n    OK: \"a\\0b\"\n",
+    );
+    assert_problems(
+        &home,
+        &[
+            ("rules/a.yaml", "4:14", "NUL"),
+            ("rules/a.yaml", "5:8", "NUL"),
+            ("rules/a.yaml", "7:5", "`=`"),
+            ("rules/a.yaml", "8:5", "empty"),
+            ("rules/a.yaml", "9:9", "NUL"),
+        ],
+    );
+}
+
+#[test]
+fn yaml_library_advice_is_said_in_the_terms_of_a_lane_file() {
+    let home = Home::new();
+    home.lane("a", &format!("schedule:\n  every: 1h\n  every: 2h\n{CMD}"));
+    assert_one(&home, "rules/a.yaml", "3:3", "duplicate key `every`");
+    home.lane("a", "schedule:\n  every: 1h\ncommand:\n  argv: [~]\n");
+    assert_one(&home, "rules/a.yaml", "4:10", "expected a value");
+    home.lane("a", &format!("schedule:\n  every: 1h\n{CMD}---\nx: 1\n"));
+    assert_one(&home, "rules/a.yaml", "5:1", "one YAML document");
+    home.lane("a", &format!("schedule:\n  every: .inf\n{CMD}"));
+    assert_one(&home, "rules/a.yaml", "2:10", "not a finite number");
+    for line in problems(&home) {
+        for library in ["Options", "Option<", "policy", "budget", "Policy"] {
+            assert!(!line.contains(library), "{line}");
+        }
+    }
+}
