@@ -37,7 +37,7 @@ pub enum Due {
 }
 
 fn ago(now: Timestamp, then: Timestamp) -> String {
-    format_ms(now.duration_since(then).as_millis() as i64)
+    format_ms(i64::try_from(now.duration_since(then).as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Applies the due rule.

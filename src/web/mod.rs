@@ -16,7 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -253,10 +253,10 @@ struct History {
 }
 
 async fn history(State(state): State<Arc<WebState>>, Query(q): Query<HistoryQuery>) -> Response {
-    let hours = i64::from(q.hours.unwrap_or(24).clamp(1, 24 * 31));
+    let hours = u64::from(q.hours.unwrap_or(24).clamp(1, 24 * 31));
     let report = blocking(state, move |s| {
         let to = SystemClock.now();
-        let from = to - SignedDuration::from_hours(hours);
+        let from = crate::clock::earlier(to, Duration::from_secs(hours * 3600));
         let store = s.store();
         let episodes = store.episodes_since(from).map_err(|e| e.to_string())?;
         let runs = store.runs_since(from).map_err(|e| e.to_string())?;
