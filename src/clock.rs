@@ -69,3 +69,43 @@ impl Clock for OffsetClock {
         self.offset_ms
     }
 }
+
+/// `t + d`, or the last moment a timestamp can hold: so far off is "never" either way, and
+/// date arithmetic must never panic in the daemon.
+pub fn later(t: Timestamp, d: std::time::Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// `t - d`, or the first moment a timestamp can hold.
+pub fn earlier(t: Timestamp, d: std::time::Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_sub(d).ok())
+        .unwrap_or(Timestamp::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn date_arithmetic_saturates_instead_of_panicking() {
+        let now: Timestamp = "2026-05-10T00:00:00Z".parse().expect("time");
+        let huge = Duration::from_secs(u64::MAX);
+        assert_eq!(later(now, huge), Timestamp::MAX);
+        assert_eq!(earlier(now, huge), Timestamp::MIN);
+        assert_eq!(
+            later(now, Duration::from_secs(60)),
+            "2026-05-10T00:01:00Z".parse::<Timestamp>().expect("time")
+        );
+        assert_eq!(
+            earlier(now, Duration::from_secs(60)),
+            "2026-05-09T23:59:00Z".parse::<Timestamp>().expect("time")
+        );
+    }
+}

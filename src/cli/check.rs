@@ -2,7 +2,7 @@
 //! what-if, never recorded). A what-if in the past is decided on the lane states as they stood
 //! then, rebuilt from the history; one in the future on today's states.
 
-use super::output::{or_dash, table};
+use super::output::{clean, or_dash, table};
 use super::{Access, CliResult, Session, emit, parse_at, print_json_lines};
 use crate::engine::Decision;
 use crate::home::Home;
@@ -61,7 +61,7 @@ pub fn render(decisions: &[Decision]) -> String {
     let rows: Vec<Vec<String>> = decisions
         .iter()
         .map(|d| {
-            vec![
+            [
                 d.outcome.as_str().to_string(),
                 or_dash(d.reason.as_deref()),
                 d.lane.clone(),
@@ -72,6 +72,9 @@ pub fn render(decisions: &[Decision]) -> String {
                         .or_else(|| d.chain.first().and_then(|c| c.detail.as_deref())),
                 ),
             ]
+            .iter()
+            .map(|cell| clean(cell).into_owned())
+            .collect()
         })
         .collect();
     table(&["OUTCOME", "REASON", "LANE", "GATE", "DETAIL"], &rows)

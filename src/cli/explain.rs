@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::output::{or_dash, table};
+use super::output::{clean, or_dash, table};
 use super::{Access, CliError, CliResult, Session, emit, parse_at};
 use crate::engine::{Decision, GateVerdict, Origin, Outcome};
 use crate::home::Home;
@@ -210,12 +210,12 @@ fn changes(then: Option<&BTreeMap<String, String>>, now: &BTreeMap<String, Strin
 fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
     let mut out = render(&e.decision, recorded);
     if let Some(d) = &e.dispatch {
-        out.push_str(&format!("\n{}\n", d.summary));
+        out.push_str(&format!("\n{}\n", clean(&d.summary)));
     }
     if !e.to_fire.is_empty() {
         out.push_str("\nwhat would have to change for it to fire:\n");
         for hint in &e.to_fire {
-            out.push_str(&format!("  - {hint}\n"));
+            out.push_str(&format!("  - {}\n", clean(hint)));
         }
     }
     if let Some(ev) = &e.evaluation {
@@ -236,8 +236,8 @@ fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
     if let Some(ep) = e.episode.as_ref().map(|e| &e.summary) {
         out.push_str(&format!(
             "\nepisode: {} {} from {} to {} ({} evaluation{}; started {})\n",
-            ep.outcome,
-            ep.reason.as_deref().unwrap_or(""),
+            clean(&ep.outcome),
+            clean(ep.reason.as_deref().unwrap_or("")),
             ep.first_at,
             ep.last_at,
             ep.count,
@@ -247,12 +247,13 @@ fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
     }
     if let Some(hashes) = &e.decision.hashes {
         out.push_str("\nconfiguration in force:\n");
-        for (file, hash) in hashes.iter() {
-            let change = e.changed_since.iter().find(|c| &c.file == file);
+        for (name, value) in hashes.iter() {
+            let change = e.changed_since.iter().find(|c| &c.file == name);
+            let (file, hash) = (clean(name), clean(value));
             match change {
                 Some(c) => out.push_str(&format!(
                     "  {file} {hash}  (changed since: now {})\n",
-                    c.now.as_deref().unwrap_or("removed")
+                    clean(c.now.as_deref().unwrap_or("removed"))
                 )),
                 None => out.push_str(&format!("  {file} {hash}  (unchanged)\n")),
             }
@@ -260,8 +261,8 @@ fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
         for c in e.changed_since.iter().filter(|c| c.then.is_none()) {
             out.push_str(&format!(
                 "  {} (added since: {})\n",
-                c.file,
-                c.now.as_deref().unwrap_or("")
+                clean(&c.file),
+                clean(c.now.as_deref().unwrap_or(""))
             ));
         }
     }
@@ -271,13 +272,13 @@ fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
 fn render(d: &Decision, recorded: bool) -> String {
     let mut out = String::new();
     let why = match (d.outcome.as_str(), d.reason.as_deref(), d.gate.as_deref()) {
-        (o, Some(r), Some(g)) => format!("{o}: {r} (gate {g})"),
-        (o, Some(r), None) => format!("{o}: {r}"),
+        (o, Some(r), Some(g)) => format!("{o}: {} (gate {})", clean(r), clean(g)),
+        (o, Some(r), None) => format!("{o}: {}", clean(r)),
         (o, None, _) => o.to_string(),
     };
     out.push_str(&format!("{}  {why}\n", d.lane));
     if let Some(detail) = &d.detail {
-        out.push_str(&format!("  {detail}\n"));
+        out.push_str(&format!("  {}\n", clean(detail)));
     }
     if recorded {
         out.push_str(&format!(
@@ -300,20 +301,24 @@ fn render(d: &Decision, recorded: bool) -> String {
                 GateVerdict::Waived => "waived",
                 GateVerdict::Disabled => "disabled",
             };
-            let mut detail = or_dash(c.detail.as_deref());
+            // Each part cleaned on its own: the line breaks between them are the layout's.
+            let mut detail = clean(&or_dash(c.detail.as_deref())).into_owned();
             if let Some(h) = &c.hint {
-                detail.push_str(&format!("\n      → {h}"));
+                detail.push_str(&format!("\n      → {}", clean(h)));
             }
             if let Some(e) = &c.error {
-                detail = format!("{detail} [error let through by on_error: pass: {e}]");
+                detail = format!(
+                    "{detail} [error let through by on_error: pass: {}]",
+                    clean(e)
+                );
             }
             for obs in &c.evidence {
-                detail.push_str(&format!("\n      · {}", evidence(obs)));
+                detail.push_str(&format!("\n      · {}", clean(&evidence(obs))));
             }
             vec![
-                format!("{}{}", if c.decided { "▶ " } else { "  " }, c.gate),
+                format!("{}{}", if c.decided { "▶ " } else { "  " }, clean(&c.gate)),
                 format!("{verdict}{}", if c.soft { " (soft)" } else { "" }),
-                or_dash(c.reason.as_deref()),
+                clean(&or_dash(c.reason.as_deref())).into_owned(),
                 c.micros
                     .map(|m| format!("{m}µs"))
                     .unwrap_or_else(|| "-".into()),

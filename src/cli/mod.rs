@@ -121,7 +121,7 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(CliError::Config(diags)) => {
-            eprint!("{diags}");
+            eprint!("{}", output::clean_lines(&diags.to_string()));
             eprintln!(
                 "lanekeeper: {} problem(s) in the configuration under {}; fix them and run `lanekeeper validate`",
                 diags.0.len(),
@@ -214,6 +214,7 @@ impl Session {
     }
 
     fn with_config(home: &Home, config: Config, access: Access) -> Result<Self, CliError> {
+        crate::state::refuse_lost_history(home)?;
         let db = home.database();
         let store = match access {
             Access::Create => SqliteStore::open(&db)?,

@@ -53,3 +53,44 @@ pub fn relative(now: Timestamp, t: Option<Timestamp>) -> String {
 pub fn or_dash(s: Option<&str>) -> String {
     s.filter(|s| !s.is_empty()).unwrap_or("-").to_string()
 }
+
+/// `s` fit for a terminal: control characters (escape sequences, carriage returns, line breaks,
+/// C1 codes) shown escaped, `\n` or `\u{1b}`, so text from plugins, files and the store can
+/// neither drive the terminal nor forge lines of output.
+pub fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Each line of `text` [`clean`]ed: for multi-line text whose line breaks are its own, such as
+/// a list of problems.
+pub fn clean_lines(text: &str) -> String {
+    text.lines().map(|l| format!("{}\n", clean(l))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(clean("plain → text"), "plain → text");
+        assert_eq!(
+            clean("\u{1b}[31mred\nline\r\u{7}\u{9b}\t"),
+            "\\u{1b}[31mred\\nline\\r\\u{7}\\u{9b}\\t"
+        );
+        assert_eq!(clean_lines("a\u{1b}\nb\n"), "a\\u{1b}\nb\n");
+    }
+}

@@ -5,6 +5,7 @@ use super::check::render;
 use super::fire::summary;
 use std::rc::Rc;
 
+use super::output::clean;
 use super::{CliError, CliResult, emit, parse_at, print_json_lines};
 use crate::clock::{Clock, OffsetClock, SystemClock};
 use crate::daemon::{self, DaemonError};
@@ -59,8 +60,8 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         }
         for (lane, run) in &report.runs {
             match run {
-                Ok(r) => eprintln!("{}", summary(lane, r)),
-                Err(e) => eprintln!("lane `{lane}`: {e}"),
+                Ok(r) => eprintln!("{}", clean(&summary(lane, r))),
+                Err(e) => eprintln!("lane `{lane}`: {}", clean(e)),
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::output::{or_dash, relative, table};
+use super::output::{clean, clean_lines, or_dash, relative, table};
 use super::{Access, CliResult, Session, emit};
 use crate::home::Home;
 use crate::status;
@@ -34,7 +34,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     // Warnings are `validate`'s; status reports what stops a configuration from loading.
     let problems = problems.errors();
     if !problems.is_empty() {
-        eprint!("{problems}");
+        eprint!("{}", clean_lines(&problems.to_string()));
         eprintln!(
             "lanekeeper: the rules under {} have {} problem(s); lanes whose file fails to load are listed as `config invalid` (a running daemon keeps its last good configuration)",
             home.root().display(),
@@ -107,7 +107,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
                 ),
                 (None, _) => "-".into(),
             };
-            vec![
+            [
                 s.lane.clone(),
                 state,
                 last,
@@ -115,6 +115,9 @@ pub fn run(home: &Home, args: Args) -> CliResult {
                 next,
                 deferral,
             ]
+            .iter()
+            .map(|cell| clean(cell).into_owned())
+            .collect()
         })
         .collect();
     let header = [
@@ -131,14 +134,14 @@ pub fn run(home: &Home, args: Args) -> CliResult {
             text.push_str(&format!(
                 "\nlast reload: applied {} ({})\n",
                 relative(now, Some(r.at)),
-                r.trigger
+                clean(&r.trigger)
             ));
         } else {
             text.push_str(&format!(
                 "\nlast reload FAILED {} ({}); the daemon keeps its last good configuration:\n{}\n",
                 relative(now, Some(r.at)),
-                r.trigger,
-                r.error.as_deref().unwrap_or("")
+                clean(&r.trigger),
+                clean_lines(r.error.as_deref().unwrap_or("")).trim_end()
             ));
         }
     }

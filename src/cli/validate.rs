@@ -21,7 +21,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         print_json_lines(&diags.0)?;
         return Ok(code);
     }
-    eprint!("{diags}");
+    eprint!("{}", super::output::clean_lines(&diags.to_string()));
     let warned = match warnings {
         0 => String::new(),
         1 => " (1 warning)".into(),

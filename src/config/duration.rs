@@ -9,6 +9,16 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Visitor};
 
+/// The longest any duration may be: 100 years. Timestamps end in the year 9999, so much longer
+/// ones cannot be added to a date at all.
+pub const MAX: Duration = Duration::from_secs(36_500 * 86_400);
+/// The longest `recheck`: the daemon re-decides every lane at least hourly anyway.
+pub const MAX_RECHECK: Duration = Duration::from_secs(86_400);
+/// The longest wait on children: `command.grace` and `shutdown_timeout`.
+pub const MAX_WAIT: Duration = Duration::from_secs(86_400);
+/// The longest budget of one plugin evaluation or metric read, which holds up a whole pass.
+pub const MAX_EVALUATION: Duration = Duration::from_secs(3_600);
+
 /// A duration field as written: either a positive duration or "off".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DurationSetting {
@@ -50,32 +60,27 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             ));
         }
         let (num, tail) = rest.split_at(digits);
+        if let Some(fraction) = tail.strip_prefix(['.', ',']) {
+            return Err(fractional(t, num, fraction));
+        }
         let unit_len = tail.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let (unit, tail) = tail.split_at(unit_len);
-        let value: u128 = num
-            .parse()
-            .map_err(|_| format!("`{t}`: number too large"))?;
-        let ms_per: u128 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "" => {
+        // Only digits, so only too many of them fail; that is too long, said below.
+        let value: u128 = num.parse().unwrap_or(u128::MAX);
+        let ms_per: u128 = match unit_ms(unit) {
+            Some(ms) => ms,
+            None if unit.is_empty() => {
                 return Err(format!(
                     "`{t}` has no unit; write e.g. 90s, 15m, 36h or 7d (units: ms, s, m, h, d, w)"
                 ));
             }
-            other => {
+            None => {
                 return Err(format!(
-                    "`{t}`: unknown unit `{other}` (units: ms, s, m, h, d, w)"
+                    "`{t}`: unknown unit `{unit}` (units: ms, s, m, h, d, w)"
                 ));
             }
         };
-        total = total
-            .checked_add(value.saturating_mul(ms_per))
-            .ok_or_else(|| format!("`{t}` is too large"))?;
+        total = total.saturating_add(value.saturating_mul(ms_per));
         rest = tail;
     }
     if total == 0 {
@@ -83,8 +88,56 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "`{t}` is zero; a positive duration is required here"
         ));
     }
-    let ms = u64::try_from(total).map_err(|_| format!("`{t}` is too large"))?;
-    Ok(Duration::from_millis(ms))
+    match u64::try_from(total).map(Duration::from_millis) {
+        Ok(d) if d <= MAX => Ok(d),
+        _ => Err(format!(
+            "`{t}` is too long; a duration is at most {} (100 years)",
+            format(MAX)
+        )),
+    }
+}
+
+/// The units, largest first, with their length in milliseconds.
+const UNITS: [(&str, u128); 6] = [
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
+fn unit_ms(unit: &str) -> Option<u128> {
+    UNITS.iter().find(|(u, _)| *u == unit).map(|(_, ms)| *ms)
+}
+
+/// The message for `1.5h` (`whole` and `fraction` are `1` and `5h`): fractions are not
+/// supported, so say the same length in a smaller unit when there is one.
+fn fractional(text: &str, whole: &str, fraction: &str) -> String {
+    let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+    let (frac, unit) = fraction.split_at(digits);
+    let exact = (|| {
+        let scale = 10u128.checked_pow(u32::try_from(frac.len()).ok()?)?;
+        let whole: u128 = whole.parse().ok()?;
+        let frac: u128 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().ok()?
+        };
+        let scaled = whole
+            .checked_mul(scale)?
+            .checked_add(frac)?
+            .checked_mul(unit_ms(unit)?)?;
+        let ms = (scaled % scale == 0).then_some(scaled / scale)?;
+        let (name, per) = UNITS.iter().find(|(_, per)| ms % per == 0)?;
+        (ms > 0).then(|| format!("{}{name}", ms / per))
+    })();
+    match exact {
+        Some(same) => format!("`{text}`: fractions are not supported; write {same}"),
+        None => format!(
+            "`{text}`: fractions are not supported; write whole numbers of a smaller unit, e.g. 90m for 1.5h"
+        ),
+    }
 }
 
 /// Formats a duration compactly for humans: `40h`, `3h12m`, `90s`, `250ms`.
@@ -200,6 +253,21 @@ mod tests {
         assert!(parse("soon").unwrap_err().contains("not a duration"));
         assert!(parse("10").unwrap_err().contains("no unit"));
         assert!(parse("10y").unwrap_err().contains("unknown unit"));
+        assert_eq!(
+            parse("1.5h").unwrap_err(),
+            "`1.5h`: fractions are not supported; write 90m"
+        );
+        assert!(parse("0.25s").unwrap_err().ends_with("write 250ms"));
+        assert!(parse("2.0d").unwrap_err().ends_with("write 2d"));
+        assert!(parse("1.0001ms").unwrap_err().contains("whole numbers"));
+        assert!(parse("1.5").unwrap_err().contains("whole numbers"));
+        assert!(parse("36501d").unwrap_err().contains("at most 36500d"));
+        assert!(
+            parse("99999999999999999999999w")
+                .unwrap_err()
+                .contains("at most")
+        );
+        assert_eq!(parse("36500d"), Ok(MAX));
     }
 
     #[test]

@@ -149,11 +149,42 @@ pub(super) struct RawRetry {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCommand {
     pub argv: Spanned<Vec<Spanned<String>>>,
-    pub cwd: Option<String>,
+    pub cwd: Option<Spanned<String>>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: RawEnv,
     pub timeout: Option<Spanned<DurationSetting>>,
     pub grace: Option<Spanned<DurationSetting>>,
+}
+
+/// `command.env` as written, in order, each name and value with its place (a map keyed by
+/// `Spanned` is not possible: it has no order).
+#[derive(Default)]
+pub(super) struct RawEnv(pub Vec<(Spanned<String>, Spanned<String>)>);
+
+impl<'de> Deserialize<'de> for RawEnv {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawEnv;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a mapping of environment variable names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawEnv, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(RawEnv(entries))
+            }
+            fn visit_unit<E>(self) -> Result<RawEnv, E> {
+                Ok(RawEnv::default())
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// What to do when a gate's plugin fails.

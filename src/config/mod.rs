@@ -69,7 +69,9 @@ pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
     // run or record lanes do, so `validate`, `status`, `check` and `explain` leave a fresh
     // home as they found it.
     let cache = home.state_dir().is_dir().then(|| home.wasm_cache_dir());
+    skipped_entries(&home.plugins_dir(), &["rhai", "wasm"], "plugin", &mut diags);
     let registry = Registry::load(&home.plugins_dir(), &settings, cache.as_deref(), &mut diags);
+    skipped_entries(&home.rules_dir(), &["yaml", "yml"], "lane", &mut diags);
     let rules = read_rules(&home.rules_dir(), &mut diags);
 
     let names = KnownNames {
@@ -149,12 +151,13 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let text = match std::fs::read_to_string(&path) {
+        let text = match std::fs::read(&path)
+            .map_err(|e| Diagnostic::file(&path, format!("cannot read lane file: {e}")))
+            .and_then(|bytes| yaml::utf8(&path, bytes))
+        {
             Ok(t) => t,
-            Err(e) => {
-                diags.push(
-                    Diagnostic::file(&path, format!("cannot read lane file: {e}")).for_lane(&stem),
-                );
+            Err(d) => {
+                diags.push(d.for_lane(&stem));
                 rules.known.insert(stem);
                 continue;
             }
@@ -221,6 +224,54 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
     rules
 }
 
+/// Warns about entries of `dir` named like `what` files (by `extensions`) that are not regular
+/// files, which loading skips: a dangling symbolic link, a directory, a named pipe (never opened:
+/// reading one would block until some writer came) or a device. Without a word, a lane or
+/// plugin would just be missing.
+fn skipped_entries(dir: &Path, extensions: &[&str], what: &str, diags: &mut Diagnostics) {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut odd: Vec<(PathBuf, String)> = Vec::new();
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        if !path
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| extensions.contains(&x))
+        {
+            continue;
+        }
+        // Follows symbolic links, as loading does; stats, never opens.
+        let why = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => continue,
+            Ok(m) if m.is_dir() => format!(
+                "is a directory, not a {what} file; skipped (only files at the top of {} are read)",
+                dir.display()
+            ),
+            Ok(m) if m.file_type().is_fifo() => {
+                "is a named pipe (FIFO), not a file; skipped without reading it".to_string()
+            }
+            Ok(m) if m.file_type().is_socket() => "is a socket, not a file; skipped".to_string(),
+            Ok(_) => "is a device, not a file; skipped".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let target = std::fs::read_link(&path)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                format!(
+                    "is a symbolic link to {target}, which does not exist; skipped (fix or remove the link)"
+                )
+            }
+            Err(e) => format!("cannot be read ({e}); skipped"),
+        };
+        odd.push((path, why));
+    }
+    odd.sort();
+    for (path, why) in odd {
+        diags.push(Diagnostic::file(&path, why).warning());
+    }
+}
+
 /// The name a file that is not valid YAML declares on a top-level `lane:` line, if any.
 fn declared_name(text: &str) -> Option<String> {
     text.lines().find_map(|l| {
@@ -248,14 +299,27 @@ fn at(path: &Path, loc: Location, message: impl Into<String>) -> Diagnostic {
     }
 }
 
-/// Requires a positive duration (rejects `off`).
+/// Requires a positive duration (rejects `off`) of at most `max`.
 fn positive(
     path: &Path,
     field: &str,
     v: &Spanned<DurationSetting>,
+    max: std::time::Duration,
     diags: &mut Diagnostics,
 ) -> Option<std::time::Duration> {
     match v.value {
+        DurationSetting::On(d) if d > max => {
+            diags.push(at(
+                path,
+                v.referenced,
+                format!(
+                    "`{field}` is at most {}; `{}` is longer",
+                    duration::format(max),
+                    duration::format(d)
+                ),
+            ));
+            None
+        }
         DurationSetting::On(d) => Some(d),
         DurationSetting::Off => {
             diags.push(at(
@@ -365,15 +429,15 @@ fn compile(
     let max_deferral = raw
         .max_deferral
         .as_ref()
-        .and_then(|d| positive(p, "max_deferral", d, diags));
+        .and_then(|d| positive(p, "max_deferral", d, duration::MAX, diags));
     let recheck = raw
         .recheck
         .as_ref()
-        .and_then(|d| positive(p, "recheck", d, diags))
+        .and_then(|d| positive(p, "recheck", d, duration::MAX_RECHECK, diags))
         .unwrap_or(settings.recheck);
     let retry = raw.retry.as_ref().and_then(|r| {
-        let delay = positive(p, "retry.delay", &r.value.delay, diags)?;
-        let window = positive(p, "retry.window", &r.value.window, diags)?;
+        let delay = positive(p, "retry.delay", &r.value.delay, duration::MAX, diags)?;
+        let window = positive(p, "retry.window", &r.value.window, duration::MAX, diags)?;
         Some(Retry { delay, window })
     });
 
@@ -386,24 +450,30 @@ fn compile(
             "`command.argv` needs at least the program, e.g. [sh, jobs/backup.sh]",
         ));
     }
+    let env = check_command_strings(p, cmd, diags);
     let timeout = cmd
         .timeout
         .as_ref()
-        .and_then(|d| positive(p, "command.timeout", d, diags));
+        .and_then(|d| positive(p, "command.timeout", d, duration::MAX, diags));
     let grace = cmd
         .grace
         .as_ref()
-        .and_then(|d| positive(p, "command.grace", d, diags))
+        .and_then(|d| positive(p, "command.grace", d, duration::MAX_WAIT, diags))
         .unwrap_or(lane::DEFAULT_GRACE);
     let command = Command {
         argv,
-        cwd: home.resolve(Path::new(cmd.cwd.as_deref().unwrap_or("."))),
-        env: cmd.env.clone(),
+        cwd: home.resolve(Path::new(
+            cmd.cwd.as_ref().map_or(".", |c| c.value.as_str()),
+        )),
+        env,
         timeout,
         grace,
     };
+    // A NUL is already an error; what it would find is beside the point.
     if let Some(program) = cmd.argv.value.first()
         && !program.value.is_empty()
+        && !program.value.contains('\0')
+        && !command.cwd.as_os_str().as_encoded_bytes().contains(&0)
         && let Some(problem) = cannot_run(&program.value, &command.cwd, &command.env)
     {
         diags.push(at(p, program.referenced, problem).warning());
@@ -452,6 +522,52 @@ fn compile(
         command,
         fingerprints: Arc::new(fingerprints),
     })
+}
+
+/// What the OS cannot pass to a program, reported at its place: a NUL byte in an argument, the
+/// working directory or the environment, and an environment variable name that is empty or
+/// contains `=` (the child would see another variable, or none). Returns the environment.
+fn check_command_strings(
+    p: &Path,
+    cmd: &lane::RawCommand,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, String> {
+    const NUL: &str = "contains a NUL byte, which cannot be passed to a program; remove it";
+    for (i, arg) in cmd.argv.value.iter().enumerate() {
+        if arg.value.contains('\0') {
+            diags.push(at(p, arg.referenced, format!("`command.argv[{i}]` {NUL}")));
+        }
+    }
+    if let Some(cwd) = cmd.cwd.as_ref().filter(|c| c.value.contains('\0')) {
+        diags.push(at(p, cwd.referenced, format!("`command.cwd` {NUL}")));
+    }
+    let mut env = BTreeMap::new();
+    for (name, value) in &cmd.env.0 {
+        let problem = if name.value.is_empty() {
+            Some("an environment variable name cannot be empty".to_string())
+        } else if name.value.contains('=') {
+            Some(format!(
+                "environment variable name `{}` cannot contain `=`; the name ends at the first `=`",
+                name.value
+            ))
+        } else if name.value.contains('\0') {
+            Some(format!("environment variable name {NUL}"))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            diags.push(at(p, name.referenced, problem));
+        }
+        if value.value.contains('\0') {
+            diags.push(at(
+                p,
+                value.referenced,
+                format!("the value of `{}` {NUL}", name.value.replace('\0', "\\0")),
+            ));
+        }
+        env.insert(name.value.clone(), value.value.clone());
+    }
+    env
 }
 
 fn bind_gate(

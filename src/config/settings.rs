@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::diagnostic::{Diagnostic, Diagnostics};
-use super::duration::DurationSetting;
+use super::duration::{self, DurationSetting};
 use super::yaml;
 
 /// Budgets applied to every Rhai plugin evaluation.
@@ -347,14 +347,27 @@ struct RawRunLogs {
     max_age: Option<Spanned<DurationSetting>>,
 }
 
-/// A positive duration, or a diagnostic.
+/// A positive duration of at most `max`, or a diagnostic.
 fn positive(
     path: &Path,
     field: &str,
     v: &Spanned<DurationSetting>,
+    max: Duration,
     diags: &mut Diagnostics,
 ) -> Option<Duration> {
     match v.value {
+        DurationSetting::On(d) if d > max => {
+            diags.push(Diagnostic::yaml(
+                path,
+                v.referenced,
+                format!(
+                    "`{field}` is at most {}; `{}` is longer",
+                    duration::format(max),
+                    duration::format(d)
+                ),
+            ));
+            None
+        }
         DurationSetting::On(d) => Some(d),
         DurationSetting::Off => {
             diags.push(Diagnostic::yaml(
@@ -418,8 +431,14 @@ struct RawRhaiLimits {
 /// Loads `lanekeeper.yaml` if present; problems go to `diags` and defaults stand in.
 pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
     let mut settings = Settings::default();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let text = match std::fs::read(path) {
+        Ok(bytes) => match yaml::utf8(path, bytes) {
+            Ok(t) => t,
+            Err(d) => {
+                diags.push(d);
+                return settings;
+            }
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return settings,
         Err(e) => {
             diags.push(Diagnostic::file(
@@ -458,14 +477,14 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
     if let Some(d) = raw
         .recheck
         .as_ref()
-        .and_then(|d| positive(path, "recheck", d, diags))
+        .and_then(|d| positive(path, "recheck", d, duration::MAX_RECHECK, diags))
     {
         settings.recheck = d;
     }
     if let Some(d) = raw
         .shutdown_timeout
         .as_ref()
-        .and_then(|d| positive(path, "shutdown_timeout", d, diags))
+        .and_then(|d| positive(path, "shutdown_timeout", d, duration::MAX_WAIT, diags))
     {
         settings.shutdown_timeout = d;
     }
@@ -476,7 +495,7 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
         if let Some(d) = logs
             .max_age
             .as_ref()
-            .and_then(|d| positive(path, "run_logs.max_age", d, diags))
+            .and_then(|d| positive(path, "run_logs.max_age", d, duration::MAX, diags))
         {
             r.max_age = d;
         }
@@ -488,7 +507,13 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
         }
     }
     if let Some(h) = raw.history
-        && let Some(d) = positive(path, "history.retention", &h.retention, diags)
+        && let Some(d) = positive(
+            path,
+            "history.retention",
+            &h.retention,
+            duration::MAX,
+            diags,
+        )
     {
         settings.history_retention = d;
     }
@@ -506,15 +531,16 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
         l.max_string_size = rhai.max_string_size.unwrap_or(l.max_string_size);
         l.max_array_size = rhai.max_array_size.unwrap_or(l.max_array_size);
         l.max_map_size = rhai.max_map_size.unwrap_or(l.max_map_size);
-        if let Some(d) = rhai.deadline {
-            match d.value {
-                DurationSetting::On(v) => l.deadline = v,
-                DurationSetting::Off => diags.push(Diagnostic::yaml(
-                    path,
-                    d.referenced,
-                    "limits.rhai.deadline must be a positive duration such as 250ms",
-                )),
-            }
+        if let Some(d) = rhai.deadline
+            && let Some(v) = positive(
+                path,
+                "limits.rhai.deadline",
+                &d,
+                duration::MAX_EVALUATION,
+                diags,
+            )
+        {
+            l.deadline = v;
         }
     }
     settings
@@ -535,15 +561,16 @@ fn load_wasm_limits(path: &Path, raw: RawWasmLimits, l: &mut WasmLimits, diags: 
             l.fuel = fuel.value;
         }
     }
-    if let Some(d) = raw.deadline {
-        match d.value {
-            DurationSetting::On(v) => l.deadline = v,
-            DurationSetting::Off => diags.push(Diagnostic::yaml(
-                path,
-                d.referenced,
-                "limits.wasm.deadline must be a positive duration such as 250ms",
-            )),
-        }
+    if let Some(d) = raw.deadline
+        && let Some(v) = positive(
+            path,
+            "limits.wasm.deadline",
+            &d,
+            duration::MAX_EVALUATION,
+            diags,
+        )
+    {
+        l.deadline = v;
     }
     if let Some(m) = raw.max_memory {
         let size = match &m.value {
@@ -581,6 +608,12 @@ fn compile_metric(m: &RawMetric, home: &Path) -> Result<MetricSource, String> {
         let series: Selector = series.value.parse()?;
         let timeout = match m.timeout.as_ref().map(|t| t.value) {
             None => crate::observe::metrics::DEFAULT_SCRAPE_TIMEOUT,
+            Some(DurationSetting::On(d)) if d > duration::MAX_EVALUATION => {
+                return Err(format!(
+                    "timeout is at most {}",
+                    duration::format(duration::MAX_EVALUATION)
+                ));
+            }
             Some(DurationSetting::On(d)) => d,
             Some(DurationSetting::Off) => return Err("timeout must be positive".into()),
         };

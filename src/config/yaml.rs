@@ -39,6 +39,25 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str, diags: &mut Diagnosti
     }
 }
 
+/// `bytes` as text, or a diagnostic at the first byte that is not UTF-8 (rather than at the
+/// file's start, which would leave the reader to hunt for it).
+pub fn utf8(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let valid = e.utf8_error().valid_up_to();
+        let before = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let byte = bytes.get(valid).copied().unwrap_or_default();
+        Diagnostic::at(
+            path,
+            u64::try_from(line).unwrap_or(u64::MAX),
+            u64::try_from(col).unwrap_or(u64::MAX),
+            format!("not valid UTF-8 (byte 0x{byte:02x}); save the file as UTF-8"),
+        )
+    })
+}
+
 /// A serde-saphyr error as a diagnostic at its position.
 fn diagnostic(path: &Path, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
     let (line, col) = e
@@ -475,8 +494,55 @@ fn similar(a: &str, b: &str) -> bool {
     prev[b.len()] <= 2
 }
 
+/// serde-saphyr's messages that give advice to a program using it ("set DuplicateKeyPolicy in
+/// Options", "use Option<String>", "budget breached: Documents { … }"), said in the terms of the
+/// file being read instead.
+fn in_user_terms(message: String) -> String {
+    let m = message.as_str();
+    if let Some(rest) = m.strip_prefix("duplicate mapping key") {
+        let key = rest
+            .strip_prefix(": ")
+            .and_then(|r| r.rsplit_once(", set DuplicateKeyPolicy"))
+            .map(|(k, _)| format!(" `{k}`"))
+            .unwrap_or_default();
+        return format!("duplicate key{key}: a key may appear only once in a mapping; remove one");
+    }
+    if m.starts_with("cannot deserialize null into string")
+        || m.starts_with("invalid char: cannot deserialize null")
+    {
+        return "expected a value, found nothing (empty or `~`); write one".into();
+    }
+    if let Some(rest) = m.strip_prefix("non-finite float ") {
+        let value = rest.split(" rejected").next().unwrap_or(rest);
+        return format!("{value} is not a finite number");
+    }
+    if m.starts_with("YAML merge keys are not allowed") {
+        return "YAML merge keys (`<<`) are not supported; write the keys out".into();
+    }
+    if m.contains("on a struct field name is not allowed") {
+        return "a tag on a key is not supported; remove it".into();
+    }
+    if m.starts_with("!!binary scalar is not valid UTF-8") {
+        return "a !!binary value that is not text cannot be used here; remove the !!binary tag"
+            .into();
+    }
+    if m.starts_with("multiple YAML documents") || m.starts_with("budget breached: Documents") {
+        return "a file holds one YAML document; remove the `---` that starts another".into();
+    }
+    if let Some(breach) = m.strip_prefix("budget breached: ") {
+        let what = match breach.split([' ', '{']).next().unwrap_or_default() {
+            "Depth" => "nested too deeply (at most 64 levels)",
+            "Aliases" | "Anchors" => "uses too many anchors or aliases (at most 64)",
+            _ => "too large or complex",
+        };
+        return format!("the YAML is {what}; simplify it");
+    }
+    message
+}
+
 /// Makes serde's terse type errors readable and names the key they concern.
 fn explain(message: String, text: &str, line: u64) -> String {
+    let message = in_user_terms(message);
     let plain = match message.as_str() {
         "invalid i64" | "invalid u64" | "invalid i32" | "invalid u32" | "invalid usize" => {
             "expected an integer".to_string()

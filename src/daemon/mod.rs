@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, earlier, later};
 use crate::config::{self, Config, Diagnostics, Lane};
 use crate::dispatch::lock::{LaneLock, LockError};
 use crate::dispatch::{self, DispatchError, RunReport, Start, Stopper, SupervisorLog};
@@ -44,6 +44,11 @@ const STORE_WAIT: Duration = Duration::from_secs(1);
 const RECORD_RETRY: Duration = Duration::from_secs(2);
 /// The most decisions kept while the store refuses them.
 const MAX_PENDING: usize = 100_000;
+/// The first wait before trying again to start a run that could not start (e.g. the disk was
+/// full); it doubles with each failure in a row, up to [`DISPATCH_RETRY_MAX`].
+const DISPATCH_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between attempts to start a run that keeps failing to start.
+const DISPATCH_RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often old history is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The store key of the last reload's outcome.
@@ -148,6 +153,9 @@ struct Daemon {
     pending: Vec<Decision>,
     /// Failure streaks whose used-up retries were already reported.
     retries: retries::Retries,
+    /// Lanes whose start failed in the last pass, with the wait before the next attempt: no
+    /// event follows a failed start, so the loop must wake for it itself.
+    start_backoff: HashMap<String, Duration>,
     _lock: LaneLock,
 }
 
@@ -172,6 +180,7 @@ impl Daemon {
             Err(e) => return Err(DaemonError::Setup(e.to_string())),
         };
         let config = config::load(&home).map_err(DaemonError::Config)?;
+        crate::state::refuse_lost_history(&home)?;
         let store = Rc::new(SqliteStore::open(&home.database())?);
         store.set_busy_timeout(STORE_WAIT)?;
         let (tx, rx) = unbounded_channel();
@@ -195,6 +204,7 @@ impl Daemon {
                 last_prune: None,
                 pending: Vec::new(),
                 retries: retries::Retries::default(),
+                start_backoff: HashMap::new(),
                 _lock: lock,
             },
             rx,
@@ -229,10 +239,7 @@ impl Daemon {
                         "Evaluation pass failed: {e}; trying again in {}.",
                         config::duration::format(PASS_RETRY)
                     );
-                    (
-                        Vec::new(),
-                        self.clock.now() + SignedDuration::try_from(PASS_RETRY).unwrap_or_default(),
-                    )
+                    (Vec::new(), later(self.clock.now(), PASS_RETRY))
                 }
             };
             if self.once {
@@ -322,7 +329,8 @@ impl Daemon {
                 .iter()
                 .filter(|d| d.outcome == Outcome::Trigger)
                 .collect();
-            self.dispatch(&triggers).await;
+            let failed_before = std::mem::take(&mut self.start_backoff);
+            self.dispatch(&triggers, &failed_before).await;
         }
         let mut wake = self.next_wake(&decisions, &states, now);
         if !self.pending.is_empty() {
@@ -388,7 +396,11 @@ impl Daemon {
 
     /// Starts a run for each trigger: every supervisor at once, then each start awaited, so
     /// one slow start does not hold the others back and the next pass finds them all recorded.
-    async fn dispatch(&mut self, triggers: &[&Decision]) {
+    async fn dispatch(
+        &mut self,
+        triggers: &[&Decision],
+        failed_before: &HashMap<String, Duration>,
+    ) {
         let mut starting = Vec::new();
         for decision in triggers {
             let Some(lane) = self.config.lane(&decision.lane).cloned() else {
@@ -410,11 +422,17 @@ impl Daemon {
                     message: format!("the start was lost: {e}"),
                 })
             });
-            self.started(lane, source, started);
+            self.started(lane, source, started, failed_before);
         }
     }
 
-    fn started(&mut self, lane: Lane, source: &str, started: Result<Start, DispatchError>) {
+    fn started(
+        &mut self,
+        lane: Lane,
+        source: &str,
+        started: Result<Start, DispatchError>,
+        failed_before: &HashMap<String, Duration>,
+    ) {
         match started {
             Ok(Start::Running(run)) => {
                 tracing::info!(lane = %lane.name, pid = run.pid, supervisor = run.supervisor(), source, log = %run.log_path.display(), "Run started.");
@@ -440,7 +458,13 @@ impl Daemon {
             Err(DispatchError::Busy { holder, .. }) => {
                 tracing::info!(lane = %lane.name, holder = %holder, "Not started: the lane is already running elsewhere.");
             }
-            Err(e) => tracing::error!(lane = %lane.name, "Could not start the run: {e}."),
+            Err(e) => {
+                let wait = failed_before
+                    .get(&lane.name)
+                    .map_or(DISPATCH_RETRY, |w| (*w * 2).min(DISPATCH_RETRY_MAX));
+                tracing::error!(lane = %lane.name, "Could not start the run: {e}; trying again in {}.", config::duration::format(wait));
+                self.start_backoff.insert(lane.name.clone(), wait);
+            }
         }
     }
 
@@ -450,9 +474,8 @@ impl Daemon {
             return;
         }
         self.last_prune = Some(std::time::Instant::now());
-        let retention =
-            SignedDuration::try_from(self.config.settings.history_retention).unwrap_or_default();
-        match self.store.prune_history(now - retention) {
+        let cutoff = earlier(now, self.config.settings.history_retention);
+        match self.store.prune_history(cutoff) {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "Pruned history older than the retention."),
             Err(e) => tracing::error!("Could not prune history: {e}."),
@@ -461,7 +484,10 @@ impl Daemon {
 
     /// The earliest moment any decision could change without an event.
     fn next_wake(&self, decisions: &[Decision], states: &LaneStates, now: Timestamp) -> Timestamp {
-        let mut wake = now + SignedDuration::try_from(MAX_SLEEP).unwrap_or_default();
+        let mut wake = later(now, MAX_SLEEP);
+        for wait in self.start_backoff.values() {
+            wake = wake.min(later(now, *wait));
+        }
         for d in decisions {
             let Some(lane) = self.config.lane(&d.lane) else {
                 continue;
@@ -473,9 +499,7 @@ impl Daemon {
                     next_due(&lane.schedule, &lane.zone, state.last_run_at),
                     retry_at(lane.retry, &state),
                 ],
-                Outcome::Deferred => vec![Some(
-                    now + SignedDuration::try_from(lane.recheck).unwrap_or_default(),
-                )],
+                Outcome::Deferred => vec![Some(later(now, lane.recheck))],
             };
             for t in candidates.into_iter().flatten() {
                 wake = wake.min(t.max(now));
@@ -566,8 +590,8 @@ impl Daemon {
         self.stopping = true;
         let timeout = self.config.settings.shutdown_timeout;
         tracing::info!(signal = why, running = self.runs.len(), timeout = %config::duration::format(timeout), "Shutting down: no new runs; waiting for running children.");
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut runs = self.drain(events, Some(deadline)).await;
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
+        let mut runs = self.drain(events, deadline).await;
         if !self.runs.is_empty() {
             tracing::warn!(
                 running = self.runs.len(),

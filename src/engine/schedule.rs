@@ -4,10 +4,11 @@
 //! `now - last_run_at >= every` (equality is due), and a cron lane is due iff a slot passed in
 //! `(last_run_at, now]`.
 
+use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp};
 
 use super::decision::TriggerSource;
+use crate::clock::later;
 use crate::config::duration::format_ms;
 use crate::config::{Retry, Schedule};
 use crate::state::{LaneState, RunResult};
@@ -36,7 +37,7 @@ pub enum Due {
 }
 
 fn ago(now: Timestamp, then: Timestamp) -> String {
-    format_ms(now.duration_since(then).as_millis() as i64)
+    format_ms(i64::try_from(now.duration_since(then).as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Applies the due rule.
@@ -70,9 +71,8 @@ pub fn due(
                             ),
                         }
                     } else {
-                        let next = last.checked_add(SignedDuration::from_millis(every_ms)).ok();
                         Due::NotDue {
-                            next,
+                            next: Some(later(last, *every)),
                             detail: format!(
                                 "last run {} ago; due every {}, in {}",
                                 ago(now, last),
@@ -158,14 +158,8 @@ pub fn retry_at(retry: Option<Retry>, state: &LaneState) -> Option<Timestamp> {
     ) {
         return None;
     }
-    let at = state
-        .last_ended_at?
-        .checked_add(SignedDuration::try_from(retry.delay).ok()?)
-        .ok()?;
-    let window_end = state
-        .failure_since?
-        .checked_add(SignedDuration::try_from(retry.window).ok()?)
-        .ok()?;
+    let at = later(state.last_ended_at?, retry.delay);
+    let window_end = later(state.failure_since?, retry.window);
     (at <= window_end).then_some(at)
 }
 
@@ -178,11 +172,7 @@ pub fn next_due(
     let last = last_run?;
     match schedule {
         Schedule::Disabled => None,
-        Schedule::Every(every) => last
-            .checked_add(SignedDuration::from_millis(
-                i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
-            ))
-            .ok(),
+        Schedule::Every(every) => Some(later(last, *every)),
         Schedule::Cron { cron, .. } => cron
             .find_next_occurrence(&last.to_zoned(zone.clone()), false)
             .ok()
@@ -236,5 +226,29 @@ mod tests {
             next_due(&every, &TimeZone::UTC, Some(at(1_000))),
             Some(at(61_000))
         );
+    }
+
+    #[test]
+    fn an_interval_beyond_the_last_timestamp_is_due_at_the_end_of_time() {
+        let every = Schedule::Every(Duration::from_secs(u64::MAX / 2));
+        assert_eq!(
+            next_due(&every, &TimeZone::UTC, Some(at(1_000))),
+            Some(Timestamp::MAX)
+        );
+        let retry = Some(Retry {
+            delay: Duration::from_secs(u64::MAX / 2),
+            window: Duration::from_secs(u64::MAX / 2),
+        });
+        let failed = LaneState {
+            last_result: Some(RunResult::Failure),
+            last_ended_at: Some(at(1_000)),
+            failure_since: Some(at(1_000)),
+            ..LaneState::default()
+        };
+        assert_eq!(retry_at(retry, &failed), Some(Timestamp::MAX));
+        assert!(matches!(
+            due(&every, &TimeZone::UTC, Some(at(1_000)), at(2_000)),
+            Due::NotDue { next: Some(t), .. } if t == Timestamp::MAX
+        ));
     }
 }

@@ -145,6 +145,17 @@ pub enum StoreError {
         #[source]
         source: Box<rusqlite::Error>,
     },
+    /// The disk or permissions stopped the database: full, failing, read-only, unreachable
+    /// or damaged, said in words with what to do.
+    #[error("state database {path}: {op}: {problem}")]
+    Disk {
+        /// The database file.
+        path: String,
+        /// What was being done.
+        op: &'static str,
+        /// What is wrong and what to do.
+        problem: String,
+    },
     /// The state directory could not be created.
     #[error("state directory {path}: {source}")]
     Io {
@@ -169,6 +180,138 @@ pub enum StoreError {
     /// A run that is not in progress was asked to finish.
     #[error("run {0} is not recorded as running")]
     NotRunning(i64),
+    /// The database is empty or missing, but run logs show the home has run lanes.
+    #[error(
+        "state database {path} is {what}, but {logs} run log(s) under {runs} show that lanes ran here: the history is lost, and a new one would run every lane again as if it never ran. Restore it from a backup: stop lanekeeper, `gunzip -c BACKUP > {path}` and remove {path}-wal and {path}-shm{newest}. Or, to start afresh on purpose, move the run logs aside: `mv {runs} {runs}.old`"
+    )]
+    Lost {
+        /// The database file.
+        path: String,
+        /// `empty` or `missing`.
+        what: &'static str,
+        /// How many run logs there are.
+        logs: usize,
+        /// Where they are.
+        runs: String,
+        /// The newest backup archive, in words (empty if none).
+        newest: String,
+    },
+}
+
+impl StoreError {
+    /// A SQLite error on the database at `path` while doing `op`. A full or failing disk and
+    /// missing permissions are said as such, with what to do, rather than as SQLite's "disk
+    /// I/O error 4874"; anything else as SQLite says it.
+    pub fn sqlite(path: &std::path::Path, op: &'static str, source: rusqlite::Error) -> Self {
+        match disk_problem(path, &source) {
+            Some(problem) => StoreError::Disk {
+                path: path.display().to_string(),
+                op,
+                problem,
+            },
+            None => StoreError::Sqlite {
+                path: path.display().to_string(),
+                op,
+                source: Box::new(source),
+            },
+        }
+    }
+}
+
+/// What a disk or permission failure of SQLite means for the operator, if it is one.
+fn disk_problem(path: &std::path::Path, e: &rusqlite::Error) -> Option<String> {
+    use rusqlite::ErrorCode as C;
+    let rusqlite::Error::SqliteFailure(failure, message) = e else {
+        return None;
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .display();
+    let access = format!(
+        "check the owner and permissions of {dir} and the files in it (run lanekeeper as the user that owns them), and that its file system is mounted read-write"
+    );
+    let what = match failure.code {
+        C::DiskFull => format!(
+            "the file system holding {dir} is full; free some space there (`df {dir}` shows what is left), then try again"
+        ),
+        C::SystemIoFailure => format!(
+            "the disk reported an I/O error: the file system holding {dir} may be full, failing or no longer mounted; check its free space (`df {dir}`) and the kernel log (`dmesg`), then try again"
+        ),
+        C::ReadOnly => format!("the database cannot be written; {access}"),
+        C::PermissionDenied => format!("access to the database was denied; {access}"),
+        C::CannotOpen => format!(
+            "the database cannot be opened: {dir} must be a directory this user may write, and the database and the files beside it (-wal, -shm) regular files it may read and write; {access}"
+        ),
+        C::DatabaseCorrupt | C::NotADatabase => format!(
+            "the file is damaged or not a lanekeeper database; restore it from a backup in {dir}/backups (docs/OPERATIONS.md, \"Damaged or lost state\")"
+        ),
+        _ => return None,
+    };
+    let said = message
+        .clone()
+        .unwrap_or_else(|| format!("{:?}", failure.code));
+    Some(format!(
+        "{what} (SQLite: {said}, code {})",
+        failure.extended_code
+    ))
+}
+
+/// Refuses an empty or missing database next to run logs (`state/runs/*/*.log`): the history
+/// was lost (a truncated file, a deleted one), and starting a new one would silently run every
+/// lane again. An empty database with no run logs is a new history, as `Home::init_history` in
+/// the tests makes one.
+pub fn refuse_lost_history(home: &crate::home::Home) -> Result<(), StoreError> {
+    let db = home.database();
+    let what = match std::fs::metadata(&db) {
+        Ok(m) if m.len() > 0 => return Ok(()),
+        Ok(_) => "empty",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing",
+        // Anything else is for opening it to report.
+        Err(_) => return Ok(()),
+    };
+    let runs = home.state_dir().join("runs");
+    let logs = count_files(&runs, |dir| count_files(dir, |f| usize::from(is_log(f))));
+    if logs == 0 {
+        return Ok(());
+    }
+    let backups = home.state_dir().join("backups");
+    let newest = std::fs::read_dir(&backups)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let newest = match newest {
+        Some(p) => format!("; the newest backup is {}", p.display()),
+        None => format!(
+            "; there is none in {} (the shipped `backup` lane writes them there)",
+            backups.display()
+        ),
+    };
+    Err(StoreError::Lost {
+        path: db.display().to_string(),
+        what,
+        logs,
+        runs: runs.display().to_string(),
+        newest,
+    })
+}
+
+fn is_log(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|x| x == "log")
+}
+
+/// The sum of `count` over the entries of `dir` (0 if it cannot be read).
+fn count_files(dir: &std::path::Path, count: impl Fn(&std::path::Path) -> usize) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| count(&e.path()))
+        .sum()
 }
 
 /// One finished or running run, as listed by `status`.

@@ -112,11 +112,8 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
-            path: path.display().to_string(),
-            op: "open",
-            source: Box::new(source),
-        })?;
+        let conn =
+            Connection::open(path).map_err(|source| StoreError::sqlite(path, "open", source))?;
         let store = Self {
             conn,
             path: path.to_path_buf(),
@@ -139,12 +136,8 @@ impl SqliteStore {
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         let flags =
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn =
-            Connection::open_with_flags(path, flags).map_err(|source| StoreError::Sqlite {
-                path: path.display().to_string(),
-                op: "open read-only",
-                source: Box::new(source),
-            })?;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|source| StoreError::sqlite(path, "open read-only", source))?;
         let store = Self {
             conn,
             path: path.to_path_buf(),
@@ -176,22 +169,15 @@ impl SqliteStore {
     /// reads as never run, and whatever is written is dropped with it.
     pub fn in_memory() -> Result<Self, StoreError> {
         let path = PathBuf::from(":memory:");
-        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
-            path: path.display().to_string(),
-            op: "open",
-            source: Box::new(source),
-        })?;
+        let conn = Connection::open_in_memory()
+            .map_err(|source| StoreError::sqlite(&path, "open", source))?;
         let store = Self { conn, path };
         store.migrate()?;
         Ok(store)
     }
 
     fn err(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.display().to_string(),
-            op,
-            source: Box::new(source),
-        }
+        StoreError::sqlite(&self.path, op, source)
     }
 
     /// Switches a new database to WAL (the mode persists in the file). SQLite answers "locked"
@@ -285,6 +271,90 @@ impl SqliteStore {
         .map_err(|e| self.err(op, e))?;
         let out = f(&tx).map_err(|e| self.err(op, e))?;
         tx.commit().map_err(|e| self.err(op, e))?;
+        Ok(out)
+    }
+}
+
+/// Whether an error is about one row's content (a value of the wrong type, or a body that does
+/// not decode) rather than about the database.
+fn is_row_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..)
+    )
+}
+
+/// Reads one row of history.
+type ReadRow<T> = fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+
+impl SqliteStore {
+    /// `read` applied to `row`; a row whose content cannot be read is logged and skipped
+    /// (`None`), so one damaged row of history does not take `status` or `explain` down with
+    /// it. Rows of history have their id first and their lane second.
+    fn readable<T>(
+        &self,
+        what: &str,
+        row: &rusqlite::Row<'_>,
+        read: ReadRow<T>,
+    ) -> rusqlite::Result<Option<T>> {
+        match read(row) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_row_damage(&e) => {
+                let id = row.get::<_, i64>(0).map_or("?".into(), |i| i.to_string());
+                let lane = row.get::<_, String>(1).unwrap_or_default();
+                tracing::warn!(
+                    "State database {}: {what} {id} of lane `{lane}` cannot be read ({e}); skipped.",
+                    self.path.display()
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The first readable row of `sql`.
+    fn first_readable<T>(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: impl rusqlite::Params,
+        what: &str,
+        read: ReadRow<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(op, e))?;
+        let mut rows = stmt.query(params).map_err(|e| self.err(op, e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(op, e))? {
+            if let Some(v) = self
+                .readable(what, row, read)
+                .map_err(|e| self.err(op, e))?
+            {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every readable row of `sql`.
+    fn all_readable<T>(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: impl rusqlite::Params,
+        what: &str,
+        read: ReadRow<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(op, e))?;
+        let mut rows = stmt.query(params).map_err(|e| self.err(op, e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(op, e))? {
+            out.extend(
+                self.readable(what, row, read)
+                    .map_err(|e| self.err(op, e))?,
+            );
+        }
         Ok(out)
     }
 }
@@ -528,21 +598,20 @@ impl Store for SqliteStore {
         from: Timestamp,
         until: Option<Timestamp>,
     ) -> Result<Option<RunRecord>, StoreError> {
-        self.conn
-            .query_row(
-                &format!(
-                    "{RUN_COLUMNS} WHERE lane = ?1 AND started_at >= ?2 AND started_at < ?3
-                     ORDER BY started_at, id LIMIT 1"
-                ),
-                params![
-                    lane,
-                    from.as_millisecond(),
-                    until.map_or(i64::MAX, |t| t.as_millisecond())
-                ],
-                run_row,
-            )
-            .optional()
-            .map_err(|e| self.err("read runs", e))
+        self.first_readable(
+            "read runs",
+            &format!(
+                "{RUN_COLUMNS} WHERE lane = ?1 AND started_at >= ?2 AND started_at < ?3
+                 ORDER BY started_at, id"
+            ),
+            params![
+                lane,
+                from.as_millisecond(),
+                until.map_or(i64::MAX, |t| t.as_millisecond())
+            ],
+            "run",
+            run_row,
+        )
     }
 
     fn next_episode_at(
@@ -562,40 +631,33 @@ impl Store for SqliteStore {
     }
 
     fn episode_at(&self, lane: &str, at: Timestamp) -> Result<Option<Episode>, StoreError> {
-        self.conn
-            .query_row(
-                &format!("{EPISODE_COLUMNS} WHERE lane = ?1 AND first_at <= ?2 ORDER BY first_at DESC, id DESC LIMIT 1"),
-                params![lane, at.as_millisecond()],
-                episode_row,
-            )
-            .optional()
-            .map_err(|e| self.err("read decision history", e))
+        self.first_readable(
+            "read decision history",
+            &format!("{EPISODE_COLUMNS} WHERE lane = ?1 AND first_at <= ?2 ORDER BY first_at DESC, id DESC"),
+            params![lane, at.as_millisecond()],
+            "episode",
+            episode_row,
+        )
     }
 
     fn episodes_since(&self, since: Timestamp) -> Result<Vec<Episode>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "{EPISODE_COLUMNS} WHERE last_at >= ?1 ORDER BY first_at, id"
-            ))
-            .map_err(|e| self.err("read decision history", e))?;
-        let rows = stmt
-            .query_map(params![since.as_millisecond()], episode_row)
-            .map_err(|e| self.err("read decision history", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("read decision history", e))
+        self.all_readable(
+            "read decision history",
+            &format!("{EPISODE_COLUMNS} WHERE last_at >= ?1 ORDER BY first_at, id"),
+            params![since.as_millisecond()],
+            "episode",
+            episode_row,
+        )
     }
 
     fn runs_since(&self, since: Timestamp) -> Result<Vec<RunRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("{RUN_COLUMNS} WHERE COALESCE(ended_at, started_at) >= ?1 OR ended_at IS NULL ORDER BY started_at, id"))
-            .map_err(|e| self.err("read runs", e))?;
-        let rows = stmt
-            .query_map(params![since.as_millisecond()], run_row)
-            .map_err(|e| self.err("read runs", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("read runs", e))
+        self.all_readable(
+            "read runs",
+            &format!("{RUN_COLUMNS} WHERE COALESCE(ended_at, started_at) >= ?1 OR ended_at IS NULL ORDER BY started_at, id"),
+            params![since.as_millisecond()],
+            "run",
+            run_row,
+        )
     }
 
     fn prune_history(&self, before: Timestamp) -> Result<usize, StoreError> {
@@ -659,17 +721,13 @@ impl Store for SqliteStore {
     }
 
     fn recent_runs(&self, lane: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "{RUN_COLUMNS} WHERE lane = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2"
-            ))
-            .map_err(|e| self.err("read runs", e))?;
-        let rows = stmt
-            .query_map(params![lane, limit as i64], run_row)
-            .map_err(|e| self.err("read runs", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("read runs", e))
+        self.all_readable(
+            "read runs",
+            &format!("{RUN_COLUMNS} WHERE lane = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2"),
+            params![lane, i64::try_from(limit).unwrap_or(i64::MAX)],
+            "run",
+            run_row,
+        )
     }
 }
 

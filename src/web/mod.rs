@@ -4,16 +4,21 @@
 //! `status --json`), `/history` (episodes and runs for the timeline) and `/`, a self-contained
 //! status page. There are no mutating endpoints, so there is nothing to protect with a token.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use jiff::{SignedDuration, Timestamp};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -60,6 +65,17 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// The most connections served at once. Each holds a file descriptor the daemon also needs for
+/// runs and the store; one more closes the oldest, so the newest request is always served.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection that has not sent a whole request head this long after it opened, or after its
+/// last response, is closed: idle keep-alive connections and slow senders alike.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// No connection outlives this, whatever it does (e.g. a client that never reads its response).
+pub const MAX_CONNECTION_LIFE: Duration = Duration::from_secs(300);
+/// The wait after a failed accept (out of file descriptors), rather than spinning on it.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// Binds `addr` and serves in the background; returns the bound address.
 pub async fn serve(addr: SocketAddr, state: Arc<WebState>) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -70,12 +86,50 @@ pub async fn serve(addr: SocketAddr, state: Arc<WebState>) -> std::io::Result<So
         .route("/status", get(status_json))
         .route("/history", get(history))
         .with_state(state);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("The HTTP endpoint stopped: {e}.");
-        }
-    });
+    tokio::spawn(accept_loop(listener, app));
     Ok(bound)
+}
+
+/// Open connections, oldest first, by id; dropping a sender closes its connection.
+type Open = Arc<Mutex<VecDeque<(u64, oneshot::Sender<()>)>>>;
+
+/// Accepts connections and serves each on its own task, under [`MAX_CONNECTIONS`],
+/// [`HEADER_TIMEOUT`] and [`MAX_CONNECTION_LIFE`]. (`axum::serve` has none of these.)
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
+    let open = Open::default();
+    for id in 0u64.. {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("The HTTP endpoint could not accept a connection: {e}.");
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+                continue;
+            }
+        };
+        let (close, closed) = oneshot::channel();
+        {
+            let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+            while open.len() >= MAX_CONNECTIONS {
+                open.pop_front();
+            }
+            open.push_back((id, close));
+        }
+        let (open, service) = (Arc::clone(&open), TowerToHyperService::new(app.clone()));
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = closed => {}
+                () = tokio::time::sleep(MAX_CONNECTION_LIFE) => {}
+            }
+            open.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(i, _)| *i != id);
+        });
+    }
 }
 
 fn failed(e: impl std::fmt::Display) -> Response {
@@ -199,10 +253,10 @@ struct History {
 }
 
 async fn history(State(state): State<Arc<WebState>>, Query(q): Query<HistoryQuery>) -> Response {
-    let hours = i64::from(q.hours.unwrap_or(24).clamp(1, 24 * 31));
+    let hours = u64::from(q.hours.unwrap_or(24).clamp(1, 24 * 31));
     let report = blocking(state, move |s| {
         let to = SystemClock.now();
-        let from = to - SignedDuration::from_hours(hours);
+        let from = crate::clock::earlier(to, Duration::from_secs(hours * 3600));
         let store = s.store();
         let episodes = store.episodes_since(from).map_err(|e| e.to_string())?;
         let runs = store.runs_since(from).map_err(|e| e.to_string())?;

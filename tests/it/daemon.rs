@@ -16,11 +16,15 @@ impl Daemon {
     }
 
     pub fn start_with(home: &Home, args: &[&str]) -> Self {
-        let log = std::fs::File::create(home.path().join("daemon.log")).unwrap();
         let mut full = vec!["run"];
         full.extend_from_slice(args);
-        let child = home
-            .command(&full)
+        Self::start_command(home, home.command(&full))
+    }
+
+    /// Starts `command`, which must run the daemon on `home` (e.g. under a wrapper).
+    pub fn start_command(home: &Home, mut command: std::process::Command) -> Self {
+        let log = std::fs::File::create(home.path().join("daemon.log")).unwrap();
+        let child = command
             .env("LANEKEEPER_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -577,4 +581,59 @@ fn on_the_first_daemon_start_of_the_shipped_home_no_lanes_naming_each_other_over
         }
     }
     assert!(pairs >= 4, "the runs include contending pairs: {spans:?}");
+}
+
+#[test]
+fn a_daemon_reloading_durations_too_long_to_add_to_a_date_stays_up() {
+    let home = Home::new();
+    home.write("plugins/wait.rhai", "fn evaluate(ctx) { \"waiting\" }\n");
+    let lane = |recheck: &str| {
+        format!(
+            "schedule:\n  every: 1h\nrecheck: {recheck}\npreconditions:\n  - use: wait\ncommand:\n  argv: [\"true\"]\n"
+        )
+    };
+    home.lane("a", &lane("1h"));
+    let mut daemon = Daemon::start(&home);
+    home.wait_status("a", "the deferral", |s| s["deferral"].is_object());
+
+    home.lane("a", &lane("3000000d"));
+    wait_for(&home, "the rejection", || {
+        log_of(&home).contains("Reload rejected")
+    });
+    assert!(log_of(&home).contains("a.yaml:3:10: "), "{}", log_of(&home));
+    home.write("lanekeeper.yaml", "history: { retention: 5000000d }\n");
+    daemon.signal("HUP");
+    wait_for(&home, "the second rejection", || {
+        log_of(&home).matches("Reload rejected").count() >= 2
+    });
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the daemon died:\n{}",
+        log_of(&home)
+    );
+    // Still serving: a good edit is applied.
+    std::fs::remove_file(home.path().join("lanekeeper.yaml")).unwrap();
+    home.lane("a", &lane("1h"));
+    home.lane("b", &lane_yaml("1h", "", "[\"true\"]"));
+    home.wait_status("b", "the new lane to run", |s| {
+        s["last_result"] == "success"
+    });
+    assert_eq!(daemon.wait_exit_after_term(), Some(0));
+}
+
+#[test]
+fn a_run_that_could_not_start_is_tried_again_without_a_signal_once_the_cause_is_gone() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    // A file where the lane's run-log directory should be: every start fails.
+    home.write("state/runs/a", "in the way\n");
+    let _daemon = Daemon::start(&home);
+    wait_for(&home, "the failed start", || {
+        log_of(&home).contains("Could not start the run")
+    });
+    std::fs::remove_file(home.path().join("state/runs/a")).unwrap();
+    home.wait_status("a", "the run once the cause is gone", |s| {
+        s["last_result"] == "success"
+    });
+    assert!(!log_of(&home).contains("SIGHUP"));
 }

@@ -18,6 +18,8 @@ mod preconditions;
 mod scaffold;
 mod schedule;
 mod shipped;
+mod state;
+mod terminal;
 mod validation;
 mod wasm;
 mod web;

@@ -559,3 +559,162 @@ fn validate_json_prints_one_object_per_problem() {
     assert_eq!(code, Some(0));
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
 }
+
+#[test]
+fn durations_too_long_to_add_to_a_date_are_rejected_at_their_place() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        "schedule:\n  every: 1h\nrecheck: 3000000d\ncommand:\n  argv: [\"true\"]\n",
+    );
+    home.write("lanekeeper.yaml", "history: { retention: 5000000d }\n");
+    assert_problems(
+        &home,
+        &[
+            ("lanekeeper.yaml", "1:23", "at most"),
+            ("rules/a.yaml", "3:10", "at most"),
+        ],
+    );
+
+    // Within the range timestamps can hold, but beyond the setting's own maximum.
+    home.write("lanekeeper.yaml", "shutdown_timeout: 30d\n");
+    home.lane(
+        "a",
+        "schedule:\n  every: 36500d\nrecheck: 8d\ncommand:\n  argv: [\"true\"]\n",
+    );
+    assert_problems(
+        &home,
+        &[
+            (
+                "lanekeeper.yaml",
+                "1:19",
+                "`shutdown_timeout` is at most 24h",
+            ),
+            ("rules/a.yaml", "3:10", "`recheck` is at most 24h"),
+        ],
+    );
+}
+
+#[test]
+fn odd_entries_in_rules_and_plugins_are_warned_about_and_a_fifo_never_blocks() {
+    use std::os::unix::fs::symlink;
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    let rules = home.path().join("rules");
+    let plugins = home.path().join("plugins");
+    symlink(
+        home.path().join("nowhere.yaml"),
+        rules.join("dangling.yaml"),
+    )
+    .expect("symlink");
+    nix::unistd::mkfifo(&rules.join("pipe.yaml"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
+    std::fs::create_dir(rules.join("dir.yml")).expect("dir");
+    symlink(home.path().join("nowhere.rhai"), plugins.join("gone.rhai")).expect("symlink");
+    nix::unistd::mkfifo(&plugins.join("pipe.wasm"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
+
+    // Bounded: a FIFO opened for reading would block until a writer comes.
+    let mut child = home
+        .command(&["validate"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("validate");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("validate blocked");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for (file, needle) in [
+        ("rules/dangling.yaml", "does not exist"),
+        ("rules/pipe.yaml", "named pipe"),
+        ("rules/dir.yml", "directory"),
+        ("plugins/gone.rhai", "does not exist"),
+        ("plugins/pipe.wasm", "named pipe"),
+    ] {
+        let place = format!("{}:1:1: warning: ", home.path().join(file).display());
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&place) && l.contains(needle) && l.contains("skipped")),
+            "expected `{place}…{needle}…skipped` in\n{stderr}"
+        );
+    }
+    // Other commands load the same configuration without blocking either.
+    home.ok(&["check", "--at", "2026-05-10T00:00:00Z"]);
+}
+
+#[test]
+fn invalid_utf8_is_reported_at_the_first_bad_byte() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", "[\"true\"]"));
+    std::fs::write(
+        home.path().join("rules/a.yaml"),
+        b"schedule:\n  every: 1h\ncommand:\n  argv: [\"tr\xffue\"]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        home.path().join("lanekeeper.yaml"),
+        b"recheck: 30s\nlisten: \"\xe2\x82\"\n",
+    )
+    .expect("write");
+    assert_problems(
+        &home,
+        &[
+            ("lanekeeper.yaml", "2:10", "not valid UTF-8"),
+            ("rules/a.yaml", "4:13", "not valid UTF-8"),
+        ],
+    );
+}
+
+#[test]
+fn a_fractional_duration_says_to_write_it_in_a_smaller_unit() {
+    let home = Home::new();
+    home.lane("a", &format!("schedule:\n  every: 1.5h\n{CMD}"));
+    assert_one(&home, "rules/a.yaml", "2:10", "fractions are not supported");
+    let p = problems(&home);
+    assert!(p[0].contains("write 90m"), "{p:#?}");
+    assert!(!p[0].contains("no unit"), "{p:#?}");
+}
+
+#[test]
+fn nul_bytes_and_impossible_environment_names_are_errors_at_their_place() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        "schedule:\n  every: 1h\ncommand:\n  argv: [sh, \"tr\\0ue\"]\n  cwd: \"jo\\0bs\"\n  env:\n    \"A=B\": x\n    \"\": y\n    OK: \"a\\0b\"\n",
+    );
+    assert_problems(
+        &home,
+        &[
+            ("rules/a.yaml", "4:14", "NUL"),
+            ("rules/a.yaml", "5:8", "NUL"),
+            ("rules/a.yaml", "7:5", "`=`"),
+            ("rules/a.yaml", "8:5", "empty"),
+            ("rules/a.yaml", "9:9", "NUL"),
+        ],
+    );
+}
+
+#[test]
+fn yaml_library_advice_is_said_in_the_terms_of_a_lane_file() {
+    let home = Home::new();
+    home.lane("a", &format!("schedule:\n  every: 1h\n  every: 2h\n{CMD}"));
+    assert_one(&home, "rules/a.yaml", "3:3", "duplicate key `every`");
+    home.lane("a", "schedule:\n  every: 1h\ncommand:\n  argv: [~]\n");
+    assert_one(&home, "rules/a.yaml", "4:10", "expected a value");
+    home.lane("a", &format!("schedule:\n  every: 1h\n{CMD}---\nx: 1\n"));
+    assert_one(&home, "rules/a.yaml", "5:1", "one YAML document");
+    home.lane("a", &format!("schedule:\n  every: .inf\n{CMD}"));
+    assert_one(&home, "rules/a.yaml", "2:10", "not a finite number");
+    for line in problems(&home) {
+        for library in ["Options", "Option<", "policy", "budget", "Policy"] {
+            assert!(!line.contains(library), "{line}");
+        }
+    }
+}

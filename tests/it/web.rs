@@ -9,6 +9,11 @@ use crate::harness::{Home, lane_yaml};
 /// Starts a daemon serving HTTP on a free loopback port; returns it and the base URL.
 fn serving(home: &Home) -> (Daemon, String) {
     let daemon = Daemon::start_with(home, &["--listen", "127.0.0.1:0"]);
+    with_address(home, daemon)
+}
+
+/// The daemon and the base URL it logged.
+fn with_address(home: &Home, daemon: Daemon) -> (Daemon, String) {
     wait_for(home, "the HTTP endpoint", || {
         log_of(home).contains("HTTP endpoint listening")
     });
@@ -756,4 +761,52 @@ fn decisions_the_store_refuses_while_another_process_holds_it_are_recorded_later
         recorded >= made,
         "{made} decisions made, {recorded} recorded"
     );
+}
+
+#[test]
+fn idle_connections_are_closed_and_starve_neither_status_nor_dispatch() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    let home = Home::new();
+    home.lane("tick", &lane_yaml("1s", "", "[\"true\"]"));
+    // As found: 300 idle connections to a daemon allowed 256 open files.
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "ulimit -n 256 && exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_lanekeeper"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .env_remove("LANEKEEPER_HOME");
+    let (_daemon, base) = with_address(&home, Daemon::start_command(&home, command));
+    home.wait_status("tick", "the first run", |s| s["last_result"] == "success");
+
+    let addr = base.trim_start_matches("http://");
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    let (status, _, body) = get(&format!("{base}/status"));
+    assert_eq!(status, 200, "{body}");
+    let before = home.status("tick")["last_run_at"].clone();
+    home.wait_status("tick", "a run after the flood", |s| {
+        s["last_run_at"] != before && s["last_result"] == "success"
+    });
+    assert!(
+        !log_of(&home).contains("Too many open files"),
+        "{}",
+        log_of(&home)
+    );
+    for (i, mut stream) in idle.into_iter().enumerate() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("idle connection {i} was not closed: {other:?}"),
+        }
+    }
 }
