@@ -433,7 +433,13 @@ pub async fn start(
         }
         Some(Ok(Report::Error { message })) => {
             let _ = child.wait().await;
-            Err(failed(message))
+            // The supervisor's messages already name the lane.
+            let prefix = format!("lane `{lane}`: ");
+            Err(failed(
+                message
+                    .strip_prefix(&prefix)
+                    .map_or(message.clone(), str::to_string),
+            ))
         }
         Some(Err(e)) => Err(failed(format!(
             "the run's supervisor said something unreadable: {e}"
