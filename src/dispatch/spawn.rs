@@ -98,6 +98,7 @@ pub fn fork_gated(cmd: &Prepared, log: &File) -> io::Result<Gated> {
     // signal, read, chdir, execve, write, _exit) on memory prepared before the fork, and never
     // returns from this block.
     match unsafe { nix::unistd::fork() }? {
+        // SAFETY: as above; every pointer was made before the fork and outlives the exec.
         ForkResult::Child => unsafe {
             libc::setpgid(0, 0);
             libc::dup2(null_fd, 0);
@@ -144,6 +145,7 @@ pub fn fork_gated(cmd: &Prepared, log: &File) -> io::Result<Gated> {
 /// # Safety
 /// Async-signal-safe: reads errno, writes five bytes, exits.
 unsafe fn report(fd: libc::c_int, tag: u8) -> ! {
+    // SAFETY: errno is this thread's; the buffer is on the stack; `_exit` never returns.
     unsafe {
         let errno = *libc::__errno_location();
         let mut msg = [tag, 0, 0, 0, 0];
