@@ -151,7 +151,7 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
             }
             Err(e) if binding.on_error == OnError::Pass => {
                 entry.error_kind = Some(e.kind.as_str().into());
-                entry.error = Some(e.message);
+                entry.error = Some(cut(e.message, pass.limits().evidence.max_detail));
                 None
             }
             Err(e) => {
@@ -160,7 +160,10 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
                     "fix plugin `{}` (see the detail), or set `on_error: pass` on this gate",
                     binding.name
                 ));
-                Some((REASON_PLUGIN_ERROR.to_string(), e.message))
+                Some((
+                    REASON_PLUGIN_ERROR.to_string(),
+                    cut(e.message, pass.limits().evidence.max_detail),
+                ))
             }
         };
         if let Some((reason, detail)) = deferral {
@@ -201,6 +204,23 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
     decision
 }
 
+/// An error message (a thrown value, a panic message) cut to `max` bytes, saying so.
+fn cut(mut message: String, max: usize) -> String {
+    if message.len() <= max {
+        return message;
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(&format!(
+        "… (cut at {}, limits.evidence.max_detail)",
+        crate::config::settings::format_size(max as u64)
+    ));
+    message
+}
+
 /// The schedule gate's deferral reason.
 pub const REASON_NOT_DUE: &str = "interval-not-due";
 /// The reason of a failed plugin.
@@ -237,12 +257,18 @@ pub fn pass(
     settings: &crate::config::Settings,
     explain: Option<&str>,
 ) -> Vec<Decision> {
-    let host = Arc::new(PassHost::new(
-        now,
-        Arc::clone(&states),
-        observer,
-        Arc::new(settings.metrics.clone()),
-    ));
+    let host = Arc::new(
+        PassHost::new(
+            now,
+            Arc::clone(&states),
+            observer,
+            Arc::new(settings.metrics.clone()),
+        )
+        .with_limits(host::GateLimits {
+            timeout: settings.gate_timeout,
+            evidence: settings.evidence,
+        }),
+    );
     let limits = |g: &str| settings.max_concurrent(g);
     let mut admission = fairness::Admission::new(lanes, &states, now, &limits);
     let mut decided: Vec<Option<Decision>> = vec![None; lanes.len()];
