@@ -242,6 +242,14 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
     }
 }
 
+/// Lanes a pass decides at once: enough that a few slow probes do not hold up the rest, few
+/// enough to bound its threads and live WASM instances (the pool has 64 slots, 48 kept warm).
+pub const PASS_WORKERS: usize = 8;
+
+/// Stack of each pass worker: gates run there, and deep Rhai recursion in a debug build needs
+/// more than a spawned thread's default 2 MiB (only what is touched is committed).
+const WORKER_STACK: usize = 8 << 20;
+
 /// One evaluation pass over every lane at `now`: every lane shares one host, so probes and
 /// metric reads are made once per pass. Lanes are decided in the picker's order and admitted
 /// one by one (their own run, their group's limit); a lane admitted earlier counts as running
@@ -249,6 +257,12 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
 /// this pass. Decisions come back in the order of `lanes`.
 /// `check`, `run`, `explain` and simulations all come through here, so they cannot disagree.
 /// The lane named by `explain` has its whole chain evaluated.
+///
+/// The result is [`pass_sequential`]'s, computed concurrently so that one slow probe does not
+/// hold up the other lanes: every lane is first decided at once on [`PASS_WORKERS`] threads,
+/// with nothing of this pass starting yet; then lanes are admitted in the picker's order, and
+/// a lane whose decision looked at a lane admitted before it (a `lane` observation in its
+/// evidence) is decided again, now seeing that lane starting, from the pass's probe cache.
 pub fn pass(
     lanes: &[&Lane],
     states: Arc<crate::state::LaneStates>,
@@ -257,10 +271,64 @@ pub fn pass(
     settings: &crate::config::Settings,
     explain: Option<&str>,
 ) -> Vec<Decision> {
-    let host = Arc::new(
+    let host = pass_host(&states, now, observer, settings);
+    let limits = |g: &str| settings.max_concurrent(g);
+    let order = fairness::picker_order(lanes, &states, now, &limits);
+    let mode = |lane: &Lane| chain_mode(lane, explain);
+    let mut guessed = decide_all(lanes, &order, &host, &mode);
+    let mut admission = fairness::Admission::new(lanes, &states, now, &limits);
+    let mut starting: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut decided: Vec<Option<Decision>> = vec![None; lanes.len()];
+    for &i in &order {
+        let lane = lanes[i];
+        let mut decision = match guessed[i].take() {
+            Some(d) if !looked_at(&d, &starting) => d,
+            _ => decide(lane, &host, mode(lane)),
+        };
+        if admission.admit(&mut decision, lane) {
+            host.mark_starting(&lane.name);
+            starting.insert(lane.name.as_str());
+        }
+        decided[i] = Some(decision);
+    }
+    decided.into_iter().flatten().collect()
+}
+
+/// [`pass`] lane by lane on the calling thread: the reference the concurrent pass must agree
+/// with, and the baseline of its benchmark.
+pub fn pass_sequential(
+    lanes: &[&Lane],
+    states: Arc<crate::state::LaneStates>,
+    now: jiff::Timestamp,
+    observer: Arc<dyn crate::observe::Observer>,
+    settings: &crate::config::Settings,
+    explain: Option<&str>,
+) -> Vec<Decision> {
+    let host = pass_host(&states, now, observer, settings);
+    let limits = |g: &str| settings.max_concurrent(g);
+    let mut admission = fairness::Admission::new(lanes, &states, now, &limits);
+    let mut decided: Vec<Option<Decision>> = vec![None; lanes.len()];
+    for i in fairness::picker_order(lanes, &states, now, &limits) {
+        let lane = lanes[i];
+        let mut decision = decide(lane, &host, chain_mode(lane, explain));
+        if admission.admit(&mut decision, lane) {
+            host.mark_starting(&lane.name);
+        }
+        decided[i] = Some(decision);
+    }
+    decided.into_iter().flatten().collect()
+}
+
+fn pass_host(
+    states: &Arc<crate::state::LaneStates>,
+    now: jiff::Timestamp,
+    observer: Arc<dyn crate::observe::Observer>,
+    settings: &crate::config::Settings,
+) -> Arc<PassHost> {
+    Arc::new(
         PassHost::new(
             now,
-            Arc::clone(&states),
+            Arc::clone(states),
             observer,
             Arc::new(settings.metrics.clone()),
         )
@@ -268,22 +336,60 @@ pub fn pass(
             timeout: settings.gate_timeout,
             evidence: settings.evidence,
         }),
-    );
-    let limits = |g: &str| settings.max_concurrent(g);
-    let mut admission = fairness::Admission::new(lanes, &states, now, &limits);
-    let mut decided: Vec<Option<Decision>> = vec![None; lanes.len()];
-    for i in fairness::picker_order(lanes, &states, now, &limits) {
-        let lane = lanes[i];
-        let mode = if explain == Some(lane.name.as_str()) {
-            ChainMode::Full
-        } else {
-            ChainMode::FirstDeferral
-        };
-        let mut decision = decide(lane, &host, mode);
-        if admission.admit(&mut decision, lane) {
-            host.mark_starting(&lane.name);
-        }
-        decided[i] = Some(decision);
+    )
+}
+
+fn chain_mode(lane: &Lane, explain: Option<&str>) -> ChainMode {
+    if explain == Some(lane.name.as_str()) {
+        ChainMode::Full
+    } else {
+        ChainMode::FirstDeferral
     }
-    decided.into_iter().flatten().collect()
+}
+
+/// Whether a decision looked at any of `lanes`: a plugin read its state.
+fn looked_at(d: &Decision, lanes: &std::collections::HashSet<&str>) -> bool {
+    !lanes.is_empty()
+        && d.chain.iter().flat_map(|c| &c.evidence).any(
+            |o| matches!(o, host::Observation::Lane { lane, .. } if lanes.contains(lane.as_str())),
+        )
+}
+
+/// Decides every lane at once on up to [`PASS_WORKERS`] threads (this one included), taking
+/// them in `order`. A lane whose worker failed is left `None`, to be decided again.
+fn decide_all(
+    lanes: &[&Lane],
+    order: &[usize],
+    host: &Arc<PassHost>,
+    mode: &(dyn Fn(&Lane) -> ChainMode + Sync),
+) -> Vec<Option<Decision>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut out = Vec::new();
+        loop {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&i) = order.get(k) else {
+                return out;
+            };
+            out.push((i, decide(lanes[i], host, mode(lanes[i]))));
+        }
+    };
+    let mut decided: Vec<Option<Decision>> = vec![None; lanes.len()];
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..PASS_WORKERS.min(order.len()))
+            .map_while(|_| {
+                std::thread::Builder::new()
+                    .name("lanekeeper-pass".into())
+                    .stack_size(WORKER_STACK)
+                    .spawn_scoped(scope, work)
+                    .ok()
+            })
+            .collect();
+        let mut results = vec![work()];
+        results.extend(helpers.into_iter().filter_map(|h| h.join().ok()));
+        for (i, d) in results.into_iter().flatten() {
+            decided[i] = Some(d);
+        }
+    });
+    decided
 }

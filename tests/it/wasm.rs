@@ -581,8 +581,8 @@ fn wasm_limits_are_validated_where_they_are_written() {
 /// its mutable global set, an allocation not at the start, a grown memory, or any non-zero byte
 /// after the context it was given (so also the tail of a longer earlier context); then it sets
 /// the global, sometimes grows memory, and writes bytes across both pages at places that depend
-/// on the context's length. Lanes are decided in name order and their names get shorter, so
-/// each context is shorter than the one before.
+/// on the context's length. Lanes are taken in name order (a pass decides up to eight at once)
+/// and their names get shorter, so a context is mostly shorter than those before it.
 #[test]
 fn nothing_an_evaluation_leaves_behind_reaches_the_next() {
     every_lane_sees_a_clean_instance("", "");
