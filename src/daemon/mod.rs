@@ -112,13 +112,18 @@ pub fn run(
         .build()
         .map_err(|e| DaemonError::Setup(format!("cannot start the runtime: {e}")))?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
+    let outcome = local.block_on(&runtime, async {
         let (mut daemon, events) = Daemon::start(home, once, clock)?;
         if !once && let Some(addr) = listen.or(daemon.config.settings.listen) {
             daemon.serve_http(addr).await?;
         }
         daemon.serve(events).await
-    })
+    });
+    drop(local);
+    // A pass cut short by a signal may still be waiting on a probe on a blocking thread;
+    // dropping the runtime would wait for it.
+    runtime.shutdown_background();
+    outcome
 }
 
 struct Daemon {
@@ -211,7 +216,15 @@ impl Daemon {
         };
 
         loop {
-            let (decisions, wake) = match self.pass().await {
+            // A signal ends a pass still deciding (waiting on probes, say): nothing it decided
+            // is recorded or dispatched. Once decided, the pass records and dispatches without
+            // yielding, so it is never cut in between.
+            let passed = tokio::select! {
+                r = self.pass() => r,
+                Some(()) = term.recv() => return self.shutdown(&mut events, "SIGTERM").await,
+                Some(()) = int.recv() => return self.shutdown(&mut events, "SIGINT").await,
+            };
+            let (decisions, wake) = match passed {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(
