@@ -652,3 +652,67 @@ pub fn check_verdict(verdict: &Verdict) -> Result<(), HostFault> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Answers every probe after a while, counting the requests it gets.
+    struct Slow(AtomicUsize);
+
+    impl Observer for Slow {
+        fn http_get(&self, _url: &str, _timeout: Duration) -> HttpResult {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(200));
+            HttpResult {
+                status: Some(200),
+                latency_ms: 200.0,
+                error: None,
+            }
+        }
+        fn metric(&self, _: &MetricSource) -> Result<f64, String> {
+            Err("none".into())
+        }
+    }
+
+    #[test]
+    fn lanes_asking_for_a_url_in_flight_wait_for_it_instead_of_asking_again() {
+        let observer = Arc::new(Slow(AtomicUsize::new(0)));
+        let pass = Arc::new(PassHost::new(
+            Timestamp::UNIX_EPOCH,
+            Arc::new(LaneStates::new()),
+            Arc::clone(&observer) as Arc<dyn Observer>,
+            Arc::new(MetricCatalog::default()),
+        ));
+        let answers: Vec<(Result<HttpResult, HostFault>, Vec<Observation>)> =
+            std::thread::scope(|s| {
+                let asks: Vec<_> = (0..6)
+                    .map(|i| {
+                        let pass = &pass;
+                        s.spawn(move || {
+                            observe(pass, &format!("lane{i}"), || {
+                                pass.http_get("http://llm.invalid/", Duration::from_secs(3))
+                            })
+                        })
+                    })
+                    .collect();
+                asks.into_iter().filter_map(|a| a.join().ok()).collect()
+            });
+        assert_eq!(answers.len(), 6);
+        assert_eq!(
+            observer.0.load(Ordering::SeqCst),
+            1,
+            "one request for the pass"
+        );
+        let fresh = answers
+            .iter()
+            .filter(|(r, evidence)| {
+                assert_eq!(r.as_ref().ok().and_then(|r| r.status), Some(200));
+                matches!(evidence[..], [Observation::Http { cached: false, .. }])
+            })
+            .count();
+        assert_eq!(fresh, 1, "the others say they were answered from the cache");
+    }
+}
