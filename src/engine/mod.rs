@@ -47,13 +47,7 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
         origin: None,
     };
 
-    let mut due = schedule::due(&lane.schedule, &lane.zone, state.last_run_at, now);
-    if matches!(due, Due::NotDue { .. })
-        && let Some(retry) = schedule::retry_due(lane.retry, &state, now)
-    {
-        due = retry;
-    }
-    match due {
+    match due_now(lane, &state, now) {
         Due::Disabled => {
             let mut entry = ChainEntry::builtin(
                 SCHEDULE_GATE,
@@ -202,6 +196,31 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
     }
     decision.chain = chain;
     decision
+}
+
+/// The schedule gate: due by the schedule, or by a retry of a failed run.
+fn due_now(lane: &Lane, state: &crate::state::LaneState, now: jiff::Timestamp) -> Due {
+    let due = schedule::due(&lane.schedule, &lane.zone, state.last_run_at, now);
+    if matches!(due, Due::NotDue { .. })
+        && let Some(retry) = schedule::retry_due(lane.retry, state, now)
+    {
+        return retry;
+    }
+    due
+}
+
+/// Whether deciding `lane` runs its plugins, the only part of a decision that can wait.
+fn runs_plugins(lane: &Lane, pass: &PassHost, mode: ChainMode) -> bool {
+    if lane.gates.is_empty() {
+        return false;
+    }
+    let never_run = crate::state::LaneState::default();
+    let state = pass.states().get(&lane.name).unwrap_or(&never_run);
+    match due_now(lane, state, pass.now()) {
+        Due::Due { .. } => true,
+        Due::NotDue { .. } => mode == ChainMode::Full,
+        Due::Disabled => false,
+    }
 }
 
 /// An error message (a thrown value, a panic message) cut to `max` bytes, saying so.
@@ -356,7 +375,9 @@ fn looked_at(d: &Decision, lanes: &std::collections::HashSet<&str>) -> bool {
 }
 
 /// Decides every lane at once on up to [`PASS_WORKERS`] threads (this one included), taking
-/// them in `order`. A lane whose worker failed is left `None`, to be decided again.
+/// them in `order`; only as many threads as there are lanes that run plugins, the only part
+/// of a decision that can wait, so a pass where at most one does starts none. A lane whose
+/// worker failed is left `None`, to be decided again.
 fn decide_all(
     lanes: &[&Lane],
     order: &[usize],
@@ -374,9 +395,13 @@ fn decide_all(
             out.push((i, decide(lanes[i], host, mode(lanes[i]))));
         }
     };
+    let waiting = order
+        .iter()
+        .filter(|&&i| runs_plugins(lanes[i], host, mode(lanes[i])))
+        .count();
     let mut decided: Vec<Option<Decision>> = vec![None; lanes.len()];
     std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..PASS_WORKERS.min(order.len()))
+        let helpers: Vec<_> = (1..PASS_WORKERS.min(waiting))
             .map_while(|_| {
                 std::thread::Builder::new()
                     .name("lanekeeper-pass".into())

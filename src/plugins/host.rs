@@ -376,17 +376,18 @@ impl PassHost {
     pub fn http_get(&self, url: &str, timeout: Duration) -> Result<HttpResult, HostFault> {
         let (result, was_cached) = capability(|left| {
             let timeout = left.map_or(timeout, |left| timeout.min(left));
-            let until = left.map(|left| Instant::now() + left);
+            let asked = Instant::now();
+            let until = left.map(|left| asked + left);
             self.http_cache
                 .get(url, until, || self.observer.http_get(url, timeout))
                 .unwrap_or_else(|| {
-                    let waited = left.unwrap_or_default();
+                    let waited = asked.elapsed();
                     (
                         HttpResult {
                             status: None,
-                            latency_ms: waited.as_secs_f64() * 1000.0,
+                            latency_ms: (waited.as_secs_f64() * 10_000.0).round() / 10.0,
                             error: Some(format!(
-                                "timed out after {} waiting for another lane's probe",
+                                "no answer after {}: another lane's probe of this URL was still waiting",
                                 duration::format(waited)
                             )),
                         },
