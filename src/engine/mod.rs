@@ -7,6 +7,7 @@
 pub mod decision;
 pub mod fairness;
 pub mod schedule;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -265,10 +266,6 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
 /// enough to bound its threads and live WASM instances (the pool has 64 slots, 48 kept warm).
 pub const PASS_WORKERS: usize = 8;
 
-/// Stack of each pass worker: gates run there, and deep Rhai recursion in a debug build needs
-/// more than a spawned thread's default 2 MiB (only what is touched is committed).
-const WORKER_STACK: usize = 8 << 20;
-
 /// One evaluation pass over every lane at `now`: every lane shares one host, so probes and
 /// metric reads are made once per pass. Lanes are decided in the picker's order and admitted
 /// one by one (their own run, their group's limit); a lane admitted earlier counts as running
@@ -374,47 +371,38 @@ fn looked_at(d: &Decision, lanes: &std::collections::HashSet<&str>) -> bool {
         )
 }
 
-/// Decides every lane at once on up to [`PASS_WORKERS`] threads (this one included), taking
-/// them in `order`; only as many threads as there are lanes that run plugins, the only part
-/// of a decision that can wait, so a pass where at most one does starts none. A lane whose
-/// worker failed is left `None`, to be decided again.
+/// Decides every lane at once, taking them in `order`: the lanes that run plugins (the only
+/// part of a decision that can wait) on up to [`PASS_WORKERS`] threads, this one included;
+/// the others, which take microseconds, here. A lane whose decision panicked is left `None`,
+/// to be decided again.
 fn decide_all(
     lanes: &[&Lane],
     order: &[usize],
     host: &Arc<PassHost>,
-    mode: &(dyn Fn(&Lane) -> ChainMode + Sync),
+    mode: &dyn Fn(&Lane) -> ChainMode,
 ) -> Vec<Option<Decision>> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let work = || {
-        let mut out = Vec::new();
-        loop {
-            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(&i) = order.get(k) else {
-                return out;
-            };
-            out.push((i, decide(lanes[i], host, mode(lanes[i]))));
-        }
-    };
-    let waiting = order
-        .iter()
-        .filter(|&&i| runs_plugins(lanes[i], host, mode(lanes[i])))
-        .count();
     let mut decided: Vec<Option<Decision>> = vec![None; lanes.len()];
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..PASS_WORKERS.min(waiting))
-            .map_while(|_| {
-                std::thread::Builder::new()
-                    .name("lanekeeper-pass".into())
-                    .stack_size(WORKER_STACK)
-                    .spawn_scoped(scope, work)
-                    .ok()
-            })
-            .collect();
-        let mut results = vec![work()];
-        results.extend(helpers.into_iter().filter_map(|h| h.join().ok()));
-        for (i, d) in results.into_iter().flatten() {
-            decided[i] = Some(d);
+    let mut waiting = Vec::new();
+    for &i in order {
+        let (lane, mode) = (lanes[i], mode(lanes[i]));
+        if runs_plugins(lane, host, mode) {
+            waiting.push((i, lane.clone(), mode));
+        } else {
+            decided[i] = Some(decide(lane, host, mode));
         }
-    });
+    }
+    match waiting.len() {
+        0 => {}
+        1 => {
+            for (i, lane, mode) in waiting {
+                decided[i] = Some(decide(&lane, host, mode));
+            }
+        }
+        n => {
+            for (i, d) in workers::Batch::run(waiting, host, (PASS_WORKERS - 1).min(n - 1)) {
+                decided[i] = d;
+            }
+        }
+    }
     decided
 }
