@@ -293,17 +293,17 @@ pub fn pass(
     let mode = |lane: &Lane| chain_mode(lane, explain);
     let mut guessed = decide_all(lanes, &order, &host, &mode);
     let mut admission = fairness::Admission::new(lanes, &states, now, &limits);
-    let mut starting: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut decided: Vec<Option<Decision>> = vec![None; lanes.len()];
+    let mut any_starting = false;
     for &i in &order {
         let lane = lanes[i];
-        let mut decision = match guessed[i].take() {
-            Some(d) if !looked_at(&d, &starting) => d,
+        let mut decision = match guessed.get_mut(i).and_then(Option::take) {
+            Some(d) if !(any_starting && looked_at_starting(&d, &host)) => d,
             _ => decide(lane, &host, mode(lane)),
         };
         if admission.admit(&mut decision, lane) {
             host.mark_starting(&lane.name);
-            starting.insert(lane.name.as_str());
+            any_starting = true;
         }
         decided[i] = Some(decision);
     }
@@ -363,45 +363,41 @@ fn chain_mode(lane: &Lane, explain: Option<&str>) -> ChainMode {
     }
 }
 
-/// Whether a decision looked at any of `lanes`: a plugin read its state.
-fn looked_at(d: &Decision, lanes: &std::collections::HashSet<&str>) -> bool {
-    !lanes.is_empty()
-        && d.chain.iter().flat_map(|c| &c.evidence).any(
-            |o| matches!(o, host::Observation::Lane { lane, .. } if lanes.contains(lane.as_str())),
-        )
+/// Whether a decision looked at a lane that `pass` now counts as starting: a plugin read its
+/// state before it was admitted.
+fn looked_at_starting(d: &Decision, pass: &PassHost) -> bool {
+    d.chain
+        .iter()
+        .flat_map(|c| &c.evidence)
+        .any(|o| matches!(o, host::Observation::Lane { lane, .. } if pass.is_starting(lane)))
 }
 
-/// Decides every lane at once, taking them in `order`: the lanes that run plugins (the only
-/// part of a decision that can wait) on up to [`PASS_WORKERS`] threads, this one included;
-/// the others, which take microseconds, here. A lane whose decision panicked is left `None`,
-/// to be decided again.
+/// Decides at once, taking them in `order` on up to [`PASS_WORKERS`] threads (this one
+/// included), the lanes that run plugins: the only part of a decision that can wait. The
+/// others take microseconds and are left out, to be decided in the admission walk while
+/// still in cache; so is a lane whose decision panicked, and every lane when at most one
+/// runs plugins (then the result is empty).
 fn decide_all(
     lanes: &[&Lane],
     order: &[usize],
     host: &Arc<PassHost>,
     mode: &dyn Fn(&Lane) -> ChainMode,
 ) -> Vec<Option<Decision>> {
-    let mut decided: Vec<Option<Decision>> = vec![None; lanes.len()];
-    let mut waiting = Vec::new();
-    for &i in order {
-        let (lane, mode) = (lanes[i], mode(lanes[i]));
-        if runs_plugins(lane, host, mode) {
-            waiting.push((i, lane.clone(), mode));
-        } else {
-            decided[i] = Some(decide(lane, host, mode));
-        }
-    }
-    match waiting.len() {
-        0 => {}
-        1 => {
-            for (i, lane, mode) in waiting {
-                decided[i] = Some(decide(&lane, host, mode));
-            }
-        }
-        n => {
-            for (i, d) in workers::Batch::run(waiting, host, (PASS_WORKERS - 1).min(n - 1)) {
-                decided[i] = d;
-            }
+    let waiting: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| runs_plugins(lanes[i], host, mode(lanes[i])))
+        .collect();
+    let mut decided: Vec<Option<Decision>> = Vec::new();
+    if waiting.len() > 1 {
+        decided.resize(lanes.len(), None);
+        let batch = waiting
+            .iter()
+            .map(|&i| (i, lanes[i].clone(), mode(lanes[i])))
+            .collect();
+        let helpers = (PASS_WORKERS - 1).min(waiting.len() - 1);
+        for (i, d) in workers::Batch::run(batch, host, helpers) {
+            decided[i] = d;
         }
     }
     decided

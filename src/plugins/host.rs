@@ -342,6 +342,11 @@ impl PassHost {
         lock(&self.starting).insert(lane.to_string());
     }
 
+    /// Whether an earlier decision of this pass dispatches `lane`.
+    pub fn is_starting(&self, lane: &str) -> bool {
+        lock(&self.starting).contains(lane)
+    }
+
     /// A lane's state as this pass sees it: as recorded, plus `starting` if an earlier lane's
     /// decision in this pass dispatches it.
     pub fn state(&self, name: &str) -> Option<Cow<'_, LaneState>> {
