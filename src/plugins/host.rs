@@ -362,7 +362,7 @@ impl PassHost {
 
     /// A lane's state, recorded as evidence.
     pub fn lane(&self, name: &str) -> Result<Option<Cow<'_, LaneState>>, HostFault> {
-        let state = capability(|_| self.state(name))?;
+        let state = quick_capability(|| self.state(name))?;
         let s = state.as_deref();
         record(Observation::Lane {
             lane: name.to_string(),
@@ -560,6 +560,18 @@ fn capability<R>(f: impl FnOnce(Option<Duration>) -> R) -> Result<R, HostFault> 
     Ok(out)
 }
 
+/// A host capability that cannot wait (a lane read, a log line): refused after a fault, with
+/// no clock read. The evidence caps bound how often a plugin can call it, and the runtimes
+/// check the gate's budget while the plugin runs.
+fn quick_capability<R>(f: impl FnOnce() -> R) -> Result<R, HostFault> {
+    if FAULTED.get()
+        && let Some(fault) = SESSION.with(|s| s.borrow().as_ref().and_then(|s| s.fault.clone()))
+    {
+        return Err(fault);
+    }
+    Ok(f())
+}
+
 /// Adds an observation to the current evaluation's evidence (no-op outside one). Past a cap it
 /// is dropped and the evaluation faults: nothing more is kept.
 pub fn record(obs: Observation) -> Result<(), HostFault> {
@@ -594,7 +606,7 @@ pub fn record(obs: Observation) -> Result<(), HostFault> {
 /// Logs a plugin message to tracing and to the evidence; only what fits in the evidence caps
 /// reaches the log, so a plugin cannot flood it either.
 pub fn log(level: &str, message: &str) -> Result<(), HostFault> {
-    capability(|_| ())?;
+    quick_capability(|| ())?;
     record(Observation::Log {
         level: level.to_string(),
         message: message.to_string(),
