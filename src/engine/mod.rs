@@ -275,10 +275,11 @@ pub const PASS_WORKERS: usize = 8;
 /// The lane named by `explain` has its whole chain evaluated.
 ///
 /// The result is [`pass_sequential`]'s, computed concurrently so that one slow probe does not
-/// hold up the other lanes: every lane is first decided at once on [`PASS_WORKERS`] threads,
-/// with nothing of this pass starting yet; then lanes are admitted in the picker's order, and
-/// a lane whose decision looked at a lane admitted before it (a `lane` observation in its
-/// evidence) is decided again, now seeing that lane starting, from the pass's probe cache.
+/// hold up the other lanes: the lanes that run plugins are first decided at once on up to
+/// [`PASS_WORKERS`] threads, with nothing of this pass starting yet; then lanes are admitted in
+/// the picker's order (the others decided there), and a lane whose decision looked at a lane
+/// admitted before it (a `lane` observation in its evidence) is decided again, now seeing that
+/// lane starting, from the pass's probe cache.
 pub fn pass(
     lanes: &[&Lane],
     states: Arc<crate::state::LaneStates>,
