@@ -35,7 +35,10 @@ pub use engine::WasmEngine;
 use engine::{DeadlineExceeded, MemoryLimitExceeded, StoreData, WarmSlot};
 use reset::{OffsetMap, ResetPlan, Snapshot};
 
-/// Live instances kept per plugin for reuse: one per thread evaluating it at the same time.
+/// Live instances kept per plugin for reuse. A pass may evaluate one plugin on up to eight
+/// threads at once (`engine::PASS_WORKERS`); each takes a kept instance or a new one, and only
+/// this many are kept afterwards, to bound memory (eight in flight plus the engine's 48 warm
+/// fit the pool's 64 slots).
 const WARM_PER_PLUGIN: usize = 2;
 
 /// The four bytes every WebAssembly binary starts with.
