@@ -352,3 +352,20 @@ fn http_get_cannot_outlive_the_gate_budget() {
         );
     }
 }
+
+/// As in WASM, `limits.rhai.deadline` is the plugin's own running time: a slow probe reads as
+/// what the probe saw, not as a plugin that missed its deadline.
+#[test]
+fn time_waiting_on_a_probe_does_not_count_against_a_rhai_deadline() {
+    let silent = crate::harness::TestServer::silent();
+    let home = plugin_home(
+        &format!(
+            "fn evaluate(ctx) {{\n    let r = http_get(\"{}\", 300);\n    let n = 0;\n    for i in 0..2000 {{ n += i; }}\n    #{{ defer: \"provider-unreachable\", detail: `${{r.error}}` }}\n}}\n",
+            silent.url
+        ),
+        "limits:\n  rhai: { deadline: 50ms }\n",
+    );
+    let d = home.check_at("victim", "2026-05-10T00:00:00Z");
+    assert_decision(&d, "deferred", "provider-unreachable");
+    assert!(d["detail"].as_str().unwrap().contains("timed out"), "{d}");
+}
