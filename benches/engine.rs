@@ -22,6 +22,13 @@
 //! - `decide_sandman_wasm_cached_probe`: the sandman chain with the four standard plugins as
 //!   WASM guests (`plugins/wasm/*.wasm`, built with the SDK), probe cached as above.
 //! - `sandman_gate_wasm`: each of those gates alone.
+//!
+//! Pass rows (issue 14), `sequential` (`engine::pass_sequential`, lane by lane) against
+//! `concurrent` (`engine::pass`, lanes decided at once):
+//! - `pass_shipped`: the six shipped lanes with the Rhai plugins, the sandman states above and
+//!   a stub observer answering at once: the cost of deciding concurrently when nothing waits.
+//! - `pass_8_slow_probes`: eight lanes, each probing its own URL through `provider-probe`,
+//!   with a stub observer answering each probe after 2 ms.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -454,4 +461,97 @@ fn decide_sandman_wasm_fresh_instances(bencher: divan::Bencher) {
 #[divan::bench(args = ["backup-recency", "provider-probe", "contention", "off-peak"])]
 fn sandman_gate_wasm(bencher: divan::Bencher, gate: &str) {
     bench_gate(bencher, sandman_wasm(), gate);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passes (issue 14): lanes decided at once against lane by lane
+
+/// A whole pass over the shipped six lanes (Rhai plugins, sandman due, stub observer answering
+/// at once): what deciding concurrently costs when no probe waits (threads started per pass).
+#[divan::bench(args = ["sequential", "concurrent"])]
+fn pass_shipped(bencher: divan::Bencher, how: &str) {
+    let s = sandman();
+    let lanes: Vec<&Lane> = s.config.lanes.iter().collect();
+    bencher.bench(|| {
+        run_pass(
+            how,
+            &lanes,
+            &s.due,
+            Arc::new(StubObserver {
+                calls: &UNUSED_PROBES,
+            }),
+            &s.config,
+        )
+    });
+}
+
+/// Answers each probe after `SLOW_PROBE`, as a provider on the network would.
+struct SlowObserver;
+
+/// The stub's answer time in `pass_8_slow_probes`.
+const SLOW_PROBE: Duration = Duration::from_millis(2);
+
+impl Observer for SlowObserver {
+    fn http_get(&self, _url: &str, _timeout: Duration) -> HttpResult {
+        std::thread::sleep(SLOW_PROBE);
+        HttpResult {
+            status: Some(200),
+            latency_ms: 2.0,
+            error: None,
+        }
+    }
+
+    fn metric(&self, _source: &MetricSource) -> Result<f64, String> {
+        Ok(0.0)
+    }
+}
+
+static EIGHT_PROBES: LazyLock<Config> = LazyLock::new(|| {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    load(|home| {
+        std::fs::copy(
+            repo.join("plugins/provider-probe.rhai"),
+            home.join("plugins/provider-probe.rhai"),
+        )
+        .expect("copy provider-probe");
+        for i in 0..8 {
+            write(
+                &home.join(format!("rules/p{i}.yaml")),
+                &format!(
+                    "schedule:\n  every: 1h\npreconditions:\n  - use: provider-probe\n    with: {{ url: \"http://p{i}.invalid/\" }}\ncommand:\n  argv: [\"true\"]\n"
+                ),
+            );
+        }
+    })
+});
+
+/// Eight lanes, each probing its own endpoint that answers in 2 ms: lane by lane the probes
+/// add up; decided at once they overlap.
+#[divan::bench(args = ["sequential", "concurrent"])]
+fn pass_8_slow_probes(bencher: divan::Bencher, how: &str) {
+    let config = &*EIGHT_PROBES;
+    let lanes: Vec<&Lane> = config.lanes.iter().collect();
+    let states = Arc::new(LaneStates::new());
+    bencher.bench(|| run_pass(how, &lanes, &states, Arc::new(SlowObserver), config));
+}
+
+fn run_pass(
+    how: &str,
+    lanes: &[&Lane],
+    states: &Arc<LaneStates>,
+    observer: Arc<dyn Observer>,
+    config: &Config,
+) -> Vec<engine::Decision> {
+    let f = match how {
+        "sequential" => engine::pass_sequential,
+        _ => engine::pass,
+    };
+    f(
+        lanes,
+        Arc::clone(states),
+        now(),
+        observer,
+        &config.settings,
+        None,
+    )
 }

@@ -129,6 +129,8 @@ pub struct Metrics {
     plugin_errors: Family<PluginErrorLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     retries_exhausted: Family<LaneLabel, Counter>,
+    pass_duration: Histogram,
+    pass_max: FloatGauge,
 }
 
 impl Default for Metrics {
@@ -152,6 +154,18 @@ impl Metrics {
         let plugin_errors = Family::default();
         let reloads: Family<ReloadLabels, Counter> = Family::default();
         let retries_exhausted = Family::default();
+        let pass_duration = eval_buckets();
+        let pass_max = FloatGauge::default();
+        registry.register(
+            "pass_duration_seconds",
+            "Time to decide every lane in one pass, probes included",
+            pass_duration.clone(),
+        );
+        registry.register(
+            "pass_max_seconds",
+            "The longest pass since the daemon started",
+            pass_max.clone(),
+        );
         registry.register(
             "lane_decisions",
             "Decisions made, by lane and outcome",
@@ -224,6 +238,17 @@ impl Metrics {
             plugin_errors,
             reloads,
             retries_exhausted,
+            pass_duration,
+            pass_max,
+        }
+    }
+
+    /// Times one pass's decisions.
+    pub fn observe_pass_time(&self, took: std::time::Duration) {
+        let secs = took.as_secs_f64();
+        self.pass_duration.observe(secs);
+        if secs > self.pass_max.get() {
+            self.pass_max.set(secs);
         }
     }
 

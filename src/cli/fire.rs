@@ -39,6 +39,19 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     } else {
         SupervisorLog::Discard
     };
+    // With --wait, SIGTERM and SIGINT stop the run: listen before it starts, so a signal sent
+    // as soon as the run shows as running is not lost (it is forwarded once it has started).
+    let signals = if args.wait {
+        runtime.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            Some((
+                signal(SignalKind::terminate()).ok()?,
+                signal(SignalKind::interrupt()).ok()?,
+            ))
+        })
+    } else {
+        None
+    };
     let started = runtime.block_on(dispatch::start(&session.config.home, &spec, wiring))?;
     let handle = match started {
         Start::Failed(report) => {
@@ -73,11 +86,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let stopper = handle.stopper();
     let report = runtime.block_on(async {
         // SIGTERM and SIGINT to `fire --wait` stop the run, through its supervisor.
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
+        if let Some((mut term, mut int)) = signals {
             tokio::spawn(async move {
                 loop {
                     let sig = tokio::select! {

@@ -70,6 +70,43 @@ impl Default for WasmLimits {
     }
 }
 
+/// Caps on what one gate evaluation may leave in its chain entry, so a plugin cannot flood
+/// the history, the log or the host's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvidenceLimits {
+    /// Observations (probes, metric reads, lane reads, log lines) per evaluation.
+    pub max_entries: usize,
+    /// Their total size in bytes, about the size of their JSON.
+    pub max_bytes: usize,
+    /// Longest `detail` or `hint` a plugin may return, in bytes.
+    pub max_detail: usize,
+}
+
+impl Default for EvidenceLimits {
+    fn default() -> Self {
+        Self {
+            max_entries: 64,
+            max_bytes: 64 * 1024,
+            max_detail: 4 * 1024,
+        }
+    }
+}
+
+/// The default of `limits.gate_timeout`: room for `provider-probe`'s default 3 s probe and
+/// the plugin's own running time.
+pub const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A byte count as people write it: `4 KiB`, `16 MiB`, or bytes.
+pub fn format_size(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// Parses a memory size: a number of bytes, or a number with `KiB`, `MiB` or `GiB`.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
@@ -274,6 +311,10 @@ pub struct Settings {
     pub rhai: RhaiLimits,
     /// WASM budgets.
     pub wasm: WasmLimits,
+    /// Per-gate caps on evidence and on the detail and hint.
+    pub evidence: EvidenceLimits,
+    /// Wall clock per gate evaluation, host calls included.
+    pub gate_timeout: Duration,
     /// Concurrent runs allowed per group (groups not listed allow 1).
     pub groups: BTreeMap<String, usize>,
     /// Default `recheck` for lanes that set none.
@@ -294,6 +335,8 @@ impl Default for Settings {
             metrics: MetricCatalog::default(),
             rhai: RhaiLimits::default(),
             wasm: WasmLimits::default(),
+            evidence: EvidenceLimits::default(),
+            gate_timeout: DEFAULT_GATE_TIMEOUT,
             groups: BTreeMap::new(),
             recheck: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(60),
@@ -398,6 +441,16 @@ struct RawMetric {
 struct RawLimits {
     rhai: Option<RawRhaiLimits>,
     wasm: Option<RawWasmLimits>,
+    evidence: Option<RawEvidenceLimits>,
+    gate_timeout: Option<Spanned<DurationSetting>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvidenceLimits {
+    max_entries: Option<Spanned<usize>>,
+    max_bytes: Option<Spanned<RawSize>>,
+    max_detail: Option<Spanned<RawSize>>,
 }
 
 #[derive(Deserialize)]
@@ -420,11 +473,11 @@ enum RawSize {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRhaiLimits {
-    max_operations: Option<u64>,
-    max_call_levels: Option<usize>,
-    max_string_size: Option<usize>,
-    max_array_size: Option<usize>,
-    max_map_size: Option<usize>,
+    max_operations: Option<Spanned<u64>>,
+    max_call_levels: Option<Spanned<usize>>,
+    max_string_size: Option<Spanned<usize>>,
+    max_array_size: Option<Spanned<usize>>,
+    max_map_size: Option<Spanned<usize>>,
     deadline: Option<Spanned<DurationSetting>>,
 }
 
@@ -518,7 +571,23 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
         settings.history_retention = d;
     }
     let (rhai, wasm) = match raw.limits {
-        Some(l) => (l.rhai, l.wasm),
+        Some(l) => {
+            if let Some(d) = &l.gate_timeout
+                && let Some(d) = positive(
+                    path,
+                    "limits.gate_timeout",
+                    d,
+                    duration::MAX_EVALUATION,
+                    diags,
+                )
+            {
+                settings.gate_timeout = d;
+            }
+            if let Some(e) = l.evidence {
+                load_evidence_limits(path, e, &mut settings.evidence, diags);
+            }
+            (l.rhai, l.wasm)
+        }
         None => (None, None),
     };
     if let Some(wasm) = wasm {
@@ -526,11 +595,41 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
     }
     if let Some(rhai) = rhai {
         let l = &mut settings.rhai;
-        l.max_operations = rhai.max_operations.unwrap_or(l.max_operations);
-        l.max_call_levels = rhai.max_call_levels.unwrap_or(l.max_call_levels);
-        l.max_string_size = rhai.max_string_size.unwrap_or(l.max_string_size);
-        l.max_array_size = rhai.max_array_size.unwrap_or(l.max_array_size);
-        l.max_map_size = rhai.max_map_size.unwrap_or(l.max_map_size);
+        at_least_one(
+            path,
+            "max_operations",
+            rhai.max_operations,
+            &mut l.max_operations,
+            diags,
+        );
+        at_least_one(
+            path,
+            "max_call_levels",
+            rhai.max_call_levels,
+            &mut l.max_call_levels,
+            diags,
+        );
+        at_least_one(
+            path,
+            "max_string_size",
+            rhai.max_string_size,
+            &mut l.max_string_size,
+            diags,
+        );
+        at_least_one(
+            path,
+            "max_array_size",
+            rhai.max_array_size,
+            &mut l.max_array_size,
+            diags,
+        );
+        at_least_one(
+            path,
+            "max_map_size",
+            rhai.max_map_size,
+            &mut l.max_map_size,
+            diags,
+        );
         if let Some(d) = rhai.deadline
             && let Some(v) = positive(
                 path,
@@ -544,6 +643,71 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
         }
     }
     settings
+}
+
+fn load_evidence_limits(
+    path: &Path,
+    raw: RawEvidenceLimits,
+    l: &mut EvidenceLimits,
+    diags: &mut Diagnostics,
+) {
+    if let Some(n) = raw.max_entries {
+        if n.value == 0 {
+            diags.push(Diagnostic::yaml(
+                path,
+                n.referenced,
+                "limits.evidence.max_entries must be at least 1, e.g. 64",
+            ));
+        } else {
+            l.max_entries = n.value;
+        }
+    }
+    for (key, raw, into) in [
+        ("max_bytes", raw.max_bytes, &mut l.max_bytes),
+        ("max_detail", raw.max_detail, &mut l.max_detail),
+    ] {
+        let Some(v) = raw else { continue };
+        let size = match &v.value {
+            RawSize::Bytes(0) => Err("0 is not a size".to_string()),
+            RawSize::Bytes(n) => Ok(*n),
+            RawSize::Text(t) => parse_size(t),
+        };
+        // Beyond 1 GiB a single decision could not be stored (SQLite's length limit).
+        match size.map(usize::try_from) {
+            Ok(Ok(n)) if n <= 1 << 30 => *into = n,
+            Ok(_) => diags.push(Diagnostic::yaml(
+                path,
+                v.referenced,
+                format!("limits.evidence.{key} must be at most 1GiB"),
+            )),
+            Err(e) => diags.push(Diagnostic::yaml(
+                path,
+                v.referenced,
+                format!("limits.evidence.{key}: {e}"),
+            )),
+        }
+    }
+}
+
+/// Sets a Rhai limit. Rhai reads 0 as "unlimited", which is never what a budget should say,
+/// so 0 is refused.
+fn at_least_one<T: Copy + Default + PartialEq + fmt::Display>(
+    path: &Path,
+    key: &str,
+    v: Option<Spanned<T>>,
+    into: &mut T,
+    diags: &mut Diagnostics,
+) {
+    let Some(v) = v else { return };
+    if v.value == T::default() {
+        diags.push(Diagnostic::yaml(
+            path,
+            v.referenced,
+            format!("limits.rhai.{key} must be at least 1 (0 would mean unlimited); the default is {into}"),
+        ));
+    } else {
+        *into = v.value;
+    }
 }
 
 fn load_wasm_limits(path: &Path, raw: RawWasmLimits, l: &mut WasmLimits, diags: &mut Diagnostics) {

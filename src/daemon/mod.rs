@@ -101,6 +101,13 @@ pub struct ReloadStatus {
     pub error: Option<String>,
 }
 
+/// A pass's decisions, made at `now` on `states`.
+struct Decided {
+    decisions: Vec<Decision>,
+    states: Arc<LaneStates>,
+    now: Timestamp,
+}
+
 /// What `run --once` did.
 #[derive(Debug, Default)]
 pub struct OnceReport {
@@ -123,13 +130,18 @@ pub fn run(
         .build()
         .map_err(|e| DaemonError::Setup(format!("cannot start the runtime: {e}")))?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
+    let outcome = local.block_on(&runtime, async {
         let (mut daemon, events) = Daemon::start(home, once, clock)?;
         if !once && let Some(addr) = listen.or(daemon.config.settings.listen) {
             daemon.serve_http(addr).await?;
         }
         daemon.serve(events).await
-    })
+    });
+    drop(local);
+    // A pass cut short by a signal may still be waiting on a probe on a blocking thread;
+    // dropping the runtime would wait for it.
+    runtime.shutdown_background();
+    outcome
 }
 
 struct Daemon {
@@ -232,7 +244,19 @@ impl Daemon {
         };
 
         loop {
-            let (decisions, wake) = match self.pass().await {
+            // A signal ends a pass still deciding (waiting on probes, say): nothing it decided
+            // is recorded or dispatched. Once decided, the pass records and dispatches to the
+            // end; a signal meanwhile waits for the next select.
+            let decided = tokio::select! {
+                r = self.decide() => r,
+                Some(()) = term.recv() => return self.shutdown(&mut events, "SIGTERM").await,
+                Some(()) = int.recv() => return self.shutdown(&mut events, "SIGINT").await,
+            };
+            let passed = match decided {
+                Ok(decided) => Ok(self.act(decided).await),
+                Err(e) => Err(e),
+            };
+            let (decisions, wake) = match passed {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(
@@ -297,7 +321,8 @@ impl Daemon {
 
     /// One evaluation pass: decide, record changes, dispatch. Returns the decisions and when
     /// the loop should wake next.
-    async fn pass(&mut self) -> Result<(Vec<Decision>, Timestamp), String> {
+    /// The first half of a pass: every lane decided, on a blocking thread (plugins block).
+    async fn decide(&mut self) -> Result<Decided, String> {
         let now = self.clock.now();
         let states = Arc::new(self.states().map_err(|e| e.to_string())?);
         let (config, observer, st) = (
@@ -305,12 +330,29 @@ impl Daemon {
             Arc::clone(&self.observer),
             Arc::clone(&states),
         );
+        let started = std::time::Instant::now();
         let decisions = tokio::task::spawn_blocking(move || {
             let lanes: Vec<&Lane> = config.lanes.iter().collect();
             engine::pass(&lanes, st, now, observer, &config.settings, None)
         })
         .await
         .map_err(|e| format!("the evaluation thread failed: {e}"))?;
+        self.metrics.observe_pass_time(started.elapsed());
+        Ok(Decided {
+            decisions,
+            states,
+            now,
+        })
+    }
+
+    /// The second half: record the decisions, dispatch the triggers. Returns the decisions
+    /// and when the loop should wake next.
+    async fn act(&mut self, decided: Decided) -> (Vec<Decision>, Timestamp) {
+        let Decided {
+            decisions,
+            states,
+            now,
+        } = decided;
 
         // Every evaluation is recorded; the store coalesces repeats into episodes. The log
         // gets only the changes.
@@ -334,9 +376,9 @@ impl Daemon {
         }
         let mut wake = self.next_wake(&decisions, &states, now);
         if !self.pending.is_empty() {
-            wake = wake.min(now + SignedDuration::try_from(RECORD_RETRY).unwrap_or_default());
+            wake = wake.min(later(now, RECORD_RETRY));
         }
-        Ok((decisions, wake))
+        (decisions, wake)
     }
 
     /// Records a pass's decisions after any the store refused before; what it refuses now is

@@ -45,6 +45,11 @@ pub fn main(home: &Home) -> i32 {
             return 2;
         }
     };
+    // A stop (SIGTERM, SIGINT) may come as soon as the run shows as running: hold it pending
+    // until the wait below listens for it, instead of dying of it with the command running.
+    let stops = stop_signals();
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&stops), None);
     // Orphans of the command (a `setsid` grandchild whose parent exited) come back to us
     // instead of init, so they can be found and stopped with the run.
     // SAFETY: prctl with these arguments only sets a flag on this process.
@@ -317,6 +322,12 @@ fn wait_for(
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        // Listening now: a stop held pending since the start is delivered.
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+            Some(&stop_signals()),
+            None,
+        );
         let mut exited =
             tokio::task::spawn_blocking(move || waitpid(Pid::from_raw(pid as i32), None));
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -352,6 +363,13 @@ fn wait_for(
         };
         Ok((exit, timed_out))
     })
+}
+
+fn stop_signals() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

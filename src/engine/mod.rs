@@ -7,6 +7,7 @@
 pub mod decision;
 pub mod fairness;
 pub mod schedule;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,13 +48,7 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
         origin: None,
     };
 
-    let mut due = schedule::due(&lane.schedule, &lane.zone, state.last_run_at, now);
-    if matches!(due, Due::NotDue { .. })
-        && let Some(retry) = schedule::retry_due(lane.retry, &state, now)
-    {
-        due = retry;
-    }
-    match due {
+    match due_now(lane, &state, now) {
         Due::Disabled => {
             let mut entry = ChainEntry::builtin(
                 SCHEDULE_GATE,
@@ -151,7 +146,7 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
             }
             Err(e) if binding.on_error == OnError::Pass => {
                 entry.error_kind = Some(e.kind.as_str().into());
-                entry.error = Some(e.message);
+                entry.error = Some(cut(e.message, pass.limits().evidence.max_detail));
                 None
             }
             Err(e) => {
@@ -160,7 +155,10 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
                     "fix plugin `{}` (see the detail), or set `on_error: pass` on this gate",
                     binding.name
                 ));
-                Some((REASON_PLUGIN_ERROR.to_string(), e.message))
+                Some((
+                    REASON_PLUGIN_ERROR.to_string(),
+                    cut(e.message, pass.limits().evidence.max_detail),
+                ))
             }
         };
         if let Some((reason, detail)) = deferral {
@@ -201,6 +199,48 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
     decision
 }
 
+/// The schedule gate: due by the schedule, or by a retry of a failed run.
+fn due_now(lane: &Lane, state: &crate::state::LaneState, now: jiff::Timestamp) -> Due {
+    let due = schedule::due(&lane.schedule, &lane.zone, state.last_run_at, now);
+    if matches!(due, Due::NotDue { .. })
+        && let Some(retry) = schedule::retry_due(lane.retry, state, now)
+    {
+        return retry;
+    }
+    due
+}
+
+/// Whether deciding `lane` runs its plugins, the only part of a decision that can wait.
+fn runs_plugins(lane: &Lane, pass: &PassHost, mode: ChainMode) -> bool {
+    if lane.gates.is_empty() {
+        return false;
+    }
+    let never_run = crate::state::LaneState::default();
+    let state = pass.states().get(&lane.name).unwrap_or(&never_run);
+    match due_now(lane, state, pass.now()) {
+        Due::Due { .. } => true,
+        Due::NotDue { .. } => mode == ChainMode::Full,
+        Due::Disabled => false,
+    }
+}
+
+/// An error message (a thrown value, a panic message) cut to `max` bytes, saying so.
+fn cut(mut message: String, max: usize) -> String {
+    if message.len() <= max {
+        return message;
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(&format!(
+        "… (cut at {}, limits.evidence.max_detail)",
+        crate::config::settings::format_size(max as u64)
+    ));
+    message
+}
+
 /// The schedule gate's deferral reason.
 pub const REASON_NOT_DUE: &str = "interval-not-due";
 /// The reason of a failed plugin.
@@ -222,6 +262,10 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
     }
 }
 
+/// Lanes a pass decides at once: enough that a few slow probes do not hold up the rest, few
+/// enough to bound its threads and live WASM instances (the pool has 64 slots, 48 kept warm).
+pub const PASS_WORKERS: usize = 8;
+
 /// One evaluation pass over every lane at `now`: every lane shares one host, so probes and
 /// metric reads are made once per pass. Lanes are decided in the picker's order and admitted
 /// one by one (their own run, their group's limit); a lane admitted earlier counts as running
@@ -229,6 +273,13 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
 /// this pass. Decisions come back in the order of `lanes`.
 /// `check`, `run`, `explain` and simulations all come through here, so they cannot disagree.
 /// The lane named by `explain` has its whole chain evaluated.
+///
+/// The result is [`pass_sequential`]'s, computed concurrently so that one slow probe does not
+/// hold up the other lanes: the lanes that run plugins are first decided at once on up to
+/// [`PASS_WORKERS`] threads, with nothing of this pass starting yet; then lanes are admitted in
+/// the picker's order (the others decided there), and a lane whose decision looked at a lane
+/// admitted before it (a `lane` observation in its evidence) is decided again, now seeing that
+/// lane starting, from the pass's probe cache.
 pub fn pass(
     lanes: &[&Lane],
     states: Arc<crate::state::LaneStates>,
@@ -237,27 +288,118 @@ pub fn pass(
     settings: &crate::config::Settings,
     explain: Option<&str>,
 ) -> Vec<Decision> {
-    let host = Arc::new(PassHost::new(
-        now,
-        Arc::clone(&states),
-        observer,
-        Arc::new(settings.metrics.clone()),
-    ));
+    let host = pass_host(&states, now, observer, settings);
+    let limits = |g: &str| settings.max_concurrent(g);
+    let order = fairness::picker_order(lanes, &states, now, &limits);
+    let mode = |lane: &Lane| chain_mode(lane, explain);
+    let mut guessed = decide_all(lanes, &order, &host, &mode);
+    let mut admission = fairness::Admission::new(lanes, &states, now, &limits);
+    let mut decided: Vec<Option<Decision>> = vec![None; lanes.len()];
+    let mut any_starting = false;
+    for &i in &order {
+        let lane = lanes[i];
+        let mut decision = match guessed.get_mut(i).and_then(Option::take) {
+            Some(d) if !(any_starting && looked_at_starting(&d, &host)) => d,
+            _ => decide(lane, &host, mode(lane)),
+        };
+        if admission.admit(&mut decision, lane) {
+            host.mark_starting(&lane.name);
+            any_starting = true;
+        }
+        decided[i] = Some(decision);
+    }
+    decided.into_iter().flatten().collect()
+}
+
+/// [`pass`] lane by lane on the calling thread: the reference the concurrent pass must agree
+/// with, and the baseline of its benchmark.
+pub fn pass_sequential(
+    lanes: &[&Lane],
+    states: Arc<crate::state::LaneStates>,
+    now: jiff::Timestamp,
+    observer: Arc<dyn crate::observe::Observer>,
+    settings: &crate::config::Settings,
+    explain: Option<&str>,
+) -> Vec<Decision> {
+    let host = pass_host(&states, now, observer, settings);
     let limits = |g: &str| settings.max_concurrent(g);
     let mut admission = fairness::Admission::new(lanes, &states, now, &limits);
     let mut decided: Vec<Option<Decision>> = vec![None; lanes.len()];
     for i in fairness::picker_order(lanes, &states, now, &limits) {
         let lane = lanes[i];
-        let mode = if explain == Some(lane.name.as_str()) {
-            ChainMode::Full
-        } else {
-            ChainMode::FirstDeferral
-        };
-        let mut decision = decide(lane, &host, mode);
+        let mut decision = decide(lane, &host, chain_mode(lane, explain));
         if admission.admit(&mut decision, lane) {
             host.mark_starting(&lane.name);
         }
         decided[i] = Some(decision);
     }
     decided.into_iter().flatten().collect()
+}
+
+fn pass_host(
+    states: &Arc<crate::state::LaneStates>,
+    now: jiff::Timestamp,
+    observer: Arc<dyn crate::observe::Observer>,
+    settings: &crate::config::Settings,
+) -> Arc<PassHost> {
+    Arc::new(
+        PassHost::new(
+            now,
+            Arc::clone(states),
+            observer,
+            Arc::new(settings.metrics.clone()),
+        )
+        .with_limits(host::GateLimits {
+            timeout: settings.gate_timeout,
+            evidence: settings.evidence,
+        }),
+    )
+}
+
+fn chain_mode(lane: &Lane, explain: Option<&str>) -> ChainMode {
+    if explain == Some(lane.name.as_str()) {
+        ChainMode::Full
+    } else {
+        ChainMode::FirstDeferral
+    }
+}
+
+/// Whether a decision looked at a lane that `pass` now counts as starting: a plugin read its
+/// state before it was admitted.
+fn looked_at_starting(d: &Decision, pass: &PassHost) -> bool {
+    d.chain
+        .iter()
+        .flat_map(|c| &c.evidence)
+        .any(|o| matches!(o, host::Observation::Lane { lane, .. } if pass.is_starting(lane)))
+}
+
+/// Decides at once, taking them in `order` on up to [`PASS_WORKERS`] threads (this one
+/// included), the lanes that run plugins: the only part of a decision that can wait. The
+/// others take microseconds and are left out, to be decided in the admission walk while
+/// still in cache; so is a lane whose decision panicked, and every lane when at most one
+/// runs plugins (then the result is empty).
+fn decide_all(
+    lanes: &[&Lane],
+    order: &[usize],
+    host: &Arc<PassHost>,
+    mode: &dyn Fn(&Lane) -> ChainMode,
+) -> Vec<Option<Decision>> {
+    let waiting: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| runs_plugins(lanes[i], host, mode(lanes[i])))
+        .collect();
+    let mut decided: Vec<Option<Decision>> = Vec::new();
+    if waiting.len() > 1 {
+        decided.resize(lanes.len(), None);
+        let batch = waiting
+            .iter()
+            .map(|&i| (i, lanes[i].clone(), mode(lanes[i])))
+            .collect();
+        let helpers = (PASS_WORKERS - 1).min(waiting.len() - 1);
+        for (i, d) in workers::Batch::run(batch, host, helpers) {
+            decided[i] = d;
+        }
+    }
+    decided
 }

@@ -2,17 +2,21 @@
 //!
 //! The engine is built without filesystem, process or network access; plugins reach the world
 //! only through the host functions registered here, which all go through [`super::host`].
-//! Limits (operations, call depth, sizes) are Rhai's own; the wall-clock deadline is enforced
-//! from `on_progress`, reading a per-thread deadline set for each evaluation.
+//! Call depth and sizes are Rhai's own limits. The operation budget, the deadline (the plugin's
+//! own time, host calls excluded), the gate's budget and host faults are enforced from
+//! `on_progress`, and are sticky: once one trips, every later operation fails too, so a
+//! callback whose error the standard library swallows cannot let the gate pass.
 
 use std::cell::Cell;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rhai::{
-    AST, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope,
+    AST, Array, CallFnOptions, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, Map,
+    NativeCallContext, Position, Scope,
 };
 
 use super::host::{self, PassHost};
@@ -26,11 +30,42 @@ use crate::config::settings::RhaiLimits;
 use crate::state::LaneState;
 
 thread_local! {
+    /// When the evaluation on this thread misses its deadline, before host time is added.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Why the evaluation on this thread was stopped, once it was.
+    static STOP: Cell<Option<Stop>> = const { Cell::new(None) };
+    /// Where a host call was first refused: Rhai moves errors that scripts cannot catch to
+    /// the call site of `evaluate`, so the place is kept here.
+    static REFUSED_AT: Cell<Position> = const { Cell::new(Position::NONE) };
 }
 
-/// Token returned from `on_progress` when the deadline passes.
-const DEADLINE_TOKEN: &str = "lanekeeper:deadline";
+/// What stopped an evaluation from `on_progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Budget,
+    Deadline,
+    /// The gate's budget, or a host fault: [`host::fault`] says which.
+    Host,
+}
+
+/// Token returned from `on_progress` when an evaluation is stopped.
+const STOP_TOKEN: &str = "lanekeeper:stop";
+
+/// Stops the evaluation on this thread, now and at every later operation.
+fn stop(why: Stop) -> Option<Dynamic> {
+    STOP.set(Some(why));
+    Some(Dynamic::from(STOP_TOKEN))
+}
+
+/// A host fault as a Rhai error that scripts cannot catch, at the call's position.
+fn refused(at: Position) -> impl FnOnce(host::HostFault) -> Box<EvalAltResult> {
+    move |_| {
+        if STOP.replace(Some(Stop::Host)).is_none() {
+            REFUSED_AT.set(at);
+        }
+        EvalAltResult::ErrorTerminated(Dynamic::from(STOP_TOKEN), at).into()
+    }
+}
 
 /// Default timeout of `http_get` when the plugin gives none.
 const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -38,7 +73,8 @@ const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Builds the one sandboxed engine shared by every Rhai plugin of a registry.
 pub fn engine(limits: &RhaiLimits) -> Engine {
     let mut e = Engine::new();
-    e.set_max_operations(limits.max_operations);
+    // Counted in `on_progress` rather than by Rhai, so it is sticky (see the module docs).
+    e.set_max_operations(0);
     e.set_max_call_levels(limits.max_call_levels);
     e.set_max_expr_depths(64, 32);
     e.set_max_string_size(limits.max_string_size);
@@ -49,45 +85,88 @@ pub fn engine(limits: &RhaiLimits) -> Engine {
     e.set_max_modules(0);
     e.disable_symbol("eval");
     e.set_strict_variables(true);
-    e.on_progress(|ops| {
+    let max_operations = limits.max_operations;
+    e.on_progress(move |ops| {
+        if STOP.get().is_some() {
+            return Some(Dynamic::from(STOP_TOKEN));
+        }
+        if host::faulted() {
+            return stop(Stop::Host);
+        }
+        if ops > max_operations {
+            return stop(Stop::Budget);
+        }
         if ops % 256 != 0 {
             return None;
         }
-        let late = DEADLINE.with(|d| d.get().is_some_and(|at| Instant::now() >= at));
-        late.then(|| Dynamic::from(DEADLINE_TOKEN))
+        let now = Instant::now();
+        let (gate_ends, host_time) = host::timing();
+        if DEADLINE.with(|d| d.get().is_some_and(|at| now >= at + host_time)) {
+            return stop(Stop::Deadline);
+        }
+        if gate_ends.is_some_and(|at| now >= at) {
+            return stop(Stop::Host);
+        }
+        None
     });
-    e.on_print(|s| host::log("info", s));
-    e.on_debug(|s, _, _| host::log("info", s));
+    // These cannot fail; a fault is sticky and stops the script at its next operation.
+    e.on_print(|s| {
+        let _ = host::log("info", s);
+    });
+    e.on_debug(|s, _, _| {
+        let _ = host::log("info", s);
+    });
     register_host_functions(&mut e);
+    register_callbacks(&mut e);
     register_context(&mut e);
     e
 }
 
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
 fn register_host_functions(e: &mut Engine) {
-    e.register_fn("http_get", |url: &str| http_get(url, DEFAULT_PROBE_TIMEOUT));
-    e.register_fn("http_get", |url: &str, timeout_ms: i64| {
-        http_get(
-            url,
-            Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0)),
-        )
+    e.register_fn("http_get", |c: NativeCallContext, url: &str| {
+        http_get(c.call_position(), url, DEFAULT_PROBE_TIMEOUT)
     });
-    e.register_fn("metric", |name: &str| -> Dynamic {
-        match host::current() {
-            Some((pass, _)) => match pass.metric(name) {
-                Ok(v) => Dynamic::from_float(v),
-                Err(_) => Dynamic::UNIT,
-            },
-            None => Dynamic::UNIT,
-        }
+    e.register_fn(
+        "http_get",
+        |c: NativeCallContext, url: &str, timeout_ms: i64| {
+            http_get(
+                c.call_position(),
+                url,
+                Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0)),
+            )
+        },
+    );
+    e.register_fn(
+        "metric",
+        |c: NativeCallContext, name: &str| -> RhaiResult<Dynamic> {
+            match host::current() {
+                Some((pass, _)) => Ok(
+                    match pass.metric(name).map_err(refused(c.call_position()))? {
+                        Ok(v) => Dynamic::from_float(v),
+                        Err(_) => Dynamic::UNIT,
+                    },
+                ),
+                None => Ok(Dynamic::UNIT),
+            }
+        },
+    );
+    e.register_fn(
+        "lane",
+        |c: NativeCallContext, name: &str| -> RhaiResult<Dynamic> {
+            match host::current() {
+                Some((pass, _)) => lane_view(&pass, name, c.call_position()),
+                None => Ok(Dynamic::UNIT),
+            }
+        },
+    );
+    e.register_fn("log", |c: NativeCallContext, msg: &str| {
+        host::log("info", msg).map_err(refused(c.call_position()))
     });
-    e.register_fn("lane", |name: &str| -> Dynamic {
-        match host::current() {
-            Some((pass, _)) => lane_view(&pass, name),
-            None => Dynamic::UNIT,
-        }
+    e.register_fn("warn", |c: NativeCallContext, msg: &str| {
+        host::log("warn", msg).map_err(refused(c.call_position()))
     });
-    e.register_fn("log", |msg: &str| host::log("info", msg));
-    e.register_fn("warn", |msg: &str| host::log("warn", msg));
     e.register_fn(
         "duration_ms",
         |text: &str| -> Result<i64, Box<EvalAltResult>> {
@@ -112,11 +191,69 @@ fn register_host_functions(e: &mut Engine) {
     );
 }
 
-fn http_get(url: &str, timeout: Duration) -> Dynamic {
+fn http_get(at: Position, url: &str, timeout: Duration) -> RhaiResult<Dynamic> {
     let Some((pass, _)) = host::current() else {
-        return Dynamic::UNIT;
+        return Ok(Dynamic::UNIT);
     };
-    Dynamic::from(Probe(Arc::new(pass.http_get(url, timeout))))
+    let probe = pass.http_get(url, timeout).map_err(refused(at))?;
+    Ok(Dynamic::from(Probe(Arc::new(probe))))
+}
+
+/// The standard library's `sort` and `dedup` ignore errors raised by their callback (and
+/// sort by type instead); these replace them and pass any error on.
+fn register_callbacks(e: &mut Engine) {
+    e.register_fn("sort", sort_by);
+    e.register_fn("sort_by", sort_by);
+    e.register_fn("dedup", dedup_by);
+}
+
+fn sort_by(ctx: NativeCallContext, array: &mut Array, comparer: FnPtr) -> RhaiResult<()> {
+    if array.len() <= 1 {
+        return Ok(());
+    }
+    let mut failed = None;
+    // `sort_by` may panic if the comparer is not a total order, as Rhai's own sort does.
+    let sorted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        array.sort_by(|x, y| {
+            if failed.is_some() {
+                return Ordering::Equal;
+            }
+            match comparer.call_raw(&ctx, None, [x.clone(), y.clone()]) {
+                Ok(v) => match v
+                    .as_int()
+                    .or_else(|_| v.as_bool().map(|b| if b { -1 } else { 1 }))
+                {
+                    Ok(n) => n.cmp(&0),
+                    Err(_) => x.type_id().cmp(&y.type_id()),
+                },
+                Err(e) => {
+                    failed = Some(e);
+                    Ordering::Equal
+                }
+            }
+        });
+    }));
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    sorted.map_err(|_| "the comparer given to `sort` is not a total order".into())
+}
+
+fn dedup_by(ctx: NativeCallContext, array: &mut Array, comparer: FnPtr) -> RhaiResult<()> {
+    let mut failed = None;
+    array.dedup_by(|x, y| {
+        if failed.is_some() {
+            return false;
+        }
+        match comparer.call_raw(&ctx, None, [y.clone(), x.clone()]) {
+            Ok(v) => v.as_bool().unwrap_or(false),
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    });
+    failed.map_or(Ok(()), Err)
 }
 
 /// A lane's recorded state as scripts see it (`lane(name)`, `ctx.lanes.<name>`): read-only,
@@ -130,11 +267,11 @@ impl LaneView {
     }
 }
 
-fn lane_view(pass: &Arc<PassHost>, name: &str) -> Dynamic {
-    match pass.lane(name) {
+fn lane_view(pass: &Arc<PassHost>, name: &str, at: Position) -> RhaiResult<Dynamic> {
+    Ok(match pass.lane(name).map_err(refused(at))? {
         Some(_) => Dynamic::from(LaneView(Arc::clone(pass), name.into())),
         None => Dynamic::UNIT,
-    }
+    })
 }
 
 /// The outcome of `http_get`: `ok`, `status`, `latency_ms`, `error`.
@@ -329,16 +466,52 @@ fn read_schema(inner: &Inner) -> Result<ParamSchema, LoadError> {
 }
 
 impl Inner {
-    /// Calls a script function under the deadline, mapping failures to plugin errors.
+    /// Calls a script function under the budgets, mapping failures to plugin errors. A host
+    /// fault or a stop wins over whatever the script returned: a callback's error may have
+    /// been swallowed on the way.
     fn call(&self, f: &str, args: impl rhai::FuncArgs) -> Result<Dynamic, PluginError> {
         let previous = DEADLINE.with(|d| d.replace(Some(Instant::now() + self.deadline)));
+        let previous_stop = STOP.replace(None);
         let mut scope = Scope::new();
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
         let result = self
             .engine
             .call_fn_with_options::<Dynamic>(options, &mut scope, &self.ast, f, args);
+        let stopped = STOP.replace(previous_stop);
+        let refused_at = REFUSED_AT.replace(Position::NONE);
         DEADLINE.with(|d| d.set(previous));
-        result.map_err(|e| self.error(&e))
+        if let Some(fault) = host::fault() {
+            return Err(fault.into_error(&self.at(refused_at)));
+        }
+        match stopped {
+            Some(Stop::Budget) => Err(self.budget_error()),
+            Some(Stop::Deadline) => Err(self.deadline_error()),
+            // A host stop without a fault cannot happen; treat it as the gate's deadline.
+            Some(Stop::Host) => Err(self.deadline_error()),
+            None => result.map_err(|e| self.error(&e)),
+        }
+    }
+
+    fn budget_error(&self) -> PluginError {
+        PluginError {
+            kind: PluginErrorKind::Budget,
+            message: format!(
+                "{} ran out of its operation budget ({} operations)",
+                self.at(Position::NONE),
+                self.max_operations
+            ),
+        }
+    }
+
+    fn deadline_error(&self) -> PluginError {
+        PluginError {
+            kind: PluginErrorKind::Deadline,
+            message: format!(
+                "{} missed its deadline of {}",
+                self.at(Position::NONE),
+                duration::format(self.deadline)
+            ),
+        }
     }
 
     fn error(&self, e: &EvalAltResult) -> PluginError {
@@ -351,15 +524,6 @@ impl Inner {
                     self.max_operations
                 ),
             ),
-            EvalAltResult::ErrorTerminated(token, _)
-                if token.clone().into_immutable_string().ok().as_deref()
-                    == Some(DEADLINE_TOKEN) =>
-            {
-                (
-                    PluginErrorKind::Deadline,
-                    format!("missed its deadline of {}", duration::format(self.deadline)),
-                )
-            }
             EvalAltResult::ErrorDataTooLarge(what, _) => (
                 PluginErrorKind::Limit,
                 format!("exceeded a size limit: {what}"),
@@ -436,13 +600,19 @@ impl Inner {
         }
         let type_name = value.type_name();
         let Some(map) = value.try_cast::<Map>() else {
-            return Err(bad(format!("a value of type {type_name}")));
+            return Err(bad(format!(
+                "an unknown verdict shape: a value of type {type_name}"
+            )));
         };
+        // `#{ pass: false }` reads as a deferral to its author; any key but these is refused
+        // rather than guessed at.
         if let Some(k) = map
             .keys()
-            .find(|k| !["defer", "detail", "hint", "pass"].contains(&k.as_str()))
+            .find(|k| !["defer", "detail", "hint"].contains(&k.as_str()))
         {
-            return Err(bad(format!("a map with the unknown key `{k}`")));
+            return Err(bad(format!(
+                "an unknown verdict shape: a map with the unknown key `{k}`"
+            )));
         }
         let text = |key: &str| match map.get(key) {
             None => None,
@@ -523,7 +693,9 @@ impl Gate for RhaiGate {
             local: std::sync::OnceLock::new(),
         }));
         let value = self.inner.call("evaluate", (Dynamic::from(ctx),))?;
-        self.inner.verdict(value)
+        let verdict = self.inner.verdict(value)?;
+        host::check_verdict(&verdict).map_err(|f| f.into_error(&self.inner.at(Position::NONE)))?;
+        Ok(verdict)
     }
 }
 
@@ -576,7 +748,9 @@ fn register_context(e: &mut Engine) {
             p.0.get(key).cloned().unwrap_or(Dynamic::UNIT)
         });
     e.register_type_with_name::<Lanes>("Lanes")
-        .register_indexer_get(|l: &mut Lanes, name: &str| -> Dynamic { lane_view(&l.0, name) });
+        .register_indexer_get(|l: &mut Lanes, name: &str| -> RhaiResult<Dynamic> {
+            lane_view(&l.0, name, Position::NONE)
+        });
     register_views(e);
     e.register_type_with_name::<LocalTime>("LocalTime")
         .register_get("date", |t: &mut LocalTime| t.0.date().to_string())

@@ -519,62 +519,22 @@ impl Store for SqliteStore {
     }
 
     fn record_decisions(&self, decisions: &[Decision], origin: Origin) -> Result<(), StoreError> {
-        /// The stored body: the decision with who recorded it.
-        #[derive(serde::Serialize)]
-        struct Recorded<'a> {
-            #[serde(flatten)]
-            decision: &'a Decision,
-            origin: Origin,
-        }
+        // One transaction for the pass, one savepoint per decision: a decision that cannot be
+        // stored (too big for SQLite, say) is stored in short, saying so, and never takes the
+        // pass's other decisions down with it.
         self.write("record decisions", |tx| {
             for d in decisions {
-                let body = serde_json::to_string(&Recorded { decision: d, origin })
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                let at = d.at.as_millisecond();
-                // A configuration change starts a new episode, so each keeps one set of hashes.
-                let config = d.hashes.as_ref().map(|h| {
-                    h.iter().map(|(f, v)| format!("{f}={v}")).collect::<Vec<_>>().join(";")
-                });
-                type Latest = (i64, String, Option<String>, Option<String>, i64, Option<String>);
-                let latest: Option<Latest> = tx
-                    .query_row(
-                        "SELECT id, outcome, reason, gate, last_at, config FROM episodes WHERE lane = ?1
-                         ORDER BY first_at DESC, id DESC LIMIT 1",
-                        params![d.lane],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-                    )
-                    .optional()?;
-                let continues = latest.as_ref().and_then(|(id, outcome, reason, gate, last_at, cfg)| {
-                    let same = outcome == d.outcome.as_str()
-                        && reason.as_deref() == d.reason.as_deref()
-                        && gate.as_deref() == d.gate.as_deref()
-                        && *cfg == config;
-                    (same && d.outcome != Outcome::Trigger && at >= *last_at).then_some(*id)
-                });
-                match continues {
-                    Some(id) => tx.execute(
-                        "UPDATE episodes SET last_at = ?2, count = count + 1, last_body = ?3 WHERE id = ?1",
-                        params![id, at, body],
-                    )?,
-                    None => tx.execute(
-                        "INSERT INTO episodes(lane, outcome, reason, gate, first_at, last_at, first_body, config, origin)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
-                        params![d.lane, d.outcome.as_str(), d.reason, d.gate, at, body, config, origin.as_str()],
-                    )?,
-                };
-                tx.execute(ENSURE_LANE, params![d.lane])?;
-                if d.is_held() {
-                    tx.execute(
-                        "UPDATE lanes SET deferral_since = COALESCE(deferral_since, ?2), deferral_reason = ?3
-                         WHERE lane = ?1",
-                        params![d.lane, at, d.reason],
-                    )?;
-                } else if ends_streak(d.outcome, origin) {
-                    tx.execute(
-                        "UPDATE lanes SET deferral_since = NULL, deferral_reason = NULL WHERE lane = ?1",
-                        params![d.lane],
-                    )?;
+                tx.execute_batch("SAVEPOINT decision")?;
+                if let Err(e) = record_decision(tx, d, origin, None) {
+                    tx.execute_batch("ROLLBACK TO decision")?;
+                    let why = e.to_string();
+                    tracing::warn!(lane = %d.lane, "Recording a decision without its chain: {why}.");
+                    if let Err(again) = record_decision(tx, d, origin, Some(&why)) {
+                        tx.execute_batch("ROLLBACK TO decision")?;
+                        tracing::error!(lane = %d.lane, "Could not record a decision: {why}; nor in short: {again}.");
+                    }
                 }
+                tx.execute_batch("RELEASE decision")?;
             }
             Ok(())
         })
@@ -956,6 +916,137 @@ fn update_last_result(
     Ok(())
 }
 
+/// The longest detail a decision stored in short keeps.
+const SHORT_DETAIL: usize = 4096;
+
+/// Records one decision into the episode history and the lane's deferral streak. With
+/// `short`, the reason it could not be stored whole, it is stored without its chain, its
+/// detail cut and saying so.
+fn record_decision(
+    tx: &rusqlite::Transaction<'_>,
+    d: &Decision,
+    origin: Origin,
+    short: Option<&str>,
+) -> rusqlite::Result<()> {
+    /// The stored body: the decision with who recorded it.
+    #[derive(serde::Serialize)]
+    struct Recorded<'a> {
+        #[serde(flatten)]
+        decision: &'a Decision,
+        origin: Origin,
+        /// Why it was stored without its chain.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        truncated: Option<&'a str>,
+    }
+    let shortened;
+    let decision = match short {
+        None => d,
+        Some(why) => {
+            let mut s = Decision {
+                chain: Vec::new(),
+                ..d.clone()
+            };
+            let mut detail = s.detail.take().unwrap_or_default();
+            if detail.len() > SHORT_DETAIL {
+                let mut end = SHORT_DETAIL;
+                while !detail.is_char_boundary(end) {
+                    end -= 1;
+                }
+                detail.truncate(end);
+                detail.push('…');
+            }
+            s.detail = Some(format!(
+                "{detail} (stored without its chain and evidence: {})",
+                cut(why, 200)
+            ));
+            shortened = s;
+            &shortened
+        }
+    };
+    let body = serde_json::to_string(&Recorded {
+        decision,
+        origin,
+        truncated: short,
+    })
+    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let at = d.at.as_millisecond();
+    // A configuration change starts a new episode, so each keeps one set of hashes.
+    let config = d.hashes.as_ref().map(|h| {
+        h.iter()
+            .map(|(f, v)| format!("{f}={v}"))
+            .collect::<Vec<_>>()
+            .join(";")
+    });
+    type Latest = (
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<String>,
+    );
+    let latest: Option<Latest> = tx
+        .query_row(
+            "SELECT id, outcome, reason, gate, last_at, config FROM episodes WHERE lane = ?1
+             ORDER BY first_at DESC, id DESC LIMIT 1",
+            params![d.lane],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .optional()?;
+    let continues = latest
+        .as_ref()
+        .and_then(|(id, outcome, reason, gate, last_at, cfg)| {
+            let same = outcome == d.outcome.as_str()
+                && reason.as_deref() == d.reason.as_deref()
+                && gate.as_deref() == d.gate.as_deref()
+                && *cfg == config;
+            (same && d.outcome != Outcome::Trigger && at >= *last_at).then_some(*id)
+        });
+    match continues {
+        Some(id) => tx.execute(
+            "UPDATE episodes SET last_at = ?2, count = count + 1, last_body = ?3 WHERE id = ?1",
+            params![id, at, body],
+        )?,
+        None => tx.execute(
+            "INSERT INTO episodes(lane, outcome, reason, gate, first_at, last_at, first_body, config, origin)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+            params![d.lane, d.outcome.as_str(), d.reason, d.gate, at, body, config, origin.as_str()],
+        )?,
+    };
+    tx.execute(ENSURE_LANE, params![d.lane])?;
+    if d.is_held() {
+        tx.execute(
+            "UPDATE lanes SET deferral_since = COALESCE(deferral_since, ?2), deferral_reason = ?3
+             WHERE lane = ?1",
+            params![d.lane, at, d.reason],
+        )?;
+    } else if ends_streak(d.outcome, origin) {
+        tx.execute(
+            "UPDATE lanes SET deferral_since = NULL, deferral_reason = NULL WHERE lane = ?1",
+            params![d.lane],
+        )?;
+    }
+    Ok(())
+}
+
+/// `text` cut to at most `max` bytes.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -974,6 +1065,63 @@ mod tests {
             hashes: None,
             origin: None,
         }
+    }
+
+    #[test]
+    fn a_decision_too_big_to_store_does_not_lose_the_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("db")).expect("open");
+        // SQLite's own length limit, lowered so that one decision passes it.
+        store
+            .conn
+            .set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, 20_000)
+            .expect("limit");
+        let mut big = decision("big", "2026-01-01T00:00:00Z", Outcome::Deferred, "x");
+        big.detail = Some("y".repeat(50_000));
+        big.chain = vec![crate::engine::ChainEntry::builtin(
+            "g",
+            crate::engine::GateVerdict::Defer,
+            Some("x"),
+            "z".repeat(50_000),
+        )];
+        store
+            .record_decisions(
+                &[
+                    decision("a", "2026-01-01T00:00:00Z", Outcome::Deferred, "x"),
+                    big,
+                    decision("c", "2026-01-01T00:00:00Z", Outcome::Deferred, "x"),
+                ],
+                Origin::Daemon,
+            )
+            .expect("the others are recorded");
+        let all = store.episodes_since(Timestamp::UNIX_EPOCH).expect("read");
+        let lanes: Vec<&str> = all.iter().map(|e| e.summary.lane.as_str()).collect();
+        assert_eq!(lanes, ["a", "big", "c"]);
+        let at = "2026-01-01T00:00:00Z".parse().expect("t");
+        let stored = store.episode_at("big", at).expect("q").expect("big");
+        assert_eq!(stored.summary.reason.as_deref(), Some("x"));
+        let detail = stored.first.detail.expect("detail");
+        assert!(detail.len() < 20_000, "{} bytes", detail.len());
+        assert!(detail.contains("stored without its chain"), "{detail}");
+        assert!(stored.first.chain.is_empty());
+        let body: String = store
+            .conn
+            .query_row(
+                "SELECT first_body FROM episodes WHERE lane = 'big'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("body");
+        assert!(body.contains("\"truncated\":"), "{body}");
+        let held: Option<i64> = store
+            .conn
+            .query_row(
+                "SELECT deferral_since FROM lanes WHERE lane = 'big'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("lane");
+        assert!(held.is_some(), "the deferral streak is kept too");
     }
 
     #[test]

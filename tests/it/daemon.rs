@@ -444,6 +444,32 @@ fn sigterm_lets_a_running_child_finish_and_records_it() {
     );
 }
 
+/// A pass waiting on a probe does not hold up shutdown, and nothing it decided is dispatched.
+#[test]
+fn sigterm_interrupts_a_pass_waiting_on_probes() {
+    let silent = crate::harness::TestServer::silent();
+    let home = Home::standard();
+    home.write("lanekeeper.yaml", "limits:\n  gate_timeout: 5m\n");
+    home.lane(
+        "probing",
+        &lane_yaml(
+            "1h",
+            &format!(
+                "  - use: provider-probe\n    with: {{ url: \"{}\", timeout: 120s }}",
+                silent.url
+            ),
+            "[\"true\"]",
+        ),
+    );
+    home.lane("quick", &lane_yaml("1h", "", "[\"true\"]"));
+    let daemon = Daemon::start(&home);
+    wait_for(&home, "the probe to be in flight", || silent.hits() == 1);
+    // Bounded well under the probe's 120 s.
+    assert_eq!(daemon.wait_exit_after_term(), Some(0));
+    assert_eq!(runs(&home, "quick"), 0, "nothing of the pass is dispatched");
+    assert!(home.status("quick")["last_run_at"].is_null());
+}
+
 #[test]
 fn sigterm_stops_a_child_that_outlasts_the_shutdown_timeout() {
     let home = Home::new();

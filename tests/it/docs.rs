@@ -47,15 +47,19 @@ fn operations_md_documents_every_host_setting_with_a_default_that_validates() {
         ("", "bogus: 1\n"),
         ("limits.rhai.", "limits: { rhai: { bogus: 1 } }\n"),
         ("limits.wasm.", "limits: { wasm: { bogus: 1 } }\n"),
+        ("limits.evidence.", "limits: { evidence: { bogus: 1 } }\n"),
+        ("limits.", "limits: { bogus: 1 }\n"),
         ("run_logs.", "run_logs: { bogus: 1 }\n"),
         ("history.", "history: { bogus: 1 }\n"),
         ("groups.<name>.", "groups: { g: { bogus: 1 } }\n"),
     ];
-    let maps = ["limits", "run_logs", "history", "groups", "metrics"];
+    let maps = [
+        "limits", "run_logs", "history", "groups", "metrics", "rhai", "wasm", "evidence",
+    ];
     let mut missing = Vec::new();
     for (prefix, yaml) in sections {
         for key in accepted_keys(yaml) {
-            if prefix.is_empty() && maps.contains(&key.as_str()) {
+            if (prefix.is_empty() || prefix == "limits.") && maps.contains(&key.as_str()) {
                 continue;
             }
             let path = format!("{prefix}{key}");
@@ -66,7 +70,7 @@ fn operations_md_documents_every_host_setting_with_a_default_that_validates() {
     }
     assert_eq!(
         accepted_keys("limits: { bogus: 1 }\n"),
-        ["rhai", "wasm"],
+        ["rhai", "wasm", "evidence", "gate_timeout"],
         "a new limits section needs a row prefix here"
     );
     // Metric sources: one row, naming each of their keys.

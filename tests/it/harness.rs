@@ -118,6 +118,33 @@ impl Home {
         self.command(args).output().expect("run lanekeeper")
     }
 
+    /// Runs the binary like [`Self::run`], but gives up (killing it) if it is still running
+    /// after `bound`: for commands that must not hang on a slow peer.
+    pub fn run_within(&self, args: &[&str], bound: Duration) -> Output {
+        self.run_cmd_within(self.command(args), args, bound)
+    }
+
+    /// [`Self::run_within`] for a prepared command.
+    pub fn run_cmd_within(&self, mut cmd: Command, args: &[&str], bound: Duration) -> Output {
+        let child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn lanekeeper");
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(bound) {
+            Ok(out) => out.expect("wait for lanekeeper"),
+            Err(_) => {
+                kill(i64::from(pid), "KILL");
+                panic!("lanekeeper {args:?} was still running after {bound:?}");
+            }
+        }
+    }
+
     /// Runs the binary, asserts exit 0, returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);

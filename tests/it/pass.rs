@@ -96,3 +96,235 @@ fn the_picker_names_priority_when_priority_decided() {
         "{detail}"
     );
 }
+
+/// Lanes are decided at once, so a probe that hangs does not hold up the others: the second
+/// lane's probe is made while the first lane's is still waiting for its server.
+#[test]
+fn one_slow_probe_does_not_delay_the_other_lanes() {
+    let silent = crate::harness::TestServer::silent();
+    let up = crate::harness::TestServer::start(200, "{}");
+    let home = Home::standard();
+    home.write("lanekeeper.yaml", "limits:\n  gate_timeout: 2m\n");
+    let probe = |url: &str, priority: u32| {
+        format!(
+            "schedule:\n  every: 1h\npriority: {priority}\npreconditions:\n  - use: provider-probe\n    with: {{ url: \"{url}\", timeout: 60s }}\ncommand:\n  argv: [\"true\"]\n"
+        )
+    };
+    // The slow lane comes first in the picker's order.
+    home.lane("slow", &probe(&silent.url, 0));
+    home.lane("fast", &probe(&up.url, 10));
+    let mut check = home.spawn(&["check", "--json"]);
+    let started = std::time::Instant::now();
+    while up.hits() == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the fast lane's probe waited for the slow one"
+        );
+        assert!(
+            check.try_wait().expect("check").is_none(),
+            "check ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(silent.hits(), 1, "the slow probe is still waiting");
+    let _ = check.kill();
+    let _ = check.wait();
+}
+
+/// The concurrent pass decides exactly as deciding lane by lane in the picker's order does:
+/// the same outcome, reason, gate, detail and chain (apart from timings and cache flags), over
+/// lanes that read each other (declared and not), share groups, probe shared URLs, and run
+/// in both runtimes.
+#[test]
+fn the_concurrent_pass_decides_as_the_sequential_one() {
+    use std::sync::Arc;
+
+    use lanekeeper::config::settings::MetricSource;
+    use lanekeeper::observe::{HttpResult, Observer};
+    use lanekeeper::state::{LaneState, LaneStates, RunningRun};
+
+    struct Stub;
+    impl Observer for Stub {
+        fn http_get(&self, url: &str, _timeout: std::time::Duration) -> HttpResult {
+            let status = match url {
+                "http://a.invalid/" => Some(200),
+                "http://b.invalid/" => Some(503),
+                _ => None,
+            };
+            HttpResult {
+                status,
+                latency_ms: 1.0,
+                error: status.is_none().then(|| "connection refused".into()),
+            }
+        }
+        fn metric(&self, _: &MetricSource) -> Result<f64, String> {
+            Err("no metrics here".into())
+        }
+    }
+
+    /// A small deterministic generator (xorshift), so a failure names its seed.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("micros");
+                m.remove("cached");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+
+    let now: jiff::Timestamp = "2026-05-10T01:00:00Z".parse().unwrap();
+    let mut peers_starting = 0;
+    for seed in 1..=6u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let home = Home::standard();
+        std::fs::copy(
+            crate::harness::repo().join("plugins/wasm/contention.wasm"),
+            home.path().join("plugins/wcontention.wasm"),
+        )
+        .unwrap();
+        // Reads a lane it is not told is a lane, so the picker does not order by it.
+        home.write(
+            "plugins/sneaky.rhai",
+            "fn params() { #{ other: \"string\" } }\nfn evaluate(ctx) {\n    let s = lane(ctx.params.other);\n    if s != () && s.running { return #{ defer: \"other-busy\", detail: `${ctx.params.other} is busy` }; }\n    ()\n}\n",
+        );
+        home.write(
+            "lanekeeper.yaml",
+            "groups:\n  heavy: { max_concurrent: 1 }\n  light: { max_concurrent: 2 }\n",
+        );
+        let n = 24;
+        let name = |i: u64| format!("l{i:02}");
+        let mut states = LaneStates::new();
+        for i in 0..n {
+            let other = |rng: &mut Rng| {
+                let mut o = rng.below(n);
+                if o == i {
+                    o = (o + 1) % n;
+                }
+                name(o)
+            };
+            let mut yaml = format!(
+                "schedule:\n  every: {}\npriority: {}\n",
+                ["10m", "1h", "24h", "off"][rng.below(4) as usize],
+                rng.below(4)
+            );
+            match rng.below(3) {
+                0 => yaml.push_str("group: heavy\n"),
+                1 => yaml.push_str("group: light\n"),
+                _ => {}
+            }
+            let mut gates = String::new();
+            for _ in 0..rng.below(4) {
+                let gate = match rng.below(6) {
+                    0 => format!(
+                        "  - use: contention\n    with: {{ peers: [{}, {}] }}\n",
+                        other(&mut rng),
+                        other(&mut rng)
+                    ),
+                    1 => format!(
+                        "  - use: wcontention\n    with: {{ peers: [{}] }}\n",
+                        other(&mut rng)
+                    ),
+                    2 => format!(
+                        "  - use: sneaky\n    with: {{ other: {} }}\n",
+                        other(&mut rng)
+                    ),
+                    3 => format!(
+                        "  - use: backup-recency\n    with: {{ lane: {}, max_age: {} }}\n",
+                        other(&mut rng),
+                        ["1h", "36h"][rng.below(2) as usize]
+                    ),
+                    4 => format!(
+                        "  - use: provider-probe\n    with: {{ url: \"http://{}.invalid/\" }}\n",
+                        ["a", "b", "c"][rng.below(3) as usize]
+                    ),
+                    _ => {
+                        "  - use: off-peak\n    with: { window: \"00:00-02:00\" }\n    soft: true\n"
+                            .to_string()
+                    }
+                };
+                gates.push_str(&gate);
+            }
+            if !gates.is_empty() {
+                yaml.push_str(&format!("preconditions:\n{gates}"));
+            }
+            yaml.push_str("command:\n  argv: [\"true\"]\n");
+            home.lane(&name(i), &yaml);
+
+            let ago = |h: i64| now - jiff::SignedDuration::from_hours(h);
+            let mut state = LaneState::default();
+            match rng.below(4) {
+                0 => {}
+                1 => state.last_run_at = Some(ago(2)),
+                2 => state.last_run_at = Some(ago(30)),
+                _ => {
+                    state.last_run_at = Some(ago(1));
+                    state.running = (rng.below(3) == 0).then(|| RunningRun {
+                        run_id: i as i64,
+                        pid: 1000 + i as u32,
+                        pid_start: 1,
+                        started_at: ago(1),
+                        supervisor: None,
+                    });
+                }
+            }
+            if rng.below(2) == 0 {
+                state.last_success_at = Some(ago([1, 12, 48][rng.below(3) as usize]));
+            }
+            states.insert(name(i), state);
+        }
+        let config = lanekeeper::config::load(&lanekeeper::home::Home::new(home.path()))
+            .unwrap_or_else(|d| panic!("seed {seed}: {d}"));
+        let lanes: Vec<&lanekeeper::config::Lane> = config.lanes.iter().collect();
+        let states = Arc::new(states);
+        let decide = |concurrent: bool| {
+            let f = if concurrent {
+                lanekeeper::engine::pass
+            } else {
+                lanekeeper::engine::pass_sequential
+            };
+            let decisions = f(
+                &lanes,
+                Arc::clone(&states),
+                now,
+                Arc::new(Stub),
+                &config.settings,
+                Some("l03"),
+            );
+            let mut v = serde_json::to_value(&decisions).unwrap();
+            strip(&mut v);
+            v
+        };
+        let sequential = decide(false);
+        let concurrent = decide(true);
+        for (s, c) in sequential
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(concurrent.as_array().unwrap())
+        {
+            assert_eq!(s, c, "seed {seed}");
+        }
+        assert_eq!(sequential, concurrent, "seed {seed}");
+        peers_starting += sequential
+            .to_string()
+            .matches("starts in this pass")
+            .count();
+    }
+    assert!(
+        peers_starting > 0,
+        "the mix must have lanes that see a peer start in the same pass"
+    );
+}

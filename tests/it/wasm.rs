@@ -585,8 +585,8 @@ fn wasm_limits_are_validated_where_they_are_written() {
 /// its mutable global set, an allocation not at the start, a grown memory, or any non-zero byte
 /// after the context it was given (so also the tail of a longer earlier context); then it sets
 /// the global, sometimes grows memory, and writes bytes across both pages at places that depend
-/// on the context's length. Lanes are decided in name order and their names get shorter, so
-/// each context is shorter than the one before.
+/// on the context's length. Lanes are taken in name order (a pass decides up to eight at once)
+/// and their names get shorter, so a context is mostly shorter than those before it.
 #[test]
 fn nothing_an_evaluation_leaves_behind_reaches_the_next() {
     every_lane_sees_a_clean_instance("", "");
@@ -719,4 +719,87 @@ fn the_context_record_has_the_documented_layout() {
     let d = home.check_at("by-hand", "2026-05-10T03:07:00Z");
     assert_decision(&d, "deferred", "late");
     assert_eq!(d["detail"], "by-hand");
+}
+
+/// A guest calling `log` in a loop is stopped at its evidence cap: the host call traps, and
+/// the decision, the log and the host's memory hold no more than the cap.
+#[test]
+fn a_wasm_plugin_logging_in_a_loop_is_stopped_at_its_evidence_cap() {
+    // A small fuel budget keeps the unfixed host from running out of memory.
+    let settings = "limits:\n  wasm: { fuel: 20000 }\n";
+    for (len, cause, kept) in [
+        (
+            5,
+            "evidence over 64 entries (limits.evidence.max_entries)",
+            64,
+        ),
+        (4096, "evidence over 64 KiB (limits.evidence.max_bytes)", 15),
+    ] {
+        let home = plugin_home(
+            &module_with(
+                r#"(import "lanekeeper" "log" (func $log (param i32 i32 i32)))
+                   (data (i32.const 16384) "flood")"#,
+                &format!(
+                    "(loop (call $log (i32.const 0) (i32.const 16384) (i32.const {len})) br 0) i64.const 0"
+                ),
+            ),
+            settings,
+        );
+        let mut cmd = home.command(&["check", "victim", "--at", "2026-05-10T00:00:00Z", "--json"]);
+        cmd.env("LANEKEEPER_LOG", "info");
+        let out = home.run_cmd_within(cmd, &["check"], Duration::from_secs(60));
+        assert!(out.status.success(), "{out:?}");
+        let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_decision(&d, "deferred", "plugin-error");
+        let detail = d["detail"].as_str().unwrap();
+        assert!(detail.contains(cause), "{detail}");
+        assert!(
+            detail.contains("bad.wasm, at 0x"),
+            "names the place: {detail}"
+        );
+        assert_eq!(d["chain"][1]["evidence"].as_array().unwrap().len(), kept);
+        let logged = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.contains("flood"))
+            .count();
+        assert_eq!(logged, kept, "only what is kept reaches the log");
+    }
+}
+
+/// A guest's `http_get` is cut to the gate's budget too, and the gate ends as a deadline
+/// `plugin-error` instead of holding the pass for the guest's own timeout.
+#[test]
+fn a_wasm_http_get_cannot_outlive_the_gate_budget() {
+    let silent = TestServer::silent();
+    let url = silent.url.clone();
+    let home = plugin_home(
+        &module_with(
+            &format!(
+                r#"(import "lanekeeper" "http_get" (func $get (param i32 i32 i64) (result i64)))
+                   (data (i32.const 0) "{url}")"#
+            ),
+            &format!(
+                "(loop (drop (call $get (i32.const 0) (i32.const {}) (i64.const 60000))) br 0) i64.const 0",
+                url.len()
+            ),
+        ),
+        "limits:\n  gate_timeout: 400ms\n",
+    );
+    let out = home.run_within(
+        &["check", "victim", "--at", "2026-05-10T00:00:00Z", "--json"],
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_decision(&d, "deferred", "plugin-error");
+    let detail = d["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("ran past its gate budget of 400ms (limits.gate_timeout)"),
+        "{detail}"
+    );
+    assert_eq!(
+        d["chain"][1]["evidence"].as_array().unwrap().len(),
+        1,
+        "{d}"
+    );
 }

@@ -454,10 +454,10 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
         "lane",
         |mut c: Caller<'_, StoreData>, ptr: i32, len: i32| -> wasmtime::Result<i64> {
             let name = read_str(&mut c, "lane", ptr, len)?;
-            let out = timed(&mut c, || {
-                let (pass, _) = host::current()?;
-                pass.lane(&name).as_deref().map(lane_record)
-            });
+            let out = timed(&mut c, || match host::current() {
+                Some((pass, _)) => pass.lane(&name).map(|s| s.as_deref().map(lane_record)),
+                None => Ok(None),
+            })?;
             write_out(&mut c, out)
         },
     )?;
@@ -475,10 +475,10 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
             } else {
                 Duration::from_millis(timeout_ms as u64)
             };
-            let out = timed(&mut c, || {
-                let (pass, _) = host::current()?;
-                Some(probe_record(&pass.http_get(&url, timeout)))
-            });
+            let out = timed(&mut c, || match host::current() {
+                Some((pass, _)) => pass.http_get(&url, timeout).map(|r| Some(probe_record(&r))),
+                None => Ok(None),
+            })?;
             write_out(&mut c, out)
         },
     )?;
@@ -487,10 +487,10 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
         "metric",
         |mut c: Caller<'_, StoreData>, ptr: i32, len: i32| -> wasmtime::Result<i64> {
             let name = read_str(&mut c, "metric", ptr, len)?;
-            let out = timed(&mut c, || {
-                let (pass, _) = host::current()?;
-                Some(metric_record(&pass.metric(&name)))
-            });
+            let out = timed(&mut c, || match host::current() {
+                Some((pass, _)) => pass.metric(&name).map(|r| Some(metric_record(&r))),
+                None => Ok(None),
+            })?;
             write_out(&mut c, out)
         },
     )?;
@@ -501,7 +501,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
             let msg = read_str(&mut c, "log", ptr, len)?;
             timed(&mut c, || {
                 host::log(if level == 1 { "warn" } else { "info" }, &msg)
-            });
+            })?;
             Ok(())
         },
     )?;

@@ -106,7 +106,7 @@ impl WasmEngine {
         // Only fails when fuel is not enabled, and it always is.
         let _ = store.set_fuel(self.limits.fuel);
         store.set_epoch_deadline(1);
-        store.data_mut().reset();
+        store.data_mut().reset(crate::plugins::host::timing().0);
     }
 
     /// A place for one more instance kept alive for reuse, if the engine has one left.
@@ -154,6 +154,8 @@ pub struct StoreData {
     /// Time spent inside host calls, which does not count against the deadline.
     host_time: Duration,
     deadline: Duration,
+    /// When the gate's budget (host calls included) ends, for an evaluation within a gate.
+    gate_ends: Option<Instant>,
     /// The panic message a guest reported before trapping, if any.
     pub(super) panic: Option<String>,
     /// The instance's `memory` and `alloc`, once known, so host calls need not look them up.
@@ -161,8 +163,9 @@ pub struct StoreData {
 }
 
 impl StoreData {
-    fn reset(&mut self) {
+    fn reset(&mut self, gate_ends: Option<Instant>) {
         self.started = Instant::now();
+        self.gate_ends = gate_ends;
         self.host_time = Duration::ZERO;
         self.panic = None;
         self.limiter.refused = None;
@@ -177,6 +180,7 @@ impl StoreData {
             started: Instant::now(),
             host_time: Duration::ZERO,
             deadline: limits.deadline,
+            gate_ends: None,
             panic: None,
             exports: None,
         }
@@ -195,6 +199,9 @@ impl StoreData {
     fn check_deadline(&self) -> wasmtime::Result<UpdateDeadline> {
         let own = self.started.elapsed().saturating_sub(self.host_time);
         if own >= self.deadline {
+            Err(wasmtime::Error::new(DeadlineExceeded))
+        } else if self.gate_ends.is_some_and(|at| Instant::now() >= at) {
+            // The host reports it (`host::fault`), naming `limits.gate_timeout`.
             Err(wasmtime::Error::new(DeadlineExceeded))
         } else {
             Ok(UpdateDeadline::Continue(1))

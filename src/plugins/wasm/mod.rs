@@ -23,6 +23,7 @@ use wasmtime::{
     WasmBacktrace,
 };
 
+use super::host;
 use super::schema::{ParamSchema, ParamSpec};
 use super::{
     Gate, GateInput, Plugin, PluginError, PluginErrorKind, PluginInfo, Runtime, Verdict,
@@ -34,7 +35,10 @@ pub use engine::WasmEngine;
 use engine::{DeadlineExceeded, MemoryLimitExceeded, StoreData, WarmSlot};
 use reset::{OffsetMap, ResetPlan, Snapshot};
 
-/// Live instances kept per plugin for reuse: one per thread evaluating it at the same time.
+/// Live instances kept per plugin for reuse. A pass may evaluate one plugin on up to eight
+/// threads at once (`engine::PASS_WORKERS`); each takes a kept instance or a new one, and only
+/// this many are kept afterwards, to bound memory (eight in flight plus the engine's 48 warm
+/// fit the pool's 64 slots).
 const WARM_PER_PLUGIN: usize = 2;
 
 /// The four bytes every WebAssembly binary starts with.
@@ -396,8 +400,12 @@ impl Inner {
         }
     }
 
-    /// Names the precise cause of a failed call.
+    /// Names the precise cause of a failed call. A host fault (a cap reached, the gate's
+    /// budget spent) is the cause whenever there is one: the trap came from it.
     fn failure(&self, e: &wasmtime::Error, store: &Store<StoreData>) -> PluginError {
+        if let Some(fault) = host::fault() {
+            return fault.into_error(&self.at(e.downcast_ref::<WasmBacktrace>()));
+        }
         let limits = &self.engine.limits;
         let (kind, cause) =
             if e.is::<DeadlineExceeded>() || e.downcast_ref() == Some(&Trap::Interrupt) {
@@ -561,6 +569,11 @@ impl Gate for WasmGate {
         let mut ctx = Vec::with_capacity(context::HEADER + 160 + self.params.len());
         context::write(input, &self.params, &mut ctx);
         let out = self.inner.evaluate(&ctx)?;
-        self.inner.verdict(out)
+        if let Some(fault) = host::fault() {
+            return Err(fault.into_error(&self.inner.at(None)));
+        }
+        let verdict = self.inner.verdict(out)?;
+        host::check_verdict(&verdict).map_err(|f| f.into_error(&self.inner.at(None)))?;
+        Ok(verdict)
     }
 }
