@@ -101,10 +101,10 @@ fn run_results() -> [&'static str; 4] {
     ]
 }
 
-fn error_kinds() -> [&'static str; 5] {
+fn error_kinds() -> [&'static str; 6] {
     use PluginErrorKind as K;
     let name = |k: K| match k {
-        K::Budget | K::Deadline | K::Limit | K::Thrown | K::BadVerdict => k.as_str(),
+        K::Budget | K::Deadline | K::Limit | K::Thrown | K::BadVerdict | K::Denied => k.as_str(),
     };
     [
         name(K::Budget),
@@ -112,6 +112,7 @@ fn error_kinds() -> [&'static str; 5] {
         name(K::Limit),
         name(K::Thrown),
         name(K::BadVerdict),
+        name(K::Denied),
     ]
 }
 
@@ -204,7 +205,7 @@ impl Metrics {
         );
         registry.register(
             "plugin_errors",
-            "Plugin failures (budget, deadline, limit, thrown, bad-verdict)",
+            "Plugin failures (budget, deadline, limit, thrown, bad-verdict, denied)",
             plugin_errors.clone(),
         );
         registry.register(

@@ -34,11 +34,36 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         );
     } else {
         emit(&format!(
-            "{}: {} lane(s), {} plugin(s): ok{warned}\n",
+            "{}: {} lane(s), {} plugin(s): ok{warned}\n{}",
             home.root().display(),
             config.lanes.len(),
-            config.registry.names().len()
+            config.registry.names().len(),
+            grants(&config)
         ))?;
     }
     Ok(code)
+}
+
+/// What each gate may reach through the host; everything else is refused.
+fn grants(config: &config::Config) -> String {
+    let rows: Vec<Vec<String>> = config
+        .lanes
+        .iter()
+        .flat_map(|lane| {
+            lane.gates.iter().map(move |g| {
+                vec![
+                    lane.name.clone(),
+                    g.name.clone(),
+                    super::output::clean(&g.grants.to_string()).into_owned(),
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\ngrants (what each gate may reach; anything else is a plugin-error):\n{}",
+        super::output::table(&["LANE", "GATE", "MAY REACH"], &rows)
+    )
 }

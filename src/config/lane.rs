@@ -41,6 +41,13 @@ pub(super) const SCHEMA: Shape = Shape::Map(&[
             ),
             optional("soft", Shape::Value(check::<bool>)),
             optional("on_error", Shape::Value(check::<OnError>)),
+            optional(
+                "allow",
+                Shape::Map(&[
+                    optional("http", Shape::Value(check::<Vec<String>>)),
+                    optional("metrics", Shape::Value(check::<Vec<String>>)),
+                ]),
+            ),
         ])),
     ),
     optional(
@@ -136,6 +143,48 @@ pub(super) struct RawGate {
     pub soft: bool,
     #[serde(default)]
     pub on_error: OnError,
+    pub allow: Option<Spanned<RawAllow>>,
+}
+
+/// Grants as written, checked: every http entry must be a host, `host:port` or a URL.
+pub(crate) fn compile_allow(
+    path: &std::path::Path,
+    raw: &RawAllow,
+    diags: &mut super::Diagnostics,
+) -> crate::plugins::grants::Grants {
+    let mut grants = crate::plugins::grants::Grants::default();
+    for h in &raw.http {
+        match crate::plugins::grants::HttpGrant::parse(&h.value) {
+            Ok(g) => grants.http.push(g),
+            Err(e) => diags.push(super::Diagnostic::yaml(
+                path,
+                h.referenced,
+                format!("allow.http: {e}"),
+            )),
+        }
+    }
+    for m in &raw.metrics {
+        if m.value.trim().is_empty() {
+            diags.push(super::Diagnostic::yaml(
+                path,
+                m.referenced,
+                "allow.metrics: an empty name grants nothing; name a metric, or a prefix such as psi.*",
+            ));
+        } else {
+            grants.metrics.push(m.value.trim().to_string());
+        }
+    }
+    grants
+}
+
+/// Capability grants as written: `allow: { http: [host:port], metrics: [name, prefix.*] }`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAllow {
+    #[serde(default)]
+    pub http: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub metrics: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -243,6 +292,8 @@ pub struct GateBinding {
     pub on_error: OnError,
     /// Lanes named by its lane-typed parameters (`peers`, `lane`): whose state it reads.
     pub reads: Vec<String>,
+    /// What it may reach through the host (deny by default).
+    pub grants: Arc<crate::plugins::grants::Grants>,
 }
 
 /// Retry after a failed run.
@@ -328,7 +379,7 @@ mod tests {
     #[test]
     fn the_schema_has_exactly_the_keys_of_the_lane_file() {
         let text = "lane: x\nlabel: X\nschedule: { every: 1h, cron: off, timezone: UTC }\n\
-            preconditions:\n  - { use: p, with: { a: 1 }, soft: true, on_error: pass }\n\
+            preconditions:\n  - { use: p, with: { a: 1 }, soft: true, on_error: pass, allow: { http: [h], metrics: [m] } }\n\
             max_deferral: 1h\nrecheck: 30s\ngroup: g\npriority: 1\n\
             retry: { delay: 1m, window: 1h }\n\
             command: { argv: [x], cwd: ., env: { A: b }, timeout: 1h, grace: 5s }\n";

@@ -73,6 +73,19 @@ pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
     let registry = Registry::load(&home.plugins_dir(), &settings, cache.as_deref(), &mut diags);
     skipped_entries(&home.rules_dir(), &["yaml", "yml"], "lane", &mut diags);
     let rules = read_rules(&home.rules_dir(), &mut diags);
+    writable_by_others(home, &mut diags);
+    for (name, (_, at)) in &settings.plugin_grants {
+        if registry.get(name).is_none() && registry.broken(name).is_none() {
+            diags.push(Diagnostic::yaml(
+                &home.settings_file(),
+                *at,
+                format!(
+                    "plugins.{name}: there is no plugin `{name}` to grant anything to (plugins: {})",
+                    registry.names().join(", ")
+                ),
+            ));
+        }
+    }
 
     let names = KnownNames {
         lanes: &rules.known,
@@ -228,6 +241,61 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
 /// files, which loading skips: a dangling symbolic link, a directory, a named pipe (never opened:
 /// reading one would block until some writer came) or a device. Without a word, a lane or
 /// plugin would just be missing.
+/// Warns about configuration that someone other than its owner could change: whoever can write
+/// a rules file or a plugin decides what runs, and as whom. sshd refuses keys like this.
+fn writable_by_others(home: &Home, diags: &mut Diagnostics) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut paths = vec![
+        home.root().to_path_buf(),
+        home.rules_dir(),
+        home.plugins_dir(),
+        home.settings_file(),
+    ];
+    for (dir, exts) in [
+        (home.rules_dir(), &["yaml", "yml"][..]),
+        (home.plugins_dir(), &["rhai", "wasm"][..]),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| exts.contains(&x))
+            })
+            .collect();
+        files.sort();
+        paths.extend(files);
+    }
+    for path in paths {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        // A sticky directory (like /tmp) still lets others add files, so it counts too.
+        if mode & 0o022 != 0 {
+            let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+                (true, true) => "its group and everyone",
+                (true, false) => "its group",
+                _ => "everyone",
+            };
+            diags.push(
+                Diagnostic::file(
+                    &path,
+                    format!(
+                        "writable by {who} (mode {mode:04o}): whoever can change it decides what runs here; `chmod go-w {}`",
+                        path.display()
+                    ),
+                )
+                .warning(),
+            );
+        }
+    }
+}
+
 fn skipped_entries(dir: &Path, extensions: &[&str], what: &str, diags: &mut Diagnostics) {
     use std::os::unix::fs::FileTypeExt;
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -408,7 +476,7 @@ fn compile(
     let gates: Vec<GateBinding> = raw
         .preconditions
         .iter()
-        .filter_map(|g| bind_gate(p, g, registry, names, diags))
+        .filter_map(|g| bind_gate(p, g, registry, names, settings, diags))
         .collect();
     let file_name = |p: &Path| {
         p.file_name()
@@ -570,11 +638,32 @@ fn check_command_strings(
     env
 }
 
+/// What a gate may reach: what its typed parameters name, its own `allow:`, and what
+/// `lanekeeper.yaml` grants its plugin everywhere.
+fn grants(
+    path: &Path,
+    g: &RawGate,
+    plugin: &str,
+    named: crate::plugins::grants::Grants,
+    settings: &Settings,
+    diags: &mut Diagnostics,
+) -> crate::plugins::grants::Grants {
+    let mut grants = named;
+    if let Some(allow) = &g.allow {
+        grants.extend(lane::compile_allow(path, &allow.value, diags));
+    }
+    if let Some((everywhere, _)) = settings.plugin_grants.get(plugin) {
+        grants.extend(everywhere.clone());
+    }
+    grants
+}
+
 fn bind_gate(
     path: &Path,
     g: &RawGate,
     registry: &Registry,
     names: &dyn Names,
+    settings: &Settings,
     diags: &mut Diagnostics,
 ) -> Option<GateBinding> {
     let name = &g.use_.value;
@@ -628,6 +717,14 @@ fn bind_gate(
             soft: g.soft,
             on_error: g.on_error,
             reads: plugin.schema().lanes_named(&params),
+            grants: Arc::new(grants(
+                path,
+                g,
+                name,
+                plugin.schema().grants_named(&params),
+                settings,
+                diags,
+            )),
         }),
         Err(problems) => {
             for problem in problems {

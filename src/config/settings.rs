@@ -327,6 +327,9 @@ pub struct Settings {
     pub history_retention: Duration,
     /// Where the daemon serves /metrics, /status and its status page (off when `None`).
     pub listen: Option<std::net::SocketAddr>,
+    /// Grants to a plugin in every lane that uses it (`plugins.<name>.allow`), with where each
+    /// was written.
+    pub plugin_grants: BTreeMap<String, (crate::plugins::grants::Grants, serde_saphyr::Location)>,
 }
 
 impl Default for Settings {
@@ -343,6 +346,7 @@ impl Default for Settings {
             run_logs: RunLogs::default(),
             history_retention: Duration::from_secs(30 * 86_400),
             listen: None,
+            plugin_grants: BTreeMap::new(),
         }
     }
 }
@@ -368,6 +372,16 @@ struct RawSettings {
     run_logs: Option<RawRunLogs>,
     history: Option<RawHistory>,
     listen: Option<Spanned<String>>,
+    #[serde(default)]
+    plugins: BTreeMap<String, Spanned<RawPluginSettings>>,
+}
+
+/// What `lanekeeper.yaml` grants one plugin in every lane that uses it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPluginSettings {
+    #[serde(default)]
+    allow: super::lane::RawAllow,
 }
 
 #[derive(Deserialize)]
@@ -515,6 +529,12 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
                 format!("metric `{name}`: {msg}"),
             )),
         }
+    }
+    for (name, plugin) in raw.plugins {
+        let grants = super::lane::compile_allow(path, &plugin.value.allow, diags);
+        settings
+            .plugin_grants
+            .insert(name, (grants, plugin.referenced));
     }
     for (name, group) in raw.groups {
         if group.value.max_concurrent == 0 {

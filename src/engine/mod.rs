@@ -115,7 +115,9 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
             pass,
         };
         let started = Instant::now();
-        let (result, evidence) = host::observe(pass, &lane.name, || binding.gate.evaluate(&input));
+        let (result, evidence) = host::observe_granted(pass, &lane.name, &binding.grants, || {
+            binding.gate.evaluate(&input)
+        });
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let mut entry = ChainEntry {
             gate: binding.name.clone(),

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::grants::Grants;
 use super::{PluginError, PluginErrorKind, Verdict};
 use crate::config::duration;
 use crate::config::settings::{
@@ -379,6 +380,13 @@ impl PassHost {
     /// it is in flight wait for it. Within a gate, `timeout` is cut to what is left of the
     /// gate's budget.
     pub fn http_get(&self, url: &str, timeout: Duration) -> Result<HttpResult, HostFault> {
+        granted(|g| {
+            g.allow_http(url).err().map(|target| {
+                format!(
+                    "http to {target} not granted; grant it on this gate with `allow: {{ http: [\"{target}\"] }}`, or to the plugin in lanekeeper.yaml (plugins.<name>.allow)"
+                )
+            })
+        })?;
         let (result, was_cached) = capability(|left| {
             let timeout = left.map_or(timeout, |left| timeout.min(left));
             let asked = Instant::now();
@@ -412,6 +420,13 @@ impl PassHost {
 
     /// Reads a named metric once per pass. The inner `Err` says why it could not be read.
     pub fn metric(&self, name: &str) -> Result<Result<f64, String>, HostFault> {
+        granted(|g| {
+            (!g.allow_metric(name)).then(|| {
+                format!(
+                    "metric {name} not granted; grant it on this gate with `allow: {{ metrics: [{name}] }}`, or to the plugin in lanekeeper.yaml (plugins.<name>.allow)"
+                )
+            })
+        })?;
         let source = self.metrics.resolve(name);
         let (value, was_cached) = capability(|left| match &source {
             Some(src) => {
@@ -484,6 +499,8 @@ struct Session {
     /// Time spent in host calls, which runtimes discount from the plugin's own deadline.
     host_time: Duration,
     fault: Option<HostFault>,
+    /// What the gate may reach; `None` outside the engine (tools, tests): everything.
+    grants: Option<Arc<Grants>>,
 }
 
 impl Session {
@@ -499,10 +516,31 @@ thread_local! {
     static FAULTED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs one gate evaluation with `pass` as the current host, returning what it observed.
+/// Runs one gate evaluation with `pass` as the current host, returning what it observed. The
+/// gate may reach only what `grants` allows.
+pub fn observe_granted<R>(
+    pass: &Arc<PassHost>,
+    lane: &str,
+    grants: &Arc<Grants>,
+    f: impl FnOnce() -> R,
+) -> (R, Vec<Observation>) {
+    session(pass, lane, Some(Arc::clone(grants)), f)
+}
+
+/// Runs one evaluation with `pass` as the current host and no grant checks: for tools and
+/// tests that evaluate a plugin outside a lane.
 pub fn observe<R>(
     pass: &Arc<PassHost>,
     lane: &str,
+    f: impl FnOnce() -> R,
+) -> (R, Vec<Observation>) {
+    session(pass, lane, None, f)
+}
+
+fn session<R>(
+    pass: &Arc<PassHost>,
+    lane: &str,
+    grants: Option<Arc<Grants>>,
     f: impl FnOnce() -> R,
 ) -> (R, Vec<Observation>) {
     let previous = SESSION.with(|s| {
@@ -514,6 +552,7 @@ pub fn observe<R>(
             ends: Instant::now() + pass.limits.timeout,
             host_time: Duration::ZERO,
             fault: None,
+            grants,
         })
     });
     let was_faulted = FAULTED.replace(false);
@@ -529,6 +568,25 @@ pub fn current() -> Option<(Arc<PassHost>, String)> {
         s.borrow()
             .as_ref()
             .map(|s| (Arc::clone(&s.pass), s.lane.clone()))
+    })
+}
+
+/// Refuses a capability the current gate is not granted: the gate faults with a `denied`
+/// plugin error that names what was asked and how to grant it.
+fn granted(denied: impl FnOnce(&Grants) -> Option<String>) -> Result<(), HostFault> {
+    SESSION.with(|s| {
+        let mut s = s.borrow_mut();
+        let Some(s) = s.as_mut() else { return Ok(()) };
+        let Some(grants) = &s.grants else {
+            return Ok(());
+        };
+        match denied(grants) {
+            None => Ok(()),
+            Some(cause) => Err(s.fail(HostFault {
+                kind: PluginErrorKind::Denied,
+                cause,
+            })),
+        }
     })
 }
 

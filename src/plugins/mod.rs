@@ -4,6 +4,7 @@
 //! parameters gives a [`Gate`], which the engine evaluates. Plugins see the world only through
 //! the host capabilities in [`host`], which record every observation as evidence.
 
+pub mod grants;
 pub mod host;
 pub mod registry;
 pub mod rhai;
@@ -71,6 +72,8 @@ pub enum PluginErrorKind {
     Thrown,
     /// The plugin returned something that is not a verdict.
     BadVerdict,
+    /// The plugin reached for something its gate is not granted.
+    Denied,
 }
 
 impl PluginErrorKind {
@@ -82,6 +85,7 @@ impl PluginErrorKind {
             PluginErrorKind::Limit => "limit",
             PluginErrorKind::Thrown => "thrown",
             PluginErrorKind::BadVerdict => "bad-verdict",
+            PluginErrorKind::Denied => "denied",
         }
     }
 }

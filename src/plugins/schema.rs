@@ -195,6 +195,32 @@ impl ParamSchema {
 }
 
 impl ParamSchema {
+    /// What checked `params` name in typed parameters (`url`, `metric`, `thresholds`): the
+    /// gate may reach exactly those, because its lane's author wrote them.
+    pub fn grants_named(&self, params: &Value) -> super::grants::Grants {
+        let mut grants = super::grants::Grants::default();
+        let Some(specs) = &self.params else {
+            return grants;
+        };
+        for (key, spec) in specs {
+            match (spec.ty, params.get(key)) {
+                (ParamType::Url, Some(Value::String(url))) => {
+                    if let Ok(g) = super::grants::HttpGrant::parse(url) {
+                        grants.http.push(g);
+                    }
+                }
+                (ParamType::Metric, Some(Value::String(m))) => grants.metrics.push(m.clone()),
+                (ParamType::Thresholds, Some(Value::Array(list))) => grants.metrics.extend(
+                    list.iter()
+                        .filter_map(|t| t.get("metric")?.as_str())
+                        .map(str::to_string),
+                ),
+                _ => {}
+            }
+        }
+        grants
+    }
+
     /// The lanes named by `lane` and `lanes` parameters of checked `params`: the lanes whose
     /// state the gate reads, so a pass decides them first.
     pub fn lanes_named(&self, params: &Value) -> Vec<String> {

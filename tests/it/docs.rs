@@ -52,9 +52,10 @@ fn operations_md_documents_every_host_setting_with_a_default_that_validates() {
         ("run_logs.", "run_logs: { bogus: 1 }\n"),
         ("history.", "history: { bogus: 1 }\n"),
         ("groups.<name>.", "groups: { g: { bogus: 1 } }\n"),
+        ("plugins.<name>.", "plugins: { p: { bogus: 1 } }\n"),
     ];
     let maps = [
-        "limits", "run_logs", "history", "groups", "metrics", "rhai", "wasm", "evidence",
+        "limits", "run_logs", "history", "groups", "metrics", "rhai", "wasm", "evidence", "plugins",
     ];
     let mut missing = Vec::new();
     for (prefix, yaml) in sections {

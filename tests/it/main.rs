@@ -9,6 +9,7 @@ mod chain;
 mod daemon;
 mod dispatch;
 mod docs;
+mod grants;
 mod history;
 mod home;
 mod parity;

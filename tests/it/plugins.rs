@@ -330,7 +330,7 @@ fn http_get_cannot_outlive_the_gate_budget() {
     ] {
         let home = plugin_home(
             &format!("fn evaluate(ctx) {{\n    {body}\n}}\n"),
-            "limits:\n  gate_timeout: 400ms\n",
+            "limits:\n  gate_timeout: 400ms\nplugins:\n  bad: { allow: { http: [\"127.0.0.1\"] } }\n",
         );
         let out = home.run_within(
             &["check", "victim", "--at", "2026-05-10T00:00:00Z", "--json"],
@@ -363,7 +363,7 @@ fn time_waiting_on_a_probe_does_not_count_against_a_rhai_deadline() {
             "fn evaluate(ctx) {{\n    let r = http_get(\"{}\", 300);\n    let n = 0;\n    for i in 0..2000 {{ n += i; }}\n    #{{ defer: \"provider-unreachable\", detail: `${{r.error}}` }}\n}}\n",
             silent.url
         ),
-        "limits:\n  rhai: { deadline: 50ms }\n",
+        "limits:\n  rhai: { deadline: 50ms }\nplugins:\n  bad: { allow: { http: [\"127.0.0.1\"] } }\n",
     );
     let d = home.check_at("victim", "2026-05-10T00:00:00Z");
     assert_decision(&d, "deferred", "provider-unreachable");

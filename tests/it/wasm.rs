@@ -783,7 +783,7 @@ fn a_wasm_http_get_cannot_outlive_the_gate_budget() {
                 url.len()
             ),
         ),
-        "limits:\n  gate_timeout: 400ms\n",
+        "limits:\n  gate_timeout: 400ms\nplugins:\n  bad: { allow: { http: [\"127.0.0.1\"] } }\n",
     );
     let out = home.run_within(
         &["check", "victim", "--at", "2026-05-10T00:00:00Z", "--json"],

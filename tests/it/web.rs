@@ -810,3 +810,22 @@ fn idle_connections_are_closed_and_starve_neither_status_nor_dispatch() {
         }
     }
 }
+
+#[test]
+fn a_call_outside_a_gates_grants_is_counted() {
+    let home = Home::new();
+    home.write(
+        "plugins/snoop.rhai",
+        "fn evaluate(ctx) { http_get(\"http://127.0.0.2:9/\", 500); () }\n",
+    );
+    home.lane("a", &lane_yaml("1h", "  - use: snoop", "[\"true\"]"));
+    let (_daemon, base) = serving(&home);
+    home.wait_status("a", "the denied gate", |s| s["deferral"].is_object());
+    let (_, scrape) = scrape(&base);
+    let denied = sample(
+        &scrape,
+        "lanekeeper_plugin_errors_total",
+        &[("plugin", "snoop"), ("kind", "denied")],
+    );
+    assert!(denied.is_some_and(|n| n >= 1.0), "{denied:?}");
+}
