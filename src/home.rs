@@ -1,4 +1,4 @@
-//! The layout of a lanekeeper home (DESIGN §2): where rules, plugins and state live.
+//! The layout of a lanekeeper home (docs/DESIGN.md §2): where rules, plugins and state live.
 
 use std::path::{Path, PathBuf};
 

@@ -15,7 +15,7 @@ pub struct Args {
     /// Decide at this RFC 3339 time instead of now; nothing is recorded.
     #[arg(long)]
     at: Option<String>,
-    /// One JSON decision per line (DESIGN §4).
+    /// One JSON decision per line (docs/DESIGN.md §4).
     #[arg(long)]
     json: bool,
 }
@@ -41,7 +41,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
             .record_decisions(&decisions, crate::engine::Origin::Check)?;
     }
     if args.json {
-        // DESIGN §4's shape; fingerprints are kept in the history and shown by `explain`.
+        // docs/DESIGN.md §4's shape; fingerprints are kept in the history and shown by `explain`.
         let shown: Vec<Decision> = decisions
             .into_iter()
             .map(|mut d| {

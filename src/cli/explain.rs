@@ -20,7 +20,7 @@ pub struct Args {
     /// Show the decision recorded in force at this RFC 3339 time.
     #[arg(long)]
     at: Option<String>,
-    /// One JSON decision (DESIGN §4 shape, with evidence).
+    /// One JSON decision (docs/DESIGN.md §4 shape, with evidence).
     #[arg(long)]
     json: bool,
 }

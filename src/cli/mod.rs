@@ -1,4 +1,4 @@
-//! The command line (DESIGN §5): parsing, one module per command, and the mapping of errors
+//! The command line (docs/DESIGN.md §5): parsing, one module per command, and the mapping of errors
 //! to messages and exit codes (0 ok, 1 invalid configuration or failure, 2 usage).
 
 mod check;

@@ -1,4 +1,4 @@
-//! The lane file schema (DESIGN §3) as written, and the compiled [`Lane`] the engine runs on.
+//! The lane file schema (docs/DESIGN.md §3) as written, and the compiled [`Lane`] the engine runs on.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

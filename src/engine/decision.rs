@@ -1,4 +1,4 @@
-//! The decision contract (DESIGN §4): what `check --json` prints and the history stores.
+//! The decision contract (docs/DESIGN.md §4): what `check --json` prints and the history stores.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! The built-in schedule gate: DESIGN §4's due rule, exact at the boundaries.
+//! The built-in schedule gate: docs/DESIGN.md §4's due rule, exact at the boundaries.
 //!
 //! A lane with no recorded run is due; otherwise an `every:` lane is due iff
 //! `now - last_run_at >= every` (equality is due), and a cron lane is due iff a slot passed in

@@ -12,9 +12,7 @@ pass longer than `limits.gate_timeout` plus one second.
 """
 
 import http.server
-import json
 import os
-import re
 import socket
 import socketserver
 import subprocess
@@ -64,6 +62,8 @@ fn evaluate(ctx) {
 
 # Picks a misbehaviour from the second and the lane, so each lane does each now and then.
 CHAOS = """
+fn params() { #{ url: "url" } }
+
 fn evaluate(ctx) {
     let pick = ((ctx.now_ms / 1000) + ctx.lane.len()) % 8;
     if pick == 0 { loop { } }
