@@ -38,6 +38,9 @@ use crate::state::{LaneStates, SqliteStore, Store, StoreError};
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// How long to wait before trying again after a pass failed (e.g. the disk was full).
 const PASS_RETRY: Duration = Duration::from_secs(30);
+/// How many runs start at once: a pass that triggers hundreds of lanes starts their
+/// supervisors a batch at a time, so it never holds hundreds of start-up pipes open together.
+const MAX_STARTING: usize = 16;
 /// How long the loop waits for another process's write lock before it moves on.
 const STORE_WAIT: Duration = Duration::from_secs(1);
 /// How soon a pass comes back to record decisions the store refused.
@@ -439,6 +442,16 @@ impl Daemon {
     /// Starts a run for each trigger: every supervisor at once, then each start awaited, so
     /// one slow start does not hold the others back and the next pass finds them all recorded.
     async fn dispatch(
+        &mut self,
+        triggers: &[&Decision],
+        failed_before: &HashMap<String, Duration>,
+    ) {
+        for chunk in triggers.chunks(MAX_STARTING) {
+            self.dispatch_some(chunk, failed_before).await;
+        }
+    }
+
+    async fn dispatch_some(
         &mut self,
         triggers: &[&Decision],
         failed_before: &HashMap<String, Duration>,
