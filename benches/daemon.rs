@@ -16,7 +16,7 @@ use lanekeeper::config::{self, Lane, settings::RunLogs};
 use lanekeeper::dispatch::{self, Start};
 use lanekeeper::engine::{self, schedule};
 use lanekeeper::home::Home;
-use lanekeeper::observe::{HttpResult, Observer};
+use lanekeeper::observe::{Canned, Observer};
 use lanekeeper::state::{LaneState, LaneStates, SqliteStore};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -35,20 +35,6 @@ fn summary(name: &str, mut v: Vec<Duration>) -> (Duration, Duration) {
         v[v.len() - 1]
     );
     (p50, p99)
-}
-
-struct NoNetwork;
-impl Observer for NoNetwork {
-    fn http_get(&self, _: &str, _: Duration) -> HttpResult {
-        HttpResult {
-            status: Some(200),
-            latency_ms: 0.0,
-            error: None,
-        }
-    }
-    fn metric(&self, _: &config::settings::MetricSource) -> Result<f64, String> {
-        Ok(0.0)
-    }
 }
 
 fn dispatch_latency() {
@@ -157,7 +143,7 @@ fn pass_10k() {
         states.insert(lane.name.clone(), s);
     }
     let states = Arc::new(states);
-    let observer: Arc<dyn Observer> = Arc::new(NoNetwork);
+    let observer: Arc<dyn Observer> = Arc::new(Canned::up());
 
     let mut baseline = Vec::new();
     let mut full = Vec::new();

@@ -13,40 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
-use lanekeeper::config::{self, Lane, settings::MetricSource};
+use lanekeeper::config::{self, Lane};
 use lanekeeper::engine::{self, Decision, Outcome};
 use lanekeeper::home::Home;
-use lanekeeper::observe::{HttpResult, Observer};
+use lanekeeper::observe::{Canned, Observer};
 use lanekeeper::state::{RunEnd, RunResult, RunStart, RunningRun, SqliteStore, Store};
 
-/// The LLM provider is up except for 3 hours every night.
-struct FlakyProvider;
-impl Observer for FlakyProvider {
-    fn http_get(&self, _: &str, _: Duration) -> HttpResult {
-        HttpResult {
-            status: Some(200),
-            latency_ms: 1.0,
-            error: None,
-        }
-    }
-    fn metric(&self, _: &MetricSource) -> Result<f64, String> {
-        Ok(0.0)
-    }
-}
-struct DownProvider;
-impl Observer for DownProvider {
-    fn http_get(&self, _: &str, _: Duration) -> HttpResult {
-        HttpResult {
-            status: None,
-            latency_ms: 0.2,
-            error: Some("connection refused".into()),
-        }
-    }
-    fn metric(&self, _: &MetricSource) -> Result<f64, String> {
-        Ok(0.0)
-    }
-}
-
+/// The LLM provider is up except for 3 hours every night: `Canned::up` and `Canned::down`.
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read dir").flatten() {
@@ -74,8 +47,8 @@ fn main() {
     let config = config::load(&home).expect("shipped rules load");
     let lanes: Vec<&Lane> = config.lanes.iter().collect();
     let store = SqliteStore::open(&home.database()).expect("store");
-    let up: Arc<dyn Observer> = Arc::new(FlakyProvider);
-    let down: Arc<dyn Observer> = Arc::new(DownProvider);
+    let up: Arc<dyn Observer> = Arc::new(Canned::up());
+    let down: Arc<dyn Observer> = Arc::new(Canned::down());
 
     let start: Timestamp = "2026-05-04T00:00:00Z".parse().expect("time");
     let step = SignedDuration::from_secs(3);

@@ -308,13 +308,11 @@ impl Session {
         now: Timestamp,
         explain: Option<&str>,
     ) -> Vec<Decision> {
-        let all: Vec<&Lane> = self.config.lanes.iter().collect();
-        let mut decisions = engine::pass(
-            &all,
+        let mut decisions = engine::pass_all(
+            &self.config,
             Arc::new(states),
             now,
             Arc::clone(&self.observer),
-            &self.config.settings,
             explain,
         );
         only.iter()

@@ -3,7 +3,7 @@
 
 use super::check::render;
 use super::fire::summary;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::output::clean;
 use super::{CliError, CliResult, emit, parse_at, print_json_lines};
@@ -36,7 +36,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         .map(crate::web::parse_listen)
         .transpose()
         .map_err(|e| CliError::Usage(format!("--listen: {e}")))?;
-    let clock: Rc<dyn Clock> = match args.at.as_deref().map(parse_at).transpose()? {
+    let clock: Arc<dyn Clock> = match args.at.as_deref().map(parse_at).transpose()? {
         Some(at) => {
             let now = SystemClock.now();
             if at > now {
@@ -44,9 +44,9 @@ pub fn run(home: &Home, args: Args) -> CliResult {
                     "--at {at} is in the future (now {now}); a rehearsal records runs at its times, and future records would hold the lanes back"
                 )));
             }
-            Rc::new(OffsetClock::starting_at(at))
+            Arc::new(OffsetClock::starting_at(at))
         }
-        None => Rc::new(SystemClock),
+        None => Arc::new(SystemClock),
     };
     let report = daemon::run(home, args.once, listen, clock).map_err(|e| match e {
         DaemonError::Config(diags) => CliError::Config(diags),

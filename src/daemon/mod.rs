@@ -27,8 +27,7 @@ use crate::clock::{Clock, earlier, later};
 use crate::config::{self, Config, Diagnostics, Lane};
 use crate::dispatch::lock::{LaneLock, LockError};
 use crate::dispatch::{self, DispatchError, RunReport, Start, Stopper, SupervisorLog};
-use crate::engine::schedule::{next_due, retry_at};
-use crate::engine::{self, Decision, Origin, Outcome, SCHEDULE_GATE};
+use crate::engine::{self, Decision, Origin, Outcome};
 use crate::home::Home;
 use crate::metrics::Metrics;
 use crate::observe::{LiveObserver, Observer};
@@ -126,7 +125,7 @@ pub fn run(
     home: &Home,
     once: bool,
     listen: Option<SocketAddr>,
-    clock: Rc<dyn Clock>,
+    clock: Arc<dyn Clock>,
 ) -> Result<OnceReport, DaemonError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -155,7 +154,7 @@ struct Daemon {
     metrics: Arc<Metrics>,
     store: Rc<SqliteStore>,
     observer: Arc<dyn Observer>,
-    clock: Rc<dyn Clock>,
+    clock: Arc<dyn Clock>,
     /// Runs this daemon started, by lane, with the way to stop them.
     runs: HashMap<String, Stopper>,
     episodes: episodes::Episodes,
@@ -178,7 +177,7 @@ impl Daemon {
     fn start(
         home: &Home,
         once: bool,
-        clock: Rc<dyn Clock>,
+        clock: Arc<dyn Clock>,
     ) -> Result<(Self, UnboundedReceiver<Event>), DaemonError> {
         // Absolute paths, so file-change events match whatever the working directory.
         let home = Home::new(
@@ -295,6 +294,7 @@ impl Daemon {
             metrics: Arc::clone(&self.metrics),
             config: Arc::clone(&self.shared_config),
             store: std::sync::Mutex::new(store),
+            clock: Arc::clone(&self.clock),
         });
         let bound = crate::web::serve(addr, state)
             .await
@@ -334,12 +334,10 @@ impl Daemon {
             Arc::clone(&states),
         );
         let started = std::time::Instant::now();
-        let decisions = tokio::task::spawn_blocking(move || {
-            let lanes: Vec<&Lane> = config.lanes.iter().collect();
-            engine::pass(&lanes, st, now, observer, &config.settings, None)
-        })
-        .await
-        .map_err(|e| format!("the evaluation thread failed: {e}"))?;
+        let decisions =
+            tokio::task::spawn_blocking(move || engine::pass_all(&config, st, now, observer, None))
+                .await
+                .map_err(|e| format!("the evaluation thread failed: {e}"))?;
         self.metrics.observe_pass_time(started.elapsed());
         Ok(Decided {
             decisions,
@@ -543,22 +541,8 @@ impl Daemon {
         for wait in self.start_backoff.values() {
             wake = wake.min(later(now, *wait));
         }
-        for d in decisions {
-            let Some(lane) = self.config.lane(&d.lane) else {
-                continue;
-            };
-            let state = states.get(&d.lane).cloned().unwrap_or_default();
-            let candidates = match d.outcome {
-                Outcome::Disabled | Outcome::Trigger => vec![],
-                Outcome::Deferred if d.gate.as_deref() == Some(SCHEDULE_GATE) => vec![
-                    next_due(&lane.schedule, &lane.zone, state.last_run_at),
-                    retry_at(lane.retry, &state),
-                ],
-                Outcome::Deferred => vec![Some(later(now, lane.recheck))],
-            };
-            for t in candidates.into_iter().flatten() {
-                wake = wake.min(t.max(now));
-            }
+        if let Some(t) = engine::wake::next_wake(decisions, &self.config.lanes, states, now) {
+            wake = wake.min(t);
         }
         wake
     }

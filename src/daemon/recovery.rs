@@ -5,6 +5,7 @@
 //! Nothing recorded is silently dropped.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -24,7 +25,7 @@ const ADOPTED_POLL: Duration = Duration::from_secs(1);
 pub fn recover(
     home: &Home,
     store: &Rc<SqliteStore>,
-    clock: &Rc<dyn Clock>,
+    clock: &Arc<dyn Clock>,
     events: &UnboundedSender<Event>,
     adopt: bool,
 ) -> Result<(), StoreError> {
@@ -52,7 +53,7 @@ pub fn recover(
                     run,
                     lock,
                     Rc::clone(store),
-                    Rc::clone(clock),
+                    Arc::clone(clock),
                     events.clone(),
                 );
             }
@@ -103,7 +104,7 @@ fn watch_adopted(
     run: RunningRun,
     lock: LaneLock,
     store: Rc<SqliteStore>,
-    clock: Rc<dyn Clock>,
+    clock: Arc<dyn Clock>,
     events: UnboundedSender<Event>,
 ) {
     tracing::info!(lane = %lane, pid = run.pid, started = %run.started_at, "Adopted a run that outlived the previous daemon; watching it.");

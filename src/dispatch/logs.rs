@@ -37,8 +37,8 @@ pub fn cap(log: &Path, max_bytes: u64) -> std::io::Result<()> {
     fs::rename(tmp, log)
 }
 
-/// Removes the oldest logs of a lane beyond `keep`, and any older than `max_age`.
-pub fn prune(dir: &Path, rules: &RunLogs) -> std::io::Result<usize> {
+/// Removes the oldest logs of a lane beyond `keep`, and any older than `max_age` at `now`.
+pub fn prune(dir: &Path, rules: &RunLogs, now: SystemTime) -> std::io::Result<usize> {
     let mut logs: Vec<_> = fs::read_dir(dir)?
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
@@ -46,7 +46,6 @@ pub fn prune(dir: &Path, rules: &RunLogs) -> std::io::Result<usize> {
         .collect();
     // Names are start times, so lexical order is age order.
     logs.sort();
-    let now = SystemTime::now();
     let mut removed = 0;
     let excess = logs.len().saturating_sub(rules.keep);
     for (i, path) in logs.iter().enumerate() {
@@ -62,14 +61,14 @@ pub fn prune(dir: &Path, rules: &RunLogs) -> std::io::Result<usize> {
     Ok(removed)
 }
 
-/// Caps the log of a finished run and prunes its lane's old logs; problems are logged, not
-/// fatal (the run's outcome is already recorded).
-pub fn tidy(log: &Path, rules: &RunLogs) {
+/// Caps the log of a finished run and prunes its lane's old logs as of `now`; problems are
+/// logged, not fatal (the run's outcome is already recorded).
+pub fn tidy(log: &Path, rules: &RunLogs, now: SystemTime) {
     if let Err(e) = cap(log, rules.max_bytes) {
         tracing::warn!(log = %log.display(), "Could not cap the run log: {e}.");
     }
     if let Some(dir) = log.parent()
-        && let Err(e) = prune(dir, rules)
+        && let Err(e) = prune(dir, rules, now)
     {
         tracing::warn!(dir = %dir.display(), "Could not prune old run logs: {e}.");
     }
@@ -96,7 +95,9 @@ mod tests {
             keep: 2,
             ..RunLogs::default()
         };
-        assert_eq!(prune(dir.path(), &rules).unwrap(), 3);
+        // As of the moment they were written, none is too old: only the count rule removes.
+        let now = fs::metadata(&log).unwrap().modified().unwrap();
+        assert_eq!(prune(dir.path(), &rules, now).unwrap(), 3);
         let left: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

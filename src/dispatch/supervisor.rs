@@ -294,7 +294,7 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
             ),
         };
     }
-    logs::tidy(&log_path, &spec.log_rules);
+    logs::tidy(&log_path, &spec.log_rules, clock.now().into());
     Report::Ended(RunReport {
         run_id,
         pid: Some(pid),

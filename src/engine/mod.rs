@@ -7,10 +7,13 @@
 pub mod decision;
 pub mod fairness;
 pub mod schedule;
+pub mod wake;
 mod workers;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
-use std::time::Instant;
 
 pub use decision::{
     ChainEntry, Decision, GateVerdict, Origin, Outcome, SCHEDULE_GATE, TriggerSource,
@@ -30,11 +33,11 @@ pub enum ChainMode {
     Full,
 }
 
-/// Decides one lane at the pass's instant.
+/// Decides one lane at the pass's instant: the schedule gate, then the lane's gates in order,
+/// with the starvation guard waiving soft ones.
 pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
     let now = pass.now();
     let state = pass.states().get(&lane.name).cloned().unwrap_or_default();
-    let mut chain = Vec::with_capacity(lane.gates.len() + 1);
     let mut decision = Decision {
         lane: lane.name.clone(),
         at: now,
@@ -43,126 +46,17 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
         reason: None,
         gate: None,
         detail: None,
-        chain: Vec::new(),
+        chain: Vec::with_capacity(lane.gates.len() + 1),
         hashes: Some(std::sync::Arc::clone(&lane.fingerprints)),
         origin: None,
     };
-
-    match due_now(lane, &state, now) {
-        Due::Disabled => {
-            let mut entry = ChainEntry::builtin(
-                SCHEDULE_GATE,
-                GateVerdict::Disabled,
-                None,
-                "schedule is off (every: 0, off or negative)".into(),
-            );
-            entry.decided = mode == ChainMode::Full;
-            decision.outcome = Outcome::Disabled;
-            decision.gate = Some(SCHEDULE_GATE.into());
-            decision.detail = entry.detail.clone();
-            decision.chain = vec![entry];
-            return decision;
-        }
-        Due::NotDue { detail, .. } => {
-            decision.outcome = Outcome::Deferred;
-            decision.reason = Some(REASON_NOT_DUE.into());
-            decision.gate = Some(SCHEDULE_GATE.into());
-            decision.detail = Some(detail.clone());
-            let mut entry = ChainEntry::builtin(
-                SCHEDULE_GATE,
-                GateVerdict::Defer,
-                Some(REASON_NOT_DUE),
-                detail,
-            );
-            entry.decided = mode == ChainMode::Full;
-            chain.push(entry);
-            if mode == ChainMode::FirstDeferral {
-                decision.chain = chain;
-                return decision;
-            }
-        }
-        Due::Due {
-            source,
-            reason,
-            detail,
-        } => {
-            decision.source = Some(source);
-            decision.reason = Some(reason);
-            chain.push(ChainEntry::builtin(
-                SCHEDULE_GATE,
-                GateVerdict::Pass,
-                None,
-                detail,
-            ));
-        }
+    if !schedule_gate(&mut decision, lane, &state, mode) {
+        return decision;
     }
-
-    // The starvation guard counts from the start of the current due-and-deferred streak.
-    let starving_for = match (lane.max_deferral, state.deferral_since) {
-        (Some(max), Some(since)) => {
-            let held = now.as_millisecond() - since.as_millisecond();
-            let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
-            (held >= max_ms).then_some(held)
-        }
-        _ => None,
-    };
+    let starving_for = starving_for(lane, &state, now);
     let mut waived = false;
-
     for binding in &lane.gates {
-        let input = GateInput {
-            lane: &lane.name,
-            zone: &lane.zone,
-            pass,
-        };
-        let started = Instant::now();
-        let (result, evidence) = host::observe_granted(pass, &lane.name, &binding.grants, || {
-            binding.gate.evaluate(&input)
-        });
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let mut entry = ChainEntry {
-            gate: binding.name.clone(),
-            runtime: Some(binding.runtime.as_str().into()),
-            verdict: GateVerdict::Pass,
-            reason: None,
-            detail: None,
-            hint: None,
-            error: None,
-            error_kind: None,
-            soft: binding.soft,
-            decided: false,
-            micros: Some(micros),
-            evidence,
-        };
-        let deferral = match result {
-            Ok(Verdict::Pass { detail }) => {
-                entry.detail = detail;
-                None
-            }
-            Ok(Verdict::Defer {
-                reason,
-                detail,
-                hint,
-            }) => {
-                entry.hint = hint;
-                Some((reason, detail))
-            }
-            Err(e) if binding.on_error == OnError::Pass => {
-                entry.error_kind = Some(e.kind.as_str().into());
-                entry.error = Some(cut(e.message, pass.limits().evidence.max_detail));
-                None
-            }
-            Err(e) => {
-                entry.error_kind = Some(e.kind.as_str().into());
-                entry.hint = Some(format!(
-                    "fix plugin `{}` (see the detail), or set `on_error: pass` on this gate",
-                    binding.name
-                ));
-                Some((
-                    REASON_PLUGIN_ERROR.to_string(),
-                    cut(e.message, pass.limits().evidence.max_detail),
-                ))
-            }
-        };
+        let (mut entry, deferral) = run_gate(binding, lane, pass);
         if let Some((reason, detail)) = deferral {
             entry.reason = Some(reason.clone());
             entry.detail = Some(detail.clone());
@@ -179,15 +73,14 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
                     decision.detail = Some(detail);
                     entry.decided = mode == ChainMode::Full;
                     if mode == ChainMode::FirstDeferral {
-                        chain.push(entry);
+                        decision.chain.push(entry);
                         break;
                     }
                 }
             }
         }
-        chain.push(entry);
+        decision.chain.push(entry);
     }
-
     if decision.outcome == Outcome::Trigger && waived {
         let held = starving_for.unwrap_or(0);
         decision.source = Some(TriggerSource::StarvationGuard);
@@ -197,8 +90,132 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
             format_ms(held)
         ));
     }
-    decision.chain = chain;
     decision
+}
+
+/// The built-in first gate. Returns whether the lane's own gates are evaluated next: not for a
+/// disabled lane, nor for one not due unless the whole chain is asked for.
+fn schedule_gate(
+    decision: &mut Decision,
+    lane: &Lane,
+    state: &crate::state::LaneState,
+    mode: ChainMode,
+) -> bool {
+    let decided = mode == ChainMode::Full;
+    match due_now(lane, state, decision.at) {
+        Due::Disabled => {
+            let mut entry = ChainEntry::builtin(
+                SCHEDULE_GATE,
+                GateVerdict::Disabled,
+                None,
+                "schedule is off (every: 0, off or negative)".into(),
+            );
+            entry.decided = decided;
+            decision.outcome = Outcome::Disabled;
+            decision.gate = Some(SCHEDULE_GATE.into());
+            decision.detail = entry.detail.clone();
+            decision.chain.push(entry);
+            false
+        }
+        Due::NotDue { detail, .. } => {
+            decision.outcome = Outcome::Deferred;
+            decision.reason = Some(REASON_NOT_DUE.into());
+            decision.gate = Some(SCHEDULE_GATE.into());
+            decision.detail = Some(detail.clone());
+            let mut entry = ChainEntry::builtin(
+                SCHEDULE_GATE,
+                GateVerdict::Defer,
+                Some(REASON_NOT_DUE),
+                detail,
+            );
+            entry.decided = decided;
+            decision.chain.push(entry);
+            mode == ChainMode::Full
+        }
+        Due::Due {
+            source,
+            reason,
+            detail,
+        } => {
+            decision.source = Some(source);
+            decision.reason = Some(reason);
+            decision.chain.push(ChainEntry::builtin(
+                SCHEDULE_GATE,
+                GateVerdict::Pass,
+                None,
+                detail,
+            ));
+            true
+        }
+    }
+}
+
+/// The starvation guard: how long the lane has been due and deferred without a break, once
+/// that reaches its `max_deferral` (then its soft gates are waived).
+fn starving_for(lane: &Lane, state: &crate::state::LaneState, now: jiff::Timestamp) -> Option<i64> {
+    let (max, since) = (lane.max_deferral?, state.deferral_since?);
+    let held = now.as_millisecond().saturating_sub(since.as_millisecond());
+    let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
+    (held >= max_ms).then_some(held)
+}
+
+/// One of the lane's gates: its chain entry, and its deferral (reason, detail) if it defers.
+fn run_gate(
+    binding: &crate::config::GateBinding,
+    lane: &Lane,
+    pass: &Arc<PassHost>,
+) -> (ChainEntry, Option<(String, String)>) {
+    let input = GateInput {
+        lane: &lane.name,
+        zone: &lane.zone,
+        pass,
+    };
+    let (result, evidence, took) = host::observe_granted(pass, &lane.name, &binding.grants, || {
+        binding.gate.evaluate(&input)
+    });
+    let mut entry = ChainEntry {
+        gate: binding.name.clone(),
+        runtime: Some(binding.runtime.as_str().into()),
+        verdict: GateVerdict::Pass,
+        reason: None,
+        detail: None,
+        hint: None,
+        error: None,
+        error_kind: None,
+        soft: binding.soft,
+        decided: false,
+        micros: Some(u64::try_from(took.as_micros()).unwrap_or(u64::MAX)),
+        evidence,
+    };
+    let max_detail = pass.limits().evidence.max_detail;
+    let deferral = match result {
+        Ok(Verdict::Pass { detail }) => {
+            entry.detail = detail;
+            None
+        }
+        Ok(Verdict::Defer {
+            reason,
+            detail,
+            hint,
+        }) => {
+            entry.hint = hint;
+            Some((reason, detail))
+        }
+        Err(e) if binding.on_error == OnError::Pass => {
+            entry.error_kind = Some(e.kind.as_str().into());
+            entry.error = Some(cut(e.message, max_detail));
+            None
+        }
+        Err(e) => {
+            entry.error_kind = Some(e.kind.as_str().into());
+            entry.hint = Some(format!(
+                "fix plugin `{}` (see the detail), or set `on_error: pass` on this gate",
+                binding.name
+            ));
+            Some((REASON_PLUGIN_ERROR.to_string(), cut(e.message, max_detail)))
+        }
+    };
+    (entry, deferral)
 }
 
 /// The schedule gate: due by the schedule, or by a retry of a failed run.
@@ -267,6 +284,19 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
 /// Lanes a pass decides at once: enough that a few slow probes do not hold up the rest, few
 /// enough to bound its threads and live WASM instances (the pool has 64 slots, 48 kept warm).
 pub const PASS_WORKERS: usize = 8;
+
+/// One pass over every lane of `config`: what `check`, `explain` and the daemon all run, so
+/// they cannot decide differently.
+pub fn pass_all(
+    config: &crate::config::Config,
+    states: Arc<crate::state::LaneStates>,
+    now: jiff::Timestamp,
+    observer: Arc<dyn crate::observe::Observer>,
+    explain: Option<&str>,
+) -> Vec<Decision> {
+    let lanes: Vec<&Lane> = config.lanes.iter().collect();
+    pass(&lanes, states, now, observer, &config.settings, explain)
+}
 
 /// One evaluation pass over every lane at `now`: every lane shares one host, so probes and
 /// metric reads are made once per pass. Lanes are decided in the picker's order and admitted

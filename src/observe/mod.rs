@@ -51,3 +51,56 @@ impl Observer for LiveObserver {
         metrics::read(source, &self.http)
     }
 }
+
+/// An observer that never touches the world: every probe gets one answer, and metrics are read
+/// from a table (by source, as `MetricSource` prints), anything else getting `otherwise`. What
+/// tests and benches decide with, so none of them sends a request by accident.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    /// The answer to every HTTP GET.
+    pub http: HttpResult,
+    /// Metric values by source.
+    pub metrics: std::collections::BTreeMap<String, Result<f64, String>>,
+    /// The value of a metric the table does not list.
+    pub otherwise: Result<f64, String>,
+}
+
+impl Canned {
+    /// Every probe answered 200 in 1 ms; every metric 0.
+    pub fn up() -> Self {
+        Self {
+            http: HttpResult {
+                status: Some(200),
+                latency_ms: 1.0,
+                error: None,
+            },
+            metrics: std::collections::BTreeMap::new(),
+            otherwise: Ok(0.0),
+        }
+    }
+
+    /// Every probe refused; every metric 0.
+    pub fn down() -> Self {
+        Self {
+            http: HttpResult {
+                status: None,
+                latency_ms: 0.2,
+                error: Some("connection refused".into()),
+            },
+            ..Self::up()
+        }
+    }
+}
+
+impl Observer for Canned {
+    fn http_get(&self, _url: &str, _timeout: Duration) -> HttpResult {
+        self.http.clone()
+    }
+
+    fn metric(&self, source: &MetricSource) -> Result<f64, String> {
+        self.metrics
+            .get(&source.to_string())
+            .cloned()
+            .unwrap_or_else(|| self.otherwise.clone())
+    }
+}

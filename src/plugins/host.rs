@@ -516,15 +516,18 @@ thread_local! {
     static FAULTED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs one gate evaluation with `pass` as the current host, returning what it observed. The
-/// gate may reach only what `grants` allows.
+/// Runs one gate evaluation with `pass` as the current host, returning what it observed and
+/// how long it took (timing is this edge's, so the engine reads no clock). The gate may reach
+/// only what `grants` allows.
 pub fn observe_granted<R>(
     pass: &Arc<PassHost>,
     lane: &str,
     grants: &Arc<Grants>,
     f: impl FnOnce() -> R,
-) -> (R, Vec<Observation>) {
-    session(pass, lane, Some(Arc::clone(grants)), f)
+) -> (R, Vec<Observation>, Duration) {
+    let started = Instant::now();
+    let (out, evidence) = session(pass, lane, Some(Arc::clone(grants)), f);
+    (out, evidence, started.elapsed())
 }
 
 /// Runs one evaluation with `pass` as the current host and no grant checks: for tools and

@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::dispatch::process;
 use crate::metrics::{Format, Metrics};
@@ -35,6 +35,8 @@ pub struct WebState {
     pub config: Arc<RwLock<Arc<Config>>>,
     /// A connection of the endpoint's own (readers never block the daemon's writes in WAL).
     pub store: Mutex<SqliteStore>,
+    /// The daemon's clock, so `/status` and `/metrics` agree with its decisions (rehearsals too).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl WebState {
@@ -206,7 +208,7 @@ async fn metrics(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Resp
     let body = blocking(state, move |s| {
         let config = s.config();
         let states = process::live_states(&*s.store(), &config.lanes).map_err(|e| e.to_string())?;
-        s.metrics.refresh(&config.lanes, &states, SystemClock.now());
+        s.metrics.refresh(&config.lanes, &states, s.clock.now());
         s.metrics.encode(format).map_err(|e| e.to_string())
     })
     .await;
@@ -221,7 +223,7 @@ async fn status_json(State(state): State<Arc<WebState>>) -> Response {
         let config = s.config();
         let store = s.store();
         let states = process::live_states(&*store, &config.lanes).map_err(|e| e.to_string())?;
-        status::build(&config.lanes, states, &*store, SystemClock.now()).map_err(|e| e.to_string())
+        status::build(&config.lanes, states, &*store, s.clock.now()).map_err(|e| e.to_string())
     })
     .await;
     match report {
@@ -255,7 +257,7 @@ struct History {
 async fn history(State(state): State<Arc<WebState>>, Query(q): Query<HistoryQuery>) -> Response {
     let hours = u64::from(q.hours.unwrap_or(24).clamp(1, 24 * 31));
     let report = blocking(state, move |s| {
-        let to = SystemClock.now();
+        let to = s.clock.now();
         let from = crate::clock::earlier(to, Duration::from_secs(hours * 3600));
         let store = s.store();
         let episodes = store.episodes_since(from).map_err(|e| e.to_string())?;

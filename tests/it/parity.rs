@@ -5,13 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use lanekeeper::config::Diagnostics;
-use lanekeeper::config::settings::{MetricCatalog, MetricSource, Settings};
-use lanekeeper::observe::{HttpResult, Observer};
+use lanekeeper::config::settings::{MetricCatalog, Settings};
+use lanekeeper::observe::{Canned, HttpResult};
 use lanekeeper::plugins::host::{self, Observation};
 use lanekeeper::plugins::{GateInput, PassHost, PluginErrorKind, Registry, Runtime, Verdict};
 use lanekeeper::state::{LaneState, LaneStates, RunResult, RunningRun};
@@ -54,24 +53,8 @@ static RUNTIMES: LazyLock<Runtimes> = LazyLock::new(|| {
 
 const PLUGINS: [&str; 4] = STANDARD_PLUGINS;
 
-/// Answers probes and metric reads from the generated case.
-struct Stub {
-    http: HttpResult,
-    metrics: BTreeMap<String, Result<f64, String>>,
-}
-
-impl Observer for Stub {
-    fn http_get(&self, _url: &str, _timeout: Duration) -> HttpResult {
-        self.http.clone()
-    }
-    fn metric(&self, source: &MetricSource) -> Result<f64, String> {
-        self.metrics
-            .get(&source.to_string())
-            .cloned()
-            .unwrap_or_else(|| Err(format!("no value for {source}")))
-    }
-}
-
+/// Probes and metric reads are answered from the generated case.
+type Stub = Canned;
 fn no_io() -> Stub {
     Stub {
         http: HttpResult {
@@ -80,6 +63,7 @@ fn no_io() -> Stub {
             error: Some("unused".into()),
         },
         metrics: BTreeMap::new(),
+        otherwise: Err("no value for this metric".into()),
     }
 }
 
@@ -220,6 +204,7 @@ proptest! {
             observer: Stub {
                 http: HttpResult { status, latency_ms: latency, error },
                 metrics: BTreeMap::new(),
+                otherwise: Err("no value for this metric".into()),
             },
         })?;
     }
@@ -294,8 +279,8 @@ proptest! {
             now,
             zone: TimeZone::UTC,
             observer: Stub {
-                http: no_io().http,
                 metrics,
+                ..no_io()
             },
         })?;
     }

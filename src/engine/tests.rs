@@ -1,0 +1,385 @@
+//! Table tests of the pure engine: `decide` (schedule, gates, starvation guard), the pass's
+//! admission (its own run, groups, the picker), and the wake rule, with stub gates and no I/O.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+
+use super::*;
+use crate::config::{Command, GateBinding, OnError, Retry, Schedule, Settings};
+use crate::observe::Canned;
+use crate::plugins::{Gate, GateInput, PluginError, PluginErrorKind, Runtime, Verdict};
+use crate::state::{LaneState, LaneStates, RunResult, RunningRun};
+
+/// A gate that always answers the same and counts how often it was asked.
+struct Stub {
+    answer: Result<Verdict, PluginError>,
+    calls: AtomicUsize,
+}
+
+impl Gate for Stub {
+    fn evaluate(&self, _: &GateInput<'_>) -> Result<Verdict, PluginError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.answer.clone()
+    }
+}
+
+fn pass_() -> Result<Verdict, PluginError> {
+    Ok(Verdict::Pass { detail: None })
+}
+
+fn defer(reason: &str) -> Result<Verdict, PluginError> {
+    Ok(Verdict::Defer {
+        reason: reason.into(),
+        detail: format!("{reason} detail"),
+        hint: None,
+    })
+}
+
+fn fail() -> Result<Verdict, PluginError> {
+    Err(PluginError {
+        kind: PluginErrorKind::Thrown,
+        message: "plugin `g` threw".into(),
+    })
+}
+
+fn gate(name: &str, answer: Result<Verdict, PluginError>, soft: bool) -> (GateBinding, Arc<Stub>) {
+    let stub = Arc::new(Stub {
+        answer,
+        calls: AtomicUsize::new(0),
+    });
+    let binding = GateBinding {
+        name: name.into(),
+        runtime: Runtime::Rhai,
+        gate: Arc::clone(&stub) as Arc<dyn Gate>,
+        soft,
+        on_error: OnError::Defer,
+        reads: Vec::new(),
+        grants: Arc::default(),
+    };
+    (binding, stub)
+}
+
+fn lane(name: &str, every: Option<Duration>, gates: Vec<GateBinding>) -> Lane {
+    Lane {
+        name: name.into(),
+        label: name.into(),
+        file: format!("rules/{name}.yaml").into(),
+        schedule: every.map_or(Schedule::Disabled, Schedule::Every),
+        zone: TimeZone::UTC,
+        gates,
+        max_deferral: None,
+        recheck: Duration::from_secs(30),
+        group: None,
+        priority: 10,
+        retry: None,
+        command: Command {
+            argv: vec!["true".into()],
+            cwd: ".".into(),
+            env: BTreeMap::new(),
+            timeout: None,
+            grace: Duration::from_secs(1),
+        },
+        fingerprints: Arc::default(),
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn t0() -> Timestamp {
+    "2026-06-01T12:00:00Z".parse().expect("time")
+}
+
+fn ms(t: Timestamp, ms: i64) -> Timestamp {
+    t + SignedDuration::from_millis(ms)
+}
+
+fn host(states: LaneStates, now: Timestamp) -> Arc<PassHost> {
+    Arc::new(PassHost::new(
+        now,
+        Arc::new(states),
+        Arc::new(Canned::up()),
+        Arc::new(Default::default()),
+    ))
+}
+
+fn decide_one(lane: &Lane, state: LaneState, now: Timestamp, mode: ChainMode) -> Decision {
+    let mut states = LaneStates::new();
+    states.insert(lane.name.clone(), state);
+    decide(lane, &host(states, now), mode)
+}
+
+fn ran_at(t: Timestamp) -> LaneState {
+    LaneState {
+        last_run_at: Some(t),
+        ..LaneState::default()
+    }
+}
+
+#[test]
+fn the_schedule_gate_decides_at_its_boundaries() {
+    let l = lane("a", Some(HOUR), vec![]);
+    let cases = [
+        // (last run, now, outcome, reason)
+        (None, t0(), Outcome::Trigger, "periodic-sweep:3600000"),
+        (
+            Some(t0()),
+            ms(t0(), 3_600_000),
+            Outcome::Trigger,
+            "periodic-sweep:3600000",
+        ),
+        (
+            Some(t0()),
+            ms(t0(), 3_599_999),
+            Outcome::Deferred,
+            REASON_NOT_DUE,
+        ),
+        (Some(t0()), t0(), Outcome::Deferred, REASON_NOT_DUE),
+    ];
+    for (last, now, outcome, reason) in cases {
+        let state = last.map(ran_at).unwrap_or_default();
+        let d = decide_one(&l, state, now, ChainMode::FirstDeferral);
+        assert_eq!(
+            (d.outcome, d.reason.as_deref()),
+            (outcome, Some(reason)),
+            "{last:?} {now}"
+        );
+    }
+    let off = lane("off", None, vec![]);
+    let d = decide_one(&off, LaneState::default(), t0(), ChainMode::Full);
+    assert_eq!(d.outcome, Outcome::Disabled);
+    assert!(d.chain[0].decided);
+}
+
+#[test]
+fn the_first_deferral_decides_and_later_gates_are_not_asked() {
+    let (a, _) = gate("a", pass_(), false);
+    let (b, b_stub) = gate("b", defer("busy"), false);
+    let (c, c_stub) = gate("c", defer("late"), false);
+    let l = lane("x", Some(HOUR), vec![a, b, c]);
+    let d = decide_one(&l, LaneState::default(), t0(), ChainMode::FirstDeferral);
+    assert_eq!(d.outcome, Outcome::Deferred);
+    assert_eq!(
+        (d.gate.as_deref(), d.reason.as_deref()),
+        (Some("b"), Some("busy"))
+    );
+    assert_eq!(d.chain.len(), 3, "schedule, a, b");
+    assert_eq!(b_stub.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(c_stub.calls.load(Ordering::SeqCst), 0);
+
+    // The whole chain for `explain`: every gate asked, the deciding one marked.
+    let d = decide_one(&l, LaneState::default(), t0(), ChainMode::Full);
+    assert_eq!(c_stub.calls.load(Ordering::SeqCst), 1);
+    let decided: Vec<&str> = d
+        .chain
+        .iter()
+        .filter(|c| c.decided)
+        .map(|c| c.gate.as_str())
+        .collect();
+    assert_eq!(decided, ["b"]);
+    assert_eq!(d.gate.as_deref(), Some("b"));
+}
+
+#[test]
+fn a_failing_plugin_defers_unless_its_gate_lets_errors_pass() {
+    let (mut g, _) = gate("g", fail(), false);
+    let l = lane("x", Some(HOUR), vec![g.clone()]);
+    let d = decide_one(&l, LaneState::default(), t0(), ChainMode::FirstDeferral);
+    assert_eq!(d.reason.as_deref(), Some(REASON_PLUGIN_ERROR));
+    assert_eq!(d.chain[1].error_kind.as_deref(), Some("thrown"));
+    g.on_error = OnError::Pass;
+    let l = lane("x", Some(HOUR), vec![g]);
+    let d = decide_one(&l, LaneState::default(), t0(), ChainMode::FirstDeferral);
+    assert_eq!(d.outcome, Outcome::Trigger);
+    assert!(d.chain[1].error.is_some());
+}
+
+#[test]
+fn the_starvation_guard_waives_soft_gates_from_max_deferral_on_and_never_hard_ones() {
+    let (soft, _) = gate("night", defer("outside-off-peak"), true);
+    let (hard, _) = gate("backup", defer("backup-stale"), false);
+    let mut l = lane("x", Some(HOUR), vec![soft.clone()]);
+    l.max_deferral = Some(Duration::from_secs(12 * 3600));
+    let since = t0();
+    let waiting = |held_ms: i64| {
+        let state = LaneState {
+            deferral_since: Some(since),
+            ..LaneState::default()
+        };
+        (state, ms(since, held_ms))
+    };
+    let cases = [
+        (12 * 3_600_000 - 1, Outcome::Deferred),
+        (12 * 3_600_000, Outcome::Trigger),
+        (13 * 3_600_000, Outcome::Trigger),
+    ];
+    for (held, outcome) in cases {
+        let (state, now) = waiting(held);
+        let d = decide_one(&l, state, now, ChainMode::FirstDeferral);
+        assert_eq!(d.outcome, outcome, "held {held} ms: {d:?}");
+        if outcome == Outcome::Trigger {
+            assert_eq!(d.source, Some(TriggerSource::StarvationGuard));
+            assert_eq!(
+                d.reason.as_deref(),
+                Some(format!("starvation-guard:{held}").as_str())
+            );
+            assert_eq!(d.chain[1].verdict, GateVerdict::Waived);
+        }
+    }
+    let mut l = lane("x", Some(HOUR), vec![soft, hard]);
+    l.max_deferral = Some(Duration::from_secs(3600));
+    let (state, now) = waiting(10 * 3_600_000);
+    let d = decide_one(&l, state, now, ChainMode::FirstDeferral);
+    assert_eq!(
+        (d.outcome, d.reason.as_deref()),
+        (Outcome::Deferred, Some("backup-stale"))
+    );
+}
+
+#[test]
+fn a_failed_run_is_retried_after_its_delay_within_its_window() {
+    let mut l = lane("x", Some(Duration::from_secs(24 * 3600)), vec![]);
+    l.retry = Some(Retry {
+        delay: Duration::from_secs(15 * 60),
+        window: HOUR,
+    });
+    let failed = LaneState {
+        last_run_at: Some(t0()),
+        last_result: Some(RunResult::Failure),
+        last_ended_at: Some(ms(t0(), 60_000)),
+        failure_since: Some(ms(t0(), 60_000)),
+        ..LaneState::default()
+    };
+    let at = |m: i64| {
+        decide_one(
+            &l,
+            failed.clone(),
+            ms(t0(), m * 60_000),
+            ChainMode::FirstDeferral,
+        )
+    };
+    assert_eq!(at(15).outcome, Outcome::Deferred, "delay not over");
+    assert_eq!(at(16).source, Some(TriggerSource::FailedRunRetry));
+    assert_eq!(at(62).outcome, Outcome::Deferred, "window used up");
+}
+
+fn run_pass(lanes: &[&Lane], states: LaneStates, now: Timestamp) -> Vec<Decision> {
+    let mut settings = Settings::default();
+    settings.groups.insert("heavy".into(), 1);
+    pass(
+        lanes,
+        Arc::new(states),
+        now,
+        Arc::new(Canned::up()),
+        &settings,
+        None,
+    )
+}
+
+fn outcome_of<'a>(ds: &'a [Decision], lane: &str) -> &'a Decision {
+    ds.iter().find(|d| d.lane == lane).expect("decision")
+}
+
+#[test]
+fn a_group_admits_by_priority_then_overdue_then_name() {
+    let mut a = lane("alpha", Some(HOUR), vec![]);
+    let mut b = lane("beta", Some(HOUR), vec![]);
+    let mut c = lane("gamma", Some(HOUR), vec![]);
+    for l in [&mut a, &mut b, &mut c] {
+        l.group = Some("heavy".into());
+    }
+    c.priority = 1;
+    let ds = run_pass(&[&a, &b, &c], LaneStates::new(), t0());
+    assert_eq!(
+        outcome_of(&ds, "gamma").outcome,
+        Outcome::Trigger,
+        "priority"
+    );
+    let held = outcome_of(&ds, "alpha");
+    assert_eq!(held.reason.as_deref(), Some(fairness::REASON_GROUP));
+    assert!(
+        held.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("lower priority: 1 before 10")),
+        "{held:?}"
+    );
+
+    // Equal priority, never run: the name decides, and says so.
+    c.priority = 10;
+    let ds = run_pass(&[&a, &b, &c], LaneStates::new(), t0());
+    assert_eq!(outcome_of(&ds, "alpha").outcome, Outcome::Trigger);
+    assert!(
+        outcome_of(&ds, "beta")
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("the name decided: alpha before beta"))
+    );
+
+    // More overdue goes first: beta last ran 5 intervals ago, alpha 2.
+    let mut states = LaneStates::new();
+    states.insert("alpha".into(), ran_at(ms(t0(), -2 * 3_600_000)));
+    states.insert("beta".into(), ran_at(ms(t0(), -5 * 3_600_000)));
+    states.insert("gamma".into(), ran_at(t0()));
+    let ds = run_pass(&[&a, &b, &c], states, t0());
+    assert_eq!(outcome_of(&ds, "beta").outcome, Outcome::Trigger);
+    assert!(
+        outcome_of(&ds, "alpha")
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("more overdue")),
+    );
+}
+
+#[test]
+fn a_lane_still_running_is_never_started_twice() {
+    let a = lane("a", Some(HOUR), vec![]);
+    let mut states = LaneStates::new();
+    states.insert(
+        "a".into(),
+        LaneState {
+            running: Some(RunningRun {
+                run_id: 1,
+                pid: 42,
+                pid_start: 1,
+                started_at: t0(),
+                supervisor: None,
+            }),
+            ..LaneState::default()
+        },
+    );
+    let ds = run_pass(&[&a], states, ms(t0(), 2 * 3_600_000));
+    assert_eq!(ds[0].reason.as_deref(), Some(fairness::REASON_RUNNING));
+}
+
+#[test]
+fn the_wake_rule_wakes_for_due_times_rechecks_and_nothing_else() {
+    let due_later = lane("later", Some(HOUR), vec![]);
+    let (g, _) = gate("g", defer("busy"), false);
+    let mut held = lane("held", Some(HOUR), vec![g]);
+    held.recheck = Duration::from_secs(30);
+    let firing = lane("firing", Some(HOUR), vec![]);
+    let off = lane("off", None, vec![]);
+    let now = t0();
+    let mut states = LaneStates::new();
+    states.insert("later".into(), ran_at(ms(now, -20 * 60_000)));
+    let lanes = [due_later, held, firing, off];
+    let refs: Vec<&Lane> = lanes.iter().collect();
+    let ds = run_pass(&refs, states.clone(), now);
+    assert_eq!(
+        wake::next_wake(&ds, &lanes, &states, now),
+        Some(ms(now, 30_000)),
+        "the held lane's recheck comes first"
+    );
+    let quiet: Vec<Decision> = ds.into_iter().filter(|d| d.lane != "held").collect();
+    assert_eq!(
+        wake::next_wake(&quiet, &lanes, &states, now),
+        Some(ms(now, 40 * 60_000)),
+        "then the next due time"
+    );
+    let none: Vec<Decision> = quiet.into_iter().filter(|d| d.lane != "later").collect();
+    assert_eq!(wake::next_wake(&none, &lanes, &states, now), None);
+}

@@ -1,0 +1,48 @@
+//! The daemon's wake rule, pure: after a pass, the earliest moment at which any decision could
+//! change without an event (a child exiting, a file edit, a signal). The daemon sleeps until
+//! then, and a simulation jumps there, so both wake at exactly the same instants.
+
+use jiff::Timestamp;
+
+use super::decision::{Decision, Outcome, SCHEDULE_GATE};
+use super::schedule::{next_due, retry_at};
+use crate::clock::later;
+use crate::config::Lane;
+use crate::state::LaneStates;
+
+/// When a pass's decisions could next change by themselves:
+/// - a lane not due yet, when it becomes due (or its failed run's retry does);
+/// - a due lane held back by a gate, after its `recheck`;
+/// - a trigger or a disabled lane, never (a trigger changes through the run it starts, which
+///   is an event).
+///
+/// `None` when nothing would change without an event.
+pub fn next_wake(
+    decisions: &[Decision],
+    lanes: &[Lane],
+    states: &LaneStates,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let by_name: std::collections::HashMap<&str, &Lane> =
+        lanes.iter().map(|l| (l.name.as_str(), l)).collect();
+    let mut wake: Option<Timestamp> = None;
+    for d in decisions {
+        let Some(lane) = by_name.get(d.lane.as_str()) else {
+            continue;
+        };
+        let state = states.get(&d.lane).cloned().unwrap_or_default();
+        let candidates = match d.outcome {
+            Outcome::Disabled | Outcome::Trigger => [None, None],
+            Outcome::Deferred if d.gate.as_deref() == Some(SCHEDULE_GATE) => [
+                next_due(&lane.schedule, &lane.zone, state.last_run_at),
+                retry_at(lane.retry, &state),
+            ],
+            Outcome::Deferred => [Some(later(now, lane.recheck)), None],
+        };
+        for t in candidates.into_iter().flatten() {
+            let t = t.max(now);
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+        }
+    }
+    wake
+}
