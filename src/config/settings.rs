@@ -157,7 +157,7 @@ impl FromStr for Selector {
         }
         let labels = match rest {
             None => Vec::new(),
-            Some(body) => match crate::observe::metrics::parse_labels(body) {
+            Some(body) => match crate::observe::sources::parse_labels(body) {
                 Some((labels, tail)) if tail.trim().is_empty() => labels,
                 _ => {
                     return Err(format!(
@@ -791,7 +791,7 @@ fn compile_metric(m: &RawMetric, home: &Path) -> Result<MetricSource, String> {
         )?;
         let series: Selector = series.value.parse()?;
         let timeout = match m.timeout.as_ref().map(|t| t.value) {
-            None => crate::observe::metrics::DEFAULT_SCRAPE_TIMEOUT,
+            None => crate::observe::sources::DEFAULT_SCRAPE_TIMEOUT,
             Some(DurationSetting::On(d)) if d > duration::MAX_EVALUATION => {
                 return Err(format!(
                     "timeout is at most {}",

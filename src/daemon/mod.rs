@@ -6,7 +6,7 @@
 //! lane (one shared host, so probes are shared), run on a blocking thread because plugins block.
 //! Then the triggers that the groups allow are dispatched through the same code as `fire`.
 
-mod episodes;
+mod changelog;
 mod recovery;
 mod reload;
 mod retries;
@@ -157,7 +157,7 @@ struct Daemon {
     clock: Arc<dyn Clock>,
     /// Runs this daemon started, by lane, with the way to stop them.
     runs: HashMap<String, Stopper>,
-    episodes: episodes::Episodes,
+    changelog: changelog::Changelog,
     events: UnboundedSender<Event>,
     once: bool,
     stopping: bool,
@@ -211,7 +211,7 @@ impl Daemon {
                 observer: Arc::new(LiveObserver::default()),
                 clock,
                 runs: HashMap::new(),
-                episodes: episodes::Episodes::default(),
+                changelog: changelog::Changelog::default(),
                 events: tx,
                 once,
                 stopping: false,
@@ -357,7 +357,7 @@ impl Daemon {
 
         // Every evaluation is recorded; the store coalesces repeats into episodes. The log
         // gets only the changes.
-        self.episodes.changes(&decisions);
+        self.changelog.log_changes(&decisions);
         self.metrics.observe_pass(&decisions);
         self.note_exhausted_retries(&states, now);
         let origin = if self.once {

@@ -4,7 +4,7 @@
 //! answer from recorded evidence, so the engine's code path never changes.
 
 pub mod http;
-pub mod metrics;
+pub mod sources;
 
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ impl Observer for LiveObserver {
     }
 
     fn metric(&self, source: &MetricSource) -> Result<f64, String> {
-        metrics::read(source, &self.http)
+        sources::read(source, &self.http)
     }
 }
 

@@ -1,6 +1,7 @@
-//! What the daemon logs: one line per *change* of a lane's decision, not per pass (the store
-//! coalesces the history the same way, into episodes). A deferral is logged when its episode starts, again only when
-//! its reason changes, and once when it ends. The original platform flooded its log otherwise.
+//! The daemon's log of decisions: one line per *change* of a lane's decision, not per pass.
+//! A deferral is logged when it starts, again only when its reason changes, and once when it
+//! ends; the original platform flooded its log otherwise. (The store keeps every decision; this
+//! only keeps the log readable.)
 
 use std::collections::HashMap;
 
@@ -28,14 +29,13 @@ fn key(d: &Decision) -> Key {
 
 /// The last decision recorded per lane.
 #[derive(Default)]
-pub struct Episodes {
+pub struct Changelog {
     last: HashMap<String, (Key, bool)>,
 }
 
-impl Episodes {
-    /// Logs each decision that differs from its lane's previous one, and returns those.
-    pub fn changes(&mut self, decisions: &[Decision]) -> Vec<Decision> {
-        let mut out = Vec::new();
+impl Changelog {
+    /// Logs each decision that differs from its lane's previous one.
+    pub fn log_changes(&mut self, decisions: &[Decision]) {
         for d in decisions {
             let k = key(d);
             let held = d.is_held();
@@ -62,8 +62,6 @@ impl Episodes {
                 (false, false) => {}
             }
             self.last.insert(d.lane.clone(), (k, held));
-            out.push(d.clone());
         }
-        out
     }
 }
