@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::config::duration::format;
 use crate::config::{Lane, Schedule};
 use crate::daemon::{RELOAD_KEY, ReloadStatus};
 use crate::engine::schedule::next_due;
+use crate::model::duration::format;
 use crate::state::{
     Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, RunResult, Store, StoreError,
 };

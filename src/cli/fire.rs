@@ -117,7 +117,7 @@ pub fn summary(lane: &str, r: &RunReport) -> String {
         "lane `{lane}`: {} ({how}{}) in {}, log {}",
         r.result.as_str(),
         if r.timed_out { ", timed out" } else { "" },
-        crate::config::duration::format(r.duration),
+        crate::model::duration::format(r.duration),
         r.log_path.display()
     )
 }

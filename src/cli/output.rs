@@ -2,7 +2,7 @@
 
 use jiff::Timestamp;
 
-use crate::config::duration::format_ms;
+use crate::model::duration::format_ms;
 
 /// Prints rows under a header with columns padded to their widest cell; the last column is not
 /// padded so long details do not push trailing spaces.

@@ -151,10 +151,10 @@ pub(crate) fn compile_allow(
     path: &std::path::Path,
     raw: &RawAllow,
     diags: &mut super::Diagnostics,
-) -> crate::plugins::grants::Grants {
-    let mut grants = crate::plugins::grants::Grants::default();
+) -> crate::model::grants::Grants {
+    let mut grants = crate::model::grants::Grants::default();
     for h in &raw.http {
-        match crate::plugins::grants::HttpGrant::parse(&h.value) {
+        match crate::model::grants::HttpGrant::parse(&h.value) {
             Ok(g) => grants.http.push(g),
             Err(e) => diags.push(super::Diagnostic::yaml(
                 path,
@@ -293,7 +293,7 @@ pub struct GateBinding {
     /// Lanes named by its lane-typed parameters (`peers`, `lane`): whose state it reads.
     pub reads: Vec<String>,
     /// What it may reach through the host (deny by default).
-    pub grants: Arc<crate::plugins::grants::Grants>,
+    pub grants: Arc<crate::model::grants::Grants>,
 }
 
 /// Retry after a failed run.
@@ -348,7 +348,7 @@ pub struct Lane {
     /// The command.
     pub command: Command,
     /// Fingerprints of this lane's file and of each plugin it uses.
-    pub fingerprints: crate::engine::decision::Fingerprints,
+    pub fingerprints: crate::model::decision::Fingerprints,
 }
 
 impl Lane {

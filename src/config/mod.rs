@@ -4,7 +4,7 @@
 //! pass; a configuration with any problem is never used.
 
 pub mod diagnostic;
-pub mod duration;
+pub use crate::model::duration;
 pub mod lane;
 pub mod program;
 pub mod settings;
@@ -226,7 +226,7 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
         diags.attribute(before, &name);
         let Some(raw) = raw else { continue };
         seen.insert(name.clone(), path.clone());
-        let hash = crate::fingerprint::content_hash(text.as_bytes());
+        let hash = crate::model::fingerprint::content_hash(text.as_bytes());
         rules.parsed.push(ParsedLane {
             name,
             path,
@@ -644,10 +644,10 @@ fn grants(
     path: &Path,
     g: &RawGate,
     plugin: &str,
-    named: crate::plugins::grants::Grants,
+    named: crate::model::grants::Grants,
     settings: &Settings,
     diags: &mut Diagnostics,
-) -> crate::plugins::grants::Grants {
+) -> crate::model::grants::Grants {
     let mut grants = named;
     if let Some(allow) = &g.allow {
         grants.extend(lane::compile_allow(path, &allow.value, diags));

@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -12,6 +11,7 @@ use serde_saphyr::Spanned;
 use super::diagnostic::{Diagnostic, Diagnostics};
 use super::duration::{self, DurationSetting};
 use super::yaml;
+pub use crate::model::metric::{MetricCatalog, MetricSource, Selector};
 
 /// Budgets applied to every Rhai plugin evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,158 +129,6 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
-/// A Prometheus series selector: `name{label="value",…}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Selector {
-    /// The metric name.
-    pub name: String,
-    /// Labels that must match exactly.
-    pub labels: Vec<(String, String)>,
-}
-
-impl FromStr for Selector {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let (name, rest) = match s.find('{') {
-            Some(i) => (&s[..i], Some(&s[i + 1..])),
-            None => (s, None),
-        };
-        let valid_name = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
-        if !valid_name {
-            return Err(format!(
-                "`{s}` is not a series selector; write e.g. add_memory_latency_ms{{quantile=\"0.99\"}}"
-            ));
-        }
-        let labels = match rest {
-            None => Vec::new(),
-            Some(body) => match crate::observe::sources::parse_labels(body) {
-                Some((labels, tail)) if tail.trim().is_empty() => labels,
-                _ => {
-                    return Err(format!(
-                        "`{s}`: bad label list; write labels as {{name=\"value\",…}}"
-                    ));
-                }
-            },
-        };
-        Ok(Self {
-            name: name.to_string(),
-            labels,
-        })
-    }
-}
-
-impl fmt::Display for Selector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)?;
-        if !self.labels.is_empty() {
-            let parts: Vec<String> = self
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{v}\""))
-                .collect();
-            write!(f, "{{{}}}", parts.join(","))?;
-        }
-        Ok(())
-    }
-}
-
-/// Where a named metric comes from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MetricSource {
-    /// One series of a Prometheus text-format endpoint.
-    Prometheus {
-        /// The endpoint.
-        url: String,
-        /// Which series.
-        series: Selector,
-        /// Scrape timeout.
-        timeout: Duration,
-    },
-    /// A file holding one number.
-    File {
-        /// The file.
-        path: PathBuf,
-    },
-    /// Linux pressure stall information.
-    Psi {
-        /// `cpu`, `io` or `memory`.
-        resource: String,
-        /// The `full` line rather than `some`.
-        full: bool,
-        /// `avg10`, `avg60` or `avg300`.
-        window: String,
-    },
-    /// `/proc/loadavg`: 0 = 1 minute, 1 = 5 minutes, 2 = 15 minutes.
-    LoadAvg {
-        /// Which field.
-        index: usize,
-    },
-}
-
-impl fmt::Display for MetricSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MetricSource::Prometheus { url, series, .. } => write!(f, "prometheus {url} {series}"),
-            MetricSource::File { path } => write!(f, "file {}", path.display()),
-            MetricSource::Psi {
-                resource,
-                full,
-                window,
-            } => write!(
-                f,
-                "psi /proc/pressure/{resource} {} {window}",
-                if *full { "full" } else { "some" }
-            ),
-            MetricSource::LoadAvg { index } => {
-                write!(f, "loadavg {}m", [1, 5, 15].get(*index).unwrap_or(&1))
-            }
-        }
-    }
-}
-
-/// Named metrics: those configured in `lanekeeper.yaml`, plus built-ins
-/// (`psi.<cpu|io|memory>.<some|full>.<avg10|avg60|avg300>`, `loadavg.<1|5|15>`).
-#[derive(Debug, Clone, Default)]
-pub struct MetricCatalog {
-    named: BTreeMap<String, MetricSource>,
-}
-
-impl MetricCatalog {
-    /// Finds a metric by name.
-    pub fn resolve(&self, name: &str) -> Option<MetricSource> {
-        if let Some(src) = self.named.get(name) {
-            return Some(src.clone());
-        }
-        builtin(name)
-    }
-}
-
-fn builtin(name: &str) -> Option<MetricSource> {
-    let parts: Vec<&str> = name.split('.').collect();
-    match parts.as_slice() {
-        ["psi", res, kind, window]
-            if ["cpu", "io", "memory"].contains(res)
-                && ["some", "full"].contains(kind)
-                && ["avg10", "avg60", "avg300"].contains(window) =>
-        {
-            Some(MetricSource::Psi {
-                resource: res.to_string(),
-                full: *kind == "full",
-                window: window.to_string(),
-            })
-        }
-        ["loadavg", m] => {
-            let index = ["1", "5", "15"].iter().position(|x| x == m)?;
-            Some(MetricSource::LoadAvg { index })
-        }
-        _ => None,
-    }
-}
-
 /// Retention of run logs under `state/runs/<lane>/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunLogs {
@@ -329,7 +177,7 @@ pub struct Settings {
     pub listen: Option<std::net::SocketAddr>,
     /// Grants to a plugin in every lane that uses it (`plugins.<name>.allow`), with where each
     /// was written.
-    pub plugin_grants: BTreeMap<String, (crate::plugins::grants::Grants, serde_saphyr::Location)>,
+    pub plugin_grants: BTreeMap<String, (crate::model::grants::Grants, serde_saphyr::Location)>,
 }
 
 impl Default for Settings {
@@ -521,7 +369,7 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
     for (name, metric) in raw.metrics {
         match compile_metric(&metric.value, home) {
             Ok(src) => {
-                settings.metrics.named.insert(name, src);
+                settings.metrics.insert(name, src);
             }
             Err(msg) => diags.push(Diagnostic::yaml(
                 path,
@@ -791,7 +639,7 @@ fn compile_metric(m: &RawMetric, home: &Path) -> Result<MetricSource, String> {
         )?;
         let series: Selector = series.value.parse()?;
         let timeout = match m.timeout.as_ref().map(|t| t.value) {
-            None => crate::observe::sources::DEFAULT_SCRAPE_TIMEOUT,
+            None => crate::model::metric::DEFAULT_SCRAPE_TIMEOUT,
             Some(DurationSetting::On(d)) if d > duration::MAX_EVALUATION => {
                 return Err(format!(
                     "timeout is at most {}",

@@ -18,8 +18,8 @@ use nix::unistd::Pid;
 use super::spawn::{self, Prepared};
 use super::{DispatchError, Report, RunReport, RunSpec, acquire, logs, process};
 use crate::clock::{Clock, OffsetClock};
-use crate::config::duration::format;
 use crate::home::Home;
+use crate::model::duration::format;
 use crate::state::{ExitInfo, RunEnd, RunResult, RunStart, SqliteStore, Store, StoreError};
 
 /// How long the supervisor keeps trying to record a run's start (the command waits at its gate

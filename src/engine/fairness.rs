@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::decision::{ChainEntry, Decision, GateVerdict, Outcome};
 use super::schedule::next_due;
 use crate::config::Lane;
-use crate::state::LaneStates;
+use crate::model::decision::{ChainEntry, Decision, GateVerdict, Outcome};
+use crate::model::lane_state::LaneStates;
 
 /// The reason a lane kept back by its group defers with.
 pub const REASON_GROUP: &str = "peer-task-running";

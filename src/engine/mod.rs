@@ -4,7 +4,6 @@
 //! returns a [`Decision`]. It reads no clock and touches no store; `check`, `fire`, `run` and
 //! `explain` all call it, so they cannot disagree.
 
-pub mod decision;
 pub mod fairness;
 pub mod schedule;
 pub mod wake;
@@ -15,13 +14,13 @@ mod tests;
 
 use std::sync::Arc;
 
-pub use decision::{
+pub use crate::model::decision::{
     ChainEntry, Decision, GateVerdict, Origin, Outcome, SCHEDULE_GATE, TriggerSource,
 };
 use schedule::Due;
 
-use crate::config::duration::format_ms;
 use crate::config::{Lane, OnError};
+use crate::model::duration::format_ms;
 use crate::plugins::{GateInput, PassHost, Verdict, host};
 
 /// How much of the chain to evaluate.
@@ -98,7 +97,7 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
 fn schedule_gate(
     decision: &mut Decision,
     lane: &Lane,
-    state: &crate::state::LaneState,
+    state: &crate::model::lane_state::LaneState,
     mode: ChainMode,
 ) -> bool {
     let decided = mode == ChainMode::Full;
@@ -152,7 +151,11 @@ fn schedule_gate(
 
 /// The starvation guard: how long the lane has been due and deferred without a break, once
 /// that reaches its `max_deferral` (then its soft gates are waived).
-fn starving_for(lane: &Lane, state: &crate::state::LaneState, now: jiff::Timestamp) -> Option<i64> {
+fn starving_for(
+    lane: &Lane,
+    state: &crate::model::lane_state::LaneState,
+    now: jiff::Timestamp,
+) -> Option<i64> {
     let (max, since) = (lane.max_deferral?, state.deferral_since?);
     let held = now.as_millisecond().saturating_sub(since.as_millisecond());
     let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
@@ -219,7 +222,7 @@ fn run_gate(
 }
 
 /// The schedule gate: due by the schedule, or by a retry of a failed run.
-fn due_now(lane: &Lane, state: &crate::state::LaneState, now: jiff::Timestamp) -> Due {
+fn due_now(lane: &Lane, state: &crate::model::lane_state::LaneState, now: jiff::Timestamp) -> Due {
     let due = schedule::due(&lane.schedule, &lane.zone, state.last_run_at, now);
     if matches!(due, Due::NotDue { .. })
         && let Some(retry) = schedule::retry_due(lane.retry, state, now)
@@ -234,7 +237,7 @@ fn runs_plugins(lane: &Lane, pass: &PassHost, mode: ChainMode) -> bool {
     if lane.gates.is_empty() {
         return false;
     }
-    let never_run = crate::state::LaneState::default();
+    let never_run = crate::model::lane_state::LaneState::default();
     let state = pass.states().get(&lane.name).unwrap_or(&never_run);
     match due_now(lane, state, pass.now()) {
         Due::Due { .. } => true,
@@ -289,9 +292,9 @@ pub const PASS_WORKERS: usize = 8;
 /// they cannot decide differently.
 pub fn pass_all(
     config: &crate::config::Config,
-    states: Arc<crate::state::LaneStates>,
+    states: Arc<crate::model::lane_state::LaneStates>,
     now: jiff::Timestamp,
-    observer: Arc<dyn crate::observe::Observer>,
+    observer: Arc<dyn crate::model::observer::Observer>,
     explain: Option<&str>,
 ) -> Vec<Decision> {
     let lanes: Vec<&Lane> = config.lanes.iter().collect();
@@ -314,9 +317,9 @@ pub fn pass_all(
 /// lane starting, from the pass's probe cache.
 pub fn pass(
     lanes: &[&Lane],
-    states: Arc<crate::state::LaneStates>,
+    states: Arc<crate::model::lane_state::LaneStates>,
     now: jiff::Timestamp,
-    observer: Arc<dyn crate::observe::Observer>,
+    observer: Arc<dyn crate::model::observer::Observer>,
     settings: &crate::config::Settings,
     explain: Option<&str>,
 ) -> Vec<Decision> {
@@ -347,9 +350,9 @@ pub fn pass(
 /// with, and the baseline of its benchmark.
 pub fn pass_sequential(
     lanes: &[&Lane],
-    states: Arc<crate::state::LaneStates>,
+    states: Arc<crate::model::lane_state::LaneStates>,
     now: jiff::Timestamp,
-    observer: Arc<dyn crate::observe::Observer>,
+    observer: Arc<dyn crate::model::observer::Observer>,
     settings: &crate::config::Settings,
     explain: Option<&str>,
 ) -> Vec<Decision> {
@@ -369,9 +372,9 @@ pub fn pass_sequential(
 }
 
 fn pass_host(
-    states: &Arc<crate::state::LaneStates>,
+    states: &Arc<crate::model::lane_state::LaneStates>,
     now: jiff::Timestamp,
-    observer: Arc<dyn crate::observe::Observer>,
+    observer: Arc<dyn crate::model::observer::Observer>,
     settings: &crate::config::Settings,
 ) -> Arc<PassHost> {
     Arc::new(

@@ -7,11 +7,11 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use super::decision::TriggerSource;
 use crate::clock::later;
-use crate::config::duration::format_ms;
 use crate::config::{Retry, Schedule};
-use crate::state::{LaneState, RunResult};
+use crate::model::decision::TriggerSource;
+use crate::model::duration::format_ms;
+use crate::model::lane_state::{LaneState, RunResult};
 
 /// What the schedule says.
 #[derive(Debug, Clone, PartialEq)]

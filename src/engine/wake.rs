@@ -4,11 +4,11 @@
 
 use jiff::Timestamp;
 
-use super::decision::{Decision, Outcome, SCHEDULE_GATE};
 use super::schedule::{next_due, retry_at};
 use crate::clock::later;
 use crate::config::Lane;
-use crate::state::LaneStates;
+use crate::model::decision::{Decision, Outcome, SCHEDULE_GATE};
+use crate::model::lane_state::LaneStates;
 
 /// When a pass's decisions could next change by themselves:
 /// - a lane not due yet, when it becomes due (or its failed run's retry does);

@@ -74,7 +74,7 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         format!(
             "timed out after {}",
-            crate::config::duration::format(timeout)
+            crate::model::duration::format(timeout)
         )
     } else if e.is_connect() {
         let mut cause: &dyn std::error::Error = e;

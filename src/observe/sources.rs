@@ -1,10 +1,8 @@
 //! Metric reads: a Prometheus text endpoint plus a series selector, a file holding a number,
 //! Linux PSI, and the load average.
 
-use std::time::Duration;
-
 use super::http::Prober;
-use crate::config::settings::{MetricSource, Selector};
+use crate::model::metric::{MetricSource, Selector, parse_labels};
 
 /// Reads one metric source now.
 pub fn read(source: &MetricSource, http: &Prober) -> Result<f64, String> {
@@ -45,9 +43,6 @@ pub fn read(source: &MetricSource, http: &Prober) -> Result<f64, String> {
         }
     }
 }
-
-/// The default timeout of a Prometheus scrape.
-pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Picks a PSI value: `some avg10=0.12 avg60=… total=…`.
 fn psi_value(text: &str, full: bool, window: &str) -> Option<f64> {
@@ -99,36 +94,6 @@ fn parse_sample(line: &str) -> Option<Sample> {
         other => other.parse().ok()?,
     };
     Some((name, labels, v))
-}
-
-/// Parses label pairs up to the closing `}`; returns them and the text after it.
-pub fn parse_labels(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
-    let mut labels = Vec::new();
-    loop {
-        s = s.trim_start();
-        if let Some(after) = s.strip_prefix('}') {
-            return Some((labels, after));
-        }
-        let eq = s.find('=')?;
-        let key = s[..eq].trim().to_string();
-        s = s[eq + 1..].trim_start().strip_prefix('"')?;
-        let mut value = String::new();
-        let mut chars = s.char_indices();
-        let end = loop {
-            let (i, c) = chars.next()?;
-            match c {
-                '\\' => match chars.next()?.1 {
-                    'n' => value.push('\n'),
-                    other => value.push(other),
-                },
-                '"' => break i,
-                other => value.push(other),
-            }
-        };
-        labels.push((key, value));
-        s = s[end + 1..].trim_start();
-        s = s.strip_prefix(',').unwrap_or(s);
-    }
 }
 
 #[cfg(test)]

@@ -19,80 +19,17 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 
-use super::grants::Grants;
 use super::{PluginError, PluginErrorKind, Verdict};
-use crate::config::duration;
 use crate::config::settings::{
     DEFAULT_GATE_TIMEOUT, EvidenceLimits, MetricCatalog, MetricSource, format_size,
 };
-use crate::observe::{HttpResult, Observer};
-use crate::state::{LaneState, LaneStates};
+use crate::model::duration;
+use crate::model::grants::Grants;
+use crate::model::lane_state::{LaneState, LaneStates};
+use crate::model::observer::{HttpResult, Observer};
 
-/// One thing a plugin looked at, recorded with the decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Observation {
-    /// An HTTP GET probe.
-    Http {
-        /// The URL probed.
-        url: String,
-        /// The status, when a response arrived.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        status: Option<u16>,
-        /// Time to the response or the failure, in milliseconds.
-        latency_ms: f64,
-        /// Why no response arrived.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-        /// True when answered from this pass's cache.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        cached: bool,
-    },
-    /// A metric read.
-    Metric {
-        /// The metric name as lanes use it.
-        name: String,
-        /// Where it was read from.
-        source: String,
-        /// The value, when it could be read.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        value: Option<f64>,
-        /// Why it could not be read.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-        /// True when answered from this pass's cache.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        cached: bool,
-    },
-    /// A lane's recorded state.
-    Lane {
-        /// The lane looked at.
-        lane: String,
-        /// Whether it is running.
-        running: bool,
-        /// The running child's pid.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pid: Option<u32>,
-        /// Not running yet: an earlier lane of this pass dispatches it.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        starting: bool,
-        /// Its last success.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        last_success_at: Option<Timestamp>,
-        /// Its last run start.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        last_run_at: Option<Timestamp>,
-    },
-    /// A log line written by the plugin.
-    Log {
-        /// `info` or `warn`.
-        level: String,
-        /// The message.
-        message: String,
-    },
-}
+pub use crate::model::decision::Observation;
 
 impl Observation {
     /// About the size of its JSON, counted against `limits.evidence.max_bytes`.

@@ -4,7 +4,6 @@
 //! parameters gives a [`Gate`], which the engine evaluates. Plugins see the world only through
 //! the host capabilities in [`host`], which record every observation as evidence.
 
-pub mod grants;
 pub mod host;
 pub mod registry;
 pub mod rhai;

@@ -25,9 +25,9 @@ use super::{
     Gate, GateInput, Plugin, PluginError, PluginErrorKind, PluginInfo, Runtime, Verdict,
     valid_reason,
 };
-use crate::config::duration;
 use crate::config::settings::RhaiLimits;
-use crate::state::LaneState;
+use crate::model::duration;
+use crate::model::lane_state::LaneState;
 
 thread_local! {
     /// When the evaluation on this thread misses its deadline, before host time is added.
@@ -276,7 +276,7 @@ fn lane_view(pass: &Arc<PassHost>, name: &str, at: Position) -> RhaiResult<Dynam
 
 /// The outcome of `http_get`: `ok`, `status`, `latency_ms`, `error`.
 #[derive(Clone)]
-struct Probe(Arc<crate::observe::HttpResult>);
+struct Probe(Arc<crate::model::observer::HttpResult>);
 
 fn register_views(e: &mut Engine) {
     let opt = |v: Option<i64>| v.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT);
@@ -301,13 +301,17 @@ fn register_views(e: &mut Engine) {
         })
         .register_get("last_exit_code", move |l: &mut LaneView| {
             match l.state().and_then(|s| s.last_exit) {
-                Some(crate::state::ExitInfo::Code(c)) => Dynamic::from_int(i64::from(c)),
+                Some(crate::model::lane_state::ExitInfo::Code(c)) => {
+                    Dynamic::from_int(i64::from(c))
+                }
                 _ => Dynamic::UNIT,
             }
         })
         .register_get("last_signal", move |l: &mut LaneView| {
             match l.state().and_then(|s| s.last_exit) {
-                Some(crate::state::ExitInfo::Signal(n)) => Dynamic::from_int(i64::from(n)),
+                Some(crate::model::lane_state::ExitInfo::Signal(n)) => {
+                    Dynamic::from_int(i64::from(n))
+                }
                 _ => Dynamic::UNIT,
             }
         })
@@ -414,7 +418,7 @@ impl RhaiPlugin {
                 runtime: Runtime::Rhai,
                 path: path.to_path_buf(),
                 schema: ParamSchema::default(),
-                hash: crate::fingerprint::content_hash(source.as_bytes()),
+                hash: crate::model::fingerprint::content_hash(source.as_bytes()),
             },
             evaluate_at: find_fn(source, "evaluate"),
             engine,

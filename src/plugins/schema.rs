@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
-use crate::config::duration;
+use crate::model::duration;
 
 /// The type of one parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,15 +197,15 @@ impl ParamSchema {
 impl ParamSchema {
     /// What checked `params` name in typed parameters (`url`, `metric`, `thresholds`): the
     /// gate may reach exactly those, because its lane's author wrote them.
-    pub fn grants_named(&self, params: &Value) -> super::grants::Grants {
-        let mut grants = super::grants::Grants::default();
+    pub fn grants_named(&self, params: &Value) -> crate::model::grants::Grants {
+        let mut grants = crate::model::grants::Grants::default();
         let Some(specs) = &self.params else {
             return grants;
         };
         for (key, spec) in specs {
             match (spec.ty, params.get(key)) {
                 (ParamType::Url, Some(Value::String(url))) => {
-                    if let Ok(g) = super::grants::HttpGrant::parse(url) {
+                    if let Ok(g) = crate::model::grants::HttpGrant::parse(url) {
                         grants.http.push(g);
                     }
                 }

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use wasmtime::{Caller, Engine, Extern, ExternType, FuncType, Linker, Memory, Module, ValType};
 
 use super::engine::StoreData;
-use crate::observe::HttpResult;
+use crate::model::lane_state::{ExitInfo, LaneState, RunResult};
+use crate::model::observer::HttpResult;
 use crate::plugins::host;
-use crate::state::{ExitInfo, LaneState, RunResult};
 
 /// The import module every host function lives in.
 pub const HOST_MODULE: &str = "lanekeeper";

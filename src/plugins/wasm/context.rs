@@ -82,9 +82,9 @@ mod tests {
 
     use super::*;
     use crate::config::settings::MetricCatalog;
+    use crate::model::lane_state::{LaneState, LaneStates};
     use crate::observe::LiveObserver;
     use crate::plugins::PassHost;
-    use crate::state::{LaneState, LaneStates};
 
     #[test]
     fn the_context_has_fixed_fields_and_local_time_in_the_lane_zone() {

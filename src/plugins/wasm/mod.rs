@@ -29,7 +29,7 @@ use super::{
     Gate, GateInput, Plugin, PluginError, PluginErrorKind, PluginInfo, Runtime, Verdict,
     valid_reason,
 };
-use crate::config::duration;
+use crate::model::duration;
 use cache::ArtifactCache;
 pub use engine::WasmEngine;
 use engine::{DeadlineExceeded, MemoryLimitExceeded, StoreData, WarmSlot};
@@ -122,7 +122,7 @@ impl WasmPlugin {
                 runtime: Runtime::Wasm,
                 path: path.to_path_buf(),
                 schema: ParamSchema::default(),
-                hash: crate::fingerprint::content_hash(bytes),
+                hash: crate::model::fingerprint::content_hash(bytes),
             },
             engine: Arc::clone(engine),
             memory: export("memory")?,

@@ -1,9 +1,8 @@
-//! The decision contract (docs/DESIGN.md §4): what `check --json` prints and the history stores.
+//! The decision contract (docs/DESIGN.md §4): what `check --json` prints and the history stores,
+//! with the observations plugins made as its evidence.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-
-use crate::plugins::host::Observation;
 
 /// The outcome of a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,3 +223,67 @@ impl Decision {
 
 /// The name of the built-in first gate.
 pub const SCHEDULE_GATE: &str = "schedule";
+
+/// One thing a plugin looked at, recorded with the decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Observation {
+    /// An HTTP GET probe.
+    Http {
+        /// The URL probed.
+        url: String,
+        /// The status, when a response arrived.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        /// Time to the response or the failure, in milliseconds.
+        latency_ms: f64,
+        /// Why no response arrived.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// True when answered from this pass's cache.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cached: bool,
+    },
+    /// A metric read.
+    Metric {
+        /// The metric name as lanes use it.
+        name: String,
+        /// Where it was read from.
+        source: String,
+        /// The value, when it could be read.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        value: Option<f64>,
+        /// Why it could not be read.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// True when answered from this pass's cache.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cached: bool,
+    },
+    /// A lane's recorded state.
+    Lane {
+        /// The lane looked at.
+        lane: String,
+        /// Whether it is running.
+        running: bool,
+        /// The running child's pid.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+        /// Not running yet: an earlier lane of this pass dispatches it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        starting: bool,
+        /// Its last success.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_success_at: Option<Timestamp>,
+        /// Its last run start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_run_at: Option<Timestamp>,
+    },
+    /// A log line written by the plugin.
+    Log {
+        /// `info` or `warn`.
+        level: String,
+        /// The message.
+        message: String,
+    },
+}
