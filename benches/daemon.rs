@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lanekeeper::clock::{Clock, SystemClock};
-use lanekeeper::config::{self, Lane, settings::RunLogs};
+use lanekeeper::compile::{self, Lane};
+use lanekeeper::config::settings::RunLogs;
 use lanekeeper::dispatch::{self, Start};
 use lanekeeper::engine::{self, schedule};
 use lanekeeper::home::Home;
@@ -47,7 +48,7 @@ fn dispatch_latency() {
     )
     .expect("lane");
     let home = Home::new(dir.path());
-    let config = config::load(&home).expect("valid config");
+    let config = compile::load(&home).expect("valid config");
     let lane = config.lane("job").expect("lane").clone();
     let store = SqliteStore::open(&home.database()).expect("store");
     let clock = SystemClock;
@@ -125,7 +126,7 @@ fn pass_10k() {
     }
     let load = Instant::now();
     let home = Home::new(dir.path());
-    let config = config::load(&home).expect("valid config");
+    let config = compile::load(&home).expect("valid config");
     println!(
         "(setup: loaded {} lane files in {:.2?})",
         config.lanes.len(),

@@ -36,8 +36,8 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use lanekeeper::compile::{self, Config, Lane};
 use lanekeeper::config::settings::{MetricCatalog, MetricSource};
-use lanekeeper::config::{self, Config, Lane};
 use lanekeeper::engine::{self, ChainMode, Outcome};
 use lanekeeper::home::Home;
 use lanekeeper::observe::{HttpResult, Observer};
@@ -136,7 +136,7 @@ fn load(populate: impl FnOnce(&Path)) -> Config {
     std::fs::create_dir(dir.path().join("plugins")).expect("plugins/");
     std::fs::create_dir(dir.path().join("rules")).expect("rules/");
     populate(dir.path());
-    match config::load(&Home::new(dir.path())) {
+    match compile::load(&Home::new(dir.path())) {
         Ok(config) => config,
         Err(diags) => panic!("config did not load: {diags:?}"),
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
-use lanekeeper::config::{self, Lane};
+use lanekeeper::compile::{self, Lane};
 use lanekeeper::engine::{self, Decision, Outcome};
 use lanekeeper::home::Home;
 use lanekeeper::observe::{Canned, Observer};
@@ -44,7 +44,7 @@ fn main() {
     copy_dir(&repo.join("rules"), &dir.path().join("rules"));
     copy_dir(&repo.join("plugins"), &dir.path().join("plugins"));
     let home = Home::new(dir.path());
-    let config = config::load(&home).expect("shipped rules load");
+    let config = compile::load(&home).expect("shipped rules load");
     let lanes: Vec<&Lane> = config.lanes.iter().collect();
     let store = SqliteStore::open(&home.database()).expect("store");
     let up: Arc<dyn Observer> = Arc::new(Canned::up());

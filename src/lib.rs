@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod compile;
 pub mod config;
 pub mod daemon;
 pub mod dispatch;

@@ -12,7 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::config::{Lane, OnError};
+use crate::compile::Lane;
+use crate::config::OnError;
 use crate::dispatch::RunReport;
 use crate::engine::fairness::{GROUP_GATE, REASON_GROUP};
 use crate::engine::{Decision, GateVerdict, Outcome, REASON_NOT_DUE, REASON_PLUGIN_ERROR};

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::config::{Lane, Schedule};
+use crate::compile::Lane;
+use crate::config::Schedule;
 use crate::daemon::{RELOAD_KEY, ReloadStatus};
 use crate::engine::schedule::next_due;
 use crate::model::duration::format;

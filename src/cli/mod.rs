@@ -18,7 +18,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{self, Config, Diagnostics, Lane};
+use crate::compile::{self, Config, Lane};
+use crate::config::Diagnostics;
 use crate::dispatch::process;
 use crate::engine::{self, Decision};
 use crate::home::Home;
@@ -203,13 +204,13 @@ struct Session {
 
 impl Session {
     fn open(home: &Home, access: Access) -> Result<Self, CliError> {
-        let config = config::load(home).map_err(CliError::Config)?;
+        let config = compile::load(home).map_err(CliError::Config)?;
         Self::with_config(home, config, access)
     }
 
     /// A session over whatever lanes are valid, for read-only views; returns the problems too.
     fn open_lenient(home: &Home, access: Access) -> Result<(Self, Diagnostics), CliError> {
-        let (config, diags) = config::load_lenient(home);
+        let (config, diags) = compile::load_lenient(home);
         Ok((Self::with_config(home, config, access)?, diags))
     }
 

@@ -2,7 +2,7 @@
 //! program not found here) are shown but do not fail it.
 
 use super::{CliResult, emit, print_json_lines};
-use crate::config;
+use crate::compile;
 use crate::home::Home;
 
 #[derive(clap::Args, Debug)]
@@ -13,7 +13,7 @@ pub struct Args {
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
-    let (config, diags) = config::load_lenient(home);
+    let (config, diags) = compile::load_lenient(home);
     let errors = diags.0.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     let code = if errors > 0 { 1 } else { 0 };
@@ -45,7 +45,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
 }
 
 /// What each gate may reach through the host; everything else is refused.
-fn grants(config: &config::Config) -> String {
+fn grants(config: &compile::Config) -> String {
     let rows: Vec<Vec<String>> = config
         .lanes
         .iter()

@@ -1,8 +1,8 @@
-//! The lane file schema (docs/DESIGN.md §3) as written, and the compiled [`Lane`] the engine runs on.
+//! The lane file schema (docs/DESIGN.md §3) as written, and the spec types a lane keeps once
+//! checked (schedule, retry, command). The compiled lane is [`crate::compile::Lane`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -11,7 +11,6 @@ use serde_saphyr::Spanned;
 
 use super::duration::DurationSetting;
 use super::yaml::{Key, Shape, check};
-use crate::plugins::{Gate, Runtime};
 
 /// The keys of a lane file, checked before the typed read so every problem is reported at once.
 /// Each value's check is the type of its field in [`RawLane`] and the structs below.
@@ -135,7 +134,7 @@ pub(super) struct RawSchedule {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawGate {
+pub(crate) struct RawGate {
     #[serde(rename = "use")]
     pub use_: Spanned<String>,
     pub with: Option<Spanned<BTreeMap<String, Spanned<serde_json::Value>>>>,
@@ -277,25 +276,6 @@ impl Schedule {
     }
 }
 
-/// One precondition of a lane, bound to its parameters.
-#[derive(Clone)]
-pub struct GateBinding {
-    /// The plugin name (`use:`).
-    pub name: String,
-    /// The plugin's runtime.
-    pub runtime: Runtime,
-    /// The evaluable gate.
-    pub gate: Arc<dyn Gate>,
-    /// May be waived by the starvation guard.
-    pub soft: bool,
-    /// What a plugin failure does.
-    pub on_error: OnError,
-    /// Lanes named by its lane-typed parameters (`peers`, `lane`): whose state it reads.
-    pub reads: Vec<String>,
-    /// What it may reach through the host (deny by default).
-    pub grants: Arc<crate::model::grants::Grants>,
-}
-
 /// Retry after a failed run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
@@ -318,47 +298,6 @@ pub struct Command {
     pub timeout: Option<Duration>,
     /// Then KILL it after this much more.
     pub grace: Duration,
-}
-
-/// A validated lane, ready for the engine.
-#[derive(Clone)]
-pub struct Lane {
-    /// Its name.
-    pub name: String,
-    /// A human label.
-    pub label: String,
-    /// The file it came from.
-    pub file: PathBuf,
-    /// When it is due.
-    pub schedule: Schedule,
-    /// The zone for cron and local time.
-    pub zone: TimeZone,
-    /// Its preconditions, in order.
-    pub gates: Vec<GateBinding>,
-    /// Starvation guard: waive soft gates after being due and deferred this long.
-    pub max_deferral: Option<Duration>,
-    /// Re-evaluate a due but deferred lane this often (default: `recheck` in lanekeeper.yaml).
-    pub recheck: Duration,
-    /// Concurrency group.
-    pub group: Option<String>,
-    /// Lower wins within a group.
-    pub priority: i64,
-    /// Retry after failure.
-    pub retry: Option<Retry>,
-    /// The command.
-    pub command: Command,
-    /// Fingerprints of this lane's file and of each plugin it uses.
-    pub fingerprints: crate::model::decision::Fingerprints,
-}
-
-impl Lane {
-    /// The other lanes whose state its gates read (named by lane-typed parameters).
-    pub fn reads(&self) -> impl Iterator<Item = &str> {
-        self.gates
-            .iter()
-            .flat_map(|g| g.reads.iter().map(String::as_str))
-            .filter(|l| *l != self.name)
-    }
 }
 
 /// Default `grace` between TERM and KILL.

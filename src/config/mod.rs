@@ -1,4 +1,5 @@
-//! Loading and validating a home's configuration: host settings, plugins and lane files.
+//! Reading a home's configuration files: host settings and lane files, checked for everything
+//! that does not need a plugin. [`crate::compile`] binds the lanes' gates to plugins.
 //!
 //! Every problem is collected with its `path:line:col`, so `validate` reports them all in one
 //! pass; a configuration with any problem is never used.
@@ -12,7 +13,6 @@ mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 use serde_saphyr::{Location, Spanned};
@@ -20,108 +20,14 @@ use yaml::Node;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 use duration::DurationSetting;
-pub use lane::{Command, GateBinding, Lane, OnError, Retry, Schedule};
-use lane::{RawGate, RawLane};
+pub(crate) use lane::RawGate;
+use lane::RawLane;
+pub use lane::{Command, OnError, Retry, Schedule};
 pub use settings::Settings;
 
-use crate::clock::{Clock, SystemClock};
 use crate::home::Home;
-use crate::plugins::Registry;
-use crate::plugins::schema::Names;
 
-/// A home's whole, valid configuration.
-#[derive(Clone)]
-pub struct Config {
-    /// Where it was loaded from.
-    pub home: Home,
-    /// Host settings.
-    pub settings: Arc<Settings>,
-    /// The plugins.
-    pub registry: Registry,
-    /// The lanes, sorted by name.
-    pub lanes: Vec<Lane>,
-}
-
-impl Config {
-    /// The lane of this name.
-    pub fn lane(&self, name: &str) -> Option<&Lane> {
-        self.lanes.iter().find(|l| l.name == name)
-    }
-}
-
-/// Loads and validates everything under `home`.
-/// Warnings do not stop a load and are not returned; `validate` shows them ([`load_lenient`]).
-pub fn load(home: &Home) -> Result<Config, Diagnostics> {
-    let (config, diags) = load_lenient(home);
-    if diags.has_errors() {
-        Err(diags.errors())
-    } else {
-        Ok(config)
-    }
-}
-
-/// Loads what is valid and reports the rest: the lanes that compiled, and every problem. For
-/// read-only views (`status`) that must work while an edit is half done; never for running.
-pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
-    let mut diags = Diagnostics::default();
-    let settings = settings::load(&home.settings_file(), home.root(), &mut diags);
-    // Compiled WASM is cached in state/, but loading never creates state/: only commands that
-    // run or record lanes do, so `validate`, `status`, `check` and `explain` leave a fresh
-    // home as they found it.
-    let cache = home.state_dir().is_dir().then(|| home.wasm_cache_dir());
-    skipped_entries(&home.plugins_dir(), &["rhai", "wasm"], "plugin", &mut diags);
-    let registry = Registry::load(&home.plugins_dir(), &settings, cache.as_deref(), &mut diags);
-    skipped_entries(&home.rules_dir(), &["yaml", "yml"], "lane", &mut diags);
-    let rules = read_rules(&home.rules_dir(), &mut diags);
-    writable_by_others(home, &mut diags);
-    for (name, (_, at)) in &settings.plugin_grants {
-        if registry.get(name).is_none() && registry.broken(name).is_none() {
-            diags.push(Diagnostic::yaml(
-                &home.settings_file(),
-                *at,
-                format!(
-                    "plugins.{name}: there is no plugin `{name}` to grant anything to (plugins: {})",
-                    registry.names().join(", ")
-                ),
-            ));
-        }
-    }
-
-    let names = KnownNames {
-        lanes: &rules.known,
-        settings: &settings,
-    };
-    let mut lanes = Vec::new();
-    for raw in rules.parsed {
-        if let Some(lane) = compile(raw, home, &settings, &registry, &names, &mut diags) {
-            lanes.push(lane);
-        }
-    }
-    lanes.sort_by(|a, b| a.name.cmp(&b.name));
-    let config = Config {
-        home: home.clone(),
-        settings: Arc::new(settings),
-        registry,
-        lanes,
-    };
-    (config, diags)
-}
-
-struct KnownNames<'a> {
-    lanes: &'a BTreeSet<String>,
-    settings: &'a Settings,
-}
-
-impl Names for KnownNames<'_> {
-    fn is_lane(&self, name: &str) -> bool {
-        self.lanes.contains(name)
-    }
-    fn is_metric(&self, name: &str) -> bool {
-        self.settings.metrics.resolve(name).is_some()
-    }
-}
-
-struct ParsedLane {
+pub(crate) struct ParsedLane {
     name: String,
     path: PathBuf,
     raw: RawLane,
@@ -129,14 +35,14 @@ struct ParsedLane {
 }
 
 /// The lane files that parsed, and the name of every lane file, loaded or not.
-struct Rules {
-    parsed: Vec<ParsedLane>,
+pub(crate) struct Rules {
+    pub parsed: Vec<ParsedLane>,
     /// Every lane known by name, including those whose file fails to load, so a typo in one
     /// lane does not make its peers report "no lane named …" too.
-    known: BTreeSet<String>,
+    pub known: BTreeSet<String>,
 }
 
-fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
+pub(crate) fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
     let mut rules = Rules {
         parsed: Vec::new(),
         known: BTreeSet::new(),
@@ -243,7 +149,7 @@ fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
 /// plugin would just be missing.
 /// Warns about configuration that someone other than its owner could change: whoever can write
 /// a rules file or a plugin decides what runs, and as whom. sshd refuses keys like this.
-fn writable_by_others(home: &Home, diags: &mut Diagnostics) {
+pub(crate) fn writable_by_others(home: &Home, diags: &mut Diagnostics) {
     use std::os::unix::fs::PermissionsExt;
     let mut paths = vec![
         home.root().to_path_buf(),
@@ -296,7 +202,12 @@ fn writable_by_others(home: &Home, diags: &mut Diagnostics) {
     }
 }
 
-fn skipped_entries(dir: &Path, extensions: &[&str], what: &str, diags: &mut Diagnostics) {
+pub(crate) fn skipped_entries(
+    dir: &Path,
+    extensions: &[&str],
+    what: &str,
+    diags: &mut Diagnostics,
+) {
     use std::os::unix::fs::FileTypeExt;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -359,7 +270,7 @@ fn valid_lane_name(name: &str) -> bool {
         && name.as_bytes()[0].is_ascii_alphanumeric()
 }
 
-fn at(path: &Path, loc: Location, message: impl Into<String>) -> Diagnostic {
+pub(crate) fn at(path: &Path, loc: Location, message: impl Into<String>) -> Diagnostic {
     if loc == Location::UNKNOWN {
         Diagnostic::file(path, message)
     } else {
@@ -400,23 +311,42 @@ fn positive(
     }
 }
 
-fn compile(
+/// A lane file checked for everything but its gates: the spec [`crate::compile`] binds to plugins.
+pub(crate) struct LaneSpec {
+    pub name: String,
+    pub path: PathBuf,
+    pub label: String,
+    pub schedule: Schedule,
+    pub zone: TimeZone,
+    pub max_deferral: Option<std::time::Duration>,
+    pub recheck: std::time::Duration,
+    pub group: Option<String>,
+    pub priority: i64,
+    pub retry: Option<Retry>,
+    pub command: Command,
+    /// The rules file's content hash.
+    pub hash: String,
+    /// Its preconditions, as references to plugins.
+    pub gates: Vec<RawGate>,
+    /// Where `cron:` was written, for a cron that never fires.
+    cron_at: Option<Location>,
+}
+
+/// Checks one parsed lane file's schedule, durations and command. Problems go to `diags`; the
+/// caller decides, once the gates are bound too, whether the lane is usable.
+pub(crate) fn spec(
     parsed: ParsedLane,
     home: &Home,
     settings: &Settings,
-    registry: &Registry,
-    names: &dyn Names,
     diags: &mut Diagnostics,
-) -> Option<Lane> {
+) -> LaneSpec {
     let ParsedLane {
         name,
         path,
         raw,
         hash,
     } = parsed;
-    let before = diags.len();
     let p = path.as_path();
-
     let sched = &raw.schedule.value;
     let zone = match &sched.timezone {
         None => TimeZone::UTC,
@@ -473,27 +403,6 @@ fn compile(
         },
     };
 
-    let gates: Vec<GateBinding> = raw
-        .preconditions
-        .iter()
-        .filter_map(|g| bind_gate(p, g, registry, names, settings, diags))
-        .collect();
-    let file_name = |p: &Path| {
-        p.file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let mut fingerprints = BTreeMap::new();
-    fingerprints.insert(format!("rules/{}", file_name(&path)), hash);
-    for g in &gates {
-        if let Some(plugin) = registry.get(&g.name) {
-            fingerprints.insert(
-                format!("plugins/{}", file_name(plugin.path())),
-                plugin.hash().to_string(),
-            );
-        }
-    }
-
     let max_deferral = raw
         .max_deferral
         .as_ref()
@@ -547,19 +456,32 @@ fn compile(
         diags.push(at(p, program.referenced, problem).warning());
     }
 
-    let failed = diags.has_errors_since(before);
-    diags.attribute(before, &name);
-    if failed {
-        return None;
+    LaneSpec {
+        label: raw.label.clone().unwrap_or_else(|| name.clone()),
+        name,
+        path,
+        schedule,
+        zone,
+        max_deferral,
+        recheck,
+        group: raw.group.clone(),
+        priority: raw.priority.unwrap_or(lane::DEFAULT_PRIORITY),
+        retry,
+        command,
+        hash,
+        cron_at: sched.cron.as_ref().map(|c| c.referenced),
+        gates: raw.preconditions,
     }
-    // Well-formed but useless: the lane is kept for read-only views (status shows NEXT DUE
-    // "never"), and the error still stops `load`.
-    let now = SystemClock.now();
-    if let (Some(c), Schedule::Cron { expr, cron }) = (&sched.cron, &schedule)
-        && schedule.never_fires(&zone, now)
+}
+
+/// A well-formed cron that can never fire is an error; the lane is still kept for read-only
+/// views (`status` shows NEXT DUE "never"), and the error stops `load`.
+pub(crate) fn check_never_fires(spec: &LaneSpec, now: jiff::Timestamp, diags: &mut Diagnostics) {
+    if let (Some(at_), Schedule::Cron { expr, cron }) = (spec.cron_at, &spec.schedule)
+        && spec.schedule.never_fires(&spec.zone, now)
     {
         let why = if cron
-            .find_previous_occurrence(&now.to_zoned(zone.clone()), false)
+            .find_previous_occurrence(&now.to_zoned(spec.zone.clone()), false)
             .is_ok()
         {
             "its last time has passed"
@@ -568,28 +490,13 @@ fn compile(
         };
         diags.push(
             at(
-                p,
-                c.referenced,
+                &spec.path,
+                at_,
                 format!("cron `{expr}` never fires: {why}; fix it, or write `cron: off` to disable the lane"),
             )
-            .for_lane(&name),
+            .for_lane(&spec.name),
         );
     }
-    Some(Lane {
-        label: raw.label.clone().unwrap_or_else(|| name.clone()),
-        name,
-        file: path,
-        schedule,
-        zone,
-        gates,
-        max_deferral,
-        recheck,
-        group: raw.group.clone(),
-        priority: raw.priority.unwrap_or(lane::DEFAULT_PRIORITY),
-        retry,
-        command,
-        fingerprints: Arc::new(fingerprints),
-    })
 }
 
 /// What the OS cannot pass to a program, reported at its place: a NUL byte in an argument, the
@@ -636,108 +543,6 @@ fn check_command_strings(
         env.insert(name.value.clone(), value.value.clone());
     }
     env
-}
-
-/// What a gate may reach: what its typed parameters name, its own `allow:`, and what
-/// `lanekeeper.yaml` grants its plugin everywhere.
-fn grants(
-    path: &Path,
-    g: &RawGate,
-    plugin: &str,
-    named: crate::model::grants::Grants,
-    settings: &Settings,
-    diags: &mut Diagnostics,
-) -> crate::model::grants::Grants {
-    let mut grants = named;
-    if let Some(allow) = &g.allow {
-        grants.extend(lane::compile_allow(path, &allow.value, diags));
-    }
-    if let Some((everywhere, _)) = settings.plugin_grants.get(plugin) {
-        grants.extend(everywhere.clone());
-    }
-    grants
-}
-
-fn bind_gate(
-    path: &Path,
-    g: &RawGate,
-    registry: &Registry,
-    names: &dyn Names,
-    settings: &Settings,
-    diags: &mut Diagnostics,
-) -> Option<GateBinding> {
-    let name = &g.use_.value;
-    if let Some(file) = registry.broken(name) {
-        diags.push(at(
-            path,
-            g.use_.referenced,
-            format!(
-                "plugin `{name}` failed to load; fix {} (reported above)",
-                file.display()
-            ),
-        ));
-        return None;
-    }
-    let Some(plugin) = registry.get(name) else {
-        let available = registry.names();
-        diags.push(at(
-            path,
-            g.use_.referenced,
-            format!(
-                "unknown plugin `{name}`: no plugins/{name}.rhai or plugins/{name}.wasm (available: {})",
-                if available.is_empty() {
-                    "none".to_string()
-                } else {
-                    available.join(", ")
-                }
-            ),
-        ));
-        return None;
-    };
-    let with_loc = g
-        .with
-        .as_ref()
-        .map(|w| w.referenced)
-        .unwrap_or(g.use_.referenced);
-    let with: BTreeMap<String, serde_json::Value> = g
-        .with
-        .as_ref()
-        .map(|w| {
-            w.value
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    match plugin.schema().check(name, &with, names) {
-        Ok(params) => Some(GateBinding {
-            name: name.clone(),
-            runtime: plugin.runtime(),
-            gate: plugin.bind(&params),
-            soft: g.soft,
-            on_error: g.on_error,
-            reads: plugin.schema().lanes_named(&params),
-            grants: Arc::new(grants(
-                path,
-                g,
-                name,
-                plugin.schema().grants_named(&params),
-                settings,
-                diags,
-            )),
-        }),
-        Err(problems) => {
-            for problem in problems {
-                let loc = problem
-                    .key
-                    .as_ref()
-                    .and_then(|k| g.with.as_ref()?.value.get(k).map(|v| v.referenced))
-                    .unwrap_or(with_loc);
-                diags.push(at(path, loc, problem.message));
-            }
-            None
-        }
-    }
 }
 
 /// Why `program` (a lane's `argv[0]`) could not be started. A warning only: the daemon's

@@ -24,7 +24,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::clock::{Clock, earlier, later};
-use crate::config::{self, Config, Diagnostics, Lane};
+use crate::compile::{self, Config, Lane};
+use crate::config::{self, Diagnostics};
 use crate::dispatch::lock::{LaneLock, LockError};
 use crate::dispatch::{self, DispatchError, RunReport, Start, Stopper, SupervisorLog};
 use crate::engine::{self, Decision, Origin, Outcome};
@@ -193,7 +194,7 @@ impl Daemon {
             }
             Err(e) => return Err(DaemonError::Setup(e.to_string())),
         };
-        let config = config::load(&home).map_err(DaemonError::Config)?;
+        let config = compile::load(&home).map_err(DaemonError::Config)?;
         crate::state::refuse_lost_history(&home)?;
         let store = Rc::new(SqliteStore::open(&home.database())?);
         store.set_busy_timeout(STORE_WAIT)?;
@@ -549,7 +550,7 @@ impl Daemon {
 
     async fn reload(&mut self, trigger: &str) {
         let home = self.home.clone();
-        let loaded = tokio::task::spawn_blocking(move || config::load(&home))
+        let loaded = tokio::task::spawn_blocking(move || compile::load(&home))
             .await
             .map_err(|e| format!("the configuration could not be loaded: {e}"))
             .and_then(|r| r.map_err(|diags| diags.to_string().trim_end().to_string()));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::config::Lane;
+use crate::compile::Lane;
 use crate::engine::schedule::{retry_at, retry_due};
 use crate::state::{LaneState, LaneStates, RunResult};
 

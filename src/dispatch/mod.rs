@@ -22,7 +22,7 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::config::Lane;
+use crate::compile::Lane;
 use crate::config::settings::RunLogs;
 use crate::home::Home;
 use crate::state::{ExitInfo, RunEnd, RunResult, Store, StoreError};

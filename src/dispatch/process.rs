@@ -3,7 +3,7 @@
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::config::Lane;
+use crate::compile::Lane;
 use crate::state::{LaneStates, Store, StoreError};
 
 /// The start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`), or

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 
 use super::schedule::next_due;
-use crate::config::Lane;
+use crate::compile::Lane;
 use crate::model::decision::{ChainEntry, Decision, GateVerdict, Outcome};
 use crate::model::lane_state::LaneStates;
 

@@ -19,7 +19,8 @@ pub use crate::model::decision::{
 };
 use schedule::Due;
 
-use crate::config::{Lane, OnError};
+use crate::compile::Lane;
+use crate::config::OnError;
 use crate::model::duration::format_ms;
 use crate::plugins::{GateInput, PassHost, Verdict, host};
 
@@ -164,7 +165,7 @@ fn starving_for(
 
 /// One of the lane's gates: its chain entry, and its deferral (reason, detail) if it defers.
 fn run_gate(
-    binding: &crate::config::GateBinding,
+    binding: &crate::compile::GateBinding,
     lane: &Lane,
     pass: &Arc<PassHost>,
 ) -> (ChainEntry, Option<(String, String)>) {
@@ -291,7 +292,7 @@ pub const PASS_WORKERS: usize = 8;
 /// One pass over every lane of `config`: what `check`, `explain` and the daemon all run, so
 /// they cannot decide differently.
 pub fn pass_all(
-    config: &crate::config::Config,
+    config: &crate::compile::Config,
     states: Arc<crate::model::lane_state::LaneStates>,
     now: jiff::Timestamp,
     observer: Arc<dyn crate::model::observer::Observer>,

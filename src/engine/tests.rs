@@ -10,7 +10,8 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use super::*;
-use crate::config::{Command, GateBinding, OnError, Retry, Schedule, Settings};
+use crate::compile::GateBinding;
+use crate::config::{Command, OnError, Retry, Schedule, Settings};
 use crate::observe::Canned;
 use crate::plugins::{Gate, GateInput, PluginError, PluginErrorKind, Runtime, Verdict};
 use crate::state::{LaneState, LaneStates, RunResult, RunningRun};

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 
 use super::schedule::{next_due, retry_at};
 use crate::clock::later;
-use crate::config::Lane;
+use crate::compile::Lane;
 use crate::model::decision::{Decision, Outcome, SCHEDULE_GATE};
 use crate::model::lane_state::LaneStates;
 

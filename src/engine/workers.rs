@@ -10,7 +10,7 @@ use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use super::{ChainMode, Decision, decide};
-use crate::config::Lane;
+use crate::compile::Lane;
 use crate::plugins::PassHost;
 
 /// Stack of each worker: gates run there, and deep Rhai recursion in a debug build needs more

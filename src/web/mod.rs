@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::compile::Config;
 use crate::dispatch::process;
 use crate::metrics::{Format, Metrics};
 use crate::state::{EpisodeSummary, SqliteStore, Store};

@@ -285,9 +285,9 @@ fn the_concurrent_pass_decides_as_the_sequential_one() {
             }
             states.insert(name(i), state);
         }
-        let config = lanekeeper::config::load(&lanekeeper::home::Home::new(home.path()))
+        let config = lanekeeper::compile::load(&lanekeeper::home::Home::new(home.path()))
             .unwrap_or_else(|d| panic!("seed {seed}: {d}"));
-        let lanes: Vec<&lanekeeper::config::Lane> = config.lanes.iter().collect();
+        let lanes: Vec<&lanekeeper::compile::Lane> = config.lanes.iter().collect();
         let states = Arc::new(states);
         let decide = |concurrent: bool| {
             let f = if concurrent {
