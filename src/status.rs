@@ -8,11 +8,11 @@ use serde::Serialize;
 
 use crate::compile::Lane;
 use crate::config::Schedule;
-use crate::daemon::{RELOAD_KEY, ReloadStatus};
 use crate::engine::schedule::next_due;
 use crate::model::duration::format;
 use crate::state::{
-    Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, RunResult, Store, StoreError,
+    Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, ReloadStatus, RunResult, Store,
+    StoreError,
 };
 
 /// A run in progress.
@@ -159,9 +159,7 @@ pub fn build_with_invalid(
     store: &dyn Store,
     now: Timestamp,
 ) -> Result<Status, StoreError> {
-    let reload = store
-        .meta(RELOAD_KEY)?
-        .and_then(|json| serde_json::from_str::<ReloadStatus>(&json).ok());
+    let reload = store.last_reload()?;
     let mut out = Vec::with_capacity(lanes.len() + invalid.len());
     for lane in lanes {
         let episode = store.episode_at(&lane.name, now)?;

@@ -33,7 +33,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let listen = args
         .listen
         .as_deref()
-        .map(crate::web::parse_listen)
+        .map(crate::config::settings::parse_listen)
         .transpose()
         .map_err(|e| CliError::Usage(format!("--listen: {e}")))?;
     let clock: Arc<dyn Clock> = match args.at.as_deref().map(parse_at).transpose()? {

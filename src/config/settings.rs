@@ -422,7 +422,7 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
         }
     }
     if let Some(l) = raw.listen {
-        match crate::web::parse_listen(&l.value) {
+        match parse_listen(&l.value) {
             Ok(addr) => settings.listen = Some(addr),
             Err(e) => diags.push(Diagnostic::yaml(path, l.referenced, format!("listen: {e}"))),
         }
@@ -680,5 +680,16 @@ fn compile_metric(m: &RawMetric, home: &Path) -> Result<MetricSource, String> {
         resource,
         full: m.full,
         window,
+    })
+}
+
+/// Parses `--listen`/`listen:`: `HOST:PORT`, or a bare port meaning loopback.
+pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    let t = text.trim();
+    if let Ok(port) = t.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    t.parse().map_err(|_| {
+        format!("`{t}` is not an address; write PORT (loopback) or HOST:PORT, e.g. 127.0.0.1:9470")
     })
 }

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -32,7 +31,7 @@ use crate::engine::{self, Decision, Origin, Outcome};
 use crate::home::Home;
 use crate::metrics::Metrics;
 use crate::observe::{LiveObserver, Observer};
-use crate::state::{LaneStates, SqliteStore, Store, StoreError};
+use crate::state::{LaneStates, ReloadStatus, SqliteStore, Store, StoreError};
 
 /// The longest the loop sleeps without a reason, as a guard against clock jumps.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
@@ -54,8 +53,6 @@ const DISPATCH_RETRY: Duration = Duration::from_secs(1);
 const DISPATCH_RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often old history is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// The store key of the last reload's outcome.
-pub const RELOAD_KEY: &str = "reload";
 
 /// Something that wakes the loop.
 #[derive(Debug)]
@@ -88,20 +85,6 @@ pub enum DaemonError {
     /// Setting up the loop failed.
     #[error("{0}")]
     Setup(String),
-}
-
-/// The outcome of the last configuration reload, as `status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReloadStatus {
-    /// When it happened.
-    pub at: Timestamp,
-    /// Whether it was applied.
-    pub ok: bool,
-    /// What started it (`file change`, `SIGHUP`).
-    pub trigger: String,
-    /// Why it was rejected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// A pass's decisions, made at `now` on `states`.
@@ -562,13 +545,8 @@ impl Daemon {
         };
         // Stored before it is logged, so whoever reads the log finds it in `status` too; and
         // counted once for every outcome, so no branch can forget it.
-        match serde_json::to_string(&status) {
-            Ok(json) => {
-                if let Err(e) = self.store.set_meta(RELOAD_KEY, &json) {
-                    tracing::error!("Could not record the reload outcome: {e}.");
-                }
-            }
-            Err(e) => tracing::error!("Could not encode the reload outcome: {e}."),
+        if let Err(e) = self.store.record_reload(&status) {
+            tracing::error!("Could not record the reload outcome: {e}.");
         }
         self.metrics.observe_reload(status.ok);
         match loaded {

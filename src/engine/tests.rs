@@ -12,9 +12,9 @@ use jiff::{SignedDuration, Timestamp};
 use super::*;
 use crate::compile::GateBinding;
 use crate::config::{Command, OnError, Retry, Schedule, Settings};
-use crate::observe::Canned;
+use crate::model::lane_state::{LaneState, LaneStates, RunResult, RunningRun};
+use crate::model::observer::Canned;
 use crate::plugins::{Gate, GateInput, PluginError, PluginErrorKind, Runtime, Verdict};
-use crate::state::{LaneState, LaneStates, RunResult, RunningRun};
 
 /// A gate that always answers the same and counts how often it was asked.
 struct Stub {

@@ -6,9 +6,9 @@
 pub mod sqlite;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::engine::{Decision, Origin};
+use crate::model::decision::{Decision, Origin};
 
 pub use sqlite::SqliteStore;
 
@@ -398,6 +398,20 @@ pub struct RunStart<'a> {
     pub log_path: Option<&'a str>,
 }
 
+/// The outcome of the last configuration reload, as `status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadStatus {
+    /// When it happened.
+    pub at: Timestamp,
+    /// Whether it was applied.
+    pub ok: bool,
+    /// What started it (`file change`, `SIGHUP`).
+    pub trigger: String,
+    /// Why it was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Durable lane state and decision history.
 pub trait Store {
     /// Every lane's recorded state, including runs recorded as in progress (liveness is the
@@ -442,10 +456,10 @@ pub trait Store {
     /// Removes episodes and finished runs that ended before `before`, keeping each lane's
     /// latest; returns how many rows went.
     fn prune_history(&self, before: Timestamp) -> Result<usize, StoreError>;
-    /// Stores a daemon fact (e.g. the outcome of the last reload) under `key`.
-    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
-    /// Reads a daemon fact.
-    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Records the outcome of the daemon's latest configuration reload.
+    fn record_reload(&self, reload: &ReloadStatus) -> Result<(), StoreError>;
+    /// The outcome of the daemon's latest configuration reload, if any.
+    fn last_reload(&self) -> Result<Option<ReloadStatus>, StoreError>;
     /// The latest runs of a lane, newest first.
     fn recent_runs(&self, lane: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
 }

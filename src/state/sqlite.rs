@@ -10,11 +10,11 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::engine::{Origin, Outcome, SCHEDULE_GATE};
+use crate::model::decision::{Origin, Outcome, SCHEDULE_GATE};
 
 use super::{
-    Coverage, Decision, Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, RunEnd,
-    RunRecord, RunResult, RunStart, RunningRun, StatesAt, Store, StoreError,
+    Coverage, Decision, Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, ReloadStatus,
+    RunEnd, RunRecord, RunResult, RunStart, RunningRun, StatesAt, Store, StoreError,
 };
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
@@ -90,6 +90,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN shim_start INTEGER;",
 ];
 
+/// The meta key of the daemon's latest reload.
+const RELOAD_KEY: &str = "reload";
 /// The meta key of the pruning horizon (epoch ms): history before it is gone.
 const HORIZON_KEY: &str = "history_horizon";
 
@@ -660,24 +662,35 @@ impl Store for SqliteStore {
         })
     }
 
-    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.write("record daemon state", |tx| {
+    fn record_reload(&self, reload: &ReloadStatus) -> Result<(), StoreError> {
+        let json = serde_json::to_string(reload).map_err(|e| {
+            self.err(
+                "record the reload",
+                rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            )
+        })?;
+        self.write("record the reload", |tx| {
             tx.execute(
                 "INSERT INTO meta(key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, value],
+                params![RELOAD_KEY, json],
             )?;
             Ok(())
         })
     }
 
-    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
-                r.get(0)
-            })
+    fn last_reload(&self) -> Result<Option<ReloadStatus>, StoreError> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                params![RELOAD_KEY],
+                |r| r.get(0),
+            )
             .optional()
-            .map_err(|e| self.err("read daemon state", e))
+            .map_err(|e| self.err("read the last reload", e))?;
+        // An unreadable record is no reload to report, not a failure of `status`.
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
     }
 
     fn recent_runs(&self, lane: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
@@ -1050,7 +1063,7 @@ fn cut(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Decision, Origin, Outcome};
+    use crate::model::decision::{Decision, Origin, Outcome};
 
     fn decision(lane: &str, at: &str, outcome: Outcome, reason: &str) -> Decision {
         Decision {
@@ -1078,9 +1091,9 @@ mod tests {
             .expect("limit");
         let mut big = decision("big", "2026-01-01T00:00:00Z", Outcome::Deferred, "x");
         big.detail = Some("y".repeat(50_000));
-        big.chain = vec![crate::engine::ChainEntry::builtin(
+        big.chain = vec![crate::model::decision::ChainEntry::builtin(
             "g",
-            crate::engine::GateVerdict::Defer,
+            crate::model::decision::GateVerdict::Defer,
             Some("x"),
             "z".repeat(50_000),
         )];

@@ -56,17 +56,6 @@ impl WebState {
     }
 }
 
-/// Parses `--listen`/`listen:`: `HOST:PORT`, or a bare port meaning loopback.
-pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    let t = text.trim();
-    if let Ok(port) = t.parse::<u16>() {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    t.parse().map_err(|_| {
-        format!("`{t}` is not an address; write PORT (loopback) or HOST:PORT, e.g. 127.0.0.1:9470")
-    })
-}
-
 /// The most connections served at once. Each holds a file descriptor the daemon also needs for
 /// runs and the store; one more closes the oldest, so the newest request is always served.
 pub const MAX_CONNECTIONS: usize = 64;

@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod architecture;
 mod chain;
 mod daemon;
 mod dispatch;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Caller, Engine, Extern, ExternType, FuncType, Linker, Memory, Module, ValType};
 
-use super::engine::StoreData;
+use super::store::StoreData;
 use crate::model::lane_state::{ExitInfo, LaneState, RunResult};
 use crate::model::observer::HttpResult;
 use crate::plugins::host;

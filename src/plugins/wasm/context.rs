@@ -83,7 +83,7 @@ mod tests {
     use super::*;
     use crate::config::settings::MetricCatalog;
     use crate::model::lane_state::{LaneState, LaneStates};
-    use crate::observe::LiveObserver;
+    use crate::model::observer::Canned;
     use crate::plugins::PassHost;
 
     #[test]
@@ -93,7 +93,7 @@ mod tests {
         let pass = Arc::new(PassHost::new(
             "2026-03-29T04:30:00Z".parse().unwrap(),
             Arc::new(states),
-            Arc::new(LiveObserver::default()),
+            Arc::new(Canned::up()),
             Arc::new(MetricCatalog::default()),
         ));
         let zone = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();

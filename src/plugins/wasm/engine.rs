@@ -1,17 +1,16 @@
 //! The wasmtime engine shared by one registry's WASM plugins: configuration, per-evaluation
 //! stores with their budgets, and the epoch ticker that turns epochs into a wall-clock deadline.
 
-use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, Linker, Memory, PoolingAllocationConfig,
-    ResourceLimiter, Store, TypedFunc, UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig, Store,
 };
 
 use super::pagemap::PageMap;
+use super::store::{MAX_TABLE_ELEMENTS, StoreData};
 use crate::config::settings::WasmLimits;
 
 /// How often the engine's epoch advances while an evaluation runs: the deadline's resolution.
@@ -37,9 +36,6 @@ const POOL_SLOTS: u32 = 64;
 
 /// Instances kept alive for reuse, engine-wide; the other slots stay free for fresh ones.
 const MAX_WARM: usize = 48;
-
-/// Largest table a plugin may grow to, in elements.
-const MAX_TABLE_ELEMENTS: usize = 10_000;
 
 /// Largest wasm stack, in bytes; deeper recursion traps with a stack overflow.
 const MAX_WASM_STACK: usize = 512 * 1024;
@@ -146,144 +142,6 @@ impl Drop for WarmSlot {
         self.0.fetch_sub(1, SeqCst);
     }
 }
-
-/// Per-evaluation data the host imports and budget callbacks see.
-pub struct StoreData {
-    limiter: MemoryLimiter,
-    started: Instant,
-    /// Time spent inside host calls, which does not count against the deadline.
-    host_time: Duration,
-    deadline: Duration,
-    /// When the gate's budget (host calls included) ends, for an evaluation within a gate.
-    gate_ends: Option<Instant>,
-    /// The panic message a guest reported before trapping, if any.
-    pub(super) panic: Option<String>,
-    /// The instance's `memory` and `alloc`, once known, so host calls need not look them up.
-    pub(super) exports: Option<(Memory, TypedFunc<i32, i32>)>,
-}
-
-impl StoreData {
-    fn reset(&mut self, gate_ends: Option<Instant>) {
-        self.started = Instant::now();
-        self.gate_ends = gate_ends;
-        self.host_time = Duration::ZERO;
-        self.panic = None;
-        self.limiter.refused = None;
-    }
-
-    fn new(limits: &WasmLimits) -> Self {
-        Self {
-            limiter: MemoryLimiter {
-                max: usize::try_from(limits.max_memory).unwrap_or(usize::MAX),
-                refused: None,
-            },
-            started: Instant::now(),
-            host_time: Duration::ZERO,
-            deadline: limits.deadline,
-            gate_ends: None,
-            panic: None,
-            exports: None,
-        }
-    }
-
-    /// Counts a host call's duration out of the plugin's own time.
-    pub(super) fn add_host_time(&mut self, d: Duration) {
-        self.host_time += d;
-    }
-
-    /// The memory size the limiter refused, if it refused one.
-    pub(super) fn memory_refused(&self) -> Option<usize> {
-        self.limiter.refused
-    }
-
-    fn check_deadline(&self) -> wasmtime::Result<UpdateDeadline> {
-        let own = self.started.elapsed().saturating_sub(self.host_time);
-        if own >= self.deadline {
-            Err(wasmtime::Error::new(DeadlineExceeded))
-        } else if self.gate_ends.is_some_and(|at| Instant::now() >= at) {
-            // The host reports it (`host::fault`), naming `limits.gate_timeout`.
-            Err(wasmtime::Error::new(DeadlineExceeded))
-        } else {
-            Ok(UpdateDeadline::Continue(1))
-        }
-    }
-}
-
-/// Refuses growth past the configured memory limit with a trap that says so.
-struct MemoryLimiter {
-    max: usize,
-    refused: Option<usize>,
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max {
-            self.refused = Some(desired);
-            return Err(wasmtime::Error::new(MemoryLimitExceeded {
-                desired,
-                max: self.max,
-            }));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
-    }
-
-    fn instances(&self) -> usize {
-        1
-    }
-
-    fn memories(&self) -> usize {
-        1
-    }
-
-    fn tables(&self) -> usize {
-        1
-    }
-}
-
-/// The plugin's own execution time passed its deadline.
-#[derive(Debug)]
-pub(super) struct DeadlineExceeded;
-
-impl fmt::Display for DeadlineExceeded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("deadline exceeded")
-    }
-}
-
-impl std::error::Error for DeadlineExceeded {}
-
-/// A memory grew past the limit.
-#[derive(Debug)]
-pub(super) struct MemoryLimitExceeded {
-    pub desired: usize,
-    pub max: usize,
-}
-
-impl fmt::Display for MemoryLimitExceeded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "memory of {} bytes requested, limit {}",
-            self.desired, self.max
-        )
-    }
-}
-
-impl std::error::Error for MemoryLimitExceeded {}
 
 /// Advances the engine epoch every [`TICK`] while evaluations run; parks when idle.
 ///

@@ -13,6 +13,7 @@ mod context;
 pub mod engine;
 mod pagemap;
 mod reset;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,9 +32,10 @@ use super::{
 };
 use crate::model::duration;
 use cache::ArtifactCache;
+use engine::WarmSlot;
 pub use engine::WasmEngine;
-use engine::{DeadlineExceeded, MemoryLimitExceeded, StoreData, WarmSlot};
 use reset::{OffsetMap, ResetPlan, Snapshot};
+use store::{DeadlineExceeded, MemoryLimitExceeded, StoreData};
 
 /// Live instances kept per plugin for reuse. A pass may evaluate one plugin on up to eight
 /// threads at once (`engine::PASS_WORKERS`); each takes a kept instance or a new one, and only
