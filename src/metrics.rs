@@ -280,7 +280,7 @@ impl Metrics {
                     self.plugin_eval
                         .get_or_create(&PluginLabels {
                             plugin: entry.gate.clone(),
-                            runtime: runtime.clone(),
+                            runtime: runtime.as_str().into(),
                         })
                         .observe(micros as f64 / 1e6);
                 }
@@ -291,7 +291,10 @@ impl Metrics {
                     self.plugin_errors
                         .get_or_create(&PluginErrorLabels {
                             plugin: entry.gate.clone(),
-                            kind: entry.error_kind.clone().unwrap_or_else(|| "unknown".into()),
+                            kind: entry
+                                .error_kind
+                                .map_or("unknown", PluginErrorKind::as_str)
+                                .into(),
                         })
                         .inc();
                 }

@@ -125,7 +125,7 @@ pub fn main() -> i32 {
             eprint!("{}", output::clean_lines(&diags.to_string()));
             eprintln!(
                 "lanekeeper: {} problem(s) in the configuration under {}; fix them and run `lanekeeper validate`",
-                diags.0.len(),
+                diags.len(),
                 home.root().display()
             );
             1

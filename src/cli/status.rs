@@ -42,7 +42,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         );
     }
     let mut invalid: BTreeMap<String, String> = BTreeMap::new();
-    for d in &problems.0 {
+    for d in problems.iter() {
         if let Some(lane) = &d.lane {
             let text = invalid.entry(lane.clone()).or_default();
             if !text.is_empty() {

@@ -14,11 +14,11 @@ pub struct Args {
 
 pub fn run(home: &Home, args: Args) -> CliResult {
     let (config, diags) = compile::load_lenient(home);
-    let errors = diags.0.iter().filter(|d| d.is_error()).count();
+    let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     let code = if errors > 0 { 1 } else { 0 };
     if args.json {
-        print_json_lines(&diags.0)?;
+        print_json_lines(&diags.iter().collect::<Vec<_>>())?;
         return Ok(code);
     }
     eprint!("{}", super::output::clean_lines(&diags.to_string()));

@@ -87,9 +87,14 @@ impl fmt::Display for Diagnostic {
 
 /// Every problem found in one load, in file order.
 #[derive(Debug, Clone, Default)]
-pub struct Diagnostics(pub Vec<Diagnostic>);
+pub struct Diagnostics(Vec<Diagnostic>);
 
 impl Diagnostics {
+    /// Every problem, in the order found.
+    pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
+        self.0.iter()
+    }
+
     /// Adds one problem.
     pub fn push(&mut self, d: Diagnostic) {
         self.0.push(d);

@@ -14,12 +14,12 @@ mod yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use duration::DurationSetting;
 use jiff::tz::TimeZone;
-use serde_saphyr::{Location, Spanned};
+use serde_saphyr::Location;
 use yaml::Node;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
-use duration::DurationSetting;
 pub(crate) use lane::RawGate;
 use lane::RawLane;
 pub use lane::{Command, OnError, Retry, Schedule};
@@ -278,39 +278,6 @@ pub(crate) fn at(path: &Path, loc: Location, message: impl Into<String>) -> Diag
     }
 }
 
-/// Requires a positive duration (rejects `off`) of at most `max`.
-fn positive(
-    path: &Path,
-    field: &str,
-    v: &Spanned<DurationSetting>,
-    max: std::time::Duration,
-    diags: &mut Diagnostics,
-) -> Option<std::time::Duration> {
-    match v.value {
-        DurationSetting::On(d) if d > max => {
-            diags.push(at(
-                path,
-                v.referenced,
-                format!(
-                    "`{field}` is at most {}; `{}` is longer",
-                    duration::format(max),
-                    duration::format(d)
-                ),
-            ));
-            None
-        }
-        DurationSetting::On(d) => Some(d),
-        DurationSetting::Off => {
-            diags.push(at(
-                path,
-                v.referenced,
-                format!("`{field}` must be a positive duration such as 30s"),
-            ));
-            None
-        }
-    }
-}
-
 /// A lane file checked for everything but its gates: the spec [`crate::compile`] binds to plugins.
 pub(crate) struct LaneSpec {
     pub name: String,
@@ -406,15 +373,15 @@ pub(crate) fn spec(
     let max_deferral = raw
         .max_deferral
         .as_ref()
-        .and_then(|d| positive(p, "max_deferral", d, duration::MAX, diags));
+        .and_then(|d| settings::positive(p, "max_deferral", d, duration::MAX, diags));
     let recheck = raw
         .recheck
         .as_ref()
-        .and_then(|d| positive(p, "recheck", d, duration::MAX_RECHECK, diags))
+        .and_then(|d| settings::positive(p, "recheck", d, duration::MAX_RECHECK, diags))
         .unwrap_or(settings.recheck);
     let retry = raw.retry.as_ref().and_then(|r| {
-        let delay = positive(p, "retry.delay", &r.value.delay, duration::MAX, diags)?;
-        let window = positive(p, "retry.window", &r.value.window, duration::MAX, diags)?;
+        let delay = settings::positive(p, "retry.delay", &r.value.delay, duration::MAX, diags)?;
+        let window = settings::positive(p, "retry.window", &r.value.window, duration::MAX, diags)?;
         Some(Retry { delay, window })
     });
 
@@ -431,11 +398,11 @@ pub(crate) fn spec(
     let timeout = cmd
         .timeout
         .as_ref()
-        .and_then(|d| positive(p, "command.timeout", d, duration::MAX, diags));
+        .and_then(|d| settings::positive(p, "command.timeout", d, duration::MAX, diags));
     let grace = cmd
         .grace
         .as_ref()
-        .and_then(|d| positive(p, "command.grace", d, duration::MAX_WAIT, diags))
+        .and_then(|d| settings::positive(p, "command.grace", d, duration::MAX_WAIT, diags))
         .unwrap_or(lane::DEFAULT_GRACE);
     let command = Command {
         argv,

@@ -252,8 +252,8 @@ struct RawRunLogs {
     max_age: Option<Spanned<DurationSetting>>,
 }
 
-/// A positive duration of at most `max`, or a diagnostic.
-fn positive(
+/// A positive duration of at most `max` (`off` is refused), or a diagnostic at its place.
+pub(crate) fn positive(
     path: &Path,
     field: &str,
     v: &Spanned<DurationSetting>,

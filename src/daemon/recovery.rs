@@ -58,15 +58,7 @@ pub fn recover(
                 );
             }
         } else {
-            store.finish_run(
-                run.run_id,
-                &RunEnd {
-                    at: clock.now(),
-                    result: RunResult::Interrupted,
-                    exit: None,
-                },
-            )?;
-            tracing::warn!(lane = %lane, pid = run.pid, started = %run.started_at, "Recorded a run as interrupted: its process is gone.");
+            crate::state::settle_vanished(&**store, &lane, &run, clock.now())?;
         }
     }
     Ok(())

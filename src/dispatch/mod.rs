@@ -25,7 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use crate::compile::Lane;
 use crate::config::settings::RunLogs;
 use crate::home::Home;
-use crate::state::{ExitInfo, RunEnd, RunResult, Store, StoreError};
+use crate::state::{ExitInfo, RunResult, Store, StoreError};
 use lock::{LaneLock, LockError};
 
 /// Why a run could not be started or recorded.
@@ -167,20 +167,7 @@ pub fn acquire(
                 ),
             });
         }
-        store.finish_run(
-            run.run_id,
-            &RunEnd {
-                at: now,
-                result: RunResult::Interrupted,
-                exit: None,
-            },
-        )?;
-        tracing::warn!(
-            lane,
-            run = run.run_id,
-            pid = run.pid,
-            "Recorded a vanished run as interrupted."
-        );
+        crate::state::settle_vanished(store, lane, &run, now)?;
     }
     Ok(lock)
 }

@@ -179,7 +179,7 @@ fn run_gate(
     });
     let mut entry = ChainEntry {
         gate: binding.name.clone(),
-        runtime: Some(binding.runtime.as_str().into()),
+        runtime: Some(binding.runtime),
         verdict: GateVerdict::Pass,
         reason: None,
         detail: None,
@@ -206,12 +206,12 @@ fn run_gate(
             Some((reason, detail))
         }
         Err(e) if binding.on_error == OnError::Pass => {
-            entry.error_kind = Some(e.kind.as_str().into());
+            entry.error_kind = Some(e.kind);
             entry.error = Some(cut(e.message, max_detail));
             None
         }
         Err(e) => {
-            entry.error_kind = Some(e.kind.as_str().into());
+            entry.error_kind = Some(e.kind);
             entry.hint = Some(format!(
                 "fix plugin `{}` (see the detail), or set `on_error: pass` on this gate",
                 binding.name

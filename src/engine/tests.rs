@@ -191,7 +191,7 @@ fn a_failing_plugin_defers_unless_its_gate_lets_errors_pass() {
     let l = lane("x", Some(HOUR), vec![g.clone()]);
     let d = decide_one(&l, LaneState::default(), t0(), ChainMode::FirstDeferral);
     assert_eq!(d.reason.as_deref(), Some(REASON_PLUGIN_ERROR));
-    assert_eq!(d.chain[1].error_kind.as_deref(), Some("thrown"));
+    assert_eq!(d.chain[1].error_kind, Some(PluginErrorKind::Thrown));
     g.on_error = OnError::Pass;
     let l = lane("x", Some(HOUR), vec![g]);
     let d = decide_one(&l, LaneState::default(), t0(), ChainMode::FirstDeferral);

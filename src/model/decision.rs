@@ -87,6 +87,57 @@ impl Origin {
     }
 }
 
+/// Which runtime evaluates a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// A Rhai script.
+    Rhai,
+    /// A WebAssembly core module.
+    Wasm,
+}
+
+impl Runtime {
+    /// The name used in decision JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Rhai => "rhai",
+            Runtime::Wasm => "wasm",
+        }
+    }
+}
+
+/// The kinds of plugin failure, for metrics and for the detail text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginErrorKind {
+    /// The operation (or fuel) budget ran out.
+    Budget,
+    /// The wall-clock deadline passed.
+    Deadline,
+    /// A size or depth limit was hit.
+    Limit,
+    /// The plugin threw or trapped.
+    Thrown,
+    /// The plugin returned something that is not a verdict.
+    BadVerdict,
+    /// The plugin reached for something its gate is not granted.
+    Denied,
+}
+
+impl PluginErrorKind {
+    /// A stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginErrorKind::Budget => "budget",
+            PluginErrorKind::Deadline => "deadline",
+            PluginErrorKind::Limit => "limit",
+            PluginErrorKind::Thrown => "thrown",
+            PluginErrorKind::BadVerdict => "bad-verdict",
+            PluginErrorKind::Denied => "denied",
+        }
+    }
+}
+
 /// A gate's verdict in the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,7 +159,7 @@ pub struct ChainEntry {
     pub gate: String,
     /// `rhai`, `wasm`; absent for built-in gates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<String>,
+    pub runtime: Option<Runtime>,
     /// Its verdict.
     pub verdict: GateVerdict,
     /// The deferral reason, when it deferred.
@@ -125,7 +176,7 @@ pub struct ChainEntry {
     pub error: Option<String>,
     /// The kind of plugin failure (`budget`, `deadline`, …), for metrics.
     #[serde(skip)]
-    pub error_kind: Option<String>,
+    pub error_kind: Option<PluginErrorKind>,
     /// A soft gate (may be waived by the starvation guard).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub soft: bool,

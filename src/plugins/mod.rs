@@ -16,28 +16,10 @@ use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 
+pub use crate::model::decision::{PluginErrorKind, Runtime};
 pub use host::PassHost;
 pub use registry::Registry;
 pub use schema::ParamSchema;
-
-/// Which runtime evaluates a plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runtime {
-    /// A Rhai script.
-    Rhai,
-    /// A WebAssembly core module.
-    Wasm,
-}
-
-impl Runtime {
-    /// The name used in decision JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Runtime::Rhai => "rhai",
-            Runtime::Wasm => "wasm",
-        }
-    }
-}
 
 /// What a plugin said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,37 +40,6 @@ pub enum Verdict {
     },
 }
 
-/// The kinds of plugin failure, for metrics and for the detail text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PluginErrorKind {
-    /// The operation (or fuel) budget ran out.
-    Budget,
-    /// The wall-clock deadline passed.
-    Deadline,
-    /// A size or depth limit was hit.
-    Limit,
-    /// The plugin threw or trapped.
-    Thrown,
-    /// The plugin returned something that is not a verdict.
-    BadVerdict,
-    /// The plugin reached for something its gate is not granted.
-    Denied,
-}
-
-impl PluginErrorKind {
-    /// A stable label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PluginErrorKind::Budget => "budget",
-            PluginErrorKind::Deadline => "deadline",
-            PluginErrorKind::Limit => "limit",
-            PluginErrorKind::Thrown => "thrown",
-            PluginErrorKind::BadVerdict => "bad-verdict",
-            PluginErrorKind::Denied => "denied",
-        }
-    }
-}
-
 /// A plugin that failed to produce a verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginError {
@@ -103,6 +54,8 @@ impl fmt::Display for PluginError {
         f.write_str(&self.message)
     }
 }
+
+impl std::error::Error for PluginError {}
 
 /// What a gate gets to look at, besides the host capabilities.
 pub struct GateInput<'a> {

@@ -412,6 +412,27 @@ pub struct ReloadStatus {
     pub error: Option<String>,
 }
 
+/// Closes a run whose process is gone and that nobody supervises as `interrupted` (a failure:
+/// retries apply), so it is never dropped silently. Used by whoever takes the lane's lock
+/// next: a new run's supervisor, or the daemon's recovery.
+pub fn settle_vanished(
+    store: &dyn Store,
+    lane: &str,
+    run: &RunningRun,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    store.finish_run(
+        run.run_id,
+        &RunEnd {
+            at,
+            result: RunResult::Interrupted,
+            exit: None,
+        },
+    )?;
+    tracing::warn!(lane, run = run.run_id, pid = run.pid, started = %run.started_at, "Recorded a run as interrupted: its process is gone.");
+    Ok(())
+}
+
 /// Durable lane state and decision history.
 pub trait Store {
     /// Every lane's recorded state, including runs recorded as in progress (liveness is the

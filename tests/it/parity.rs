@@ -35,7 +35,7 @@ fn standard(dir: &str, ext: &str, into: &std::path::Path, settings: &Settings) -
     }
     let mut diags = Diagnostics::default();
     let registry = Registry::load(into, settings, None, &mut diags);
-    assert!(diags.0.is_empty(), "{diags}");
+    assert!(diags.is_empty(), "{diags}");
     registry
 }
 
