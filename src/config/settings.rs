@@ -684,12 +684,15 @@ fn compile_metric(m: &RawMetric, home: &Path) -> Result<MetricSource, String> {
 }
 
 /// Parses `--listen`/`listen:`: `HOST:PORT`, or a bare port meaning loopback.
-pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, ListenError> {
     let t = text.trim();
     if let Ok(port) = t.parse::<u16>() {
         return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    t.parse().map_err(|_| {
-        format!("`{t}` is not an address; write PORT (loopback) or HOST:PORT, e.g. 127.0.0.1:9470")
-    })
+    t.parse().map_err(|_| ListenError(t.to_string()))
 }
+
+/// A listen address that is neither a port nor `HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an address; write PORT (loopback) or HOST:PORT, e.g. 127.0.0.1:9470")]
+pub struct ListenError(pub String);

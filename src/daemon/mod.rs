@@ -87,6 +87,17 @@ pub enum DaemonError {
     Setup(String),
 }
 
+/// Why a pass could not decide.
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    /// The lane states could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The thread deciding the lanes failed.
+    #[error("the evaluation thread failed: {0}")]
+    Thread(String),
+}
+
 /// A pass's decisions, made at `now` on `states`.
 struct Decided {
     decisions: Vec<Decision>,
@@ -309,9 +320,9 @@ impl Daemon {
     /// One evaluation pass: decide, record changes, dispatch. Returns the decisions and when
     /// the loop should wake next.
     /// The first half of a pass: every lane decided, on a blocking thread (plugins block).
-    async fn decide(&mut self) -> Result<Decided, String> {
+    async fn decide(&mut self) -> Result<Decided, PassError> {
         let now = self.clock.now();
-        let states = Arc::new(self.states().map_err(|e| e.to_string())?);
+        let states = Arc::new(self.states()?);
         let (config, observer, st) = (
             Arc::clone(&self.config),
             Arc::clone(&self.observer),
@@ -321,7 +332,7 @@ impl Daemon {
         let decisions =
             tokio::task::spawn_blocking(move || engine::pass_all(&config, st, now, observer, None))
                 .await
-                .map_err(|e| format!("the evaluation thread failed: {e}"))?;
+                .map_err(|e| PassError::Thread(e.to_string()))?;
         self.metrics.observe_pass_time(started.elapsed());
         Ok(Decided {
             decisions,

@@ -54,9 +54,21 @@ impl LaneLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(path)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok());
+                // The holder writes its pid just after it takes the lock; give it a moment,
+                // so the refusal can name it.
+                let read = || {
+                    std::fs::read_to_string(path)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                };
+                let mut holder = read();
+                for _ in 0..20 {
+                    if holder.is_some() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    holder = read();
+                }
                 return Err(LockError::Busy { holder });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),

@@ -28,11 +28,47 @@ pub enum DurationSetting {
     On(Duration),
 }
 
+/// Why a duration did not parse; each says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Nothing was written.
+    #[error("empty duration; write e.g. 90s, 15m, 36h or 7d")]
+    Empty,
+    /// Not numbers with units.
+    #[error("`{0}` is not a duration; write e.g. 90s, 15m, 36h or 7d")]
+    NotADuration(String),
+    /// A number without a unit.
+    #[error("`{0}` has no unit; write e.g. 90s, 15m, 36h or 7d (units: ms, s, m, h, d, w)")]
+    NoUnit(String),
+    /// A unit we do not know.
+    #[error("`{text}`: unknown unit `{unit}` (units: ms, s, m, h, d, w)")]
+    UnknownUnit {
+        /// The duration as written.
+        text: String,
+        /// The unit.
+        unit: String,
+    },
+    /// `1.5h`: fractions are not supported; `instead` is the same length in whole units.
+    #[error("`{text}`: fractions are not supported; write {}", instead.as_deref().unwrap_or("whole numbers of a smaller unit, e.g. 90m for 1.5h"))]
+    Fraction {
+        /// The duration as written.
+        text: String,
+        /// The same duration in a smaller unit, when there is one.
+        instead: Option<String>,
+    },
+    /// Zero where a positive duration is required.
+    #[error("`{0}` is zero; a positive duration is required here")]
+    Zero(String),
+    /// Longer than any date can be moved by.
+    #[error("`{0}` is too long; a duration is at most 36500d (100 years)")]
+    TooLong(String),
+}
+
 /// Parses `90s`, `15m`, `36h`, `7d`, `250ms`, `1h30m`; `0`, `off` and negatives give `Off`.
-pub fn parse_setting(text: &str) -> Result<DurationSetting, String> {
+pub fn parse_setting(text: &str) -> Result<DurationSetting, DurationError> {
     let t = text.trim();
     if t.is_empty() {
-        return Err("empty duration; write e.g. 90s, 15m, 36h or 7d".into());
+        return Err(DurationError::Empty);
     }
     if t.eq_ignore_ascii_case("off") || t == "0" {
         return Ok(DurationSetting::Off);
@@ -45,19 +81,17 @@ pub fn parse_setting(text: &str) -> Result<DurationSetting, String> {
 }
 
 /// Parses a strictly positive duration such as `90s` or `1h30m`.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
     let mut total: u128 = 0;
     let mut rest = t;
     if rest.is_empty() {
-        return Err("empty duration; write e.g. 90s, 15m, 36h or 7d".into());
+        return Err(DurationError::Empty);
     }
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
-            return Err(format!(
-                "`{t}` is not a duration; write e.g. 90s, 15m, 36h or 7d"
-            ));
+            return Err(DurationError::NotADuration(t.to_string()));
         }
         let (num, tail) = rest.split_at(digits);
         if let Some(fraction) = tail.strip_prefix(['.', ',']) {
@@ -69,31 +103,23 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         let value: u128 = num.parse().unwrap_or(u128::MAX);
         let ms_per: u128 = match unit_ms(unit) {
             Some(ms) => ms,
-            None if unit.is_empty() => {
-                return Err(format!(
-                    "`{t}` has no unit; write e.g. 90s, 15m, 36h or 7d (units: ms, s, m, h, d, w)"
-                ));
-            }
+            None if unit.is_empty() => return Err(DurationError::NoUnit(t.to_string())),
             None => {
-                return Err(format!(
-                    "`{t}`: unknown unit `{unit}` (units: ms, s, m, h, d, w)"
-                ));
+                return Err(DurationError::UnknownUnit {
+                    text: t.to_string(),
+                    unit: unit.to_string(),
+                });
             }
         };
         total = total.saturating_add(value.saturating_mul(ms_per));
         rest = tail;
     }
     if total == 0 {
-        return Err(format!(
-            "`{t}` is zero; a positive duration is required here"
-        ));
+        return Err(DurationError::Zero(t.to_string()));
     }
     match u64::try_from(total).map(Duration::from_millis) {
         Ok(d) if d <= MAX => Ok(d),
-        _ => Err(format!(
-            "`{t}` is too long; a duration is at most {} (100 years)",
-            format(MAX)
-        )),
+        _ => Err(DurationError::TooLong(t.to_string())),
     }
 }
 
@@ -111,9 +137,9 @@ fn unit_ms(unit: &str) -> Option<u128> {
     UNITS.iter().find(|(u, _)| *u == unit).map(|(_, ms)| *ms)
 }
 
-/// The message for `1.5h` (`whole` and `fraction` are `1` and `5h`): fractions are not
+/// The error for `1.5h` (`whole` and `fraction` are `1` and `5h`): fractions are not
 /// supported, so say the same length in a smaller unit when there is one.
-fn fractional(text: &str, whole: &str, fraction: &str) -> String {
+fn fractional(text: &str, whole: &str, fraction: &str) -> DurationError {
     let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
     let (frac, unit) = fraction.split_at(digits);
     let exact = (|| {
@@ -132,11 +158,9 @@ fn fractional(text: &str, whole: &str, fraction: &str) -> String {
         let (name, per) = UNITS.iter().find(|(_, per)| ms % per == 0)?;
         (ms > 0).then(|| format!("{}{name}", ms / per))
     })();
-    match exact {
-        Some(same) => format!("`{text}`: fractions are not supported; write {same}"),
-        None => format!(
-            "`{text}`: fractions are not supported; write whole numbers of a smaller unit, e.g. 90m for 1.5h"
-        ),
+    DurationError::Fraction {
+        text: text.to_string(),
+        instead: exact,
     }
 }
 
@@ -250,21 +274,52 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_a_hint() {
-        assert!(parse("soon").unwrap_err().contains("not a duration"));
-        assert!(parse("10").unwrap_err().contains("no unit"));
-        assert!(parse("10y").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse("soon")
+                .unwrap_err()
+                .to_string()
+                .contains("not a duration")
+        );
+        assert!(parse("10").unwrap_err().to_string().contains("no unit"));
+        assert!(
+            parse("10y")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit")
+        );
         assert_eq!(
-            parse("1.5h").unwrap_err(),
+            parse("1.5h").unwrap_err().to_string(),
             "`1.5h`: fractions are not supported; write 90m"
         );
-        assert!(parse("0.25s").unwrap_err().ends_with("write 250ms"));
-        assert!(parse("2.0d").unwrap_err().ends_with("write 2d"));
-        assert!(parse("1.0001ms").unwrap_err().contains("whole numbers"));
-        assert!(parse("1.5").unwrap_err().contains("whole numbers"));
-        assert!(parse("36501d").unwrap_err().contains("at most 36500d"));
+        assert!(
+            parse("0.25s")
+                .unwrap_err()
+                .to_string()
+                .ends_with("write 250ms")
+        );
+        assert!(parse("2.0d").unwrap_err().to_string().ends_with("write 2d"));
+        assert!(
+            parse("1.0001ms")
+                .unwrap_err()
+                .to_string()
+                .contains("whole numbers")
+        );
+        assert!(
+            parse("1.5")
+                .unwrap_err()
+                .to_string()
+                .contains("whole numbers")
+        );
+        assert!(
+            parse("36501d")
+                .unwrap_err()
+                .to_string()
+                .contains("at most 36500d")
+        );
         assert!(
             parse("99999999999999999999999w")
                 .unwrap_err()
+                .to_string()
                 .contains("at most")
         );
         assert_eq!(parse("36500d"), Ok(MAX));

@@ -172,7 +172,7 @@ fn register_host_functions(e: &mut Engine) {
         |text: &str| -> Result<i64, Box<EvalAltResult>> {
             duration::parse(text)
                 .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                .map_err(|e| e.into())
+                .map_err(|e| e.to_string().into())
         },
     );
     e.register_fn("fmt_duration", duration::format_ms);
@@ -186,7 +186,7 @@ fn register_host_functions(e: &mut Engine) {
                         Dynamic::from_int(i64::from(b)),
                     ]
                 })
-                .map_err(|e| e.into())
+                .map_err(|e| e.to_string().into())
         },
     );
 }

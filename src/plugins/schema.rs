@@ -282,7 +282,7 @@ fn normalise(ty: ParamType, v: &Value, names: &dyn Names) -> Result<Value, Strin
             .ok_or_else(|| want("a mapping")),
         ParamType::Duration => {
             let s = v.as_str().ok_or_else(|| want("a duration such as 36h"))?;
-            let d = duration::parse(s)?;
+            let d = duration::parse(s).map_err(|e| e.to_string())?;
             Ok(Value::from(
                 u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
             ))
@@ -319,7 +319,7 @@ fn normalise(ty: ParamType, v: &Value, names: &dyn Names) -> Result<Value, Strin
             let s = v
                 .as_str()
                 .ok_or_else(|| want("a window such as \"01:00-06:00\""))?;
-            parse_window(s)?;
+            parse_window(s).map_err(|e| e.to_string())?;
             Ok(v.clone())
         }
         ParamType::Thresholds => {
@@ -369,9 +369,20 @@ fn metric(s: &str, names: &dyn Names) -> Result<Value, String> {
     }
 }
 
+/// Why a daily window did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    /// Not `HH:MM-HH:MM`.
+    #[error("`{0}` is not a window; write HH:MM-HH:MM, e.g. \"01:00-06:00\"")]
+    NotAWindow(String),
+    /// Start equals end.
+    #[error("window `{0}` is empty (start equals end)")]
+    Empty(String),
+}
+
 /// Parses `HH:MM-HH:MM` into minutes of the day (start inclusive, end exclusive).
-pub fn parse_window(s: &str) -> Result<(u32, u32), String> {
-    let bad = || format!("`{s}` is not a window; write HH:MM-HH:MM, e.g. \"01:00-06:00\"");
+pub fn parse_window(s: &str) -> Result<(u32, u32), WindowError> {
+    let bad = || WindowError::NotAWindow(s.to_string());
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let hm = |t: &str| -> Option<u32> {
         let (h, m) = t.trim().split_once(':')?;
@@ -380,7 +391,7 @@ pub fn parse_window(s: &str) -> Result<(u32, u32), String> {
     };
     let (start, end) = (hm(a).ok_or_else(bad)?, hm(b).ok_or_else(bad)?);
     if start == end {
-        return Err(format!("window `{s}` is empty (start equals end)"));
+        return Err(WindowError::Empty(s.to_string()));
     }
     Ok((start, end))
 }
