@@ -158,16 +158,7 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
             Ok(id)
         });
         match recorded {
-            Ok(run_id) => Report::Ended(RunReport {
-                run_id,
-                pid: None,
-                result: RunResult::Failure,
-                exit: None,
-                timed_out: false,
-                spawn_error: Some(why),
-                duration: entered.elapsed(),
-                log_path: log_path.clone(),
-            }),
+            Ok(run_id) => not_run(run_id, why, entered, log_path.clone()),
             Err(e) => Report::Error {
                 message: format!("lane `{lane}`: {why}, and that could not be recorded: {e}"),
             },
@@ -239,16 +230,7 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
         let _ = persist(lane, "failed start", RECORD_END_FOR, || {
             store.finish_run(run_id, &end)
         });
-        return Report::Ended(RunReport {
-            run_id,
-            pid: None,
-            result: RunResult::Failure,
-            exit: None,
-            timed_out: false,
-            spawn_error: Some(why),
-            duration: entered.elapsed(),
-            log_path,
-        });
+        return not_run(run_id, why, entered, log_path);
     }
     emit(&Report::Started {
         run_id,
@@ -303,6 +285,20 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
         timed_out,
         spawn_error: None,
         duration: started.elapsed(),
+        log_path,
+    })
+}
+
+/// The report of a run whose command never ran: a recorded failure that says why.
+fn not_run(run_id: i64, why: String, entered: Instant, log_path: PathBuf) -> Report {
+    Report::Ended(RunReport {
+        run_id,
+        pid: None,
+        result: RunResult::Failure,
+        exit: None,
+        timed_out: false,
+        spawn_error: Some(why),
+        duration: entered.elapsed(),
         log_path,
     })
 }

@@ -157,18 +157,25 @@ fn after_kill_9_of_the_daemon_the_run_ends_under_its_supervisor_with_its_real_ou
     );
 }
 
-#[test]
-fn after_kill_9_of_daemon_and_supervisor_a_restart_adopts_the_surviving_child() {
-    let home = Home::new();
-    home.lane("job", &lane_yaml("1h", "", &sh("sleep 2")));
-    let daemon = Daemon::start(&home);
+/// Starts a daemon on `job`, then `kill -9`s it and the run's supervisor once the run shows;
+/// returns the command's pid, which lives on.
+fn kill_daemon_and_supervisor(home: &Home) -> i64 {
+    let daemon = Daemon::start(home);
     let running = home.wait_status("job", "running", |s| s["running"].is_object());
     let pid = running["running"]["pid"].as_i64().unwrap();
     daemon.signal("KILL");
     daemon.wait_exit();
-    let supervisor = supervisor_of(&home, "job");
+    let supervisor = supervisor_of(home, "job");
     crate::harness::kill(supervisor, "KILL");
     crate::harness::wait_gone(supervisor);
+    pid
+}
+
+#[test]
+fn after_kill_9_of_daemon_and_supervisor_a_restart_adopts_the_surviving_child() {
+    let home = Home::new();
+    home.lane("job", &lane_yaml("1h", "", &sh("sleep 2")));
+    let pid = kill_daemon_and_supervisor(&home);
 
     let _restarted = Daemon::start(&home);
     wait_for(&home, "adoption", || {
@@ -189,14 +196,7 @@ fn after_kill_9_of_daemon_and_supervisor_a_restart_adopts_the_surviving_child() 
 fn after_kill_9_of_daemon_supervisor_and_child_a_restart_records_interrupted() {
     let home = Home::new();
     home.lane("job", &lane_yaml("1h", "", &sh("sleep 30")));
-    let daemon = Daemon::start(&home);
-    let running = home.wait_status("job", "running", |s| s["running"].is_object());
-    let pid = running["running"]["pid"].as_i64().unwrap();
-    daemon.signal("KILL");
-    daemon.wait_exit();
-    let supervisor = supervisor_of(&home, "job");
-    crate::harness::kill(supervisor, "KILL");
-    crate::harness::wait_gone(supervisor);
+    let pid = kill_daemon_and_supervisor(&home);
     crate::harness::kill(pid, "KILL");
     crate::harness::wait_gone(pid);
 
