@@ -22,7 +22,7 @@ pub type Watch = Debouncer<RecommendedWatcher, RecommendedCache>;
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Sends [`Event::Reload`] whenever a rules, plugin or settings file changes.
-pub fn watch(home: &Home, events: UnboundedSender<Event>) -> Result<Watch, String> {
+pub fn watch(home: &Home, events: UnboundedSender<Event>) -> Result<Watch, WatchError> {
     let rules = home.rules_dir();
     let plugins = home.plugins_dir();
     let settings = home.settings_file();
@@ -57,13 +57,32 @@ pub fn watch(home: &Home, events: UnboundedSender<Event>) -> Result<Watch, Strin
             let _ = events.send(Event::Reload("file change"));
         }
     })
-    .map_err(|e| format!("cannot start watching files: {e}"))?;
+    .map_err(WatchError::Start)?;
     for dir in [home.root(), rules.as_path(), plugins.as_path()] {
         if dir.is_dir() {
             debouncer
                 .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+                .map_err(|source| WatchError::Dir {
+                    dir: dir.to_path_buf(),
+                    source,
+                })?;
         }
     }
     Ok(debouncer)
+}
+
+/// Why hot reload could not start (SIGHUP still reloads).
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The watcher itself.
+    #[error("cannot start watching files: {0}")]
+    Start(notify_debouncer_full::notify::Error),
+    /// One of the watched directories.
+    #[error("cannot watch {}: {source}", dir.display())]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: notify_debouncer_full::notify::Error,
+    },
 }

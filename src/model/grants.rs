@@ -16,13 +16,16 @@ pub struct HttpGrant {
 
 impl HttpGrant {
     /// Parses `host:port`, `host` (any port), `[::1]:8080`, or a URL (its host and port).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, GrantError> {
         let t = text.trim();
         if t.contains("://") {
-            let url = reqwest::Url::parse(t).map_err(|e| format!("`{t}` is not a URL: {e}"))?;
+            let url = reqwest::Url::parse(t).map_err(|e| GrantError::NotAUrl {
+                text: t.to_string(),
+                reason: e.to_string(),
+            })?;
             let host = url
                 .host_str()
-                .ok_or_else(|| format!("`{t}` has no host"))?
+                .ok_or_else(|| GrantError::NoHost(t.to_string()))?
                 .to_ascii_lowercase();
             return Ok(Self {
                 host,
@@ -32,17 +35,16 @@ impl HttpGrant {
         let (host, port) = match t.rsplit_once(':') {
             // `::1` alone is an IPv6 host, not a host and a port.
             Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.ends_with(']')) => {
-                let port = p
-                    .parse::<u16>()
-                    .map_err(|_| format!("`{t}`: `{p}` is not a port (write host:port, or just the host for any port)"))?;
+                let port = p.parse::<u16>().map_err(|_| GrantError::NotAPort {
+                    text: t.to_string(),
+                    port: p.to_string(),
+                })?;
                 (h, Some(port))
             }
             _ => (t, None),
         };
         if host.is_empty() || host.contains(['/', ' ', '@']) {
-            return Err(format!(
-                "`{t}` is not a host (write host:port, e.g. 127.0.0.1:11434, or just the host for any port)"
-            ));
+            return Err(GrantError::NotAHost(t.to_string()));
         }
         Ok(Self {
             host: host.to_ascii_lowercase(),
@@ -53,6 +55,43 @@ impl HttpGrant {
     fn allows(&self, host: &str, port: Option<u16>) -> bool {
         self.host == host && self.port.is_none_or(|p| Some(p) == port)
     }
+}
+
+/// An `allow.http` entry that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// Looks like a URL, but is not one.
+    #[error("`{text}` is not a URL: {reason}")]
+    NotAUrl {
+        /// As written.
+        text: String,
+        /// Why.
+        reason: String,
+    },
+    /// A URL without a host.
+    #[error("`{0}` has no host")]
+    NoHost(String),
+    /// `host:port` with a port that is not one.
+    #[error("`{text}`: `{port}` is not a port (write host:port, or just the host for any port)")]
+    NotAPort {
+        /// As written.
+        text: String,
+        /// The part after the colon.
+        port: String,
+    },
+    /// Not a host name or address.
+    #[error(
+        "`{0}` is not a host (write host:port, e.g. 127.0.0.1:11434, or just the host for any port)"
+    )]
+    NotAHost(String),
+}
+
+/// A GET that no grant covers: what was asked, as `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("http to {target} not granted")]
+pub struct NotGranted {
+    /// The host and port asked for (or the URL, if it has no host).
+    pub target: String,
 }
 
 impl fmt::Display for HttpGrant {
@@ -94,7 +133,7 @@ impl Grants {
     }
 
     /// Whether a GET of `url` is granted; `Err` says what was asked, for the plugin error.
-    pub fn allow_http(&self, url: &str) -> Result<(), String> {
+    pub fn allow_http(&self, url: &str) -> Result<(), NotGranted> {
         let parsed = reqwest::Url::parse(url).ok();
         let host = parsed
             .as_ref()
@@ -105,11 +144,15 @@ impl Grants {
             .and_then(reqwest::Url::port_or_known_default);
         match host {
             Some(h) if self.http.iter().any(|g| g.allows(&h, port)) => Ok(()),
-            Some(h) => Err(match port {
-                Some(p) => format!("{h}:{p}"),
-                None => h,
+            Some(h) => Err(NotGranted {
+                target: match port {
+                    Some(p) => format!("{h}:{p}"),
+                    None => h,
+                },
             }),
-            None => Err(url.to_string()),
+            None => Err(NotGranted {
+                target: url.to_string(),
+            }),
         }
     }
 
@@ -155,11 +198,12 @@ mod tests {
         };
         assert!(g.allow_http("http://127.0.0.1:11434/api/tags").is_ok());
         assert_eq!(
-            g.allow_http("http://127.0.0.1:11435/"),
+            g.allow_http("http://127.0.0.1:11435/")
+                .map_err(|e| e.target),
             Err("127.0.0.1:11435".into())
         );
         assert_eq!(
-            g.allow_http("http://127.0.0.2/"),
+            g.allow_http("http://127.0.0.2/").map_err(|e| e.target),
             Err("127.0.0.2:80".into())
         );
         assert!(g.allow_http("https://localhost:9999/x").is_ok());

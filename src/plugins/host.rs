@@ -318,9 +318,10 @@ impl PassHost {
     /// gate's budget.
     pub fn http_get(&self, url: &str, timeout: Duration) -> Result<HttpResult, HostFault> {
         granted(|g| {
-            g.allow_http(url).err().map(|target| {
+            g.allow_http(url).err().map(|denied| {
                 format!(
-                    "http to {target} not granted; grant it on this gate with `allow: {{ http: [\"{target}\"] }}`, or to the plugin in lanekeeper.yaml (plugins.<name>.allow)"
+                    "{denied}; grant it on this gate with `allow: {{ http: [\"{}\"] }}`, or to the plugin in lanekeeper.yaml (plugins.<name>.allow)",
+                    denied.target
                 )
             })
         })?;
