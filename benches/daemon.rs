@@ -56,7 +56,8 @@ fn dispatch_latency() {
         .enable_all()
         .build()
         .expect("runtime");
-    let rules = RunLogs {
+    let mut settings = (*config.settings).clone();
+    settings.run_logs = RunLogs {
         keep: 5,
         ..RunLogs::default()
     };
@@ -79,7 +80,7 @@ fn dispatch_latency() {
             env!("CARGO_BIN_EXE_lanekeeper"),
         )
     };
-    let spec = dispatch::RunSpec::new(&lane, rules, "bench", &clock);
+    let spec = dispatch::RunSpec::new(&lane, &settings, "bench", &clock);
     let mut recorded = Vec::with_capacity(RUNS);
     runtime.block_on(async {
         for _ in 0..RUNS {

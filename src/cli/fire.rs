@@ -30,7 +30,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         .build()?;
     let spec = dispatch::RunSpec::new(
         lane,
-        session.config.settings.run_logs,
+        &session.config.settings,
         engine::TriggerSource::Manual.as_str(),
         &session.clock,
     );

@@ -3,6 +3,8 @@
 
 use super::{CliResult, emit, print_json_lines};
 use crate::compile;
+use crate::config::Diagnostic;
+use crate::dispatch;
 use crate::home::Home;
 
 #[derive(clap::Args, Debug)]
@@ -13,7 +15,23 @@ pub struct Args {
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
-    let (config, diags) = compile::load_lenient(home);
+    let (config, mut diags) = compile::load_lenient(home);
+    let containment = dispatch::cgroup::placement(&config.settings.cgroup);
+    if let Err(why) = &containment {
+        for lane in config.lanes.iter().filter(|l| l.command.limits.any()) {
+            diags.push(
+                Diagnostic::file(
+                    &lane.file,
+                    format!(
+                        "limits ({}) will not be applied on this machine: {why}",
+                        lane.command.limits.describe()
+                    ),
+                )
+                .for_lane(&lane.name)
+                .warning(),
+            );
+        }
+    }
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     let code = if errors > 0 { 1 } else { 0 };
@@ -33,11 +51,21 @@ pub fn run(home: &Home, args: Args) -> CliResult {
             home.root().display()
         );
     } else {
+        let runs = match &containment {
+            Ok(base) => format!(
+                "runs: each in a cgroup of its own under {}",
+                base.dir.display()
+            ),
+            Err(why) => {
+                format!("runs: stopped by process group and descendants (no cgroup: {why})")
+            }
+        };
         emit(&format!(
-            "{}: {} lane(s), {} plugin(s): ok{warned}\n{}",
+            "{}: {} lane(s), {} plugin(s): ok{warned}\n{}\n{}",
             home.root().display(),
             config.lanes.len(),
             config.registry.names().len(),
+            super::output::clean(&runs),
             grants(&config)
         ))?;
     }

@@ -71,6 +71,13 @@ pub(super) const SCHEMA: Shape = Shape::Map(&[
             ),
         ]),
     ),
+    optional(
+        "limits",
+        Shape::Map(&[
+            optional("memory", Shape::Value(check::<Option<String>>)),
+            optional("cpu", Shape::Value(check::<Option<String>>)),
+        ]),
+    ),
     required(
         "command",
         "add command.argv, the program and its arguments (e.g. argv: [sh, jobs/backup.sh])",
@@ -121,7 +128,16 @@ pub(super) struct RawLane {
     pub group: Option<String>,
     pub priority: Option<i64>,
     pub retry: Option<Spanned<RawRetry>>,
+    pub limits: Option<RawLimits>,
     pub command: Spanned<RawCommand>,
+}
+
+/// `limits:` as written: `memory: 2G`, `cpu: 50%`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub memory: Option<Spanned<String>>,
+    pub cpu: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -298,6 +314,65 @@ pub struct Command {
     pub timeout: Option<Duration>,
     /// Then KILL it after this much more.
     pub grace: Duration,
+    /// Caps on the run's cgroup.
+    #[serde(default)]
+    pub limits: RunLimits,
+}
+
+/// A lane's `limits:`: caps on its run's own cgroup (where cgroup v2 is delegated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct RunLimits {
+    /// `memory.max`, in bytes.
+    pub memory: Option<u64>,
+    /// `cpu.max` as a share of one CPU, in percent (150 = one and a half CPUs).
+    pub cpu_percent: Option<u32>,
+}
+
+/// The largest `limits.cpu`: 1,000 CPUs.
+pub const MAX_CPU_PERCENT: u32 = 100_000;
+
+impl RunLimits {
+    /// True when the lane asked for any cap.
+    pub fn any(&self) -> bool {
+        self.memory.is_some() || self.cpu_percent.is_some()
+    }
+
+    /// The caps as written back: `memory 2 GiB, cpu 50%`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(m) = self.memory {
+            parts.push(format!("memory {}", crate::model::size::format_size(m)));
+        }
+        if let Some(c) = self.cpu_percent {
+            parts.push(format!("cpu {c}%"));
+        }
+        parts.join(", ")
+    }
+
+    /// Reads `cpu: 50%`.
+    pub fn parse_cpu(text: &str) -> Result<u32, CpuError> {
+        let t = text.trim();
+        let n = t
+            .strip_suffix('%')
+            .ok_or_else(|| CpuError::NotAPercentage(t.to_string()))?;
+        match n.trim().parse::<u32>() {
+            Ok(p) if (1..=MAX_CPU_PERCENT).contains(&p) => Ok(p),
+            _ => Err(CpuError::OutOfRange(t.to_string())),
+        }
+    }
+}
+
+/// A `limits.cpu` that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CpuError {
+    /// No `%`.
+    #[error(
+        "`{0}` is not a share of a CPU; write a percentage, e.g. 50% (150% is one and a half CPUs)"
+    )]
+    NotAPercentage(String),
+    /// Zero, or more than the bound.
+    #[error("`{0}` is not a share of a CPU from 1% to {MAX_CPU_PERCENT}%; e.g. 50%")]
+    OutOfRange(String),
 }
 
 /// Default `grace` between TERM and KILL.

@@ -22,7 +22,7 @@ use yaml::Node;
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub(crate) use lane::RawGate;
 use lane::RawLane;
-pub use lane::{Command, OnError, Retry, Schedule};
+pub use lane::{Command, OnError, Retry, RunLimits, Schedule};
 pub use settings::Settings;
 
 use crate::home::Home;
@@ -404,6 +404,21 @@ pub(crate) fn spec(
         .as_ref()
         .and_then(|d| settings::positive(p, "command.grace", d, duration::MAX_WAIT, diags))
         .unwrap_or(lane::DEFAULT_GRACE);
+    let mut limits = RunLimits::default();
+    if let Some(l) = &raw.limits {
+        if let Some(m) = &l.memory {
+            match settings::parse_size(&m.value) {
+                Ok(bytes) => limits.memory = Some(bytes),
+                Err(e) => diags.push(at(p, m.referenced, format!("limits.memory: {e}; e.g. 2G"))),
+            }
+        }
+        if let Some(c) = &l.cpu {
+            match RunLimits::parse_cpu(&c.value) {
+                Ok(pct) => limits.cpu_percent = Some(pct),
+                Err(e) => diags.push(at(p, c.referenced, format!("limits.cpu: {e}"))),
+            }
+        }
+    }
     let command = Command {
         argv,
         cwd: home.resolve(Path::new(
@@ -412,6 +427,7 @@ pub(crate) fn spec(
         env,
         timeout,
         grace,
+        limits,
     };
     // A NUL is already an error; what it would find is beside the point.
     if let Some(program) = cmd.argv.value.first()

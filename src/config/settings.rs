@@ -96,38 +96,7 @@ impl Default for EvidenceLimits {
 /// the plugin's own running time.
 pub const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A byte count as people write it: `4 KiB`, `16 MiB`, or bytes.
-pub fn format_size(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
-        format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
-        format!("{} KiB", bytes >> 10)
-    } else {
-        format!("{bytes} bytes")
-    }
-}
-
-/// Parses a memory size: a number of bytes, or a number with `KiB`, `MiB` or `GiB`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        _ => 0,
-    };
-    match num.parse::<u64>() {
-        Ok(n) if factor > 0 && n > 0 => n
-            .checked_mul(factor)
-            .ok_or_else(|| format!("`{t}` is too large")),
-        _ => Err(format!(
-            "`{t}` is not a memory size; write bytes or e.g. 16MiB (units: KiB, MiB, GiB)"
-        )),
-    }
-}
+pub use crate::model::size::{SizeError, format_size, parse_size};
 
 /// Retention of run logs under `state/runs/<lane>/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -178,7 +147,40 @@ pub struct Settings {
     /// Grants to a plugin in every lane that uses it (`plugins.<name>.allow`), with where each
     /// was written.
     pub plugin_grants: BTreeMap<String, (crate::model::grants::Grants, serde_saphyr::Location)>,
+    /// Where runs get their own cgroup v2 (`cgroup:`).
+    pub cgroup: CgroupSetting,
 }
+
+/// `cgroup:` in lanekeeper.yaml: where each run gets its own cgroup v2, so a stop or timeout
+/// reaches every process of the run and a lane's `limits:` can be enforced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CgroupSetting {
+    /// Under the process's own cgroup, when it is delegated (systemd `Delegate=yes`).
+    #[default]
+    Auto,
+    /// Never: runs are contained by their process group and ancestry only.
+    Off,
+    /// Under this delegated cgroup v2 directory.
+    At(std::path::PathBuf),
+}
+
+impl CgroupSetting {
+    /// Reads `auto`, `off` or an absolute path.
+    pub fn parse(text: &str) -> Result<Self, CgroupSettingError> {
+        match text.trim() {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            t if t.starts_with('/') => Ok(Self::At(t.into())),
+            t => Err(CgroupSettingError(t.to_string())),
+        }
+    }
+}
+
+/// A `cgroup:` value that is none of the three.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not auto, off or an absolute path to a cgroup v2 directory")]
+pub struct CgroupSettingError(pub String);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -195,6 +197,7 @@ impl Default for Settings {
             history_retention: Duration::from_secs(30 * 86_400),
             listen: None,
             plugin_grants: BTreeMap::new(),
+            cgroup: CgroupSetting::Auto,
         }
     }
 }
@@ -222,6 +225,7 @@ struct RawSettings {
     listen: Option<Spanned<String>>,
     #[serde(default)]
     plugins: BTreeMap<String, Spanned<RawPluginSettings>>,
+    cgroup: Option<Spanned<String>>,
 }
 
 /// What `lanekeeper.yaml` grants one plugin in every lane that uses it.
@@ -427,6 +431,12 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
             Err(e) => diags.push(Diagnostic::yaml(path, l.referenced, format!("listen: {e}"))),
         }
     }
+    if let Some(c) = raw.cgroup {
+        match CgroupSetting::parse(&c.value) {
+            Ok(setting) => settings.cgroup = setting,
+            Err(e) => diags.push(Diagnostic::yaml(path, c.referenced, format!("cgroup: {e}"))),
+        }
+    }
     if let Some(h) = raw.history
         && let Some(d) = positive(
             path,
@@ -536,7 +546,7 @@ fn load_evidence_limits(
     ] {
         let Some(v) = raw else { continue };
         let size = match &v.value {
-            RawSize::Bytes(0) => Err("0 is not a size".to_string()),
+            RawSize::Bytes(0) => Err(SizeError::Zero),
             RawSize::Bytes(n) => Ok(*n),
             RawSize::Text(t) => parse_size(t),
         };
@@ -606,7 +616,7 @@ fn load_wasm_limits(path: &Path, raw: RawWasmLimits, l: &mut WasmLimits, diags: 
     }
     if let Some(m) = raw.max_memory {
         let size = match &m.value {
-            RawSize::Bytes(0) => Err("0 is not a memory size".to_string()),
+            RawSize::Bytes(0) => Err(SizeError::Zero),
             RawSize::Bytes(n) => Ok(*n),
             RawSize::Text(t) => parse_size(t),
         };

@@ -195,6 +195,14 @@ impl Daemon {
         let (tx, rx) = unbounded_channel();
         recovery::recover(&home, &store, &clock, &tx, !once)?;
         tracing::info!(home = %home.root().display(), lanes = config.lanes.len(), pid = std::process::id(), "Daemon started.");
+        match dispatch::cgroup::placement(&config.settings.cgroup) {
+            Ok(base) => {
+                tracing::info!(cgroup = %base.dir.display(), "Each run gets a cgroup of its own.")
+            }
+            Err(why) => tracing::info!(
+                "Runs get no cgroup of their own ({why}); they are stopped by process group and descendants."
+            ),
+        }
         let config = Arc::new(config);
         Ok((
             Self {
@@ -455,8 +463,7 @@ impl Daemon {
                 continue;
             };
             let source = decision.source.map_or("periodic-sweep", |s| s.as_str());
-            let spec =
-                dispatch::RunSpec::new(&lane, self.config.settings.run_logs, source, &*self.clock);
+            let spec = dispatch::RunSpec::new(&lane, &self.config.settings, source, &*self.clock);
             let home = self.home.clone();
             let task = tokio::task::spawn_local(async move {
                 dispatch::start(&home, &spec, SupervisorLog::Inherit).await

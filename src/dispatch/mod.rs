@@ -7,6 +7,7 @@
 //! through [`start`], so a manual run and a scheduled one obey the same lock and leave the same
 //! records.
 
+pub mod cgroup;
 pub mod lock;
 pub mod logs;
 pub mod process;
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::compile::Lane;
-use crate::config::settings::RunLogs;
+use crate::config::settings::{CgroupSetting, RunLogs, Settings};
 use crate::home::Home;
 use crate::state::{ExitInfo, RunResult, Store, StoreError};
 use lock::{LaneLock, LockError};
@@ -186,22 +187,26 @@ pub struct RunSpec {
     pub source: String,
     /// How far the starter's clock is from the wall clock (`run --at` rehearsals), in ms.
     pub clock_offset_ms: i64,
+    /// Where the run gets its own cgroup.
+    #[serde(default)]
+    pub cgroup: CgroupSetting,
 }
 
 impl RunSpec {
     /// The run of `lane`, started by `source`.
     pub fn new(
         lane: &Lane,
-        log_rules: RunLogs,
+        settings: &Settings,
         source: &str,
         clock: &dyn crate::clock::Clock,
     ) -> Self {
         Self {
             lane: lane.name.clone(),
             command: lane.command.clone(),
-            log_rules,
+            log_rules: settings.run_logs,
             source: source.to_string(),
             clock_offset_ms: clock.offset_ms(),
+            cgroup: settings.cgroup.clone(),
         }
     }
 }

@@ -16,7 +16,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::spawn::{self, Prepared};
-use super::{DispatchError, Report, RunReport, RunSpec, acquire, logs, process};
+use super::{DispatchError, Report, RunReport, RunSpec, acquire, cgroup, logs, process};
 use crate::clock::{Clock, OffsetClock};
 use crate::home::Home;
 use crate::model::duration::format;
@@ -118,9 +118,14 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
     };
     let log_dir = home.run_log_dir(lane);
     let log_path = log_dir.join(format!("{}.log", started_at.strftime("%Y%m%dT%H%M%S%.3fZ")));
-    let log = match std::fs::create_dir_all(&log_dir)
-        .and_then(|()| std::fs::File::create(&log_path))
-    {
+    // Append mode: lanekeeper's own lines (a cgroup note before the command starts) and the
+    // command's output go to the end, not over each other.
+    let log = match std::fs::create_dir_all(&log_dir).and_then(|()| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+    }) {
         Ok(f) => f,
         Err(e) => {
             return Report::Error {
@@ -189,6 +194,16 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
     };
     drop(log);
     let pid = gated.pid;
+    // Into its cgroup while it still waits at its gate, so everything it execs and forks is in.
+    let placed = cgroup::place(&spec.cgroup, lane, pid, &cmd.limits);
+    for note in &placed.notes {
+        tracing::warn!(lane, "{note}.");
+    }
+    note_in_log(&log_path, &placed.notes);
+    let group = Group {
+        pgid: pid,
+        cgroup: placed.cgroup,
+    };
     let pid_start = process::start_time(pid).unwrap_or(0);
     let run = RunStart {
         lane,
@@ -205,6 +220,9 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
         Err(e) => {
             // Never run what nothing records: the command never leaves its gate.
             gated.abort();
+            if let Some(cg) = &group.cgroup {
+                cg.remove();
+            }
             let _ = std::fs::write(&log_path, format!("lanekeeper: not started: {e}\n"));
             return Report::Error {
                 message: DispatchError::Unrecorded {
@@ -216,6 +234,9 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
         }
     };
     if let Err(e) = gated.release() {
+        if let Some(cg) = &group.cgroup {
+            cg.remove();
+        }
         let why = format!(
             "cannot start `{}` in {}: {e}",
             cmd.argv[0],
@@ -240,21 +261,24 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
     });
 
     let started = Instant::now();
-    let (exit, timed_out) = match wait_for(lane, pid, cmd.timeout, cmd.grace) {
+    let (exit, timed_out) = match wait_for(lane, &group, cmd.timeout, cmd.grace) {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(lane, pid, "Lost track of the command: {e}.");
             (None, false)
         }
     };
-    let leftovers = stop_leftovers(pid, cmd.grace);
-    if leftovers > 0
-        && let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&log_path)
-    {
-        let _ = writeln!(
-            f,
-            "[lanekeeper: {leftovers} process(es) the command left behind were stopped with the run]"
+    let leftovers = stop_leftovers(&group, cmd.grace);
+    if leftovers > 0 {
+        note_in_log(
+            &log_path,
+            &[format!(
+                "{leftovers} process(es) the command left behind were stopped with the run"
+            )],
         );
+    }
+    if let Some(cg) = &group.cgroup {
+        cg.remove();
     }
     let result = match (exit, timed_out) {
         (Some(ExitInfo::Code(0)), false) => RunResult::Success,
@@ -307,7 +331,7 @@ fn not_run(run_id: i64, why: String, entered: Instant, log_path: PathBuf) -> Rep
 /// forwarding SIGTERM and SIGINT sent to the supervisor (a stop) the same way.
 fn wait_for(
     lane: &str,
-    pid: u32,
+    group: &Group,
     timeout: Option<Duration>,
     grace: Duration,
 ) -> std::io::Result<(Option<ExitInfo>, bool)> {
@@ -324,6 +348,7 @@ fn wait_for(
             Some(&stop_signals()),
             None,
         );
+        let pid = group.pgid;
         let mut exited =
             tokio::task::spawn_blocking(move || waitpid(Pid::from_raw(pid as i32), None));
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -335,19 +360,19 @@ fn wait_for(
                 _ = sleep_until(deadline), if deadline.is_some() && !timed_out => {
                     timed_out = true;
                     tracing::warn!(lane, pid, "Run timed out; sending TERM to its processes.");
-                    signal_run(pid, Signal::SIGTERM);
+                    group.signal(Signal::SIGTERM);
                     kill_at.get_or_insert(tokio::time::Instant::now() + grace);
                 }
                 _ = sleep_until(kill_at), if kill_at.is_some() => {
-                    signal_run(pid, Signal::SIGKILL);
+                    group.signal(Signal::SIGKILL);
                     kill_at = None;
                 }
                 Some(()) = term.recv() => {
-                    signal_run(pid, Signal::SIGTERM);
+                    group.signal(Signal::SIGTERM);
                     kill_at.get_or_insert(tokio::time::Instant::now() + grace);
                 }
                 Some(()) = int.recv() => {
-                    signal_run(pid, Signal::SIGINT);
+                    group.signal(Signal::SIGINT);
                     kill_at.get_or_insert(tokio::time::Instant::now() + grace);
                 }
             }
@@ -375,33 +400,83 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Signals the command's process group and every other process descended from this
-/// supervisor (a `setsid` escapes the group, not the ancestry).
-fn signal_run(pgid: u32, signal: Signal) {
-    process::signal_group(pgid, signal);
-    for pid in process::descendants(std::process::id()) {
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), signal);
+/// Everything a run's stop must reach: the command's process group, every other process
+/// descended from this supervisor (a `setsid` escapes the group, not the ancestry), and the
+/// run's cgroup where it has one (which nothing escapes).
+struct Group {
+    pgid: u32,
+    cgroup: Option<cgroup::RunCgroup>,
+}
+
+impl Group {
+    fn signal(&self, signal: Signal) {
+        if let Some(cg) = &self.cgroup {
+            cg.signal(signal);
+        }
+        process::signal_group(self.pgid, signal);
+        for pid in process::descendants(std::process::id()) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), signal);
+        }
+    }
+
+    fn alive(&self) -> bool {
+        process::group_alive(self.pgid)
+            || !process::descendants(std::process::id()).is_empty()
+            || self
+                .cgroup
+                .as_ref()
+                .is_some_and(cgroup::RunCgroup::populated)
+    }
+
+    fn count(&self) -> usize {
+        let mut pids: std::collections::BTreeSet<u32> = process::descendants(std::process::id())
+            .into_iter()
+            .collect();
+        if let Some(cg) = &self.cgroup {
+            pids.extend(cg.pids());
+        }
+        pids.len()
     }
 }
 
 /// Stops whatever the command left running once it exited: TERM, `grace`, then KILL. Returns
 /// how many processes were left. Reaps every child.
-fn stop_leftovers(pgid: u32, grace: Duration) -> usize {
-    let me = std::process::id();
-    let left = process::descendants(me).len();
-    if left > 0 || process::group_alive(pgid) {
-        signal_run(pgid, Signal::SIGTERM);
+fn stop_leftovers(group: &Group, grace: Duration) -> usize {
+    let left = group.count();
+    if left > 0 || group.alive() {
+        group.signal(Signal::SIGTERM);
         let until = Instant::now() + grace;
-        while (process::group_alive(pgid) || !process::descendants(me).is_empty())
-            && Instant::now() < until
-        {
+        while group.alive() && Instant::now() < until {
             reap();
             std::thread::sleep(Duration::from_millis(20));
         }
-        signal_run(pgid, Signal::SIGKILL);
+        group.signal(Signal::SIGKILL);
+        // cgroup.kill is asynchronous: the cgroup can be removed once it is empty.
+        let until = Instant::now() + Duration::from_secs(5);
+        while group
+            .cgroup
+            .as_ref()
+            .is_some_and(cgroup::RunCgroup::populated)
+            && Instant::now() < until
+        {
+            reap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     reap();
     left
+}
+
+/// Appends lanekeeper's own lines to the run log, marked as such.
+fn note_in_log(log_path: &std::path::Path, notes: &[String]) {
+    if notes.is_empty() {
+        return;
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(log_path) {
+        for note in notes {
+            let _ = writeln!(f, "[lanekeeper: {note}]");
+        }
+    }
 }
 
 /// Collects every exited child (adopted orphans included), without blocking.

@@ -84,6 +84,7 @@ fn lane(name: &str, every: Option<Duration>, gates: Vec<GateBinding>) -> Lane {
             env: BTreeMap::new(),
             timeout: None,
             grace: Duration::from_secs(1),
+            limits: Default::default(),
         },
         fingerprints: Arc::default(),
     }

@@ -9,3 +9,4 @@ pub mod grants;
 pub mod lane_state;
 pub mod metric;
 pub mod observer;
+pub mod size;
