@@ -128,6 +128,10 @@ pub struct GateBinding {
     pub reads: Vec<String>,
     /// What it may reach through the host (deny by default).
     pub grants: Arc<crate::model::grants::Grants>,
+    /// The windows its `window` parameters name, as minutes of the day (start, end).
+    pub windows: Vec<(u32, u32)>,
+    /// Where its `use:` was written.
+    pub at: serde_saphyr::Location,
 }
 
 /// A validated lane, ready for the engine.
@@ -159,6 +163,8 @@ pub struct Lane {
     pub command: Command,
     /// Fingerprints of this lane's file and of each plugin it uses.
     pub fingerprints: crate::model::decision::Fingerprints,
+    /// Where its settings were written.
+    pub places: config::lane::Places,
 }
 
 impl Lane {
@@ -226,6 +232,7 @@ fn compile(
         retry: spec.retry,
         command: spec.command,
         fingerprints: Arc::new(fingerprints),
+        places: spec.places,
     })
 }
 
@@ -308,6 +315,8 @@ fn bind_gate(
             soft: g.soft,
             on_error: g.on_error,
             reads: plugin.schema().lanes_named(&params),
+            windows: plugin.schema().windows_named(&params),
+            at: g.use_.referenced,
             grants: Arc::new(grants(
                 path,
                 g,

@@ -2,20 +2,33 @@
 //! program not found here) are shown but do not fail it.
 
 use super::{CliResult, emit, print_json_lines};
+use crate::clock::{Clock, SystemClock};
 use crate::compile;
 use crate::config::Diagnostic;
+use crate::config::diagnostic::Severity;
 use crate::dispatch;
 use crate::home::Home;
+use crate::lint;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// One JSON object per problem on stdout: file, line, col, lane, message, severity.
+    /// One JSON object per problem on stdout: file, line, col, lane, message, severity (and
+    /// rule and fix for a lint finding).
     #[arg(long)]
     json: bool,
+    /// Lint findings are errors (exit 1), not warnings: for CI on a rules repository.
+    #[arg(long)]
+    strict: bool,
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
     let (config, mut diags) = compile::load_lenient(home);
+    for mut finding in lint::lint(&config, SystemClock.now()).iter().cloned() {
+        if args.strict {
+            finding.severity = Severity::Error;
+        }
+        diags.push(finding);
+    }
     let containment = dispatch::cgroup::placement(&config.settings.cgroup);
     if let Err(why) = &containment {
         for lane in config.lanes.iter().filter(|l| l.command.limits.any()) {

@@ -32,6 +32,18 @@ pub struct Diagnostic {
     pub message: String,
     /// Error or warning.
     pub severity: Severity,
+    /// For a lint finding: its rule and fix (`rule` and `fix` in the JSON).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub lint: Option<Box<Lint>>,
+}
+
+/// What the lint adds to a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lint {
+    /// The rule that found it (`validate --strict` makes these errors).
+    pub rule: &'static str,
+    /// What to change.
+    pub fix: String,
 }
 
 impl Diagnostic {
@@ -44,6 +56,7 @@ impl Diagnostic {
             lane: None,
             message: message.into(),
             severity: Severity::Error,
+            lint: None,
         }
     }
 
@@ -59,6 +72,16 @@ impl Diagnostic {
 
     /// The same problem, as a warning.
     pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
+    /// The same problem, as a finding of the lint `rule`, fixed by `fix` (a warning).
+    pub fn lint(mut self, rule: &'static str, fix: impl Into<String>) -> Self {
+        self.lint = Some(Box::new(Lint {
+            rule,
+            fix: fix.into(),
+        }));
         self.severity = Severity::Warning;
         self
     }
@@ -81,7 +104,11 @@ impl fmt::Display for Diagnostic {
         if self.severity == Severity::Warning {
             f.write_str("warning: ")?;
         }
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        if let Some(lint) = &self.lint {
+            write!(f, " [{}]\n  fix: {}", lint.rule, lint.fix)?;
+        }
+        Ok(())
     }
 }
 

@@ -125,7 +125,7 @@ pub(super) struct RawLane {
     pub preconditions: Vec<RawGate>,
     pub max_deferral: Option<Spanned<DurationSetting>>,
     pub recheck: Option<Spanned<DurationSetting>>,
-    pub group: Option<String>,
+    pub group: Option<Spanned<String>>,
     pub priority: Option<i64>,
     pub retry: Option<Spanned<RawRetry>>,
     pub limits: Option<RawLimits>,
@@ -260,6 +260,36 @@ pub enum OnError {
     Defer,
     /// Let the lane through, recording the error.
     Pass,
+}
+
+/// Where a lane's settings were written: findings about them (the lint) point there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Places {
+    /// `cron:` or `every:`.
+    pub schedule: serde_saphyr::Location,
+    /// `max_deferral:`.
+    pub max_deferral: Option<serde_saphyr::Location>,
+    /// `recheck:`.
+    pub recheck: Option<serde_saphyr::Location>,
+    /// `retry.window:`.
+    pub retry_window: Option<serde_saphyr::Location>,
+    /// `group:`.
+    pub group: Option<serde_saphyr::Location>,
+    /// `command.timeout:`.
+    pub timeout: Option<serde_saphyr::Location>,
+}
+
+impl Default for Places {
+    fn default() -> Self {
+        Self {
+            schedule: serde_saphyr::Location::UNKNOWN,
+            max_deferral: None,
+            recheck: None,
+            retry_window: None,
+            group: None,
+            timeout: None,
+        }
+    }
 }
 
 /// When a lane is due.

@@ -297,6 +297,8 @@ pub(crate) struct LaneSpec {
     pub gates: Vec<RawGate>,
     /// Where `cron:` was written, for a cron that never fires.
     cron_at: Option<Location>,
+    /// Where its settings were written.
+    pub places: lane::Places,
 }
 
 /// Checks one parsed lane file's schedule, durations and command. Problems go to `diags`; the
@@ -447,12 +449,25 @@ pub(crate) fn spec(
         zone,
         max_deferral,
         recheck,
-        group: raw.group.clone(),
+        group: raw.group.as_ref().map(|g| g.value.clone()),
         priority: raw.priority.unwrap_or(lane::DEFAULT_PRIORITY),
         retry,
         command,
         hash,
         cron_at: sched.cron.as_ref().map(|c| c.referenced),
+        places: lane::Places {
+            schedule: sched
+                .cron
+                .as_ref()
+                .map(|c| c.referenced)
+                .or(sched.every.as_ref().map(|e| e.referenced))
+                .unwrap_or(raw.schedule.referenced),
+            max_deferral: raw.max_deferral.as_ref().map(|d| d.referenced),
+            recheck: raw.recheck.as_ref().map(|d| d.referenced),
+            retry_window: raw.retry.as_ref().map(|r| r.value.window.referenced),
+            group: raw.group.as_ref().map(|g| g.referenced),
+            timeout: cmd.timeout.as_ref().map(|t| t.referenced),
+        },
         gates: raw.preconditions,
     }
 }

@@ -61,6 +61,8 @@ fn gate(name: &str, answer: Result<Verdict, PluginError>, soft: bool) -> (GateBi
         on_error: OnError::Defer,
         reads: Vec::new(),
         grants: Arc::default(),
+        windows: Vec::new(),
+        at: serde_saphyr::Location::UNKNOWN,
     };
     (binding, stub)
 }
@@ -87,6 +89,7 @@ fn lane(name: &str, every: Option<Duration>, gates: Vec<GateBinding>) -> Lane {
             limits: Default::default(),
         },
         fingerprints: Arc::default(),
+        places: Default::default(),
     }
 }
 

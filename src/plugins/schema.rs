@@ -221,6 +221,19 @@ impl ParamSchema {
         grants
     }
 
+    /// The windows of `window` parameters of checked `params`, as minutes of the day (start,
+    /// end): what the lint and the calendar know of a gate without running it.
+    pub fn windows_named(&self, params: &Value) -> Vec<(u32, u32)> {
+        let Some(specs) = &self.params else {
+            return Vec::new();
+        };
+        specs
+            .iter()
+            .filter(|(_, spec)| spec.ty == ParamType::Window)
+            .filter_map(|(key, _)| parse_window(params.get(key)?.as_str()?).ok())
+            .collect()
+    }
+
     /// The lanes named by `lane` and `lanes` parameters of checked `params`: the lanes whose
     /// state the gate reads, so a pass decides them first.
     pub fn lanes_named(&self, params: &Value) -> Vec<String> {

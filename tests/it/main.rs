@@ -17,6 +17,7 @@ mod docs;
 mod grants;
 mod history;
 mod home;
+mod lint;
 mod parity;
 mod pass;
 mod plugins;
