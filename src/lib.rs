@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod engine;
 pub mod home;
+pub mod json_schema;
 pub mod lint;
 pub mod metrics;
 pub mod model;

@@ -8,6 +8,7 @@ mod output;
 mod plugin;
 mod record;
 mod run;
+mod schema;
 mod status;
 mod validate;
 
@@ -62,6 +63,8 @@ enum Command {
     Explain(explain::Args),
     /// Evaluate all lanes and run what triggers (`--once`: one pass, then wait and exit).
     Run(run::Args),
+    /// The JSON Schema of a lane file (default) or of lanekeeper.yaml, for editors and CI.
+    Schema(schema::Args),
     /// Plugin authoring: `plugin new NAME --rhai|--wasm` writes a working skeleton with a test.
     #[command(subcommand)]
     Plugin(plugin::Command),
@@ -116,6 +119,7 @@ pub fn main() -> i32 {
             Command::Explain(a) => explain::run(&home, a),
             Command::Run(a) => run::run(&home, a),
             Command::Plugin(c) => plugin::run(&home, c),
+            Command::Schema(a) => schema::run(&home, a),
             Command::SuperviseRun => Ok(crate::dispatch::supervisor::main(&home)),
         },
     };

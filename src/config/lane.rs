@@ -112,52 +112,90 @@ const fn required(name: &'static str, what: &'static str, shape: Shape) -> Key {
 }
 
 /// A lane file as written. Unknown keys are errors.
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Lane")]
 pub(super) struct RawLane {
     /// The name is read from the parsed tree (even when the file fails); typed here so the
     /// read checks it.
     #[allow(dead_code)]
+    #[schemars(with = "Option<String>")]
     pub lane: Option<Spanned<String>>,
     pub label: Option<String>,
+    #[schemars(with = "RawSchedule")]
     pub schedule: Spanned<RawSchedule>,
     #[serde(default)]
     pub preconditions: Vec<RawGate>,
+    #[schemars(with = "Option<DurationSetting>")]
     pub max_deferral: Option<Spanned<DurationSetting>>,
+    #[schemars(with = "Option<DurationSetting>")]
     pub recheck: Option<Spanned<DurationSetting>>,
+    #[schemars(with = "Option<String>")]
     pub group: Option<Spanned<String>>,
     pub priority: Option<i64>,
+    #[schemars(with = "Option<RawRetry>")]
     pub retry: Option<Spanned<RawRetry>>,
     pub limits: Option<RawLimits>,
+    #[schemars(with = "RawCommand")]
     pub command: Spanned<RawCommand>,
 }
 
+/// The JSON Schema (draft 2020-12) of a lane file, from the types it is read into, so the two
+/// cannot drift. `with:` accepts any map here; [`crate::json_schema`] adds each plugin's.
+pub fn json_schema() -> schemars::Schema {
+    schemars::schema_for!(RawLane)
+}
+
+/// A value read as text: YAML gives `argv: [work.sh, 2]` and `env: { N: 2 }` as strings.
+struct ScalarText;
+
+impl schemars::JsonSchema for ScalarText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Text".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": ["string", "number", "boolean"] })
+    }
+}
+
 /// `limits:` as written: `memory: 2G`, `cpu: 50%`.
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Limits")]
 pub(super) struct RawLimits {
+    #[schemars(with = "Option<String>")]
     pub memory: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub cpu: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Schedule")]
 pub(super) struct RawSchedule {
+    #[schemars(with = "Option<DurationSetting>")]
     pub every: Option<Spanned<DurationSetting>>,
+    #[schemars(with = "Option<String>")]
     pub cron: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub timezone: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Gate")]
 pub(crate) struct RawGate {
     #[serde(rename = "use")]
+    #[schemars(with = "String")]
     pub use_: Spanned<String>,
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub with: Option<Spanned<BTreeMap<String, Spanned<serde_json::Value>>>>,
     #[serde(default)]
     pub soft: bool,
     #[serde(default)]
     pub on_error: OnError,
+    #[schemars(with = "Option<RawAllow>")]
     pub allow: Option<Spanned<RawAllow>>,
 }
 
@@ -193,30 +231,42 @@ pub(crate) fn compile_allow(
 }
 
 /// Capability grants as written: `allow: { http: [host:port], metrics: [name, prefix.*] }`.
-#[derive(Deserialize, Default)]
+#[derive(schemars::JsonSchema, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Allow")]
 pub(crate) struct RawAllow {
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub http: Vec<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub metrics: Vec<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Retry")]
 pub(super) struct RawRetry {
+    #[schemars(with = "DurationSetting")]
     pub delay: Spanned<DurationSetting>,
+    #[schemars(with = "DurationSetting")]
     pub window: Spanned<DurationSetting>,
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Command")]
 pub(super) struct RawCommand {
+    #[schemars(with = "Vec<ScalarText>")]
     pub argv: Spanned<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<String>")]
     pub cwd: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ScalarText>")]
     pub env: RawEnv,
+    #[schemars(with = "Option<DurationSetting>")]
     pub timeout: Option<Spanned<DurationSetting>>,
+    #[schemars(with = "Option<DurationSetting>")]
     pub grace: Option<Spanned<DurationSetting>>,
 }
 
@@ -252,7 +302,7 @@ impl<'de> Deserialize<'de> for RawEnv {
 }
 
 /// What to do when a gate's plugin fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Defer the lane with `plugin-error` (the safe default).

@@ -209,50 +209,78 @@ impl Settings {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Settings")]
 struct RawSettings {
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawMetric>")]
     metrics: BTreeMap<String, Spanned<RawMetric>>,
     #[serde(default)]
     limits: Option<RawLimits>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawGroup>")]
     groups: BTreeMap<String, Spanned<RawGroup>>,
+    #[schemars(with = "Option<DurationSetting>")]
     recheck: Option<Spanned<DurationSetting>>,
+    #[schemars(with = "Option<DurationSetting>")]
     shutdown_timeout: Option<Spanned<DurationSetting>>,
     run_logs: Option<RawRunLogs>,
     history: Option<RawHistory>,
+    #[schemars(with = "Option<ListenSchema>")]
     listen: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawPluginSettings>")]
     plugins: BTreeMap<String, Spanned<RawPluginSettings>>,
+    #[schemars(with = "Option<String>")]
     cgroup: Option<Spanned<String>>,
 }
 
+/// `listen:` in a JSON Schema: a port, or `HOST:PORT`.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ListenSchema {
+    Port(u16),
+    Address(String),
+}
+
+/// The JSON Schema (draft 2020-12) of `lanekeeper.yaml`, from the types it is read into.
+pub fn json_schema() -> schemars::Schema {
+    schemars::schema_for!(RawSettings)
+}
+
 /// What `lanekeeper.yaml` grants one plugin in every lane that uses it.
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "PluginSettings")]
 struct RawPluginSettings {
     #[serde(default)]
     allow: super::lane::RawAllow,
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "History")]
 struct RawHistory {
+    #[schemars(with = "DurationSetting")]
     retention: Spanned<DurationSetting>,
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Group")]
 struct RawGroup {
     max_concurrent: usize,
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RunLogs")]
 struct RawRunLogs {
     max_bytes: Option<u64>,
     keep: Option<usize>,
+    #[schemars(with = "Option<DurationSetting>")]
     max_age: Option<Spanned<DurationSetting>>,
 }
 
@@ -289,11 +317,14 @@ pub(crate) fn positive(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Metric")]
 struct RawMetric {
     prometheus: Option<String>,
+    #[schemars(with = "Option<String>")]
     series: Option<Spanned<String>>,
+    #[schemars(with = "Option<DurationSetting>")]
     timeout: Option<Spanned<DurationSetting>>,
     file: Option<String>,
     psi: Option<String>,
@@ -302,48 +333,66 @@ struct RawMetric {
     window: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Limits")]
 struct RawLimits {
     rhai: Option<RawRhaiLimits>,
     wasm: Option<RawWasmLimits>,
     evidence: Option<RawEvidenceLimits>,
+    #[schemars(with = "Option<DurationSetting>")]
     gate_timeout: Option<Spanned<DurationSetting>>,
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "EvidenceLimits")]
 struct RawEvidenceLimits {
+    #[schemars(with = "Option<usize>")]
     max_entries: Option<Spanned<usize>>,
+    #[schemars(with = "Option<RawSize>")]
     max_bytes: Option<Spanned<RawSize>>,
+    #[schemars(with = "Option<RawSize>")]
     max_detail: Option<Spanned<RawSize>>,
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "WasmLimits")]
 struct RawWasmLimits {
+    #[schemars(with = "Option<u64>")]
     fuel: Option<Spanned<u64>>,
+    #[schemars(with = "Option<DurationSetting>")]
     deadline: Option<Spanned<DurationSetting>>,
+    #[schemars(with = "Option<RawSize>")]
     max_memory: Option<Spanned<RawSize>>,
     reuse: Option<bool>,
 }
 
 /// `max_memory: 16777216` or `max_memory: 16MiB`.
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(untagged)]
+#[schemars(rename = "Size")]
 enum RawSize {
     Bytes(u64),
     Text(String),
 }
 
-#[derive(Deserialize)]
+#[derive(schemars::JsonSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RhaiLimits")]
 struct RawRhaiLimits {
+    #[schemars(with = "Option<u64>")]
     max_operations: Option<Spanned<u64>>,
+    #[schemars(with = "Option<usize>")]
     max_call_levels: Option<Spanned<usize>>,
+    #[schemars(with = "Option<usize>")]
     max_string_size: Option<Spanned<usize>>,
+    #[schemars(with = "Option<usize>")]
     max_array_size: Option<Spanned<usize>>,
+    #[schemars(with = "Option<usize>")]
     max_map_size: Option<Spanned<usize>>,
+    #[schemars(with = "Option<DurationSetting>")]
     deadline: Option<Spanned<DurationSetting>>,
 }
 

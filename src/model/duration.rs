@@ -247,6 +247,23 @@ impl<'de> Deserialize<'de> for DurationSetting {
     }
 }
 
+/// In a JSON Schema: `90s`, `1h30m`, `off`, or a number that is 0 or negative (off).
+impl schemars::JsonSchema for DurationSetting {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration such as 90s, 15m, 36h, 7d or 1h30m (units ms, s, m, h, d, w; whole numbers), or `off`",
+            "anyOf": [
+                { "type": "string", "pattern": "^\\s*(off|0|-.*|([0-9]+\\s*(ms|s|m|h|d|w)\\s*)+)$" },
+                { "type": "number", "maximum": 0 }
+            ]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,6 +76,54 @@ impl FromStr for ParamType {
     }
 }
 
+impl ParamType {
+    /// What a value of this type looks like, in JSON Schema.
+    pub fn json_schema(self) -> Value {
+        use serde_json::json;
+        let name = json!({ "type": "string", "minLength": 1 });
+        match self {
+            ParamType::String => json!({ "type": "string" }),
+            ParamType::Int => json!({ "type": "integer" }),
+            ParamType::Number => json!({ "type": "number" }),
+            ParamType::Bool => json!({ "type": "boolean" }),
+            ParamType::Duration => json!({
+                "type": "string",
+                "pattern": "^\\s*([0-9]+\\s*(ms|s|m|h|d|w)\\s*)+$",
+                "description": "a duration such as 90s, 15m, 36h or 7d",
+            }),
+            ParamType::Lane => {
+                json!({ "type": "string", "minLength": 1, "description": "a lane of this home" })
+            }
+            ParamType::Lanes => {
+                json!({ "type": "array", "items": name, "description": "lanes of this home" })
+            }
+            ParamType::Metric => {
+                json!({ "type": "string", "minLength": 1, "description": "a metric source (lanekeeper.yaml) or a built-in one" })
+            }
+            ParamType::Url => {
+                json!({ "type": "string", "pattern": "^https?://", "description": "an http:// or https:// URL" })
+            }
+            ParamType::Window => json!({
+                "type": "string",
+                "pattern": "^\\s*[0-9]{1,2}:[0-9]{2}\\s*-\\s*[0-9]{1,2}:[0-9]{2}\\s*$",
+                "description": "a daily window HH:MM-HH:MM, start inclusive, end exclusive; may wrap midnight",
+            }),
+            ParamType::Thresholds => json!({
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": { "metric": name, "above": { "type": "number" } },
+                    "required": ["metric", "above"],
+                    "additionalProperties": false,
+                },
+            }),
+            ParamType::List => json!({ "type": "array" }),
+            ParamType::Map => json!({ "type": "object" }),
+            ParamType::Any => json!({}),
+        }
+    }
+}
+
 impl fmt::Display for ParamType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = TYPES
@@ -136,6 +184,28 @@ pub struct ParamProblem {
 }
 
 impl ParamSchema {
+    /// The JSON Schema of a `with:` this plugin accepts: each declared parameter by its type,
+    /// the required ones required, nothing else allowed. `None` when the plugin declares no
+    /// schema (any `with:` is taken as is).
+    pub fn json_schema(&self) -> Option<serde_json::Value> {
+        let specs = self.params.as_ref()?;
+        let properties: serde_json::Map<String, Value> = specs
+            .iter()
+            .map(|(k, spec)| (k.clone(), spec.ty.json_schema()))
+            .collect();
+        let required: Vec<&String> = specs
+            .iter()
+            .filter(|(_, s)| s.required)
+            .map(|(k, _)| k)
+            .collect();
+        Some(serde_json::json!({
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": false,
+        }))
+    }
+
     /// Checks `with` and returns it normalised (durations in milliseconds).
     pub fn check(
         &self,

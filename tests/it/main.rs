@@ -24,6 +24,7 @@ mod plugins;
 mod preconditions;
 mod scaffold;
 mod schedule;
+mod schema;
 mod shipped;
 mod state;
 mod terminal;
