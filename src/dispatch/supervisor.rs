@@ -89,7 +89,8 @@ fn persist<T>(
     loop {
         match f() {
             Ok(v) => return Ok(v),
-            Err(e) if Instant::now() + pause < until => {
+            // A pause is an answer, not a busy database.
+            Err(e) if !matches!(e, StoreError::Paused { .. }) && Instant::now() + pause < until => {
                 tracing::warn!(
                     lane,
                     "Could not record the {what} yet ({e}); retrying in {}.",
@@ -149,6 +150,7 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
             process: None,
             supervisor,
             log_path: Some(&log_str),
+            honour_pause: false,
         };
         let recorded = persist(lane, "failed start", RECORD_START_FOR, || {
             let id = store.begin_run(&run)?;
@@ -212,11 +214,24 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
         process: Some((pid, pid_start)),
         supervisor,
         log_path: Some(&log_str),
+        honour_pause: !spec.force,
     };
     let run_id = match persist(lane, "run's start", RECORD_START_FOR, || {
         store.begin_run(&run)
     }) {
         Ok(id) => id,
+        Err(StoreError::Paused { pause, .. }) => {
+            // Paused after the pass decided: the command never leaves its gate, and no run is
+            // recorded.
+            gated.abort();
+            if let Some(cg) = &group.cgroup {
+                cg.remove();
+            }
+            let _ = std::fs::remove_file(&log_path);
+            return Report::Paused {
+                detail: crate::model::decision::pause_words(&pause),
+            };
+        }
         Err(e) => {
             // Never run what nothing records: the command never leaves its gate.
             gated.abort();

@@ -10,11 +10,12 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::model::decision::{Origin, Outcome, SCHEDULE_GATE};
+use crate::model::decision::{Origin, Outcome, holds};
 
 use super::{
-    Coverage, Decision, Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, ReloadStatus,
-    RunEnd, RunRecord, RunResult, RunStart, RunningRun, StatesAt, Store, StoreError,
+    Coverage, Decision, ENDED_EXPIRED, ENDED_REPLACED, Episode, EpisodeSummary, ExitInfo,
+    LaneState, LaneStates, Pause, PauseRecord, ReloadStatus, RunEnd, RunRecord, RunResult,
+    RunStart, RunningRun, StatesAt, Store, StoreError,
 };
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
@@ -88,6 +89,20 @@ const MIGRATIONS: &[&str] = &[
     // lock and records the outcome even when whoever started the run is gone.
     "ALTER TABLE runs ADD COLUMN shim_pid INTEGER;
     ALTER TABLE runs ADD COLUMN shim_start INTEGER;",
+    // 6: operators' pauses with their notes (`lanekeeper pause`); a row ends when resumed,
+    // replaced, or at its `until`, and stays as history.
+    "CREATE TABLE pauses (
+        id        INTEGER PRIMARY KEY,
+        lane      TEXT NOT NULL,
+        note      TEXT NOT NULL,
+        paused_by TEXT NOT NULL,
+        at        INTEGER NOT NULL,
+        until_at  INTEGER,
+        ended_at  INTEGER,
+        ended_by  TEXT
+    );
+    CREATE INDEX pauses_by_lane ON pauses(lane, at);
+    CREATE INDEX pauses_open ON pauses(lane) WHERE ended_at IS NULL;",
 ];
 
 /// The meta key of the daemon's latest reload.
@@ -397,6 +412,7 @@ impl Store for SqliteStore {
                             deferral_reason: r.get(7)?,
                             failure_since: ts(r.get(8)?),
                             last_ended_at: ts(r.get(9)?),
+                            pause: None,
                             starting: false,
                         },
                     ))
@@ -443,13 +459,24 @@ impl Store for SqliteStore {
                     supervisor,
                 });
             }
+            for (lane, pause) in open_pauses(&tx, None).map_err(|e| self.err("read pauses", e))? {
+                states.entry(lane).or_default().pause = Some(pause);
+            }
         }
         tx.finish().map_err(|e| self.err("read lane states", e))?;
         Ok(states)
     }
 
     fn begin_run(&self, run: &RunStart<'_>) -> Result<i64, StoreError> {
-        self.write("record run start", |tx| {
+        let recorded = self.write("record run start", |tx| {
+            if run.honour_pause
+                && let Some((_, pause)) = open_pauses(tx, Some(run.lane))?
+                    .into_iter()
+                    .rev()
+                    .find(|(_, p)| p.in_force(run.at))
+            {
+                return Ok(Err(pause));
+            }
             tx.execute(ENSURE_LANE, params![run.lane])?;
             tx.execute(
                 "INSERT INTO runs(lane, source, started_at, pid, pid_start, log_path, shim_pid, shim_start)
@@ -470,7 +497,11 @@ impl Store for SqliteStore {
                 "UPDATE lanes SET last_run_at = ?2 WHERE lane = ?1",
                 params![run.lane, run.at.as_millisecond()],
             )?;
-            Ok(id)
+            Ok(Ok(id))
+        })?;
+        recorded.map_err(|pause| StoreError::Paused {
+            lane: run.lane.to_string(),
+            pause: Box::new(pause),
         })
     }
 
@@ -658,7 +689,11 @@ impl Store for SqliteStore {
                  AND id NOT IN (SELECT MAX(id) FROM runs GROUP BY lane)",
                 params![cutoff],
             )?;
-            Ok(episodes + runs)
+            let pauses = tx.execute(
+                "DELETE FROM pauses WHERE ended_at IS NOT NULL AND ended_at < ?1",
+                params![cutoff],
+            )?;
+            Ok(episodes + runs + pauses)
         })
     }
 
@@ -702,6 +737,122 @@ impl Store for SqliteStore {
             run_row,
         )
     }
+
+    fn pause(&self, lane: &str, pause: &Pause) -> Result<Option<Pause>, StoreError> {
+        self.write("record the pause", |tx| {
+            let replaced = open_pauses(tx, Some(lane))?
+                .into_iter()
+                .map(|(_, p)| p)
+                .rfind(|p| p.in_force(pause.at));
+            end_open_pauses(tx, lane, pause.at)?;
+            tx.execute(
+                "INSERT INTO pauses(lane, note, paused_by, at, until_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    lane,
+                    pause.note,
+                    pause.by,
+                    pause.at.as_millisecond(),
+                    pause.until.map(|u| u.as_millisecond())
+                ],
+            )?;
+            Ok(replaced)
+        })
+    }
+
+    fn resume(&self, lane: &str, at: Timestamp, by: &str) -> Result<Option<Pause>, StoreError> {
+        self.write("record the resume", |tx| {
+            let open = open_pauses(tx, Some(lane))?;
+            let resumed = open
+                .iter()
+                .map(|(_, p)| p)
+                .rfind(|p| p.in_force(at))
+                .cloned();
+            end_open_pauses(tx, lane, at)?;
+            if resumed.is_some() {
+                tx.execute(
+                    "UPDATE pauses SET ended_by = ?3 WHERE lane = ?1 AND ended_at = ?2
+                     AND ended_by = ?4",
+                    params![lane, at.as_millisecond(), by, ENDED_REPLACED],
+                )?;
+            }
+            Ok(resumed)
+        })
+    }
+
+    fn settle_expired_pauses(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.write("record the end of pauses", |tx| {
+            tx.execute(
+                "UPDATE pauses SET ended_at = until_at, ended_by = ?2
+                 WHERE ended_at IS NULL AND until_at IS NOT NULL AND until_at <= ?1",
+                params![now.as_millisecond(), ENDED_EXPIRED],
+            )
+        })
+    }
+
+    fn pauses_since(
+        &self,
+        lane: Option<&str>,
+        since: Timestamp,
+    ) -> Result<Vec<PauseRecord>, StoreError> {
+        self.all_readable(
+            "read pauses",
+            "SELECT id, lane, note, paused_by, at, until_at, ended_at, ended_by FROM pauses
+             WHERE (?1 IS NULL OR lane = ?1)
+               AND COALESCE(ended_at, until_at, 9223372036854775807) >= ?2
+             ORDER BY at, id",
+            params![lane, since.as_millisecond()],
+            "pause",
+            pause_row,
+        )
+    }
+}
+
+fn pause_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PauseRecord> {
+    Ok(PauseRecord {
+        id: r.get(0)?,
+        lane: r.get(1)?,
+        pause: Pause {
+            note: r.get(2)?,
+            by: r.get(3)?,
+            at: ts(r.get(4)?).unwrap_or(Timestamp::UNIX_EPOCH),
+            until: ts(r.get(5)?),
+        },
+        ended_at: ts(r.get(6)?),
+        ended_by: r.get(7)?,
+    })
+}
+
+/// The pauses not yet ended (of `lane`, or of every lane), oldest first, by lane.
+fn open_pauses(
+    tx: &rusqlite::Transaction<'_>,
+    lane: Option<&str>,
+) -> rusqlite::Result<Vec<(String, Pause)>> {
+    let mut stmt = tx.prepare(
+        "SELECT id, lane, note, paused_by, at, until_at, ended_at, ended_by FROM pauses
+         WHERE ended_at IS NULL AND (?1 IS NULL OR lane = ?1) ORDER BY at, id",
+    )?;
+    let rows = stmt.query_map(params![lane], pause_row)?;
+    rows.map(|r| r.map(|p| (p.lane, p.pause))).collect()
+}
+
+/// Ends every open pause of `lane` at `at`: an expired one at its `until`, the others as
+/// `replaced` (a resume then says who).
+fn end_open_pauses(
+    tx: &rusqlite::Transaction<'_>,
+    lane: &str,
+    at: Timestamp,
+) -> rusqlite::Result<()> {
+    let ms = at.as_millisecond();
+    tx.execute(
+        "UPDATE pauses SET ended_at = until_at, ended_by = ?3
+         WHERE lane = ?1 AND ended_at IS NULL AND until_at IS NOT NULL AND until_at <= ?2",
+        params![lane, ms, ENDED_EXPIRED],
+    )?;
+    tx.execute(
+        "UPDATE pauses SET ended_at = ?2, ended_by = ?3 WHERE lane = ?1 AND ended_at IS NULL",
+        params![lane, ms, ENDED_REPLACED],
+    )?;
+    Ok(())
 }
 
 const RUN_COLUMNS: &str = "SELECT id, lane, source, started_at, ended_at, result, exit_code, signal, pid, log_path, pid_start FROM runs";
@@ -785,8 +936,7 @@ fn states_at(tx: &rusqlite::Transaction<'_>, at: Timestamp) -> rusqlite::Result<
             let outcome: String = r.get(0)?;
             let gate: Option<String> = r.get(2)?;
             let origin: Option<String> = r.get(4)?;
-            let held =
-                outcome == Outcome::Deferred.as_str() && gate.as_deref() != Some(SCHEDULE_GATE);
+            let held = outcome == Outcome::Deferred.as_str() && holds(gate.as_deref());
             if held {
                 since = ts(Some(r.get(3)?));
                 if reason.is_none() {
@@ -827,6 +977,17 @@ fn states_at(tx: &rusqlite::Transaction<'_>, at: Timestamp) -> rusqlite::Result<
         if since.is_some() {
             state.deferral_since = since;
             state.deferral_reason = reason.flatten();
+        }
+    }
+    // The pause in force then: begun at or before `at`, not ended by then.
+    let mut stmt = tx.prepare(
+        "SELECT id, lane, note, paused_by, at, until_at, ended_at, ended_by FROM pauses
+         WHERE at <= ?1 AND (ended_at IS NULL OR ended_at > ?1) ORDER BY at, id",
+    )?;
+    for row in stmt.query_map(params![ms], pause_row)? {
+        let p = row?;
+        if p.pause.in_force(at) {
+            states.entry(p.lane).or_default().pause = Some(p.pause);
         }
     }
     let first_record: Option<i64> = tx.query_row(
