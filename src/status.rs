@@ -58,6 +58,9 @@ pub struct LaneStatus {
     pub deferral: Option<Deferral>,
     /// The current episode.
     pub episode: Option<EpisodeSummary>,
+    /// Who stopped the last run, when it was `cancelled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
     /// The operator's pause in force: note, who, when, until.
     pub paused: Option<crate::state::Pause>,
     /// The problems of the lane's file when it currently fails validation (a running daemon
@@ -137,6 +140,7 @@ fn recorded(
         }),
         episode: episode.as_ref().map(Episode::summary),
         paused: state.pause,
+        stopped_by: None,
         config_error: None,
         never_fires: false,
     }
@@ -173,6 +177,13 @@ pub fn build_with_invalid(
             now,
         );
         status.paused = status.paused.take().filter(|p| p.in_force(now));
+        if status.last_result == Some(RunResult::Cancelled) {
+            status.stopped_by = store
+                .recent_runs(&lane.name, 1)?
+                .into_iter()
+                .next()
+                .and_then(|r| r.stopped_by);
+        }
         status.config_error = invalid.get(&lane.name).cloned();
         out.push(status);
     }

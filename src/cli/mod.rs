@@ -10,6 +10,7 @@ mod plugin;
 mod record;
 mod run;
 mod status;
+mod stop;
 mod validate;
 
 use std::path::PathBuf;
@@ -65,6 +66,8 @@ enum Command {
     Pause(pause::PauseArgs),
     /// End the pause of lanes (`--all`: every paused lane).
     Resume(pause::ResumeArgs),
+    /// End a lane's running run: TERM to its processes, KILL after the grace; recorded as cancelled.
+    Stop(stop::Args),
     /// Evaluate all lanes and run what triggers (`--once`: one pass, then wait and exit).
     Run(run::Args),
     /// Plugin authoring: `plugin new NAME --rhai|--wasm` writes a working skeleton with a test.
@@ -122,6 +125,7 @@ pub fn main() -> i32 {
             Command::Run(a) => run::run(&home, a),
             Command::Pause(a) => pause::pause(&home, a),
             Command::Resume(a) => pause::resume(&home, a),
+            Command::Stop(a) => stop::run(&home, a),
             Command::Plugin(c) => plugin::run(&home, c),
             Command::SuperviseRun => Ok(crate::dispatch::supervisor::main(&home)),
         },

@@ -83,6 +83,12 @@ pub fn run(home: &Home, args: Args) -> CliResult {
             }
             let last = match (s.last_run_at, s.last_result, s.last_exit) {
                 (None, _, _) => "never".to_string(),
+                (Some(t), Some(r), _) if s.stopped_by.is_some() => format!(
+                    "{} ({} by {})",
+                    relative(now, Some(t)),
+                    r.as_str(),
+                    s.stopped_by.as_deref().unwrap_or("-")
+                ),
                 (Some(t), Some(r), Some(e)) => {
                     format!("{} ({}, {e})", relative(now, Some(t)), r.as_str())
                 }

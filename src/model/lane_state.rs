@@ -18,6 +18,9 @@ pub enum RunResult {
     Interrupted,
     /// An adopted child ended, but not as our child, so its exit code cannot be known.
     Unknown,
+    /// Stopped by an operator (`lanekeeper stop`): neither a success nor a failure, so it
+    /// is never retried.
+    Cancelled,
 }
 
 impl RunResult {
@@ -28,6 +31,7 @@ impl RunResult {
             RunResult::Failure => "failure",
             RunResult::Interrupted => "interrupted",
             RunResult::Unknown => "unknown",
+            RunResult::Cancelled => "cancelled",
         }
     }
 
@@ -38,6 +42,7 @@ impl RunResult {
             "failure" => Some(RunResult::Failure),
             "interrupted" => Some(RunResult::Interrupted),
             "unknown" => Some(RunResult::Unknown),
+            "cancelled" => Some(RunResult::Cancelled),
             _ => None,
         }
     }

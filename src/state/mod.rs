@@ -232,6 +232,9 @@ pub struct RunRecord {
     pub pid_start: Option<u64>,
     /// The run log, if any.
     pub log_path: Option<String>,
+    /// Who asked to stop it (`lanekeeper stop`), if anyone did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
 }
 
 impl RunRecord {
@@ -264,7 +267,8 @@ impl RunRecord {
                                 Some(state.failure_since.map_or(end, |f| f.min(end)));
                         }
                     }
-                    RunResult::Unknown => {}
+                    // Stopped by hand, or ended unseen: neither ends nor starts a failure streak.
+                    RunResult::Unknown | RunResult::Cancelled => {}
                 }
             }
             _ => {
@@ -378,6 +382,15 @@ impl Episode {
             _ => &self.first,
         }
     }
+}
+
+/// An operator's request to stop a run (`lanekeeper stop`), read by its supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRequest {
+    /// Who asked.
+    pub by: String,
+    /// The wait between TERM and KILL, if it replaces the lane's `grace`.
+    pub grace: Option<std::time::Duration>,
 }
 
 /// A pause as recorded: who, why and when, and how it ended.
@@ -531,6 +544,16 @@ pub trait Store {
     fn last_reload(&self) -> Result<Option<ReloadStatus>, StoreError>;
     /// The latest runs of a lane, newest first.
     fn recent_runs(&self, lane: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+    /// Records that `by` asks run `run_id` to stop (before anyone signals it), so that
+    /// however it ends it is recorded as `cancelled`. False if the run is not in progress.
+    fn request_stop(
+        &self,
+        run_id: i64,
+        by: &str,
+        grace: Option<std::time::Duration>,
+    ) -> Result<bool, StoreError>;
+    /// The stop asked of run `run_id`, if any.
+    fn stop_request(&self, run_id: i64) -> Result<Option<StopRequest>, StoreError>;
     /// Pauses `lane`; a pause already in force ends (`replaced`) and is returned.
     fn pause(&self, lane: &str, pause: &Pause) -> Result<Option<Pause>, StoreError>;
     /// Ends the pause of `lane` at `at`, recording who; returns it, or `None` if none was in

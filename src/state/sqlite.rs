@@ -15,7 +15,7 @@ use crate::model::decision::{Origin, Outcome, holds};
 use super::{
     Coverage, Decision, ENDED_EXPIRED, ENDED_REPLACED, Episode, EpisodeSummary, ExitInfo,
     LaneState, LaneStates, Pause, PauseRecord, ReloadStatus, RunEnd, RunRecord, RunResult,
-    RunStart, RunningRun, StatesAt, Store, StoreError,
+    RunStart, RunningRun, StatesAt, StopRequest, Store, StoreError,
 };
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
@@ -103,6 +103,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX pauses_by_lane ON pauses(lane, at);
     CREATE INDEX pauses_open ON pauses(lane) WHERE ended_at IS NULL;",
+    // 7: who asked a run to stop (`lanekeeper stop`) and with what grace; such a run is
+    // recorded as `cancelled`.
+    "ALTER TABLE runs ADD COLUMN stopped_by TEXT;
+    ALTER TABLE runs ADD COLUMN stop_grace_ms INTEGER;",
 ];
 
 /// The meta key of the daemon's latest reload.
@@ -508,14 +512,23 @@ impl Store for SqliteStore {
     fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<(), StoreError> {
         let (code, signal) = split_exit(end.exit);
         let updated = self.write("record run end", |tx| {
-            let lane: Option<String> = tx
+            let row: Option<(String, Option<String>)> = tx
                 .query_row(
-                    "SELECT lane FROM runs WHERE id = ?1 AND result IS NULL",
+                    "SELECT lane, stopped_by FROM runs WHERE id = ?1 AND result IS NULL",
                     params![run_id],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let Some(lane) = lane else { return Ok(false) };
+            let Some((lane, stopped_by)) = row else {
+                return Ok(false);
+            };
+            // A run an operator stopped is cancelled however it ended, unless it got to
+            // succeed first; whoever records its end (its supervisor, the daemon's adoption,
+            // the next start finding it gone) need not know.
+            let mut end = end.clone();
+            if stopped_by.is_some() && end.result != RunResult::Success {
+                end.result = RunResult::Cancelled;
+            }
             tx.execute(
                 "UPDATE runs SET ended_at = ?2, result = ?3, exit_code = ?4, signal = ?5 WHERE id = ?1",
                 params![run_id, end.at.as_millisecond(), end.result.as_str(), code, signal],
@@ -738,6 +751,41 @@ impl Store for SqliteStore {
         )
     }
 
+    fn request_stop(
+        &self,
+        run_id: i64,
+        by: &str,
+        grace: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let grace_ms = grace.map(|g| i64::try_from(g.as_millis()).unwrap_or(i64::MAX));
+        self.write("record the stop request", |tx| {
+            Ok(tx.execute(
+                "UPDATE runs SET stopped_by = ?2, stop_grace_ms = ?3 WHERE id = ?1 AND result IS NULL",
+                params![run_id, by, grace_ms],
+            )? > 0)
+        })
+    }
+
+    fn stop_request(&self, run_id: i64) -> Result<Option<StopRequest>, StoreError> {
+        let row: Option<(Option<String>, Option<i64>)> = self
+            .conn
+            .query_row(
+                "SELECT stopped_by, stop_grace_ms FROM runs WHERE id = ?1",
+                params![run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err("read the stop request", e))?;
+        Ok(row.and_then(|(by, grace)| {
+            by.map(|by| StopRequest {
+                by,
+                grace: grace
+                    .and_then(|g| u64::try_from(g).ok())
+                    .map(Duration::from_millis),
+            })
+        }))
+    }
+
     fn pause(&self, lane: &str, pause: &Pause) -> Result<Option<Pause>, StoreError> {
         self.write("record the pause", |tx| {
             let replaced = open_pauses(tx, Some(lane))?
@@ -855,7 +903,7 @@ fn end_open_pauses(
     Ok(())
 }
 
-const RUN_COLUMNS: &str = "SELECT id, lane, source, started_at, ended_at, result, exit_code, signal, pid, log_path, pid_start FROM runs";
+const RUN_COLUMNS: &str = "SELECT id, lane, source, started_at, ended_at, result, exit_code, signal, pid, log_path, pid_start, stopped_by FROM runs";
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let code: Option<i32> = r.get(6)?;
@@ -875,6 +923,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
             .get::<_, Option<i64>>(10)?
             .and_then(|p| u64::try_from(p).ok()),
         log_path: r.get(9)?,
+        stopped_by: r.get(11)?,
     })
 }
 

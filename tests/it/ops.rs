@@ -159,3 +159,115 @@ fn fire_refuses_a_paused_lane_naming_the_note_unless_forced() {
     assert!(home.status("a")["paused"].is_null());
     home.ok(&["fire", "a", "--wait"]);
 }
+
+/// A command that ignores TERM, as do its two grandchildren (one in the group, one escaped
+/// with `setsid`); it writes their pids to `pids` once they run.
+fn stubborn(home: &Home) -> String {
+    let pids = home.path().join("pids");
+    sh(&format!(
+        "trap '' TERM; sleep 300 & a=$!; setsid sleep 300 & b=$!; echo \"$$ $a $b\" > {p}.tmp && mv {p}.tmp {p}; echo started; wait",
+        p = pids.display()
+    ))
+}
+
+/// The pids the stubborn command wrote, once it has.
+fn wait_pids(home: &Home) -> Vec<i64> {
+    let file = home.path().join("pids");
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let pids: Vec<i64> = text
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            if pids.len() == 3 {
+                return pids;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn stop_ends_a_daemon_run_that_ignores_term_with_its_grandchildren_as_cancelled_without_retry() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        &format!(
+            "{}retry: {{ delay: 1s, window: 1h }}\n",
+            lane_yaml("1h", "", &stubborn(&home))
+        ),
+    );
+    let _daemon = Daemon::start(&home);
+    let pids = wait_pids(&home);
+    home.wait_status("a", "the run recorded", |s| s["running"].is_object());
+
+    let started = Instant::now();
+    let out = as_alice(&home, &["stop", "a", "--grace", "1s"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("cancelled") && stdout.contains("alice"),
+        "{stdout}"
+    );
+    for pid in pids {
+        crate::harness::wait_gone(pid);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "KILL came after the 1s grace, not the lane's 30s"
+    );
+    let s = home.status("a");
+    assert_eq!(s["last_result"], "cancelled", "{s}");
+    assert_eq!(s["stopped_by"], "alice", "{s}");
+    assert!(home.ok(&["status"]).contains("cancelled by alice"));
+
+    // No retry: past the retry delay the lane waits for its schedule.
+    let soon = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(5)).to_string();
+    let d: Value =
+        serde_json::from_str(home.ok(&["check", "a", "--at", &soon, "--json"]).trim()).unwrap();
+    assert_eq!(d["reason"], "interval-not-due", "{d}");
+
+    // Nothing runs now: a clear refusal.
+    let out = home.run(&["stop", "a"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not running"));
+}
+
+#[test]
+fn stop_ends_a_run_that_fire_started() {
+    let home = Home::new();
+    home.lane("a", &lane_yaml("1h", "", &stubborn(&home)));
+    let fire = home
+        .command(&["fire", "a", "--wait"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids = wait_pids(&home);
+    home.wait_status("a", "the run recorded", |s| s["running"].is_object());
+    let out = as_alice(&home, &["stop", "a", "--grace", "500ms"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fired = fire.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&fired.stderr);
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    assert_eq!(fired.status.code(), Some(128 + 9), "{stderr}");
+    for pid in pids {
+        crate::harness::wait_gone(pid);
+    }
+    assert_eq!(home.status("a")["last_result"], "cancelled");
+}
