@@ -4,6 +4,8 @@
 mod check;
 mod explain;
 mod fire;
+mod history;
+mod logs;
 mod output;
 mod pause;
 mod plugin;
@@ -68,6 +70,10 @@ enum Command {
     Resume(pause::ResumeArgs),
     /// End a lane's running run: TERM to its processes, KILL after the grace; recorded as cancelled.
     Stop(stop::Args),
+    /// Print a run's log (the latest by default); `--follow` streams a live run's log.
+    Logs(logs::Args),
+    /// A lane's runs, deferral episodes and pauses, as a table or `--json`.
+    History(history::Args),
     /// Evaluate all lanes and run what triggers (`--once`: one pass, then wait and exit).
     Run(run::Args),
     /// Plugin authoring: `plugin new NAME --rhai|--wasm` writes a working skeleton with a test.
@@ -126,6 +132,8 @@ pub fn main() -> i32 {
             Command::Pause(a) => pause::pause(&home, a),
             Command::Resume(a) => pause::resume(&home, a),
             Command::Stop(a) => stop::run(&home, a),
+            Command::Logs(a) => logs::run(&home, a),
+            Command::History(a) => history::run(&home, a),
             Command::Plugin(c) => plugin::run(&home, c),
             Command::SuperviseRun => Ok(crate::dispatch::supervisor::main(&home)),
         },

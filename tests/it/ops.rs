@@ -135,6 +135,13 @@ fn a_pause_until_ends_by_itself_and_survives_a_restart() {
     wait_for(&home, "the end of the pause logged", || {
         log_of(&home).contains("Pauses ended at their `until`")
     });
+    let h: Value = serde_json::from_str(&home.ok(&["history", "a", "--json"])).unwrap();
+    assert_eq!(h["pauses"][0]["ended_by"], "expired", "{h}");
+    assert_eq!(
+        h["pauses"][0]["ended_at"].as_str(),
+        Some(until.as_str()),
+        "{h}"
+    );
 }
 
 #[test]
@@ -270,4 +277,127 @@ fn stop_ends_a_run_that_fire_started() {
         crate::harness::wait_gone(pid);
     }
     assert_eq!(home.status("a")["last_result"], "cancelled");
+}
+
+#[test]
+fn logs_follow_streams_a_live_run_and_ends_with_it() {
+    let home = Home::new();
+    let (go, done) = (home.path().join("go"), home.path().join("done"));
+    // Each step waits for the test's signal file (bounded), so lines come while the run lives.
+    let script = format!(
+        "echo first; i=0; while [ ! -e {go} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; echo second; i=0; while [ ! -e {done} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; echo last",
+        go = go.display(),
+        done = done.display()
+    );
+    home.lane("a", &lane_yaml("1h", "", &sh(&script)));
+    home.ok(&["fire", "a"]);
+
+    let mut follow = home
+        .command(&["logs", "a", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = |what: &str| {
+        rx.recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no `{what}` line from logs --follow"))
+    };
+    assert_eq!(next("first"), "first");
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(next("second"), "second");
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "still following while the run lives"
+    );
+    std::fs::write(&done, "").unwrap();
+    assert_eq!(next("last"), "last");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = follow.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "logs --follow did not end with the run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    assert_eq!(home.status("a")["last_result"], "success");
+
+    // Without --follow: the latest run's log, or the one named.
+    let all = home.ok(&["logs", "a"]);
+    assert_eq!(all.lines().collect::<Vec<_>>(), ["first", "second", "last"]);
+    let history: Value = serde_json::from_str(&home.ok(&["history", "a", "--json"])).unwrap();
+    let id = history["runs"][0]["id"].as_i64().unwrap();
+    assert_eq!(home.ok(&["logs", "a", "--run", &id.to_string()]), all);
+    let out = home.run(&["logs", "a", "--run", "999"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn history_lists_runs_deferral_episodes_and_pauses() {
+    let home = held_home();
+    home.init_history();
+    // Due and held back by the backup gate, twice: one episode of two checks.
+    home.ok(&["check", "a"]);
+    home.ok(&["check", "a"]);
+    home.ok(&["fire", "a", "--wait"]);
+    ok_as_alice(&home, &["pause", "a", "--note", "reindex"]);
+    ok_as_alice(&home, &["resume", "a"]);
+
+    let h: Value = serde_json::from_str(&home.ok(&["history", "a", "--json"])).unwrap();
+    assert_eq!(h["lane"], "a");
+    let runs = h["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{h}");
+    assert_eq!(runs[0]["result"], "success");
+    assert_eq!(runs[0]["source"], "manual");
+    assert_eq!(runs[0]["exit"]["code"], 0);
+    assert!(runs[0]["duration_ms"].is_i64(), "{h}");
+    let deferrals = h["deferrals"].as_array().unwrap();
+    assert_eq!(deferrals.len(), 1, "{h}");
+    assert_eq!(deferrals[0]["reason"], "backup-stale");
+    assert_eq!(deferrals[0]["checks"], 2);
+    assert!(deferrals[0]["from"].is_string() && deferrals[0]["to"].is_string());
+    let pauses = h["pauses"].as_array().unwrap();
+    assert_eq!(pauses.len(), 1, "{h}");
+    assert_eq!(pauses[0]["note"], "reindex");
+    assert_eq!(pauses[0]["by"], "alice");
+    assert_eq!(pauses[0]["ended_by"], "alice");
+
+    let text = home.ok(&["history", "a"]);
+    for want in [
+        "runs:",
+        "START",
+        "DURATION",
+        "OUTCOME",
+        "EXIT",
+        "SOURCE",
+        "ID",
+        "success",
+        "manual",
+        "deferrals",
+        "backup-stale",
+        "CHECKS",
+        "pauses:",
+        "reindex",
+        "resumed by alice",
+    ] {
+        assert!(text.contains(want), "`{want}` missing:\n{text}");
+    }
+    let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    let later: Value =
+        serde_json::from_str(&home.ok(&["history", "a", "--since", &future, "--json"])).unwrap();
+    assert_eq!(later["runs"].as_array().unwrap().len(), 0, "{later}");
 }
