@@ -45,6 +45,27 @@ fn ok_as_alice(home: &Home, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Starts a daemon serving HTTP on a free loopback port; returns it and the base URL.
+fn serving(home: &Home) -> (Daemon, String) {
+    let daemon = Daemon::start_with(home, &["--listen", "127.0.0.1:0"]);
+    wait_for(home, "the HTTP endpoint", || {
+        log_of(home).contains("HTTP endpoint listening")
+    });
+    let addr = log_of(home)
+        .split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("address in the log")
+        .to_string();
+    (daemon, format!("http://{addr}"))
+}
+
+fn get(url: &str) -> String {
+    let resp = reqwest::blocking::get(url).expect("GET");
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.text().expect("body")
+}
+
 fn episode_reason(s: &Value) -> Option<&str> {
     s["episode"]["reason"].as_str()
 }
@@ -52,7 +73,7 @@ fn episode_reason(s: &Value) -> Option<&str> {
 #[test]
 fn a_running_daemon_sees_a_pause_at_once_and_a_resume_lets_the_lane_run() {
     let home = held_home();
-    let _daemon = Daemon::start(&home);
+    let (_daemon, base) = serving(&home);
     home.wait_status("a", "held by the backup gate", |s| {
         episode_reason(s) == Some("backup-stale")
     });
@@ -78,6 +99,18 @@ fn a_running_daemon_sees_a_pause_at_once_and_a_resume_lets_the_lane_run() {
     assert!(
         explain.contains("deferred: paused") && explain.contains("disk swap, ask alice"),
         "{explain}"
+    );
+    let web: Value = serde_json::from_str(&get(&format!("{base}/status"))).unwrap();
+    let a = web["lanes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["lane"] == "a")
+        .unwrap();
+    assert_eq!(a["paused"]["note"], "disk swap, ask alice", "{web}");
+    assert!(
+        get(&format!("{base}/")).contains("l.paused"),
+        "the page shows pauses"
     );
     let check: Value = serde_json::from_str(home.ok(&["check", "a", "--json"]).trim()).unwrap();
     assert_eq!(check["reason"], "paused", "{check}");
@@ -209,7 +242,7 @@ fn stop_ends_a_daemon_run_that_ignores_term_with_its_grandchildren_as_cancelled_
             lane_yaml("1h", "", &stubborn(&home))
         ),
     );
-    let _daemon = Daemon::start(&home);
+    let (_daemon, base) = serving(&home);
     let pids = wait_pids(&home);
     home.wait_status("a", "the run recorded", |s| s["running"].is_object());
 
@@ -237,6 +270,16 @@ fn stop_ends_a_daemon_run_that_ignores_term_with_its_grandchildren_as_cancelled_
     assert_eq!(s["last_result"], "cancelled", "{s}");
     assert_eq!(s["stopped_by"], "alice", "{s}");
     assert!(home.ok(&["status"]).contains("cancelled by alice"));
+    let explain = home.ok(&["explain", "a"]);
+    assert!(explain.contains("cancelled by alice"), "{explain}");
+    wait_for(&home, "the daemon counting the cancelled run", || {
+        get(&format!("{base}/metrics"))
+            .contains(r#"lanekeeper_runs_total{lane="a",result="cancelled"} 1"#)
+    });
+    let h: Value = serde_json::from_str(&home.ok(&["history", "a", "--json"])).unwrap();
+    assert_eq!(h["runs"][0]["result"], "cancelled", "{h}");
+    assert_eq!(h["runs"][0]["stopped_by"], "alice", "{h}");
+    assert_eq!(h["runs"].as_array().unwrap().len(), 1, "{h}");
 
     // No retry: past the retry delay the lane waits for its schedule.
     let soon = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(5)).to_string();
