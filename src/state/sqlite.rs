@@ -1348,6 +1348,111 @@ mod tests {
     }
 
     #[test]
+    fn pauses_replace_resume_expire_and_refuse_a_start_in_the_same_transaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("db")).expect("open");
+        let t = |s: &str| -> Timestamp { s.parse().expect("t") };
+        let pause = |note: &str, at: &str, until: Option<&str>| Pause {
+            note: note.into(),
+            by: "alice".into(),
+            at: t(at),
+            until: until.map(t),
+        };
+        let first = pause("one", "2026-01-01T00:00:00Z", None);
+        assert_eq!(store.pause("a", &first).expect("pause"), None);
+        let second = pause("two", "2026-01-01T01:00:00Z", Some("2026-01-01T02:00:00Z"));
+        assert_eq!(store.pause("a", &second).expect("pause"), Some(first));
+        let states = store.lane_states().expect("states");
+        assert_eq!(states["a"].pause.as_ref(), Some(&second));
+        let start = |at: &str, honour_pause| RunStart {
+            lane: "a",
+            source: "periodic-sweep",
+            at: t(at),
+            process: None,
+            supervisor: None,
+            log_path: None,
+            honour_pause,
+        };
+        assert!(matches!(
+            store.begin_run(&start("2026-01-01T01:30:00Z", true)),
+            Err(StoreError::Paused { .. })
+        ));
+        assert!(
+            store.lane_states().expect("states")["a"]
+                .last_run_at
+                .is_none()
+        );
+        let forced = store
+            .begin_run(&start("2026-01-01T01:31:00Z", false))
+            .expect("fire --force");
+        // A stop turns whatever end into `cancelled`, unless it succeeded first.
+        assert!(store.request_stop(forced, "bob", None).expect("stop"));
+        store
+            .finish_run(
+                forced,
+                &RunEnd {
+                    at: t("2026-01-01T01:32:00Z"),
+                    result: RunResult::Failure,
+                    exit: Some(ExitInfo::Signal(9)),
+                },
+            )
+            .expect("end");
+        let state = &store.lane_states().expect("states")["a"];
+        assert_eq!(state.last_result, Some(RunResult::Cancelled));
+        assert_eq!(state.failure_since, None, "a cancelled run is no failure");
+        assert!(!store.request_stop(forced, "bob", None).expect("ended"));
+        // After its `until` the pause no longer refuses; its end is recorded as expired.
+        assert!(
+            store
+                .begin_run(&start("2026-01-01T02:00:00Z", true))
+                .is_ok()
+        );
+        assert_eq!(
+            store
+                .settle_expired_pauses(t("2026-01-01T02:00:00Z"))
+                .expect("settle"),
+            1
+        );
+        let all = store
+            .pauses_since(Some("a"), Timestamp::UNIX_EPOCH)
+            .expect("pauses");
+        let ends: Vec<_> = all.iter().map(|p| p.ended_by.as_deref()).collect();
+        assert_eq!(ends, [Some(ENDED_REPLACED), Some(ENDED_EXPIRED)]);
+        // A resume says who.
+        store
+            .pause("a", &pause("three", "2026-01-02T00:00:00Z", None))
+            .expect("pause");
+        let resumed = store
+            .resume("a", t("2026-01-02T01:00:00Z"), "carol")
+            .expect("resume");
+        assert_eq!(resumed.map(|p| p.note), Some("three".into()));
+        let last = store
+            .pauses_since(Some("a"), Timestamp::UNIX_EPOCH)
+            .expect("pauses")
+            .pop()
+            .expect("one");
+        assert_eq!(last.ended_by.as_deref(), Some("carol"));
+        assert_eq!(
+            store
+                .resume("a", t("2026-01-02T02:00:00Z"), "carol")
+                .expect("resume"),
+            None
+        );
+        // What-ifs in the past see the pause in force then.
+        let then = store
+            .lane_states_at(t("2026-01-02T00:30:00Z"))
+            .expect("past");
+        assert_eq!(
+            then.states["a"].pause.as_ref().map(|p| p.note.as_str()),
+            Some("three")
+        );
+        let after = store
+            .lane_states_at(t("2026-01-02T01:30:00Z"))
+            .expect("past");
+        assert!(after.states["a"].pause.is_none());
+    }
+
+    #[test]
     fn deferrals_coalesce_triggers_do_not_and_pruning_keeps_the_latest() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("db")).expect("open");
