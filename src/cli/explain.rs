@@ -80,6 +80,9 @@ struct Explanation {
     episode: Option<EpisodeInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     changed_since: Vec<Change>,
+    /// The operator's pause in force (live explain): note, by, at, until.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused: Option<crate::state::Pause>,
     /// The lane's latest run (live explain), so a stopped or failed run is in view.
     #[serde(skip_serializing_if = "Option::is_none")]
     last_run: Option<RunRecord>,
@@ -141,7 +144,17 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         None => session.store.recent_runs(&lane.name, 1)?.pop(),
         Some(_) => None,
     };
+    let paused = match at {
+        None => session
+            .store
+            .lane_states()?
+            .remove(&lane.name)
+            .and_then(|s| s.pause)
+            .filter(|p| p.in_force(now)),
+        Some(_) => None,
+    };
     let explanation = Explanation {
+        paused,
         last_run,
         to_fire: decision.hints(),
         evaluation,

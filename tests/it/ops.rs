@@ -100,6 +100,9 @@ fn a_running_daemon_sees_a_pause_at_once_and_a_resume_lets_the_lane_run() {
         explain.contains("deferred: paused") && explain.contains("disk swap, ask alice"),
         "{explain}"
     );
+    let explain: Value = serde_json::from_str(&home.ok(&["explain", "a", "--json"])).unwrap();
+    assert_eq!(explain["paused"]["by"], "alice", "{explain}");
+    assert_eq!(explain["reason"], "paused", "{explain}");
     let web: Value = serde_json::from_str(&get(&format!("{base}/status"))).unwrap();
     let a = web["lanes"]
         .as_array()
