@@ -69,12 +69,27 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let started = Instant::now();
     match supervisor {
         Some((pid, _)) => {
-            signal(pid, Signal::SIGTERM);
+            if let Err(e) = signal(pid, Signal::SIGTERM) {
+                session.store.withdraw_stop(run.run_id)?;
+                return Err(CliError::Failed(anyhow::anyhow!(
+                    "lane `{}`: cannot signal run {}'s supervisor (pid {pid}): {e}; run `stop` as the user that runs lanekeeper",
+                    lane.name,
+                    run.run_id
+                )));
+            }
         }
         None => {
             // Nobody supervises it (its supervisor was killed; the daemon adopted it): the
             // same stop, from here.
-            process::signal_group(run.pid, Signal::SIGTERM);
+            if !process::signal_group(run.pid, Signal::SIGTERM) {
+                session.store.withdraw_stop(run.run_id)?;
+                return Err(CliError::Failed(anyhow::anyhow!(
+                    "lane `{}`: cannot signal run {}'s process group {}; run `stop` as the user that runs lanekeeper",
+                    lane.name,
+                    run.run_id,
+                    run.pid
+                )));
+            }
             while process::is_alive(run.pid, run.pid_start) && started.elapsed() < grace {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -117,10 +132,9 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     Ok(0)
 }
 
-fn signal(pid: u32, sig: Signal) -> bool {
-    i32::try_from(pid)
-        .ok()
-        .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), sig).is_ok())
+fn signal(pid: u32, sig: Signal) -> Result<(), nix::errno::Errno> {
+    let pid = i32::try_from(pid).map_err(|_| nix::errno::Errno::ESRCH)?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
 }
 
 /// Polls the store until run `id` of `lane` has an end recorded, for at most `bound`.

@@ -552,6 +552,9 @@ pub trait Store {
         by: &str,
         grace: Option<std::time::Duration>,
     ) -> Result<bool, StoreError>;
+    /// Takes back a stop request that could not be delivered, so the run's end is recorded as
+    /// it comes.
+    fn withdraw_stop(&self, run_id: i64) -> Result<(), StoreError>;
     /// The stop asked of run `run_id`, if any.
     fn stop_request(&self, run_id: i64) -> Result<Option<StopRequest>, StoreError>;
     /// Pauses `lane`; a pause already in force ends (`replaced`) and is returned.

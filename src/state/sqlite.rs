@@ -766,6 +766,16 @@ impl Store for SqliteStore {
         })
     }
 
+    fn withdraw_stop(&self, run_id: i64) -> Result<(), StoreError> {
+        self.write("withdraw the stop request", |tx| {
+            tx.execute(
+                "UPDATE runs SET stopped_by = NULL, stop_grace_ms = NULL WHERE id = ?1 AND result IS NULL",
+                params![run_id],
+            )?;
+            Ok(())
+        })
+    }
+
     fn stop_request(&self, run_id: i64) -> Result<Option<StopRequest>, StoreError> {
         let row: Option<(Option<String>, Option<i64>)> = self
             .conn
