@@ -124,6 +124,7 @@ fn main() {
                     process: None,
                     supervisor: None,
                     log_path: None,
+                    honour_pause: true,
                 };
                 let id = store.begin_run(&run).expect("begin");
                 running.insert(

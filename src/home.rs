@@ -44,6 +44,12 @@ impl Home {
         self.state_dir().join("lanekeeper.db")
     }
 
+    /// Written by commands that change a lane's recorded state (`pause`, `resume`, `stop`);
+    /// the daemon watches it and decides again at once.
+    pub fn wake_file(&self) -> PathBuf {
+        self.state_dir().join("wake")
+    }
+
     /// Compiled WASM plugins, keyed by content hash and engine (see `plugins::wasm::cache`).
     pub fn wasm_cache_dir(&self) -> PathBuf {
         self.state_dir().join("wasm-cache")

@@ -88,17 +88,20 @@ fn outcomes() -> [&'static str; 3] {
     ]
 }
 
-fn run_results() -> [&'static str; 4] {
+fn run_results() -> [&'static str; 5] {
     let name = |r: RunResult| match r {
-        RunResult::Success | RunResult::Failure | RunResult::Interrupted | RunResult::Unknown => {
-            r.as_str()
-        }
+        RunResult::Success
+        | RunResult::Failure
+        | RunResult::Interrupted
+        | RunResult::Unknown
+        | RunResult::Cancelled => r.as_str(),
     };
     [
         name(RunResult::Success),
         name(RunResult::Failure),
         name(RunResult::Interrupted),
         name(RunResult::Unknown),
+        name(RunResult::Cancelled),
     ]
 }
 

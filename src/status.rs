@@ -58,6 +58,11 @@ pub struct LaneStatus {
     pub deferral: Option<Deferral>,
     /// The current episode.
     pub episode: Option<EpisodeSummary>,
+    /// Who stopped the last run, when it was `cancelled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
+    /// The operator's pause in force: note, who, when, until.
+    pub paused: Option<crate::state::Pause>,
     /// The problems of the lane's file when it currently fails validation (a running daemon
     /// keeps the last good version of it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,6 +139,8 @@ fn recorded(
             since,
         }),
         episode: episode.as_ref().map(Episode::summary),
+        paused: state.pause,
+        stopped_by: None,
         config_error: None,
         never_fires: false,
     }
@@ -169,6 +176,14 @@ pub fn build_with_invalid(
             episode,
             now,
         );
+        status.paused = status.paused.take().filter(|p| p.in_force(now));
+        if status.last_result == Some(RunResult::Cancelled) {
+            status.stopped_by = store
+                .recent_runs(&lane.name, 1)?
+                .into_iter()
+                .next()
+                .and_then(|r| r.stopped_by);
+        }
         status.config_error = invalid.get(&lane.name).cloned();
         out.push(status);
     }
@@ -185,6 +200,7 @@ pub fn build_with_invalid(
             states.remove(name).unwrap_or_default(),
             episode,
         );
+        status.paused = status.paused.take().filter(|p| p.in_force(now));
         status.config_error = Some(error.clone());
         out.push(status);
     }

@@ -80,6 +80,12 @@ struct Explanation {
     episode: Option<EpisodeInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     changed_since: Vec<Change>,
+    /// The operator's pause in force (live explain): note, by, at, until.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused: Option<crate::state::Pause>,
+    /// The lane's latest run (live explain), so a stopped or failed run is in view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_run: Option<RunRecord>,
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
@@ -134,7 +140,22 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         first: (e.first.at != decision.at).then(|| e.first.clone()),
         summary: e.summary(),
     });
+    let last_run = match at {
+        None => session.store.recent_runs(&lane.name, 1)?.pop(),
+        Some(_) => None,
+    };
+    let paused = match at {
+        None => session
+            .store
+            .lane_states()?
+            .remove(&lane.name)
+            .and_then(|s| s.pause)
+            .filter(|p| p.in_force(now)),
+        Some(_) => None,
+    };
     let explanation = Explanation {
+        paused,
+        last_run,
         to_fire: decision.hints(),
         evaluation,
         dispatch,
@@ -177,7 +198,14 @@ fn dispatch(store: &dyn Store, d: &Decision) -> Result<Dispatch, CliError> {
                 run.started_at,
                 run.pid.map(|p| format!(" as pid {p}")).unwrap_or_default(),
                 match (run.result, run.ended_at) {
-                    (Some(r), Some(end)) => format!("ended {end} ({})", r.as_str()),
+                    (Some(r), Some(end)) => format!(
+                        "ended {end} ({}{})",
+                        r.as_str(),
+                        run.stopped_by
+                            .as_deref()
+                            .map(|b| format!(", stopped by {b}"))
+                            .unwrap_or_default()
+                    ),
                     _ => "still running".to_string(),
                 }
             ),
@@ -211,6 +239,21 @@ fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
     let mut out = render(&e.decision, recorded);
     if let Some(d) = &e.dispatch {
         out.push_str(&format!("\n{}\n", clean(&d.summary)));
+    }
+    if let Some(r) = &e.last_run {
+        let how = match (r.result, &r.stopped_by) {
+            (Some(res), Some(by)) => format!("{} by {}", res.as_str(), clean(by)),
+            (Some(res), None) => res.as_str().to_string(),
+            (None, _) => "still running".into(),
+        };
+        out.push_str(&format!(
+            "\nlast run: {} started {} ({}{}), `lanekeeper logs {}` shows its log\n",
+            r.id,
+            r.started_at,
+            how,
+            r.exit.map(|x| format!(", {x}")).unwrap_or_default(),
+            e.decision.lane
+        ));
     }
     if !e.to_fire.is_empty() {
         out.push_str("\nwhat would have to change for it to fire:\n");

@@ -20,20 +20,37 @@ pub struct Args {
     /// Wait for the command and exit with its exit code (128 + N if killed by signal N).
     #[arg(long)]
     wait: bool,
+    /// Run it even if the lane is paused.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
     let session = Session::open(home, Access::Create)?;
     let lane = session.lane(&args.lane)?;
+    let now = session.now();
+    if !args.force
+        && let Some(p) = session
+            .states()?
+            .remove(&lane.name)
+            .and_then(|s| s.pause)
+            .filter(|p| p.in_force(now))
+    {
+        return Err(refused(
+            &lane.name,
+            &crate::model::decision::pause_words(&p),
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let spec = dispatch::RunSpec::new(
+    let mut spec = dispatch::RunSpec::new(
         lane,
         &session.config.settings,
         engine::TriggerSource::Manual.as_str(),
         &session.clock,
     );
+    spec.force = args.force;
     let wiring = if args.wait {
         SupervisorLog::Inherit
     } else {
@@ -52,7 +69,12 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     } else {
         None
     };
-    let started = runtime.block_on(dispatch::start(&session.config.home, &spec, wiring))?;
+    let started = match runtime.block_on(dispatch::start(&session.config.home, &spec, wiring)) {
+        Err(dispatch::DispatchError::Paused { lane, detail }) => {
+            return Err(refused(&lane, &detail));
+        }
+        other => other?,
+    };
     let handle = match started {
         Start::Failed(report) => {
             eprintln!("{}", summary(&lane.name, &report));
@@ -102,6 +124,15 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     })?;
     eprintln!("{}", summary(&lane.name, &report));
     Ok(report.shell_code())
+}
+
+/// The refusal to fire a paused lane, naming the pause and its note (exit 1, as a lane
+/// already running is).
+fn refused(lane: &str, pause: &str) -> super::CliError {
+    super::CliError::Failed(anyhow::anyhow!(
+        "lane `{lane}` is {}; not started. Resume it with `lanekeeper resume {lane}`, or run it anyway with `lanekeeper fire {lane} --force`",
+        super::output::clean(pause)
+    ))
 }
 
 /// One line describing how a run ended.

@@ -4,12 +4,16 @@
 mod check;
 mod explain;
 mod fire;
+mod history;
+mod logs;
 mod output;
+mod pause;
 mod plugin;
 mod record;
 mod run;
 mod schema;
 mod status;
+mod stop;
 mod validate;
 
 use std::path::PathBuf;
@@ -61,6 +65,16 @@ enum Command {
     Status(status::Args),
     /// The whole chain and evidence behind a lane's decision, now or at a past --at.
     Explain(explain::Args),
+    /// Hold lanes back with a note (`--all` for a maintenance window), optionally `--until` a time.
+    Pause(pause::PauseArgs),
+    /// End the pause of lanes (`--all`: every paused lane).
+    Resume(pause::ResumeArgs),
+    /// End a lane's running run: TERM to its processes, KILL after the grace; recorded as cancelled.
+    Stop(stop::Args),
+    /// Print a run's log (the latest by default); `--follow` streams a live run's log.
+    Logs(logs::Args),
+    /// A lane's runs, deferral episodes and pauses, as a table or `--json`.
+    History(history::Args),
     /// Evaluate all lanes and run what triggers (`--once`: one pass, then wait and exit).
     Run(run::Args),
     /// The JSON Schema of a lane file (default) or of lanekeeper.yaml, for editors and CI.
@@ -118,6 +132,11 @@ pub fn main() -> i32 {
             Command::Status(a) => status::run(&home, a),
             Command::Explain(a) => explain::run(&home, a),
             Command::Run(a) => run::run(&home, a),
+            Command::Pause(a) => pause::pause(&home, a),
+            Command::Resume(a) => pause::resume(&home, a),
+            Command::Stop(a) => stop::run(&home, a),
+            Command::Logs(a) => logs::run(&home, a),
+            Command::History(a) => history::run(&home, a),
             Command::Plugin(c) => plugin::run(&home, c),
             Command::Schema(a) => schema::run(&home, a),
             Command::SuperviseRun => Ok(crate::dispatch::supervisor::main(&home)),
@@ -336,6 +355,25 @@ impl Session {
         explain: Option<&str>,
     ) -> Result<Vec<Decision>, CliError> {
         Ok(self.decide_on(self.states()?, only, now, explain))
+    }
+}
+
+/// Who is at the command line, for the record: `USER`, else `LOGNAME`, else `uid N`.
+fn operator() -> String {
+    ["USER", "LOGNAME"]
+        .into_iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()))
+}
+
+/// Tells a running daemon to decide again now: it watches the home's wake file. Without a
+/// daemon nothing watches it, and the next one reads the store at its first pass anyway.
+fn wake_daemon(home: &Home) {
+    let file = home.wake_file();
+    if let Err(e) = std::fs::write(&file, b"1\n") {
+        tracing::warn!(file = %file.display(), "Could not wake the daemon ({e}); it sees the change at its next pass.");
     }
 }
 

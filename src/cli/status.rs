@@ -67,15 +67,28 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         .lanes
         .iter()
         .map(|s| {
-            let state = match (&s.running, &s.config_error) {
+            let mut state = match (&s.running, &s.config_error) {
                 (Some(r), Some(_)) => format!("config invalid, running pid {}", r.pid),
                 (None, Some(_)) => "config invalid".into(),
                 (Some(r), None) => format!("running pid {}", r.pid),
                 (None, None) if s.schedule == "off" => "disabled".into(),
                 (None, None) => "idle".into(),
             };
+            if s.paused.is_some() {
+                state = if s.running.is_some() {
+                    format!("paused, {state}")
+                } else {
+                    "paused".into()
+                };
+            }
             let last = match (s.last_run_at, s.last_result, s.last_exit) {
                 (None, _, _) => "never".to_string(),
+                (Some(t), Some(r), _) if s.stopped_by.is_some() => format!(
+                    "{} ({} by {})",
+                    relative(now, Some(t)),
+                    r.as_str(),
+                    s.stopped_by.as_deref().unwrap_or("-")
+                ),
                 (Some(t), Some(r), Some(e)) => {
                     format!("{} ({}, {e})", relative(now, Some(t)), r.as_str())
                 }
@@ -129,6 +142,29 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         "DEFERRED",
     ];
     let mut text = table(&header, &rows);
+    let paused: Vec<String> = status
+        .lanes
+        .iter()
+        .filter_map(|s| {
+            let p = s.paused.as_ref()?;
+            let until = p
+                .until
+                .map(|u| format!(", until {u} ({})", relative(now, Some(u))))
+                .unwrap_or_default();
+            Some(format!(
+                "  {}: paused by {} {} ({}){until}: {}\n",
+                s.lane,
+                clean(&p.by),
+                relative(now, Some(p.at)),
+                p.at,
+                clean(&format!("{:?}", p.note))
+            ))
+        })
+        .collect();
+    if !paused.is_empty() {
+        text.push_str("\npaused:\n");
+        text.extend(paused);
+    }
     if let Some(r) = &status.reload {
         if r.ok {
             text.push_str(&format!(

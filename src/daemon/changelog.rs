@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::engine::{Decision, Outcome};
+use crate::engine::{Decision, Outcome, PAUSE_GATE};
 
 #[derive(Clone, PartialEq, Eq)]
 struct Key {
@@ -58,6 +58,9 @@ impl Changelog {
                 }
                 (false, false) if d.outcome == Outcome::Disabled => {
                     tracing::info!(lane = %d.lane, "Lane is disabled.")
+                }
+                (_, false) if d.gate.as_deref() == Some(PAUSE_GATE) => {
+                    tracing::info!(lane = %d.lane, detail, "Lane is paused.")
                 }
                 (false, false) => {}
             }

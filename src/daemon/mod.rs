@@ -61,6 +61,9 @@ pub enum Event {
     RunEnded(String, Option<Result<RunReport, String>>),
     /// Configuration files changed, or SIGHUP.
     Reload(&'static str),
+    /// A command changed what the store says about a lane (`pause`, `resume`, `stop`): decide
+    /// again now.
+    Wake,
 }
 
 /// Why the daemon could not start.
@@ -190,6 +193,15 @@ impl Daemon {
         };
         let config = compile::load(&home).map_err(DaemonError::Config)?;
         crate::state::refuse_lost_history(&home)?;
+        // The file `pause`, `resume` and `stop` write to wake the loop; it must exist to be
+        // watched.
+        if let Err(e) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.wake_file())
+        {
+            tracing::warn!(file = %home.wake_file().display(), "Cannot create the wake file ({e}); pauses reach the daemon at its next pass.");
+        }
         let store = Rc::new(SqliteStore::open(&home.database())?);
         store.set_busy_timeout(STORE_WAIT)?;
         let (tx, rx) = unbounded_channel();
@@ -317,6 +329,7 @@ impl Daemon {
         match event {
             Event::RunEnded(lane, report) => self.ended(&lane, report.as_ref()),
             Event::Reload(why) => self.reload(why).await,
+            Event::Wake => tracing::debug!("Woken by a command; deciding again."),
         }
     }
 
@@ -330,6 +343,12 @@ impl Daemon {
     /// The first half of a pass: every lane decided, on a blocking thread (plugins block).
     async fn decide(&mut self) -> Result<Decided, PassError> {
         let now = self.clock.now();
+        // A pause whose `until` passed ends by itself; its end is recorded here.
+        match self.store.settle_expired_pauses(now) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pauses = n, "Pauses ended at their `until`."),
+            Err(e) => tracing::warn!("Could not record the end of expired pauses: {e}."),
+        }
         let states = Arc::new(self.states()?);
         let (config, observer, st) = (
             Arc::clone(&self.config),
@@ -513,6 +532,9 @@ impl Daemon {
             Err(DispatchError::Busy { holder, .. }) => {
                 tracing::info!(lane = %lane.name, holder = %holder, "Not started: the lane is already running elsewhere.");
             }
+            Err(DispatchError::Paused { detail, .. }) => {
+                tracing::info!(lane = %lane.name, pause = %detail, "Not started: the lane was paused after the pass decided.");
+            }
             Err(e) => {
                 let wait = failed_before
                     .get(&lane.name)
@@ -611,7 +633,7 @@ impl Daemon {
                         ended.push((lane, r));
                     }
                 }
-                Some(Event::Reload(_)) => {}
+                Some(Event::Reload(_) | Event::Wake) => {}
                 None => break,
             }
         }

@@ -21,8 +21,11 @@ pub type Watch = Debouncer<RecommendedWatcher, RecommendedCache>;
 /// How long a burst of file events is folded before one reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// Sends [`Event::Reload`] whenever a rules, plugin or settings file changes.
+/// Sends [`Event::Reload`] whenever a rules, plugin or settings file changes, and
+/// [`Event::Wake`] when a command writes the home's wake file (`Home::wake_file`).
 pub fn watch(home: &Home, events: UnboundedSender<Event>) -> Result<Watch, WatchError> {
+    let wake = home.wake_file();
+    let woken = wake.clone();
     let rules = home.rules_dir();
     let plugins = home.plugins_dir();
     let settings = home.settings_file();
@@ -49,10 +52,13 @@ pub fn watch(home: &Home, events: UnboundedSender<Event>) -> Result<Watch, Watch
                 )
             })
             .flat_map(|e| e.paths.iter())
-            .filter(|p| relevant(p))
+            .filter(|p| relevant(p) || *p == &woken)
             .cloned()
             .collect();
-        if !changed.is_empty() {
+        if changed.iter().any(|p| p == &woken) {
+            let _ = events.send(Event::Wake);
+        }
+        if changed.iter().any(|p| p != &woken) {
             tracing::debug!(paths = ?changed, "Configuration files changed.");
             let _ = events.send(Event::Reload("file change"));
         }
@@ -67,6 +73,14 @@ pub fn watch(home: &Home, events: UnboundedSender<Event>) -> Result<Watch, Watch
                     source,
                 })?;
         }
+    }
+    if wake.is_file() {
+        debouncer
+            .watch(&wake, RecursiveMode::NonRecursive)
+            .map_err(|source| WatchError::Dir {
+                dir: wake.clone(),
+                source,
+            })?;
     }
     Ok(debouncer)
 }

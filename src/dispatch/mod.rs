@@ -42,6 +42,14 @@ pub enum DispatchError {
         /// Who holds it, in words.
         holder: String,
     },
+    /// The lane was paused after the decision to run it; nothing was started or recorded.
+    #[error("lane `{lane}` is {detail}; not started")]
+    Paused {
+        /// The lane.
+        lane: String,
+        /// The pause, in words.
+        detail: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -190,6 +198,9 @@ pub struct RunSpec {
     /// Where the run gets its own cgroup.
     #[serde(default)]
     pub cgroup: CgroupSetting,
+    /// Start it even if the lane is paused (`fire --force`).
+    #[serde(default)]
+    pub force: bool,
 }
 
 impl RunSpec {
@@ -207,6 +218,7 @@ impl RunSpec {
             source: source.to_string(),
             clock_offset_ms: clock.offset_ms(),
             cgroup: settings.cgroup.clone(),
+            force: false,
         }
     }
 }
@@ -232,6 +244,11 @@ pub enum Report {
     Busy {
         /// Who holds it, in words.
         holder: String,
+    },
+    /// The lane is paused; nothing was started or recorded.
+    Paused {
+        /// The pause, in words.
+        detail: String,
     },
     /// Nothing could be done or recorded.
     Error {
@@ -422,6 +439,10 @@ pub async fn start(
         Some(Ok(Report::Busy { holder })) => {
             let _ = child.wait().await;
             Err(DispatchError::Busy { lane, holder })
+        }
+        Some(Ok(Report::Paused { detail })) => {
+            let _ = child.wait().await;
+            Err(DispatchError::Paused { lane, detail })
         }
         Some(Ok(Report::Error { message })) => {
             let _ = child.wait().await;

@@ -89,7 +89,8 @@ fn persist<T>(
     loop {
         match f() {
             Ok(v) => return Ok(v),
-            Err(e) if Instant::now() + pause < until => {
+            // A pause is an answer, not a busy database.
+            Err(e) if !matches!(e, StoreError::Paused { .. }) && Instant::now() + pause < until => {
                 tracing::warn!(
                     lane,
                     "Could not record the {what} yet ({e}); retrying in {}.",
@@ -149,6 +150,7 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
             process: None,
             supervisor,
             log_path: Some(&log_str),
+            honour_pause: false,
         };
         let recorded = persist(lane, "failed start", RECORD_START_FOR, || {
             let id = store.begin_run(&run)?;
@@ -212,11 +214,24 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
         process: Some((pid, pid_start)),
         supervisor,
         log_path: Some(&log_str),
+        honour_pause: !spec.force,
     };
     let run_id = match persist(lane, "run's start", RECORD_START_FOR, || {
         store.begin_run(&run)
     }) {
         Ok(id) => id,
+        Err(StoreError::Paused { pause, .. }) => {
+            // Paused after the pass decided: the command never leaves its gate, and no run is
+            // recorded.
+            gated.abort();
+            if let Some(cg) = &group.cgroup {
+                cg.remove();
+            }
+            let _ = std::fs::remove_file(&log_path);
+            return Report::Paused {
+                detail: crate::model::decision::pause_words(&pause),
+            };
+        }
         Err(e) => {
             // Never run what nothing records: the command never leaves its gate.
             gated.abort();
@@ -261,14 +276,21 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
     });
 
     let started = Instant::now();
-    let (exit, timed_out) = match wait_for(lane, &group, cmd.timeout, cmd.grace) {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            tracing::error!(lane, pid, "Lost track of the command: {e}.");
-            (None, false)
-        }
-    };
-    let leftovers = stop_leftovers(&group, cmd.grace);
+    // A stop from `lanekeeper stop` is recorded before it is signalled: its grace replaces
+    // the lane's, and the run ends `cancelled`.
+    let requested = || store.stop_request(run_id).ok().flatten();
+    let stop_grace = || requested().and_then(|r| r.grace);
+    let (exit, timed_out, stopped) =
+        match wait_for(lane, &group, cmd.timeout, cmd.grace, &stop_grace) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(lane, pid, "Lost track of the command: {e}.");
+                (None, false, false)
+            }
+        };
+    let stop = if stopped { requested() } else { None };
+    let grace = stop.as_ref().and_then(|r| r.grace).unwrap_or(cmd.grace);
+    let leftovers = stop_leftovers(&group, grace);
     if leftovers > 0 {
         note_in_log(
             &log_path,
@@ -280,7 +302,11 @@ fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock
     if let Some(cg) = &group.cgroup {
         cg.remove();
     }
+    if let Some(r) = &stop {
+        note_in_log(&log_path, &[format!("stopped by {}", r.by)]);
+    }
     let result = match (exit, timed_out) {
+        _ if stop.is_some() => RunResult::Cancelled,
         (Some(ExitInfo::Code(0)), false) => RunResult::Success,
         (None, _) => RunResult::Interrupted,
         _ => RunResult::Failure,
@@ -329,12 +355,15 @@ fn not_run(run_id: i64, why: String, entered: Instant, log_path: PathBuf) -> Rep
 
 /// Waits for the command, enforcing its timeout (TERM to the group, `grace`, KILL) and
 /// forwarding SIGTERM and SIGINT sent to the supervisor (a stop) the same way.
+/// `stop_grace` gives the grace a stop asked for, if one did. Returns the exit, whether it
+/// timed out, and whether a stop signal came.
 fn wait_for(
     lane: &str,
     group: &Group,
     timeout: Option<Duration>,
     grace: Duration,
-) -> std::io::Result<(Option<ExitInfo>, bool)> {
+    stop_grace: &dyn Fn() -> Option<Duration>,
+) -> std::io::Result<(Option<ExitInfo>, bool, bool)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -354,6 +383,12 @@ fn wait_for(
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut kill_at: Option<tokio::time::Instant> = None;
         let mut timed_out = false;
+        let mut stopped = false;
+        // The earliest KILL asked for wins.
+        let kill_by = |kill_at: &mut Option<tokio::time::Instant>, wait: Duration| {
+            let at = tokio::time::Instant::now() + wait;
+            *kill_at = Some(kill_at.map_or(at, |k| k.min(at)));
+        };
         let status = loop {
             tokio::select! {
                 status = &mut exited => break status,
@@ -368,12 +403,14 @@ fn wait_for(
                     kill_at = None;
                 }
                 Some(()) = term.recv() => {
+                    stopped = true;
                     group.signal(Signal::SIGTERM);
-                    kill_at.get_or_insert(tokio::time::Instant::now() + grace);
+                    kill_by(&mut kill_at, stop_grace().unwrap_or(grace));
                 }
                 Some(()) = int.recv() => {
+                    stopped = true;
                     group.signal(Signal::SIGINT);
-                    kill_at.get_or_insert(tokio::time::Instant::now() + grace);
+                    kill_by(&mut kill_at, stop_grace().unwrap_or(grace));
                 }
             }
         };
@@ -382,7 +419,7 @@ fn wait_for(
             Ok(Ok(WaitStatus::Signaled(_, sig, _))) => Some(ExitInfo::Signal(sig as i32)),
             Ok(Ok(_)) | Ok(Err(_)) | Err(_) => None,
         };
-        Ok((exit, timed_out))
+        Ok((exit, timed_out, stopped))
     })
 }
 

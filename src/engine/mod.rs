@@ -15,7 +15,8 @@ mod tests;
 use std::sync::Arc;
 
 pub use crate::model::decision::{
-    ChainEntry, Decision, GateVerdict, Origin, Outcome, SCHEDULE_GATE, TriggerSource,
+    ChainEntry, Decision, GateVerdict, Origin, Outcome, PAUSE_GATE, REASON_PAUSED, SCHEDULE_GATE,
+    TriggerSource,
 };
 use schedule::Due;
 
@@ -51,6 +52,9 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
         origin: None,
     };
     if !schedule_gate(&mut decision, lane, &state, mode) {
+        return decision;
+    }
+    if !pause_gate(&mut decision, &state, mode) {
         return decision;
     }
     let starving_for = starving_for(lane, &state, now);
@@ -150,6 +154,39 @@ fn schedule_gate(
     }
 }
 
+/// The built-in gate after the schedule: an operator's pause in force defers the lane with
+/// `paused`, naming the note, who and when; an expired one is none. Returns whether the
+/// lane's own gates are evaluated next (only when the whole chain is asked for, if paused).
+fn pause_gate(
+    decision: &mut Decision,
+    state: &crate::model::lane_state::LaneState,
+    mode: ChainMode,
+) -> bool {
+    let Some(pause) = state.pause.as_ref().filter(|p| p.in_force(decision.at)) else {
+        return true;
+    };
+    let detail = crate::model::decision::pause_words(pause);
+    let mut entry =
+        ChainEntry::builtin(PAUSE_GATE, GateVerdict::Defer, Some(REASON_PAUSED), detail);
+    entry.hint = Some(match pause.until {
+        Some(u) => format!(
+            "the pause ends at {u}, or `lanekeeper resume {}`",
+            decision.lane
+        ),
+        None => format!("`lanekeeper resume {}`", decision.lane),
+    });
+    if decision.outcome != Outcome::Deferred {
+        entry.decided = mode == ChainMode::Full;
+        decision.outcome = Outcome::Deferred;
+        decision.source = None;
+        decision.reason = Some(REASON_PAUSED.into());
+        decision.gate = Some(PAUSE_GATE.into());
+        decision.detail = entry.detail.clone();
+    }
+    decision.chain.push(entry);
+    mode == ChainMode::Full
+}
+
 /// The starvation guard: how long the lane has been due and deferred without a break, once
 /// that reaches its `max_deferral` (then its soft gates are waived).
 fn starving_for(
@@ -240,6 +277,10 @@ fn runs_plugins(lane: &Lane, pass: &PassHost, mode: ChainMode) -> bool {
     }
     let never_run = crate::model::lane_state::LaneState::default();
     let state = pass.states().get(&lane.name).unwrap_or(&never_run);
+    let paused = state.pause.as_ref().is_some_and(|p| p.in_force(pass.now()));
+    if paused && mode != ChainMode::Full {
+        return false;
+    }
     match due_now(lane, state, pass.now()) {
         Due::Due { .. } => true,
         Due::NotDue { .. } => mode == ChainMode::Full,

@@ -388,3 +388,84 @@ fn the_wake_rule_wakes_for_due_times_rechecks_and_nothing_else() {
     let none: Vec<Decision> = quiet.into_iter().filter(|d| d.lane != "later").collect();
     assert_eq!(wake::next_wake(&none, &lanes, &states, now), None);
 }
+
+fn paused(until: Option<Timestamp>) -> LaneState {
+    LaneState {
+        pause: Some(crate::model::lane_state::Pause {
+            note: "disk swap".into(),
+            by: "alice".into(),
+            at: ms(t0(), -60_000),
+            until,
+        }),
+        ..LaneState::default()
+    }
+}
+
+#[test]
+fn a_pause_defers_a_due_lane_before_its_gates_until_it_ends() {
+    let (g, stub) = gate("g", pass_(), false);
+    let l = lane("p", Some(HOUR), vec![g]);
+    let d = decide_one(&l, paused(None), t0(), ChainMode::FirstDeferral);
+    assert_eq!(
+        (d.outcome, d.gate.as_deref(), d.reason.as_deref()),
+        (Outcome::Deferred, Some(PAUSE_GATE), Some(REASON_PAUSED))
+    );
+    assert!(
+        d.detail
+            .as_deref()
+            .is_some_and(|t| t.contains("alice") && t.contains("disk swap"))
+    );
+    assert_eq!(
+        stub.calls.load(Ordering::SeqCst),
+        0,
+        "no plugin runs for a paused lane"
+    );
+    assert!(!d.is_held(), "a pause is no starvation streak");
+    // `explain` still sees every gate, the pause marked as deciding.
+    let d = decide_one(&l, paused(None), t0(), ChainMode::Full);
+    let decided: Vec<&str> = d
+        .chain
+        .iter()
+        .filter(|c| c.decided)
+        .map(|c| c.gate.as_str())
+        .collect();
+    assert_eq!(decided, [PAUSE_GATE]);
+    // A lane not due stays `interval-not-due`: the schedule comes first.
+    let d = decide_one(
+        &l,
+        LaneState {
+            last_run_at: Some(t0()),
+            ..paused(None)
+        },
+        t0(),
+        ChainMode::FirstDeferral,
+    );
+    assert_eq!(d.reason.as_deref(), Some(REASON_NOT_DUE));
+    // Up to `until`, exclusive; after it the pause is none.
+    let until = ms(t0(), 60_000);
+    let d = decide_one(
+        &l,
+        paused(Some(until)),
+        ms(until, -1),
+        ChainMode::FirstDeferral,
+    );
+    assert_eq!(d.reason.as_deref(), Some(REASON_PAUSED));
+    let d = decide_one(&l, paused(Some(until)), until, ChainMode::FirstDeferral);
+    assert_eq!(d.outcome, Outcome::Trigger);
+}
+
+#[test]
+fn the_wake_rule_wakes_when_a_pause_ends_by_itself_and_not_for_an_open_one() {
+    let l = lane("p", Some(HOUR), vec![]);
+    let now = t0();
+    let until = ms(now, 90_000);
+    let lanes = [l];
+    for (pause, wake) in [(Some(until), Some(until)), (None, None)] {
+        let mut states = LaneStates::new();
+        states.insert("p".into(), paused(pause));
+        let refs: Vec<&Lane> = lanes.iter().collect();
+        let ds = run_pass(&refs, states.clone(), now);
+        assert_eq!(ds[0].reason.as_deref(), Some(REASON_PAUSED));
+        assert_eq!(wake::next_wake(&ds, &lanes, &states, now), wake);
+    }
+}

@@ -7,12 +7,13 @@ use jiff::Timestamp;
 use super::schedule::{next_due, retry_at};
 use crate::clock::later;
 use crate::compile::Lane;
-use crate::model::decision::{Decision, Outcome, SCHEDULE_GATE};
+use crate::model::decision::{Decision, Outcome, PAUSE_GATE, SCHEDULE_GATE};
 use crate::model::lane_state::LaneStates;
 
 /// When a pass's decisions could next change by themselves:
 /// - a lane not due yet, when it becomes due (or its failed run's retry does);
 /// - a due lane held back by a gate, after its `recheck`;
+/// - a paused lane, when its pause ends by itself (`until`); a resume is an event;
 /// - a trigger or a disabled lane, never (a trigger changes through the run it starts, which
 ///   is an event).
 ///
@@ -37,6 +38,9 @@ pub fn next_wake(
                 next_due(&lane.schedule, &lane.zone, state.last_run_at),
                 retry_at(lane.retry, &state),
             ],
+            Outcome::Deferred if d.gate.as_deref() == Some(PAUSE_GATE) => {
+                [state.pause.as_ref().and_then(|p| p.until), None]
+            }
             Outcome::Deferred => [Some(later(now, lane.recheck)), None],
         };
         for t in candidates.into_iter().flatten() {

@@ -266,14 +266,37 @@ impl Decision {
 }
 
 impl Decision {
-    /// True for a deferral by something other than the schedule: the lane was due but held.
+    /// True for a deferral by something other than the schedule or an operator's pause: the
+    /// lane was due but held. A pause is not a starvation streak, so a long pause does not make
+    /// the guard waive soft gates the moment it ends.
     pub fn is_held(&self) -> bool {
-        self.outcome == Outcome::Deferred && self.gate.as_deref() != Some(SCHEDULE_GATE)
+        self.outcome == Outcome::Deferred && holds(self.gate.as_deref())
     }
+}
+
+/// Whether a deferral by `gate` counts toward the deferral streak (docs/DESIGN.md §4).
+pub fn holds(gate: Option<&str>) -> bool {
+    gate != Some(SCHEDULE_GATE) && gate != Some(PAUSE_GATE)
 }
 
 /// The name of the built-in first gate.
 pub const SCHEDULE_GATE: &str = "schedule";
+/// The built-in gate right after the schedule: an operator's pause.
+pub const PAUSE_GATE: &str = "pause";
+/// `paused by alice at 2026-…: "note" (until …)`: a pause, in the words every command uses.
+pub fn pause_words(pause: &crate::model::lane_state::Pause) -> String {
+    let until = pause
+        .until
+        .map(|u| format!(" (until {u})"))
+        .unwrap_or_default();
+    format!(
+        "paused by {} at {}: {:?}{until}",
+        pause.by, pause.at, pause.note
+    )
+}
+
+/// The reason a paused lane defers with.
+pub const REASON_PAUSED: &str = "paused";
 
 /// One thing a plugin looked at, recorded with the decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

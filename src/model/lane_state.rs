@@ -18,6 +18,9 @@ pub enum RunResult {
     Interrupted,
     /// An adopted child ended, but not as our child, so its exit code cannot be known.
     Unknown,
+    /// Stopped by an operator (`lanekeeper stop`): neither a success nor a failure, so it
+    /// is never retried.
+    Cancelled,
 }
 
 impl RunResult {
@@ -28,6 +31,7 @@ impl RunResult {
             RunResult::Failure => "failure",
             RunResult::Interrupted => "interrupted",
             RunResult::Unknown => "unknown",
+            RunResult::Cancelled => "cancelled",
         }
     }
 
@@ -38,6 +42,7 @@ impl RunResult {
             "failure" => Some(RunResult::Failure),
             "interrupted" => Some(RunResult::Interrupted),
             "unknown" => Some(RunResult::Unknown),
+            "cancelled" => Some(RunResult::Cancelled),
             _ => None,
         }
     }
@@ -107,6 +112,10 @@ pub struct LaneState {
     pub failure_since: Option<Timestamp>,
     /// When the last run ended.
     pub last_ended_at: Option<Timestamp>,
+    /// The operator's pause in force (`lanekeeper pause`), if any; the engine ignores one
+    /// whose `until` has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Pause>,
     /// Not recorded: set within a pass for a lane that an earlier decision of the same pass
     /// dispatches, so later lanes see it as running.
     #[serde(default, skip)]
@@ -117,6 +126,29 @@ impl LaneState {
     /// Running now, or starting in this pass.
     pub fn is_running(&self) -> bool {
         self.running.is_some() || self.starting
+    }
+}
+
+/// A lane held back by an operator, with a note for colleagues: it defers with `paused` until
+/// resumed, or until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// Why, for whoever finds the lane paused.
+    pub note: String,
+    /// Who paused it (user name, or `uid N`).
+    pub by: String,
+    /// When.
+    pub at: Timestamp,
+    /// When it ends by itself, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+}
+
+impl Pause {
+    /// Whether it still holds at `now`: an expired pause is none, whether or not its end has
+    /// been recorded yet.
+    pub fn in_force(&self, now: Timestamp) -> bool {
+        self.until.is_none_or(|u| now < u)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::model::decision::{Decision, Origin};
 
 pub use sqlite::SqliteStore;
 
-pub use crate::model::lane_state::{ExitInfo, LaneState, LaneStates, RunResult, RunningRun};
+pub use crate::model::lane_state::{ExitInfo, LaneState, LaneStates, Pause, RunResult, RunningRun};
 
 /// Errors of the state store, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,17 @@ pub enum StoreError {
         found: i64,
         /// The newest version this build knows.
         supported: i64,
+    },
+    /// The lane is paused, so a run that honours pauses was not recorded (nor started).
+    #[error(
+        "lane `{lane}` is {}; resume it with `lanekeeper resume {lane}`",
+        crate::model::decision::pause_words(pause)
+    )]
+    Paused {
+        /// The lane.
+        lane: String,
+        /// The pause in force (boxed: errors stay small).
+        pause: Box<Pause>,
     },
     /// A run that is not in progress was asked to finish.
     #[error("run {0} is not recorded as running")]
@@ -221,6 +232,9 @@ pub struct RunRecord {
     pub pid_start: Option<u64>,
     /// The run log, if any.
     pub log_path: Option<String>,
+    /// Who asked to stop it (`lanekeeper stop`), if anyone did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
 }
 
 impl RunRecord {
@@ -253,7 +267,8 @@ impl RunRecord {
                                 Some(state.failure_since.map_or(end, |f| f.min(end)));
                         }
                     }
-                    RunResult::Unknown => {}
+                    // Stopped by hand, or ended unseen: neither ends nor starts a failure streak.
+                    RunResult::Unknown | RunResult::Cancelled => {}
                 }
             }
             _ => {
@@ -369,6 +384,48 @@ impl Episode {
     }
 }
 
+/// An operator's request to stop a run (`lanekeeper stop`), read by its supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRequest {
+    /// Who asked.
+    pub by: String,
+    /// The wait between TERM and KILL, if it replaces the lane's `grace`.
+    pub grace: Option<std::time::Duration>,
+}
+
+/// A pause as recorded: who, why and when, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PauseRecord {
+    /// Row id.
+    pub id: i64,
+    /// The lane.
+    pub lane: String,
+    /// The pause.
+    #[serde(flatten)]
+    pub pause: Pause,
+    /// When it ended: resumed, replaced by another pause, or its `until`.
+    pub ended_at: Option<Timestamp>,
+    /// Who ended it (`expired` for an `until` that passed, `replaced` by a new pause).
+    pub ended_by: Option<String>,
+}
+
+impl PauseRecord {
+    /// When it ended, or ends, as of `now`: an `until` that passed counts as its end even
+    /// before it is recorded.
+    pub fn end(&self, now: Timestamp) -> Option<(Timestamp, &str)> {
+        match (self.ended_at, self.pause.until) {
+            (Some(t), _) => Some((t, self.ended_by.as_deref().unwrap_or("-"))),
+            (None, Some(u)) if u <= now => Some((u, ENDED_EXPIRED)),
+            _ => None,
+        }
+    }
+}
+
+/// Who ended a pause whose `until` passed.
+pub const ENDED_EXPIRED: &str = "expired";
+/// Who ended a pause that a new pause replaced.
+pub const ENDED_REPLACED: &str = "replaced";
+
 /// The outcome to record when a run ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEnd {
@@ -396,6 +453,10 @@ pub struct RunStart<'a> {
     pub supervisor: Option<(u32, u64)>,
     /// The run log.
     pub log_path: Option<&'a str>,
+    /// Refuse to record (and so to start) the run while the lane is paused: checked in the
+    /// same transaction as the record, so a pause and a start never both win.
+    /// `fire --force` and `record` pass `false`.
+    pub honour_pause: bool,
 }
 
 /// The outcome of the last configuration reload, as `status` shows it.
@@ -483,4 +544,31 @@ pub trait Store {
     fn last_reload(&self) -> Result<Option<ReloadStatus>, StoreError>;
     /// The latest runs of a lane, newest first.
     fn recent_runs(&self, lane: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+    /// Records that `by` asks run `run_id` to stop (before anyone signals it), so that
+    /// however it ends it is recorded as `cancelled`. False if the run is not in progress.
+    fn request_stop(
+        &self,
+        run_id: i64,
+        by: &str,
+        grace: Option<std::time::Duration>,
+    ) -> Result<bool, StoreError>;
+    /// Takes back a stop request that could not be delivered, so the run's end is recorded as
+    /// it comes.
+    fn withdraw_stop(&self, run_id: i64) -> Result<(), StoreError>;
+    /// The stop asked of run `run_id`, if any.
+    fn stop_request(&self, run_id: i64) -> Result<Option<StopRequest>, StoreError>;
+    /// Pauses `lane`; a pause already in force ends (`replaced`) and is returned.
+    fn pause(&self, lane: &str, pause: &Pause) -> Result<Option<Pause>, StoreError>;
+    /// Ends the pause of `lane` at `at`, recording who; returns it, or `None` if none was in
+    /// force.
+    fn resume(&self, lane: &str, at: Timestamp, by: &str) -> Result<Option<Pause>, StoreError>;
+    /// Records the end of every pause whose `until` is at or before `now`; returns how many.
+    fn settle_expired_pauses(&self, now: Timestamp) -> Result<usize, StoreError>;
+    /// The pauses of `lane` (of every lane with `None`) still in force at or after `since`,
+    /// oldest first.
+    fn pauses_since(
+        &self,
+        lane: Option<&str>,
+        since: Timestamp,
+    ) -> Result<Vec<PauseRecord>, StoreError>;
 }

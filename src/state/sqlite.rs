@@ -10,11 +10,12 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::model::decision::{Origin, Outcome, SCHEDULE_GATE};
+use crate::model::decision::{Origin, Outcome, holds};
 
 use super::{
-    Coverage, Decision, Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, ReloadStatus,
-    RunEnd, RunRecord, RunResult, RunStart, RunningRun, StatesAt, Store, StoreError,
+    Coverage, Decision, ENDED_EXPIRED, ENDED_REPLACED, Episode, EpisodeSummary, ExitInfo,
+    LaneState, LaneStates, Pause, PauseRecord, ReloadStatus, RunEnd, RunRecord, RunResult,
+    RunStart, RunningRun, StatesAt, StopRequest, Store, StoreError,
 };
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
@@ -88,6 +89,24 @@ const MIGRATIONS: &[&str] = &[
     // lock and records the outcome even when whoever started the run is gone.
     "ALTER TABLE runs ADD COLUMN shim_pid INTEGER;
     ALTER TABLE runs ADD COLUMN shim_start INTEGER;",
+    // 6: operators' pauses with their notes (`lanekeeper pause`); a row ends when resumed,
+    // replaced, or at its `until`, and stays as history.
+    "CREATE TABLE pauses (
+        id        INTEGER PRIMARY KEY,
+        lane      TEXT NOT NULL,
+        note      TEXT NOT NULL,
+        paused_by TEXT NOT NULL,
+        at        INTEGER NOT NULL,
+        until_at  INTEGER,
+        ended_at  INTEGER,
+        ended_by  TEXT
+    );
+    CREATE INDEX pauses_by_lane ON pauses(lane, at);
+    CREATE INDEX pauses_open ON pauses(lane) WHERE ended_at IS NULL;",
+    // 7: who asked a run to stop (`lanekeeper stop`) and with what grace; such a run is
+    // recorded as `cancelled`.
+    "ALTER TABLE runs ADD COLUMN stopped_by TEXT;
+    ALTER TABLE runs ADD COLUMN stop_grace_ms INTEGER;",
 ];
 
 /// The meta key of the daemon's latest reload.
@@ -397,6 +416,7 @@ impl Store for SqliteStore {
                             deferral_reason: r.get(7)?,
                             failure_since: ts(r.get(8)?),
                             last_ended_at: ts(r.get(9)?),
+                            pause: None,
                             starting: false,
                         },
                     ))
@@ -443,13 +463,24 @@ impl Store for SqliteStore {
                     supervisor,
                 });
             }
+            for (lane, pause) in open_pauses(&tx, None).map_err(|e| self.err("read pauses", e))? {
+                states.entry(lane).or_default().pause = Some(pause);
+            }
         }
         tx.finish().map_err(|e| self.err("read lane states", e))?;
         Ok(states)
     }
 
     fn begin_run(&self, run: &RunStart<'_>) -> Result<i64, StoreError> {
-        self.write("record run start", |tx| {
+        let recorded = self.write("record run start", |tx| {
+            if run.honour_pause
+                && let Some((_, pause)) = open_pauses(tx, Some(run.lane))?
+                    .into_iter()
+                    .rev()
+                    .find(|(_, p)| p.in_force(run.at))
+            {
+                return Ok(Err(pause));
+            }
             tx.execute(ENSURE_LANE, params![run.lane])?;
             tx.execute(
                 "INSERT INTO runs(lane, source, started_at, pid, pid_start, log_path, shim_pid, shim_start)
@@ -470,21 +501,34 @@ impl Store for SqliteStore {
                 "UPDATE lanes SET last_run_at = ?2 WHERE lane = ?1",
                 params![run.lane, run.at.as_millisecond()],
             )?;
-            Ok(id)
+            Ok(Ok(id))
+        })?;
+        recorded.map_err(|pause| StoreError::Paused {
+            lane: run.lane.to_string(),
+            pause: Box::new(pause),
         })
     }
 
     fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<(), StoreError> {
         let (code, signal) = split_exit(end.exit);
         let updated = self.write("record run end", |tx| {
-            let lane: Option<String> = tx
+            let row: Option<(String, Option<String>)> = tx
                 .query_row(
-                    "SELECT lane FROM runs WHERE id = ?1 AND result IS NULL",
+                    "SELECT lane, stopped_by FROM runs WHERE id = ?1 AND result IS NULL",
                     params![run_id],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let Some(lane) = lane else { return Ok(false) };
+            let Some((lane, stopped_by)) = row else {
+                return Ok(false);
+            };
+            // A run an operator stopped is cancelled however it ended, unless it got to
+            // succeed first; whoever records its end (its supervisor, the daemon's adoption,
+            // the next start finding it gone) need not know.
+            let mut end = end.clone();
+            if stopped_by.is_some() && end.result != RunResult::Success {
+                end.result = RunResult::Cancelled;
+            }
             tx.execute(
                 "UPDATE runs SET ended_at = ?2, result = ?3, exit_code = ?4, signal = ?5 WHERE id = ?1",
                 params![run_id, end.at.as_millisecond(), end.result.as_str(), code, signal],
@@ -658,7 +702,11 @@ impl Store for SqliteStore {
                  AND id NOT IN (SELECT MAX(id) FROM runs GROUP BY lane)",
                 params![cutoff],
             )?;
-            Ok(episodes + runs)
+            let pauses = tx.execute(
+                "DELETE FROM pauses WHERE ended_at IS NOT NULL AND ended_at < ?1",
+                params![cutoff],
+            )?;
+            Ok(episodes + runs + pauses)
         })
     }
 
@@ -702,9 +750,170 @@ impl Store for SqliteStore {
             run_row,
         )
     }
+
+    fn request_stop(
+        &self,
+        run_id: i64,
+        by: &str,
+        grace: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let grace_ms = grace.map(|g| i64::try_from(g.as_millis()).unwrap_or(i64::MAX));
+        self.write("record the stop request", |tx| {
+            Ok(tx.execute(
+                "UPDATE runs SET stopped_by = ?2, stop_grace_ms = ?3 WHERE id = ?1 AND result IS NULL",
+                params![run_id, by, grace_ms],
+            )? > 0)
+        })
+    }
+
+    fn withdraw_stop(&self, run_id: i64) -> Result<(), StoreError> {
+        self.write("withdraw the stop request", |tx| {
+            tx.execute(
+                "UPDATE runs SET stopped_by = NULL, stop_grace_ms = NULL WHERE id = ?1 AND result IS NULL",
+                params![run_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn stop_request(&self, run_id: i64) -> Result<Option<StopRequest>, StoreError> {
+        let row: Option<(Option<String>, Option<i64>)> = self
+            .conn
+            .query_row(
+                "SELECT stopped_by, stop_grace_ms FROM runs WHERE id = ?1",
+                params![run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err("read the stop request", e))?;
+        Ok(row.and_then(|(by, grace)| {
+            by.map(|by| StopRequest {
+                by,
+                grace: grace
+                    .and_then(|g| u64::try_from(g).ok())
+                    .map(Duration::from_millis),
+            })
+        }))
+    }
+
+    fn pause(&self, lane: &str, pause: &Pause) -> Result<Option<Pause>, StoreError> {
+        self.write("record the pause", |tx| {
+            let replaced = open_pauses(tx, Some(lane))?
+                .into_iter()
+                .map(|(_, p)| p)
+                .rfind(|p| p.in_force(pause.at));
+            end_open_pauses(tx, lane, pause.at)?;
+            tx.execute(
+                "INSERT INTO pauses(lane, note, paused_by, at, until_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    lane,
+                    pause.note,
+                    pause.by,
+                    pause.at.as_millisecond(),
+                    pause.until.map(|u| u.as_millisecond())
+                ],
+            )?;
+            Ok(replaced)
+        })
+    }
+
+    fn resume(&self, lane: &str, at: Timestamp, by: &str) -> Result<Option<Pause>, StoreError> {
+        self.write("record the resume", |tx| {
+            let open = open_pauses(tx, Some(lane))?;
+            let resumed = open
+                .iter()
+                .map(|(_, p)| p)
+                .rfind(|p| p.in_force(at))
+                .cloned();
+            end_open_pauses(tx, lane, at)?;
+            if resumed.is_some() {
+                tx.execute(
+                    "UPDATE pauses SET ended_by = ?3 WHERE lane = ?1 AND ended_at = ?2
+                     AND ended_by = ?4",
+                    params![lane, at.as_millisecond(), by, ENDED_REPLACED],
+                )?;
+            }
+            Ok(resumed)
+        })
+    }
+
+    fn settle_expired_pauses(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.write("record the end of pauses", |tx| {
+            tx.execute(
+                "UPDATE pauses SET ended_at = until_at, ended_by = ?2
+                 WHERE ended_at IS NULL AND until_at IS NOT NULL AND until_at <= ?1",
+                params![now.as_millisecond(), ENDED_EXPIRED],
+            )
+        })
+    }
+
+    fn pauses_since(
+        &self,
+        lane: Option<&str>,
+        since: Timestamp,
+    ) -> Result<Vec<PauseRecord>, StoreError> {
+        self.all_readable(
+            "read pauses",
+            "SELECT id, lane, note, paused_by, at, until_at, ended_at, ended_by FROM pauses
+             WHERE (?1 IS NULL OR lane = ?1)
+               AND COALESCE(ended_at, until_at, 9223372036854775807) >= ?2
+             ORDER BY at, id",
+            params![lane, since.as_millisecond()],
+            "pause",
+            pause_row,
+        )
+    }
 }
 
-const RUN_COLUMNS: &str = "SELECT id, lane, source, started_at, ended_at, result, exit_code, signal, pid, log_path, pid_start FROM runs";
+fn pause_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PauseRecord> {
+    Ok(PauseRecord {
+        id: r.get(0)?,
+        lane: r.get(1)?,
+        pause: Pause {
+            note: r.get(2)?,
+            by: r.get(3)?,
+            at: ts(r.get(4)?).unwrap_or(Timestamp::UNIX_EPOCH),
+            until: ts(r.get(5)?),
+        },
+        ended_at: ts(r.get(6)?),
+        ended_by: r.get(7)?,
+    })
+}
+
+/// The pauses not yet ended (of `lane`, or of every lane), oldest first, by lane.
+fn open_pauses(
+    tx: &rusqlite::Transaction<'_>,
+    lane: Option<&str>,
+) -> rusqlite::Result<Vec<(String, Pause)>> {
+    let mut stmt = tx.prepare(
+        "SELECT id, lane, note, paused_by, at, until_at, ended_at, ended_by FROM pauses
+         WHERE ended_at IS NULL AND (?1 IS NULL OR lane = ?1) ORDER BY at, id",
+    )?;
+    let rows = stmt.query_map(params![lane], pause_row)?;
+    rows.map(|r| r.map(|p| (p.lane, p.pause))).collect()
+}
+
+/// Ends every open pause of `lane` at `at`: an expired one at its `until`, the others as
+/// `replaced` (a resume then says who).
+fn end_open_pauses(
+    tx: &rusqlite::Transaction<'_>,
+    lane: &str,
+    at: Timestamp,
+) -> rusqlite::Result<()> {
+    let ms = at.as_millisecond();
+    tx.execute(
+        "UPDATE pauses SET ended_at = until_at, ended_by = ?3
+         WHERE lane = ?1 AND ended_at IS NULL AND until_at IS NOT NULL AND until_at <= ?2",
+        params![lane, ms, ENDED_EXPIRED],
+    )?;
+    tx.execute(
+        "UPDATE pauses SET ended_at = ?2, ended_by = ?3 WHERE lane = ?1 AND ended_at IS NULL",
+        params![lane, ms, ENDED_REPLACED],
+    )?;
+    Ok(())
+}
+
+const RUN_COLUMNS: &str = "SELECT id, lane, source, started_at, ended_at, result, exit_code, signal, pid, log_path, pid_start, stopped_by FROM runs";
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let code: Option<i32> = r.get(6)?;
@@ -724,6 +933,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
             .get::<_, Option<i64>>(10)?
             .and_then(|p| u64::try_from(p).ok()),
         log_path: r.get(9)?,
+        stopped_by: r.get(11)?,
     })
 }
 
@@ -785,8 +995,7 @@ fn states_at(tx: &rusqlite::Transaction<'_>, at: Timestamp) -> rusqlite::Result<
             let outcome: String = r.get(0)?;
             let gate: Option<String> = r.get(2)?;
             let origin: Option<String> = r.get(4)?;
-            let held =
-                outcome == Outcome::Deferred.as_str() && gate.as_deref() != Some(SCHEDULE_GATE);
+            let held = outcome == Outcome::Deferred.as_str() && holds(gate.as_deref());
             if held {
                 since = ts(Some(r.get(3)?));
                 if reason.is_none() {
@@ -827,6 +1036,17 @@ fn states_at(tx: &rusqlite::Transaction<'_>, at: Timestamp) -> rusqlite::Result<
         if since.is_some() {
             state.deferral_since = since;
             state.deferral_reason = reason.flatten();
+        }
+    }
+    // The pause in force then: begun at or before `at`, not ended by then.
+    let mut stmt = tx.prepare(
+        "SELECT id, lane, note, paused_by, at, until_at, ended_at, ended_by FROM pauses
+         WHERE at <= ?1 AND (ended_at IS NULL OR ended_at > ?1) ORDER BY at, id",
+    )?;
+    for row in stmt.query_map(params![ms], pause_row)? {
+        let p = row?;
+        if p.pause.in_force(at) {
+            states.entry(p.lane).or_default().pause = Some(p.pause);
         }
     }
     let first_record: Option<i64> = tx.query_row(
@@ -1135,6 +1355,111 @@ mod tests {
             )
             .expect("lane");
         assert!(held.is_some(), "the deferral streak is kept too");
+    }
+
+    #[test]
+    fn pauses_replace_resume_expire_and_refuse_a_start_in_the_same_transaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("db")).expect("open");
+        let t = |s: &str| -> Timestamp { s.parse().expect("t") };
+        let pause = |note: &str, at: &str, until: Option<&str>| Pause {
+            note: note.into(),
+            by: "alice".into(),
+            at: t(at),
+            until: until.map(t),
+        };
+        let first = pause("one", "2026-01-01T00:00:00Z", None);
+        assert_eq!(store.pause("a", &first).expect("pause"), None);
+        let second = pause("two", "2026-01-01T01:00:00Z", Some("2026-01-01T02:00:00Z"));
+        assert_eq!(store.pause("a", &second).expect("pause"), Some(first));
+        let states = store.lane_states().expect("states");
+        assert_eq!(states["a"].pause.as_ref(), Some(&second));
+        let start = |at: &str, honour_pause| RunStart {
+            lane: "a",
+            source: "periodic-sweep",
+            at: t(at),
+            process: None,
+            supervisor: None,
+            log_path: None,
+            honour_pause,
+        };
+        assert!(matches!(
+            store.begin_run(&start("2026-01-01T01:30:00Z", true)),
+            Err(StoreError::Paused { .. })
+        ));
+        assert!(
+            store.lane_states().expect("states")["a"]
+                .last_run_at
+                .is_none()
+        );
+        let forced = store
+            .begin_run(&start("2026-01-01T01:31:00Z", false))
+            .expect("fire --force");
+        // A stop turns whatever end into `cancelled`, unless it succeeded first.
+        assert!(store.request_stop(forced, "bob", None).expect("stop"));
+        store
+            .finish_run(
+                forced,
+                &RunEnd {
+                    at: t("2026-01-01T01:32:00Z"),
+                    result: RunResult::Failure,
+                    exit: Some(ExitInfo::Signal(9)),
+                },
+            )
+            .expect("end");
+        let state = &store.lane_states().expect("states")["a"];
+        assert_eq!(state.last_result, Some(RunResult::Cancelled));
+        assert_eq!(state.failure_since, None, "a cancelled run is no failure");
+        assert!(!store.request_stop(forced, "bob", None).expect("ended"));
+        // After its `until` the pause no longer refuses; its end is recorded as expired.
+        assert!(
+            store
+                .begin_run(&start("2026-01-01T02:00:00Z", true))
+                .is_ok()
+        );
+        assert_eq!(
+            store
+                .settle_expired_pauses(t("2026-01-01T02:00:00Z"))
+                .expect("settle"),
+            1
+        );
+        let all = store
+            .pauses_since(Some("a"), Timestamp::UNIX_EPOCH)
+            .expect("pauses");
+        let ends: Vec<_> = all.iter().map(|p| p.ended_by.as_deref()).collect();
+        assert_eq!(ends, [Some(ENDED_REPLACED), Some(ENDED_EXPIRED)]);
+        // A resume says who.
+        store
+            .pause("a", &pause("three", "2026-01-02T00:00:00Z", None))
+            .expect("pause");
+        let resumed = store
+            .resume("a", t("2026-01-02T01:00:00Z"), "carol")
+            .expect("resume");
+        assert_eq!(resumed.map(|p| p.note), Some("three".into()));
+        let last = store
+            .pauses_since(Some("a"), Timestamp::UNIX_EPOCH)
+            .expect("pauses")
+            .pop()
+            .expect("one");
+        assert_eq!(last.ended_by.as_deref(), Some("carol"));
+        assert_eq!(
+            store
+                .resume("a", t("2026-01-02T02:00:00Z"), "carol")
+                .expect("resume"),
+            None
+        );
+        // What-ifs in the past see the pause in force then.
+        let then = store
+            .lane_states_at(t("2026-01-02T00:30:00Z"))
+            .expect("past");
+        assert_eq!(
+            then.states["a"].pause.as_ref().map(|p| p.note.as_str()),
+            Some("three")
+        );
+        let after = store
+            .lane_states_at(t("2026-01-02T01:30:00Z"))
+            .expect("past");
+        assert!(after.states["a"].pause.is_none());
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod grants;
 mod history;
 mod home;
 mod lint;
+mod ops;
 mod parity;
 mod pass;
 mod plugins;

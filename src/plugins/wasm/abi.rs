@@ -406,6 +406,7 @@ pub fn lane_record(s: &LaneState) -> Vec<u8> {
         Some(RunResult::Failure) => 2,
         Some(RunResult::Interrupted) => 3,
         Some(RunResult::Unknown) => 4,
+        Some(RunResult::Cancelled) => 5,
     });
     out.push(match (&s.running, s.starting) {
         (Some(_), _) => 1,
