@@ -156,6 +156,7 @@ impl LaneState {
                 2 => Some("failure".into()),
                 3 => Some("interrupted".into()),
                 4 => Some("unknown".into()),
+                5 => Some("cancelled".into()),
                 _ => None,
             },
             last_exit_code: value(2),
