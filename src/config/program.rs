@@ -11,20 +11,18 @@ pub fn resolve(
     program: &str,
     cwd: &Path,
     env: &BTreeMap<String, String>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, ProgramError> {
     let runnable =
         |p: &Path| p.is_file() && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok();
     if program.contains('/') {
         let path = cwd.join(program);
         return if !path.exists() {
-            Err(format!(
-                "`{program}` does not exist (relative to the lane's cwd {})",
-                cwd.display()
-            ))
+            Err(ProgramError::Missing {
+                program: program.to_string(),
+                cwd: cwd.to_path_buf(),
+            })
         } else if !runnable(&path) {
-            Err(format!(
-                "`{program}` is not executable; `chmod +x` it, or run it through its interpreter (e.g. [sh, {program}])"
-            ))
+            Err(ProgramError::NotExecutable(program.to_string()))
         } else {
             Ok(path)
         };
@@ -46,12 +44,49 @@ pub fn resolve(
         }
     }
     Err(match not_executable {
-        Some(found) => format!(
-            "`{program}` is on PATH as {}, which is not executable; `chmod +x` it",
-            found.display()
-        ),
-        None => format!(
-            "`{program}` is not found on PATH ({search}); install it, give its path, or set command.env.PATH"
-        ),
+        Some(found) => ProgramError::OnPathNotExecutable {
+            program: program.to_string(),
+            found,
+        },
+        None => ProgramError::NotOnPath {
+            program: program.to_string(),
+            search,
+        },
     })
+}
+
+/// Why a lane's program cannot be run; each says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProgramError {
+    /// A path that is not there.
+    #[error("`{program}` does not exist (relative to the lane's cwd {})", cwd.display())]
+    Missing {
+        /// As written.
+        program: String,
+        /// The lane's working directory.
+        cwd: PathBuf,
+    },
+    /// A path to a file without the execute bit.
+    #[error(
+        "`{0}` is not executable; `chmod +x` it, or run it through its interpreter (e.g. [sh, {0}])"
+    )]
+    NotExecutable(String),
+    /// Found on PATH, but not executable.
+    #[error("`{program}` is on PATH as {}, which is not executable; `chmod +x` it", found.display())]
+    OnPathNotExecutable {
+        /// As written.
+        program: String,
+        /// Where it was found.
+        found: PathBuf,
+    },
+    /// Not on PATH.
+    #[error(
+        "`{program}` is not found on PATH ({search}); install it, give its path, or set command.env.PATH"
+    )]
+    NotOnPath {
+        /// As written.
+        program: String,
+        /// The PATH searched.
+        search: String,
+    },
 }

@@ -63,17 +63,23 @@ const TYPES: &[(&str, ParamType)] = &[
 ];
 
 impl FromStr for ParamType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownParamType;
+    fn from_str(s: &str) -> Result<Self, UnknownParamType> {
         TYPES
             .iter()
             .find(|(n, _)| *n == s)
             .map(|(_, t)| *t)
-            .ok_or_else(|| {
-                let names: Vec<&str> = TYPES.iter().map(|(n, _)| *n).collect();
-                format!("unknown parameter type `{s}` (types: {})", names.join(", "))
-            })
+            .ok_or_else(|| UnknownParamType(s.to_string()))
     }
+}
+
+/// A `params()` type that is none of [`TYPES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown parameter type `{0}` (types: {types})", types = type_names())]
+pub struct UnknownParamType(pub String);
+
+fn type_names() -> String {
+    TYPES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
 impl ParamType {
@@ -145,9 +151,9 @@ pub struct ParamSpec {
 }
 
 impl FromStr for ParamSpec {
-    type Err = String;
+    type Err = UnknownParamType;
     /// `"duration"` is required; `"duration?"` is optional.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, UnknownParamType> {
         let (name, required) = match s.strip_suffix('?') {
             Some(n) => (n, false),
             None => (s, true),
