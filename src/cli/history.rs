@@ -5,8 +5,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::output::{clean, or_dash, relative, table};
-use super::{Access, CliError, CliResult, Session, emit};
-use crate::clock::earlier;
+use super::{Access, CliResult, Offset, Session, emit};
 use crate::home::Home;
 use crate::model::decision::holds;
 use crate::model::duration::format_ms;
@@ -72,20 +71,6 @@ struct History {
     pauses: Vec<Paused>,
 }
 
-/// `--since`: a time, or a duration back from `now`.
-fn parse_since(text: &str, now: Timestamp) -> Result<Timestamp, CliError> {
-    if let Ok(t) = text.parse::<Timestamp>() {
-        return Ok(t);
-    }
-    crate::model::duration::parse(text)
-        .map(|d| earlier(now, d))
-        .map_err(|e| {
-            CliError::Usage(format!(
-                "--since `{text}` is neither an RFC 3339 time nor a duration ({e}); write e.g. 2026-05-09T00:00:00Z or 24h"
-            ))
-        })
-}
-
 fn run_of(r: RunRecord) -> Run {
     Run {
         id: r.id,
@@ -120,7 +105,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let since = args
         .since
         .as_deref()
-        .map(|s| parse_since(s, now))
+        .map(|s| super::time_or_offset("--since", s, now, Offset::Back))
         .transpose()?;
     let from = since.unwrap_or(Timestamp::UNIX_EPOCH);
     // Known by its configuration or its record.

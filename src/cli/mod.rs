@@ -106,6 +106,41 @@ impl<E: Into<anyhow::Error>> From<E> for CliError {
 
 type CliResult = Result<i32, CliError>;
 
+/// Which way a duration given for a time counts from now.
+#[derive(Clone, Copy)]
+enum Offset {
+    /// `--since 24h`: that long ago.
+    Back,
+    /// `--until 2h`: that long from now.
+    Ahead,
+}
+
+/// A time flag's value: an RFC 3339 time, or a duration from `now` (back or ahead).
+fn time_or_offset(
+    flag: &str,
+    text: &str,
+    now: jiff::Timestamp,
+    way: Offset,
+) -> Result<jiff::Timestamp, CliError> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    crate::model::duration::parse(text)
+        .map(|d| match way {
+            Offset::Back => crate::clock::earlier(now, d),
+            Offset::Ahead => crate::clock::later(now, d),
+        })
+        .map_err(|e| {
+            CliError::Usage(format!(
+                "{flag} `{text}` is neither an RFC 3339 time nor a duration ({e}); write e.g. 2026-05-10T06:00:00Z or {}",
+                match way {
+                    Offset::Back => "24h",
+                    Offset::Ahead => "2h",
+                }
+            ))
+        })
+}
+
 /// Parses the arguments, runs the command and returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {

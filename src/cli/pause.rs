@@ -3,11 +3,8 @@
 //! The pause is stored, so it outlives restarts and reloads, and the daemon is woken at once
 //! (through the home's wake file) so it decides again without waiting for its next pass.
 
-use jiff::Timestamp;
-
 use super::output::clean;
-use super::{Access, CliError, CliResult, Session, emit, operator, wake_daemon};
-use crate::clock::later;
+use super::{Access, CliError, CliResult, Offset, Session, emit, operator, wake_daemon};
 use crate::home::Home;
 use crate::model::decision::pause_words;
 use crate::state::{Pause, Store};
@@ -38,20 +35,6 @@ pub struct ResumeArgs {
     all: bool,
 }
 
-/// `--until`: a time, or a duration from `now`.
-fn parse_until(text: &str, now: Timestamp) -> Result<Timestamp, CliError> {
-    if let Ok(t) = text.parse::<Timestamp>() {
-        return Ok(t);
-    }
-    crate::model::duration::parse(text)
-        .map(|d| later(now, d))
-        .map_err(|e| {
-            CliError::Usage(format!(
-                "--until `{text}` is neither an RFC 3339 time nor a duration ({e}); write e.g. 2026-05-10T06:00:00+02:00 or 2h"
-            ))
-        })
-}
-
 /// The lanes named, or every configured lane with `all`.
 fn lane_names(session: &Session, names: &[String], all: bool) -> Result<Vec<String>, CliError> {
     if all {
@@ -79,7 +62,7 @@ pub fn pause(home: &Home, args: PauseArgs) -> CliResult {
     let until = args
         .until
         .as_deref()
-        .map(|t| parse_until(t, now))
+        .map(|t| super::time_or_offset("--until", t, now, Offset::Ahead))
         .transpose()?;
     if let Some(u) = until
         && u <= now
