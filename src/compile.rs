@@ -161,6 +161,10 @@ pub struct Lane {
     pub retry: Option<Retry>,
     /// The command.
     pub command: Command,
+    /// Commands run on its events (its own, else `lanekeeper.yaml`'s).
+    pub hooks: crate::model::hook::Hooks,
+    /// Deferred this long without a break: `on_give_up` fires.
+    pub give_up_after: Option<Duration>,
     /// Fingerprints of this lane's file and of each plugin it uses.
     pub fingerprints: crate::model::decision::Fingerprints,
     /// Where its settings were written.
@@ -231,6 +235,8 @@ fn compile(
         priority: spec.priority,
         retry: spec.retry,
         command: spec.command,
+        hooks: spec.hooks,
+        give_up_after: spec.give_up_after,
         fingerprints: Arc::new(fingerprints),
         places: spec.places,
     })

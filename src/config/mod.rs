@@ -291,6 +291,10 @@ pub(crate) struct LaneSpec {
     pub priority: i64,
     pub retry: Option<Retry>,
     pub command: Command,
+    /// Its hooks: its own, else `lanekeeper.yaml`'s.
+    pub hooks: crate::model::hook::Hooks,
+    /// Deferred this long without a break: `on_give_up`.
+    pub give_up_after: Option<std::time::Duration>,
     /// The rules file's content hash.
     pub hash: String,
     /// Its preconditions, as references to plugins.
@@ -387,6 +391,17 @@ pub(crate) fn spec(
         Some(Retry { delay, window })
     });
 
+    let give_up_after = raw
+        .give_up_after
+        .as_ref()
+        .and_then(|d| settings::positive(p, "give_up_after", d, duration::MAX, diags));
+    let mut hooks = settings.hooks.clone();
+    for (event, written) in raw.hooks() {
+        if let Some(h) = written {
+            *hooks.slot(event) = settings::compile_hook(p, event, h, diags);
+        }
+    }
+
     let cmd = &raw.command.value;
     let argv: Vec<String> = cmd.argv.value.iter().map(|a| a.value.clone()).collect();
     if argv.first().is_none_or(String::is_empty) {
@@ -453,6 +468,8 @@ pub(crate) fn spec(
         priority: raw.priority.unwrap_or(lane::DEFAULT_PRIORITY),
         retry,
         command,
+        hooks,
+        give_up_after,
         hash,
         cron_at: sched.cron.as_ref().map(|c| c.referenced),
         places: lane::Places {

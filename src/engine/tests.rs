@@ -90,6 +90,8 @@ fn lane(name: &str, every: Option<Duration>, gates: Vec<GateBinding>) -> Lane {
         },
         fingerprints: Arc::default(),
         places: Default::default(),
+        hooks: Default::default(),
+        give_up_after: None,
     }
 }
 
