@@ -86,6 +86,9 @@ struct Explanation {
     /// The lane's latest run (live explain), so a stopped or failed run is in view.
     #[serde(skip_serializing_if = "Option::is_none")]
     last_run: Option<RunRecord>,
+    /// The lane's latest hook firing (live explain): event, what fired it, how it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_hook: Option<crate::state::HookFiring>,
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
@@ -144,6 +147,10 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         None => session.store.recent_runs(&lane.name, 1)?.pop(),
         Some(_) => None,
     };
+    let last_hook = match at {
+        None => session.store.last_hook(&lane.name)?,
+        Some(_) => None,
+    };
     let paused = match at {
         None => session
             .store
@@ -156,6 +163,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let explanation = Explanation {
         paused,
         last_run,
+        last_hook,
         to_fire: decision.hints(),
         evaluation,
         dispatch,
@@ -252,6 +260,21 @@ fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
             r.started_at,
             how,
             r.exit.map(|x| format!(", {x}")).unwrap_or_default(),
+            e.decision.lane
+        ));
+    }
+    if let Some(h) = &e.last_hook {
+        out.push_str(&format!(
+            "\nlast hook: {} ({}) at {}: {}{}; its output is in state/hooks/{}.log\n",
+            h.event.key(),
+            clean(&h.key),
+            h.at,
+            h.result
+                .map_or("running, or its runner died", |r| r.as_str()),
+            h.detail
+                .as_deref()
+                .map(|d| format!(" ({})", clean(d)))
+                .unwrap_or_default(),
             e.decision.lane
         ));
     }

@@ -7,11 +7,12 @@
 //! Then the triggers that the groups allow are dispatched through the same code as `fire`.
 
 mod changelog;
+mod hooks;
 mod recovery;
 mod reload;
 mod retries;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, RwLock};
@@ -64,6 +65,8 @@ pub enum Event {
     /// A command changed what the store says about a lane (`pause`, `resume`, `stop`): decide
     /// again now.
     Wake,
+    /// A hook ended: its firing's row id, the firing and how it ended.
+    HookEnded(i64, dispatch::hook::Firing, dispatch::hook::Outcome),
 }
 
 /// Why the daemon could not start.
@@ -168,6 +171,13 @@ struct Daemon {
     /// Lanes whose start failed in the last pass, with the wait before the next attempt: no
     /// event follows a failed start, so the loop must wake for it itself.
     start_backoff: HashMap<String, Duration>,
+    /// Hook firings handled (run or found claimed), so a pass does not ask the store again.
+    hooks_seen: HashSet<(String, crate::state::HookEvent, String)>,
+    /// Each lane's deferral episode in progress, by its start, for when the store could not
+    /// record it yet.
+    open_deferrals: HashMap<String, Timestamp>,
+    /// Hooks still running; `run --once` and shutdown wait for them.
+    hooks_running: usize,
     _lock: LaneLock,
 }
 
@@ -234,6 +244,9 @@ impl Daemon {
                 pending: Vec::new(),
                 retries: retries::Retries::default(),
                 start_backoff: HashMap::new(),
+                hooks_seen: HashSet::new(),
+                open_deferrals: HashMap::new(),
+                hooks_running: 0,
                 _lock: lock,
             },
             rx,
@@ -322,6 +335,12 @@ impl Daemon {
         self.runs.remove(lane);
         if let Some(Ok(r)) = report {
             self.metrics.observe_run(lane, r);
+            if matches!(
+                r.result,
+                crate::state::RunResult::Failure | crate::state::RunResult::Interrupted
+            ) {
+                self.failed_run(lane, r.run_id, Some(r));
+            }
         }
     }
 
@@ -330,6 +349,7 @@ impl Daemon {
             Event::RunEnded(lane, report) => self.ended(&lane, report.as_ref()),
             Event::Reload(why) => self.reload(why).await,
             Event::Wake => tracing::debug!("Woken by a command; deciding again."),
+            Event::HookEnded(id, firing, outcome) => self.hook_ended(id, &firing, &outcome),
         }
     }
 
@@ -388,6 +408,7 @@ impl Daemon {
             Origin::Daemon
         };
         self.record(&decisions, origin);
+        self.pass_hooks(&decisions, &states, now);
         self.prune(now);
         if !self.stopping {
             let triggers: Vec<&Decision> = decisions
@@ -456,6 +477,7 @@ impl Daemon {
                 "Retries exhausted: the retry window is used up; the lane waits for its normal schedule."
             );
             self.metrics.observe_retries_exhausted(&e.lane);
+            self.retries_given_up(&e.lane, e.failing_since);
         }
     }
 
@@ -487,15 +509,20 @@ impl Daemon {
             let task = tokio::task::spawn_local(async move {
                 dispatch::start(&home, &spec, SupervisorLog::Inherit).await
             });
-            starting.push((lane, source, task));
+            let forced = (decision.source == Some(engine::TriggerSource::StarvationGuard))
+                .then(|| (*decision).clone());
+            starting.push((lane, source, task, forced));
         }
-        for (lane, source, task) in starting {
+        for (lane, source, task, forced) in starting {
             let started = task.await.unwrap_or_else(|e| {
                 Err(DispatchError::Supervisor {
                     lane: lane.name.clone(),
                     message: format!("the start was lost: {e}"),
                 })
             });
+            if let (Some(d), Ok(Start::Running(run))) = (&forced, &started) {
+                self.forced_run(d, run.run_id);
+            }
             self.started(lane, source, started, failed_before);
         }
     }
@@ -618,7 +645,7 @@ impl Daemon {
         deadline: Option<tokio::time::Instant>,
     ) -> Vec<(String, Result<RunReport, String>)> {
         let mut ended = Vec::new();
-        while !self.runs.is_empty() {
+        while !self.runs.is_empty() || self.hooks_running > 0 {
             let event = match deadline {
                 Some(at) => tokio::select! {
                     e = events.recv() => e,
@@ -632,6 +659,9 @@ impl Daemon {
                     if let Some(r) = report {
                         ended.push((lane, r));
                     }
+                }
+                Some(Event::HookEnded(id, firing, outcome)) => {
+                    self.hook_ended(id, &firing, &outcome)
                 }
                 Some(Event::Reload(_) | Event::Wake) => {}
                 None => break,
