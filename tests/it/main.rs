@@ -17,6 +17,7 @@ mod docs;
 mod grants;
 mod history;
 mod home;
+mod hooks;
 mod lint;
 mod ops;
 mod parity;
