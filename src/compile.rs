@@ -165,6 +165,8 @@ pub struct Lane {
     pub hooks: crate::model::hook::Hooks,
     /// Deferred this long without a break: `on_give_up` fires.
     pub give_up_after: Option<Duration>,
+    /// Values its lane file took from the environment (`${VAR}`), for `explain`.
+    pub env: Vec<config::env::EnvRef>,
     /// Fingerprints of this lane's file and of each plugin it uses.
     pub fingerprints: crate::model::decision::Fingerprints,
     /// Where its settings were written.
@@ -237,6 +239,7 @@ fn compile(
         command: spec.command,
         hooks: spec.hooks,
         give_up_after: spec.give_up_after,
+        env: spec.env,
         fingerprints: Arc::new(fingerprints),
         places: spec.places,
     })

@@ -89,6 +89,10 @@ struct Explanation {
     /// The lane's latest hook firing (live explain): event, what fired it, how it ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     last_hook: Option<crate::state::HookFiring>,
+    /// Values the lane file and `lanekeeper.yaml` took from the environment, by variable (a
+    /// secret's value left out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    from_environment: Vec<crate::config::env::EnvRef>,
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
@@ -164,6 +168,12 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         paused,
         last_run,
         last_hook,
+        from_environment: lane
+            .env
+            .iter()
+            .chain(session.config.settings.env.iter())
+            .cloned()
+            .collect(),
         to_fire: decision.hints(),
         evaluation,
         dispatch,
@@ -277,6 +287,12 @@ fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
                 .unwrap_or_default(),
             e.decision.lane
         ));
+    }
+    if !e.from_environment.is_empty() {
+        out.push_str("\nvalues from the environment (as the loading process saw it):\n");
+        for r in &e.from_environment {
+            out.push_str(&format!("  {}\n", clean(&r.describe())));
+        }
     }
     if !e.to_fire.is_empty() {
         out.push_str("\nwhat would have to change for it to fire:\n");

@@ -153,6 +153,8 @@ pub struct Settings {
     pub cgroup: CgroupSetting,
     /// Hooks for every lane that declares none of its own for the event.
     pub hooks: crate::model::hook::Hooks,
+    /// Values `lanekeeper.yaml` took from the environment.
+    pub env: Vec<super::env::EnvRef>,
 }
 
 /// `cgroup:` in lanekeeper.yaml: where each run gets its own cgroup v2, so a stop or timeout
@@ -203,6 +205,7 @@ impl Default for Settings {
             plugin_grants: BTreeMap::new(),
             cgroup: CgroupSetting::Auto,
             hooks: crate::model::hook::Hooks::default(),
+            env: Vec::new(),
         }
     }
 }
@@ -433,6 +436,17 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
             return settings;
         }
     };
+    let before = diags.len();
+    let substituted = super::env::substitute(path, &text, &super::env_var, diags);
+    diags.substituted(path, substituted.shifts.clone());
+    settings.env = substituted.refs;
+    if diags.has_errors_since(before) {
+        return settings;
+    }
+    let text = substituted.text;
+    if let Some(tree) = yaml::tree(path, &text, &mut Diagnostics::default()) {
+        super::env::check_keys(path, &tree, &substituted.shifts, diags);
+    }
     let Some(raw) = yaml::parse::<Option<RawSettings>>(path, &text, diags).flatten() else {
         return settings;
     };

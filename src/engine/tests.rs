@@ -92,6 +92,7 @@ fn lane(name: &str, every: Option<Duration>, gates: Vec<GateBinding>) -> Lane {
         places: Default::default(),
         hooks: Default::default(),
         give_up_after: None,
+        env: Vec::new(),
     }
 }
 

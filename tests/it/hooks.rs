@@ -244,7 +244,7 @@ fn a_hanging_hook_does_not_delay_the_passes_and_is_stopped_at_its_timeout_logged
     home.lane(
         "ticker",
         "schedule: { every: 1h }\nrecheck: 100ms\npreconditions:\n  - use: gate\n\
-         on_defer: { argv: [sh, -c, 'echo $$ > \"$LANEKEEPER_HOME/hook.pid\"; exec sleep 600'], timeout: 3s }\n\
+         on_defer: { argv: [sh, -c, 'echo $$$$ > \"$LANEKEEPER_HOME/hook.pid\"; exec sleep 600'], timeout: 3s }\n\
          command: { argv: [\"true\"] }\n",
     );
     let _daemon = Daemon::start_with(&home, &["--listen", "127.0.0.1:0"]);

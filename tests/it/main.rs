@@ -14,6 +14,7 @@ mod chain;
 mod daemon;
 mod dispatch;
 mod docs;
+mod env_overrides;
 mod grants;
 mod history;
 mod home;
