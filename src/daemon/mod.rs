@@ -297,7 +297,7 @@ impl Daemon {
                 }
             };
             if self.once {
-                let runs = self.drain(&mut events, None).await;
+                let runs = self.drain(&mut events, None, true).await;
                 return Ok(OnceReport { decisions, runs });
             }
             let sleep = wake.duration_since(self.clock.now()).clamp(
@@ -638,14 +638,16 @@ impl Daemon {
         }
     }
 
-    /// Waits for this daemon's runs to end (all of them, or until `deadline`).
+    /// Waits for this daemon's runs to end (all of them, or until `deadline`), and for its
+    /// hooks too with `hooks`.
     async fn drain(
         &mut self,
         events: &mut UnboundedReceiver<Event>,
         deadline: Option<tokio::time::Instant>,
+        hooks: bool,
     ) -> Vec<(String, Result<RunReport, String>)> {
         let mut ended = Vec::new();
-        while !self.runs.is_empty() || self.hooks_running > 0 {
+        while !self.runs.is_empty() || (hooks && self.hooks_running > 0) {
             let event = match deadline {
                 Some(at) => tokio::select! {
                     e = events.recv() => e,
@@ -679,7 +681,7 @@ impl Daemon {
         let timeout = self.config.settings.shutdown_timeout;
         tracing::info!(signal = why, running = self.runs.len(), timeout = %config::duration::format(timeout), "Shutting down: no new runs; waiting for running children.");
         let deadline = tokio::time::Instant::now().checked_add(timeout);
-        let mut runs = self.drain(events, deadline).await;
+        let mut runs = self.drain(events, deadline, true).await;
         if !self.runs.is_empty() {
             tracing::warn!(
                 running = self.runs.len(),
@@ -688,7 +690,8 @@ impl Daemon {
             for stop in self.runs.values() {
                 stop.stop(Signal::SIGTERM);
             }
-            runs.extend(self.drain(events, None).await);
+            // Hooks still running are not waited for again: they end with the daemon.
+            runs.extend(self.drain(events, None, false).await);
         }
         tracing::info!("Daemon stopped.");
         Ok(OnceReport {
