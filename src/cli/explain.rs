@@ -181,11 +181,14 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         episode,
         changed_since,
     };
-    if args.json {
-        emit(&format!("{}\n", serde_json::to_string(&explanation)?))?;
+    // A secret from the environment may sit in a URL, a detail or evidence: never printed.
+    let secrets = explanation.from_environment.clone();
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string(&explanation)?)
     } else {
-        emit(&render_all(&explanation, at.is_some(), now))?;
-    }
+        render_all(&explanation, at.is_some(), now)
+    };
+    emit(&crate::config::env::redact(&text, &secrets))?;
     Ok(0)
 }
 

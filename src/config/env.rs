@@ -27,6 +27,10 @@ pub struct EnvRef {
     /// KEY), which is never shown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// A secret's value, kept only so that `explain` can take it out of everything it prints
+    /// (a URL or a detail may carry it); never serialized.
+    #[serde(skip)]
+    pub(crate) secret: Option<String>,
 }
 
 impl EnvRef {
@@ -42,6 +46,26 @@ impl EnvRef {
             self.variable, self.file, self.line, self.col
         )
     }
+}
+
+/// `text` with every secret value of `refs` replaced by its `${NAME}`, as written and as JSON
+/// escapes it.
+pub fn redact(text: &str, refs: &[EnvRef]) -> String {
+    let mut out = text.to_string();
+    for r in refs {
+        let Some(secret) = r.secret.as_deref().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let name = format!("${{{}}}", r.variable);
+        out = out.replace(secret, &name);
+        if let Ok(quoted) = serde_json::to_string(secret) {
+            let escaped = &quoted[1..quoted.len() - 1];
+            if escaped != secret {
+                out = out.replace(escaped, &name);
+            }
+        }
+    }
+    out
 }
 
 /// Whether a variable's name says it holds a secret, so its value is never shown.
@@ -215,6 +239,7 @@ fn env_ref(path: &Path, line: u64, col: u64, name: &str, value: &str, defaulted:
         col,
         defaulted,
         value: (!is_secret(name)).then(|| value.to_string()),
+        secret: is_secret(name).then(|| value.to_string()),
     }
 }
 

@@ -157,3 +157,22 @@ fn explain_names_the_variables_and_never_shows_a_secret() {
         "{v}"
     );
 }
+
+#[test]
+fn a_secret_in_a_probed_url_is_left_out_of_everything_explain_prints() {
+    let home = Home::standard();
+    let url = crate::harness::closed_port_url();
+    home.lane(
+        "job",
+        &format!(
+            "schedule: {{ every: 1h }}\npreconditions:\n  - use: provider-probe\n    with: {{ url: \"{url}v1?key=${{PROBE_SECRET}}\", timeout: 1s }}\ncommand: {{ argv: [\"true\"] }}\n"
+        ),
+    );
+    let vars = [("PROBE_SECRET", "hush-789")];
+    for args in [&["explain", "job"][..], &["explain", "job", "--json"]] {
+        let out = ok_with_env(&home, &vars, args);
+        assert!(out.contains("provider-unreachable"), "{out}");
+        assert!(!out.contains("hush-789"), "{out}");
+        assert!(out.contains("key=${PROBE_SECRET}"), "{out}");
+    }
+}

@@ -343,3 +343,25 @@ fn hooks_are_checked_at_their_place_and_lanekeeper_yaml_gives_defaults_a_lane_ov
     lines.sort_unstable();
     assert_eq!(lines, ["default", "own"]);
 }
+
+#[test]
+fn the_shipped_notify_webhook_job_posts_the_event() {
+    let home = Home::new();
+    let job =
+        std::fs::read_to_string(crate::harness::repo().join("jobs/notify-webhook.sh")).unwrap();
+    home.write("jobs/notify-webhook.sh", &job);
+    let server = crate::harness::TestServer::start(200, "ok");
+    home.lane(
+        "flaky",
+        "schedule: { every: 1h }\non_failure: { argv: [sh, jobs/notify-webhook.sh], timeout: 20s }\ncommand: { argv: [\"false\"] }\n",
+    );
+    let out = home
+        .command(&["run", "--once"])
+        .env("LANEKEEPER_WEBHOOK_URL", &server.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(server.hits(), 1);
+    let json: Value = serde_json::from_str(&home.ok(&["explain", "flaky", "--json"])).unwrap();
+    assert_eq!(json["last_hook"]["result"], "success", "{json}");
+}
