@@ -97,6 +97,20 @@ pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
     (config, diags)
 }
 
+impl Config {
+    /// Every value its files took from the environment whose variable is a secret, so that
+    /// commands printing decisions (a probed URL, a detail) can leave them out.
+    pub fn secrets(&self) -> Vec<config::env::EnvRef> {
+        self.lanes
+            .iter()
+            .flat_map(|l| l.env.iter())
+            .chain(self.settings.env.iter())
+            .filter(|r| r.value.is_none())
+            .cloned()
+            .collect()
+    }
+}
+
 struct KnownNames<'a> {
     lanes: &'a BTreeSet<String>,
     settings: &'a Settings,

@@ -423,11 +423,16 @@ fn emit(text: &str) -> Result<(), CliError> {
 }
 
 /// Prints items as JSON, one object per line.
-fn print_json_lines<T: serde::Serialize>(items: &[T]) -> Result<(), CliError> {
+/// One JSON object per line, with the secrets of `redact` (values from the environment) left
+/// out.
+fn print_json_lines<T: serde::Serialize>(
+    items: &[T],
+    redact: &[crate::config::env::EnvRef],
+) -> Result<(), CliError> {
     let mut text = String::new();
     for item in items {
         text.push_str(&serde_json::to_string(item)?);
         text.push('\n');
     }
-    emit(&text)
+    emit(&crate::config::env::redact(&text, redact))
 }

@@ -118,6 +118,8 @@ pub struct OnceReport {
     pub decisions: Vec<Decision>,
     /// Each dispatched run and how it ended.
     pub runs: Vec<(String, Result<RunReport, String>)>,
+    /// The configuration's secrets from the environment, to leave out of what is printed.
+    pub secrets: Vec<crate::config::env::EnvRef>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT, or one pass with `once`. `listen` overrides the
@@ -298,7 +300,11 @@ impl Daemon {
             };
             if self.once {
                 let runs = self.drain(&mut events, None, true).await;
-                return Ok(OnceReport { decisions, runs });
+                return Ok(OnceReport {
+                    decisions,
+                    runs,
+                    secrets: self.config.secrets(),
+                });
             }
             let sleep = wake.duration_since(self.clock.now()).clamp(
                 SignedDuration::ZERO,
@@ -697,6 +703,7 @@ impl Daemon {
         Ok(OnceReport {
             decisions: Vec::new(),
             runs,
+            secrets: Vec::new(),
         })
     }
 }

@@ -169,7 +169,11 @@ fn a_secret_in_a_probed_url_is_left_out_of_everything_explain_prints() {
         ),
     );
     let vars = [("PROBE_SECRET", "hush-789")];
-    for args in [&["explain", "job"][..], &["explain", "job", "--json"]] {
+    for args in [
+        &["explain", "job"][..],
+        &["explain", "job", "--json"],
+        &["check", "job", "--json"],
+    ] {
         let out = ok_with_env(&home, &vars, args);
         assert!(out.contains("provider-unreachable"), "{out}");
         assert!(!out.contains("hush-789"), "{out}");
