@@ -287,6 +287,17 @@ fn a_hanging_hook_does_not_delay_the_passes_and_is_stopped_at_its_timeout_logged
     );
     assert_eq!(hooks_total(&base, "ticker", "defer", "timeout"), Some(1.0));
     assert_eq!(hooks_total(&base, "ticker", "defer", "success"), Some(0.0));
+    // No pass took long: the hook's three seconds were spent beside the loop.
+    let body = reqwest::blocking::get(format!("{base}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let longest: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("lanekeeper_pass_max_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("lanekeeper_pass_max_seconds");
+    assert!(longest < 1.0, "a pass took {longest}s");
     assert_eq!(log.matches("Hook started.").count(), 1, "{log}");
     let json: Value = serde_json::from_str(&home.ok(&["explain", "ticker", "--json"])).unwrap();
     assert_eq!(json["last_hook"]["result"], "timeout", "{json}");
