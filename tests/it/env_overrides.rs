@@ -179,4 +179,9 @@ fn a_secret_in_a_probed_url_is_left_out_of_everything_explain_prints() {
         assert!(!out.contains("hush-789"), "{out}");
         assert!(out.contains("key=${PROBE_SECRET}"), "{out}");
     }
+    let text = ok_with_env(&home, &vars, &["explain", "job"]);
+    assert!(
+        text.contains("${PROBE_SECRET} at ") && text.contains("= (secret, not shown)"),
+        "the variable is named, its value not:\n{text}"
+    );
 }
