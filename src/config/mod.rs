@@ -421,7 +421,7 @@ pub(crate) fn spec(
     let mut hooks = settings.hooks.clone();
     for (event, written) in raw.hooks() {
         if let Some(h) = written {
-            *hooks.slot(event) = settings::compile_hook(p, event, h, diags);
+            *hooks.slot(event) = settings::compile_hook(p, home.root(), event, h, diags);
         }
     }
 

@@ -457,7 +457,7 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
         (HookEvent::Defer, &raw.on_defer),
     ] {
         if let Some(h) = written {
-            *settings.hooks.slot(event) = compile_hook(path, event, h, diags);
+            *settings.hooks.slot(event) = compile_hook(path, home, event, h, diags);
         }
     }
     for (name, metric) in raw.metrics {
@@ -800,6 +800,7 @@ pub struct ListenError(pub String);
 /// Checks a hook as written: a program, no NUL, a positive timeout.
 pub(crate) fn compile_hook(
     path: &std::path::Path,
+    home: &std::path::Path,
     event: HookEvent,
     raw: &Spanned<super::lane::RawHook>,
     diags: &mut Diagnostics,
@@ -844,5 +845,20 @@ pub(crate) fn compile_hook(
         )?,
         None => DEFAULT_HOOK_TIMEOUT,
     };
+    // As for a lane's program: a warning only, the daemon's PATH may differ.
+    if let Some(program) = raw.value.argv.value.first()
+        && !program.value.is_empty()
+        && !program.value.contains('\0')
+        && let Err(why) = super::program::resolve(&program.value, home, &BTreeMap::new())
+    {
+        diags.push(
+            Diagnostic::yaml(
+                path,
+                program.referenced,
+                format!("{}: {why}; the hook will fail to start", event.key()),
+            )
+            .warning(),
+        );
+    }
     (!diags.has_errors_since(before)).then_some(Hook { argv, timeout })
 }

@@ -376,3 +376,20 @@ fn the_shipped_notify_webhook_job_posts_the_event() {
     let json: Value = serde_json::from_str(&home.ok(&["explain", "flaky", "--json"])).unwrap();
     assert_eq!(json["last_hook"]["result"], "success", "{json}");
 }
+
+#[test]
+fn validate_warns_about_a_hook_program_it_cannot_find() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        "schedule: { every: 1h }\non_failure: { argv: [no-such-notifier-x] }\ncommand: { argv: [\"true\"] }\n",
+    );
+    let out = home.run(&["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "a warning only:\n{stderr}");
+    assert!(
+        stderr.contains("rules/a.yaml:2:22: warning: on_failure: ")
+            && stderr.contains("the hook will fail to start"),
+        "{stderr}"
+    );
+}
