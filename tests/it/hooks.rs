@@ -393,3 +393,26 @@ fn validate_warns_about_a_hook_program_it_cannot_find() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_failing_hook_is_logged_and_shown_by_explain() {
+    let home = Home::new();
+    home.lane(
+        "a",
+        "schedule: { every: 1h }\non_failure: { argv: [sh, -c, 'echo no webhook >&2; exit 4'] }\ncommand: { argv: [\"false\"] }\n",
+    );
+    let out = home.run(&["run", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("Hook failed: exit 4") && l.contains("lane=a")),
+        "{stderr}"
+    );
+    let json: Value = serde_json::from_str(&home.ok(&["explain", "a", "--json"])).unwrap();
+    assert_eq!(json["last_hook"]["result"], "failure", "{json}");
+    assert_eq!(json["last_hook"]["detail"], "exit 4", "{json}");
+    let log = std::fs::read_to_string(home.path().join("state/hooks/a.log")).unwrap();
+    assert!(log.contains("no webhook"), "{log}");
+}
