@@ -116,7 +116,8 @@ pub fn substitute(
                     out.push_str(&rest);
                     break;
                 }
-                (None, '"' | '\'') => quote = Some(c),
+                // A quote opens a quoted scalar only where a scalar starts (`don't` is plain).
+                (None, '"' | '\'') if starts_scalar(&chars[..j]) => quote = Some(c),
                 (Some('"'), '\\') if j + 1 < chars.len() => {
                     out.push(c);
                     out.push(chars[j + 1]);
@@ -243,6 +244,16 @@ fn env_ref(path: &Path, line: u64, col: u64, name: &str, value: &str, defaulted:
     }
 }
 
+/// Whether a scalar can start after `before` on its line: at its start, or after `:`, `-`,
+/// `[`, `{`, `,` and spaces.
+fn starts_scalar(before: &[char]) -> bool {
+    before
+        .iter()
+        .rev()
+        .find(|c| !c.is_whitespace())
+        .is_none_or(|c| matches!(c, ':' | '-' | '[' | '{' | ','))
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
@@ -319,10 +330,15 @@ mod tests {
 
     #[test]
     fn substitutes_values_defaults_and_escapes() {
-        let (s, d) = sub("a: ${DIR}/b\nb: ${NOPE:-7} # ${NOPE}\nc: \"$$HOME ${API_TOKEN}\"\n");
+        let (s, d) = sub(
+            "a: ${DIR}/b\nb: ${NOPE:-7} # ${NOPE}\nc: \"$$HOME ${API_TOKEN}\"\nd: don't ${NOPE:-it's}\n",
+        );
         assert!(d.is_empty(), "{d}");
-        assert_eq!(s.text, "a: /srv/x/b\nb: 7 # ${NOPE}\nc: \"$HOME s3cret\"\n");
-        assert_eq!(s.refs.len(), 3);
+        assert_eq!(
+            s.text,
+            "a: /srv/x/b\nb: 7 # ${NOPE}\nc: \"$HOME s3cret\"\nd: don't it's\n"
+        );
+        assert_eq!(s.refs.len(), 4);
         assert_eq!(s.refs[2].value, None, "a secret is not kept");
         assert!(s.refs[1].defaulted);
     }
