@@ -11,6 +11,9 @@ use crate::dispatch::hook::{self, Firing};
 use crate::engine::Decision;
 use crate::state::{HookEvent, LaneStates, RunResult, Store};
 
+/// How many handled firings are remembered in memory before starting afresh.
+const MAX_SEEN: usize = 10_000;
+
 /// The key of a deferral episode: when it began.
 fn episode_key(start: Timestamp) -> String {
     format!("deferral:{start}")
@@ -49,6 +52,10 @@ impl Daemon {
                 return;
             }
         };
+        if self.hooks_seen.len() >= MAX_SEEN {
+            // Only a shortcut: the store still says what was handled.
+            self.hooks_seen.clear();
+        }
         self.hooks_seen.insert(seen);
         self.hooks_running += 1;
         tracing::info!(lane = %firing.lane, event = firing.event.as_str(), key = %firing.key, "Hook started.");
