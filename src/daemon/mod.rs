@@ -34,8 +34,8 @@ use crate::metrics::Metrics;
 use crate::observe::{LiveObserver, Observer};
 use crate::state::{LaneStates, ReloadStatus, SqliteStore, Store, StoreError};
 
-/// The longest the loop sleeps without a reason, as a guard against clock jumps.
-const MAX_SLEEP: Duration = Duration::from_secs(3600);
+/// The longest the loop sleeps without a reason (shared with simulations).
+const MAX_SLEEP: Duration = engine::wake::MAX_SLEEP;
 /// How long to wait before trying again after a pass failed (e.g. the disk was full).
 const PASS_RETRY: Duration = Duration::from_secs(30);
 /// How many runs start at once: a pass that triggers hundreds of lanes starts their
@@ -428,6 +428,8 @@ impl Daemon {
         if !self.pending.is_empty() {
             wake = wake.min(later(now, RECORD_RETRY));
         }
+        // What a rehearsal (`run --once --at`) needs to take the next step as the loop would.
+        tracing::debug!(at = %wake, "Next pass, unless an event comes first.");
         (decisions, wake)
     }
 
