@@ -1,6 +1,7 @@
 //! The command line (docs/DESIGN.md §5): parsing, one module per command, and the mapping of errors
 //! to messages and exit codes (0 ok, 1 invalid configuration or failure, 2 usage).
 
+mod calendar;
 mod check;
 mod explain;
 mod fire;
@@ -79,6 +80,8 @@ enum Command {
     Run(run::Args),
     /// The JSON Schema of a lane file (default) or of lanekeeper.yaml, for editors and CI.
     Schema(schema::Args),
+    /// The next fire times of each lane, by its schedule and as its window gates allow.
+    Calendar(calendar::Args),
     /// Plugin authoring: `plugin new NAME --rhai|--wasm` writes a working skeleton with a test.
     #[command(subcommand)]
     Plugin(plugin::Command),
@@ -172,6 +175,7 @@ pub fn main() -> i32 {
             Command::Stop(a) => stop::run(&home, a),
             Command::Logs(a) => logs::run(&home, a),
             Command::History(a) => history::run(&home, a),
+            Command::Calendar(a) => calendar::run(&home, a),
             Command::Plugin(c) => plugin::run(&home, c),
             Command::Schema(a) => schema::run(&home, a),
             Command::SuperviseRun => Ok(crate::dispatch::supervisor::main(&home)),
