@@ -13,6 +13,7 @@ mod plugin;
 mod record;
 mod run;
 mod schema;
+mod simulate;
 mod status;
 mod stop;
 mod validate;
@@ -82,6 +83,8 @@ enum Command {
     Schema(schema::Args),
     /// The next fire times of each lane, by its schedule and as its window gates allow.
     Calendar(calendar::Args),
+    /// Run the engine over simulated time, answered from facts; print each lane's timeline.
+    Simulate(simulate::Args),
     /// Plugin authoring: `plugin new NAME --rhai|--wasm` writes a working skeleton with a test.
     #[command(subcommand)]
     Plugin(plugin::Command),
@@ -175,6 +178,7 @@ pub fn main() -> i32 {
             Command::Stop(a) => stop::run(&home, a),
             Command::Logs(a) => logs::run(&home, a),
             Command::History(a) => history::run(&home, a),
+            Command::Simulate(a) => simulate::run(&home, a),
             Command::Calendar(a) => calendar::run(&home, a),
             Command::Plugin(c) => plugin::run(&home, c),
             Command::Schema(a) => schema::run(&home, a),
