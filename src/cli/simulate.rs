@@ -29,8 +29,9 @@ pub struct Args {
     /// A pass every DURATION instead of the daemon's wake rule.
     #[arg(long, value_name = "DURATION")]
     step: Option<String>,
-    /// Run lengths, e.g. `backup=10m,sandman=1h` (`0` ends a run as it starts). Default: the
-    /// median of the lane's recorded successful runs, else its command.timeout.
+    /// Run lengths, e.g. `backup=10m,sandman=1h,*=5m` (`*`: every other lane; `0`: a run ends
+    /// as it starts). Default: the median of the lane's recorded successful runs, else its
+    /// command.timeout.
     #[arg(long, value_name = "LANE=DURATION,...")]
     durations: Option<String>,
     /// What probes answer, metrics read and runs do, over time (YAML; see docs/DESIGN.md §5).

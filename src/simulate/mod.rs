@@ -110,21 +110,21 @@ pub struct Plan {
 /// How many recorded runs the median is taken over.
 const MEDIAN_OVER: usize = 50;
 
-/// Each lane's run length: `given` (`--durations`), else the median of its recorded
-/// successful runs, else its `command.timeout`.
+/// Each lane's run length: `given` (`--durations`; `*` for every lane not named), else the
+/// median of its recorded successful runs, else its `command.timeout`.
 pub fn run_lengths(
     lanes: &[Lane],
     given: &BTreeMap<String, Duration>,
     store: &dyn Store,
 ) -> Result<BTreeMap<String, RunLength>, SimError> {
-    for name in given.keys() {
+    for name in given.keys().filter(|n| *n != "*") {
         if !lanes.iter().any(|l| &l.name == name) {
             return Err(unknown_lane("--durations", name, lanes));
         }
     }
     let mut out = BTreeMap::new();
     for lane in lanes {
-        let length = match given.get(&lane.name) {
+        let length = match given.get(&lane.name).or_else(|| given.get("*")) {
             Some(d) => RunLength {
                 length: *d,
                 basis: "given".into(),

@@ -29,6 +29,7 @@ mod scaffold;
 mod schedule;
 mod schema;
 mod shipped;
+mod simulate;
 mod state;
 mod terminal;
 mod validation;
