@@ -272,7 +272,7 @@ fn lane_text(
             d.from,
             0,
             format!(
-                "deferred  {} at {}, {} {}: {}",
+                "deferred  {} at {}, {}, {}: {}",
                 clean(&d.reason),
                 clean(&d.gate),
                 until,
