@@ -51,9 +51,9 @@ impl ScriptedServer {
     }
 }
 
-/// Six lanes whose gates depend only on time, windows, recorded state and one HTTP probe:
+/// Seven lanes whose gates depend only on time, windows, recorded state and one HTTP probe:
 /// a group, a hard and a soft window (and the starvation guard), a probe that fails for a
-/// while, a contention gate, and a lane whose runs fail and are retried. Intervals and
+/// while, a contention gate, a cron lane, and a lane whose runs fail and are retried. Intervals and
 /// rechecks are uneven, so the wake times of different lanes rarely meet.
 fn scenario(home: &Home, url: &str) {
     let cmd = "command:\n  argv: [\"true\"]\n  timeout: 1m\n";
@@ -84,6 +84,11 @@ fn scenario(home: &Home, url: &str) {
         &format!(
             "schedule:\n  every: 5h\npreconditions:\n  - use: contention\n    with: {{ peers: [backup] }}\nrecheck: 7m\n{cmd}"
         ),
+    );
+    // At 07:31 past every third hour: off the whole minutes where the other lanes wake.
+    home.lane(
+        "sweep",
+        &format!("schedule:\n  cron: \"31 7 */3 * * *\"\n{cmd}"),
     );
     home.lane(
         "flaky",
@@ -389,7 +394,12 @@ fn simulation_and_daemon_agree() {
         .values()
         .flat_map(|t| t.triggers.iter().map(|x| x.1.clone()))
         .collect();
-    for s in ["periodic-sweep", "starvation-guard", "failed-run-retry"] {
+    for s in [
+        "periodic-sweep",
+        "cron",
+        "starvation-guard",
+        "failed-run-retry",
+    ] {
         assert!(sources.contains(s), "no {s} trigger in {sources:?}");
     }
 
@@ -399,4 +409,364 @@ fn simulation_and_daemon_agree() {
         compare(&daemon, &stepped).is_err(),
         "a fixed 10m step agreed with the daemon"
     );
+}
+
+/// `simulate` with arguments, on `home`: (exit code, stdout, stderr).
+fn sim(home: &Home, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["simulate"];
+    all.extend_from_slice(args);
+    let out = home.run(&all);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_question_the_facts_leave_open_is_an_error_naming_the_lane_gate_and_what_was_asked() {
+    let home = Home::standard();
+    home.lane(
+        "probe",
+        "schedule:\n  every: 1h\npreconditions:\n  - use: provider-probe\n    with: { url: \"http://127.0.0.1:9/x\" }\ncommand:\n  argv: [\"true\"]\n  timeout: 1m\n",
+    );
+    let range = ["--from", "2026-11-01T00:00:00Z", "--to", "1d"];
+    let (code, out, err) = sim(&home, &range);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains(
+            "lane `probe`, gate `provider-probe` asked for http GET http://127.0.0.1:9/x at 2026-11-01T00:00:00Z"
+        ),
+        "{err}"
+    );
+    assert!(out.is_empty(), "no timeline made up: {out}");
+
+    // Answered until noon only: the error comes at noon.
+    home.write(
+        "facts.yaml",
+        "http:\n  \"http://127.0.0.1:9/x\":\n    - { to: 2026-11-01T12:00:00Z, status: 200 }\n",
+    );
+    let facts = home.path().join("facts.yaml");
+    let mut args = range.to_vec();
+    args.extend(["--facts", facts.to_str().expect("utf8")]);
+    let (code, _, err) = sim(&home, &args);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("at 2026-11-01T12:00:00Z"), "{err}");
+
+    // A metric, by its name.
+    let home = Home::standard();
+    home.write(
+        "lanekeeper.yaml",
+        "metrics:\n  queue: { file: state/queue }\n",
+    );
+    home.lane(
+        "busy",
+        "schedule:\n  every: 1h\npreconditions:\n  - use: contention\n    with: { metric: queue, above: 10 }\ncommand:\n  argv: [\"true\"]\n  timeout: 1m\n",
+    );
+    let (code, _, err) = sim(&home, &range);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("lane `busy`, gate `contention` asked for metric queue"),
+        "{err}"
+    );
+    home.write(
+        "facts.yaml",
+        "metrics:\n  queue:\n    - { value: 3 }\n    - { from: 2026-11-01T05:00:00Z, to: 2026-11-01T07:00:00Z, value: 50 }\n",
+    );
+    let facts = home.path().join("facts.yaml");
+    let mut args = range.to_vec();
+    args.extend(["--facts", facts.to_str().expect("utf8"), "--json"]);
+    let (code, out, err) = sim(&home, &args);
+    assert_eq!(code, Some(0), "{err}");
+    let report: Value = serde_json::from_str(&out).expect("json");
+    let lane = &report["lanes"][0];
+    assert_eq!(
+        lane["deferrals"][0]["reason"], "substrate-contended",
+        "{lane}"
+    );
+    assert_eq!(
+        lane["deferrals"][0]["from"], "2026-11-01T05:00:00Z",
+        "{lane}"
+    );
+    assert_eq!(lane["deferrals"][0]["to"], "2026-11-01T07:00:00Z", "{lane}");
+    assert_eq!(lane["run_length_basis"], "timeout", "{lane}");
+
+    // A facts metric the home does not know is a usage error.
+    home.write("facts.yaml", "metrics:\n  qeue: [ { value: 3 } ]\n");
+    let (code, _, err) = sim(&home, &args);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`qeue`"), "{err}");
+}
+
+#[test]
+fn a_simulation_writes_nothing_and_models_runs_from_the_history() {
+    let home = Home::standard();
+    home.lane(
+        "quick",
+        &crate::harness::lane_yaml("1h", "", &crate::harness::sh("sleep 0.2")),
+    );
+    home.lane(
+        "slow",
+        "schedule:\n  every: 1d\ncommand:\n  argv: [\"false\"]\n  timeout: 45m\n",
+    );
+    home.lane("bare", &crate::harness::lane_yaml("1h", "", "[\"true\"]"));
+    let range = ["--from", "2026-11-01T00:00:00Z", "--to", "3h", "--json"];
+
+    // No history: a lane with neither a given length nor a timeout cannot be simulated.
+    let (code, _, err) = sim(&home, &range);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("lane `bare`") && err.contains("--durations bare="),
+        "{err}"
+    );
+    assert!(
+        !home.path().join("state").exists(),
+        "simulate created state/"
+    );
+
+    home.ok(&["run", "--once", "--at", "2026-11-01T00:00:00Z"]);
+    let store = || {
+        ["lanekeeper.db", "lanekeeper.db-wal"]
+            .map(|f| std::fs::read(home.path().join("state").join(f)).unwrap_or_default())
+    };
+    let before = store();
+    let range = ["--from", "2026-11-01T00:10:00Z", "--to", "3h", "--json"];
+    let mut args = range.to_vec();
+    args.extend(["--durations", "bare=5m"]);
+    let (code, out, err) = sim(&home, &args);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(store() == before, "simulate wrote to the store");
+    let report: Value = serde_json::from_str(&out).expect("json");
+    let lane = |name: &str| {
+        report["lanes"]
+            .as_array()
+            .expect("lanes")
+            .iter()
+            .find(|l| l["lane"] == name)
+            .cloned()
+            .expect("lane")
+    };
+    assert_eq!(
+        lane("quick")["run_length_basis"],
+        "median of 1 recorded run"
+    );
+    // Its one recorded run failed: only successful runs give a length.
+    assert_eq!(lane("slow")["run_length_basis"], "timeout");
+    assert_eq!(lane("slow")["run_length"], "45m");
+    assert_eq!(lane("bare")["run_length_basis"], "given");
+    // The history says every lane ran at 00:00, so nothing is due before 01:00.
+    let first = lane("bare")["triggers"][0]["at"]
+        .as_str()
+        .expect("at")
+        .to_string();
+    assert!(first.starts_with("2026-11-01T01:00:00"), "{first}");
+    assert_eq!(lane("slow")["triggers"], serde_json::json!([]));
+}
+
+#[test]
+fn the_text_timeline_is_in_the_lane_zone_and_has_no_progress_bar_when_piped() {
+    let home = Home::standard();
+    home.lane(
+        "night",
+        "schedule:\n  every: 24h\n  timezone: Europe/Berlin\npreconditions:\n  - use: off-peak\n    with: { window: \"01:00-04:00\" }\nrecheck: 30m\ncommand:\n  argv: [\"true\"]\n  timeout: 10m\n",
+    );
+    home.write(
+        "facts.yaml",
+        "runs:\n  night:\n    - { on: 2026-11-02, outcome: failure, duration: 20m }\n",
+    );
+    let facts = home.path().join("facts.yaml");
+    let (code, out, err) = sim(
+        &home,
+        &[
+            "--from",
+            "2026-11-01T12:00:00Z",
+            "--to",
+            "2d",
+            "--facts",
+            facts.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !err.contains("simulating"),
+        "a progress bar on a pipe: {err}"
+    );
+    assert!(
+        out.contains("night  (times in Europe/Berlin; runs last 10m, timeout)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Sun 2026-11-01 13:00:00  deferred  outside-off-peak at off-peak, until Mon 2026-11-02 01:00:00 (12h), 24 checks"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Mon 2026-11-02 01:00:00  trigger   periodic-sweep:86400000"),
+        "{out}"
+    );
+    // The facts make the run on that day (UTC, the facts' zone) take 20m, past its timeout.
+    assert!(
+        out.contains("Mon 2026-11-02 01:00:00  run       10m, failure (timed out)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Tue 2026-11-03 01:00:00  run       10m, success"),
+        "{out}"
+    );
+
+    // --tz shows every lane in one zone.
+    let (_, out, _) = sim(
+        &home,
+        &[
+            "--from",
+            "2026-11-01T12:00:00Z",
+            "--to",
+            "2d",
+            "--tz",
+            "UTC",
+        ],
+    );
+    assert!(out.contains("Mon 2026-11-02 00:00:00  trigger"), "{out}");
+}
+
+#[test]
+fn on_a_terminal_a_long_simulation_shows_progress() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no script(1) to give the binary a terminal");
+        return;
+    }
+    let home = Home::standard();
+    home.lane("tick", &crate::harness::lane_yaml("1h", "", "[\"true\"]"));
+    let cmd = format!(
+        "{} --home {} simulate --from 2026-01-01T00:00:00Z --to 90d --durations '*=0'",
+        env!("CARGO_BIN_EXE_lanekeeper"),
+        home.path().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("simulating"),
+        "no progress bar on a terminal: {text:.400}"
+    );
+    assert!(text.contains("Simulated"), "{text:.400}");
+}
+
+#[test]
+fn calendar_moves_fires_into_windows_and_names_the_gates_it_cannot_foresee() {
+    let home = Home::standard();
+    home.lane(
+        "backup",
+        &crate::harness::lane_yaml("24h", "", "[\"true\"]"),
+    );
+    home.lane(
+        "sandman",
+        "schedule:\n  every: 24h\n  timezone: Europe/Berlin\npreconditions:\n  - use: backup-recency\n    with: { lane: backup, max_age: 36h }\n  - use: off-peak\n    with: { window: \"01:00-06:00\" }\n    soft: true\nmax_deferral: 12h\ncommand:\n  argv: [\"true\"]\n",
+    );
+    home.lane(
+        "hurry",
+        "schedule:\n  every: 24h\npreconditions:\n  - use: off-peak\n    with: { window: \"03:00-04:00\" }\n    soft: true\nmax_deferral: 1h\ncommand:\n  argv: [\"true\"]\n",
+    );
+    let out = home.ok(&[
+        "calendar",
+        "--from",
+        "2026-12-01T20:00:00Z",
+        "--count",
+        "2",
+        "--json",
+    ]);
+    let cal: Value = serde_json::from_str(&out).expect("json");
+    let lane = |name: &str| {
+        cal["lanes"]
+            .as_array()
+            .expect("lanes")
+            .iter()
+            .find(|l| l["lane"] == name)
+            .cloned()
+            .expect("lane")
+    };
+    let sandman = lane("sandman");
+    assert_eq!(
+        sandman["schedule"],
+        serde_json::json!(["2026-12-01T20:00:00Z", "2026-12-02T20:00:00Z"])
+    );
+    // 01:00 Berlin is 00:00Z; the next day counts from the moved fire.
+    assert_eq!(
+        sandman["fires"][0]["at"], "2026-12-02T00:00:00Z",
+        "{sandman}"
+    );
+    assert_eq!(
+        sandman["fires"][0]["moved_by"],
+        serde_json::json!(["off-peak"])
+    );
+    assert_eq!(
+        sandman["fires"][1]["at"], "2026-12-03T00:00:00Z",
+        "{sandman}"
+    );
+    assert_eq!(sandman["assumed"], serde_json::json!(["backup-recency"]));
+    // Held an hour outside its window, the starvation guard waives it.
+    let hurry = lane("hurry");
+    assert_eq!(hurry["fires"][0]["at"], "2026-12-01T21:00:00Z", "{hurry}");
+    assert_eq!(hurry["fires"][0]["forced"], true, "{hurry}");
+    assert_eq!(lane("backup")["assumed"], serde_json::json!([]));
+
+    let text = home.ok(&[
+        "calendar",
+        "sandman",
+        "--from",
+        "2026-12-01T20:00:00Z",
+        "--count",
+        "1",
+    ]);
+    assert!(
+        text.contains("sandman  every 24h (times in Europe/Berlin)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Tue 2026-12-01 21:00:00  Wed 2026-12-02 01:00:00  moved by off-peak"),
+        "{text}"
+    );
+    assert!(
+        text.contains("assumed to pass (they depend on runtime state): backup-recency"),
+        "{text}"
+    );
+}
+
+#[test]
+fn status_shows_an_off_peak_lane_next_due_inside_its_window() {
+    let home = Home::standard();
+    let now = Timestamp::now();
+    let utc = jiff::tz::TimeZone::UTC;
+    let opens = (now + SignedDuration::from_hours(2)).to_zoned(utc.clone());
+    let closes = (now + SignedDuration::from_hours(3)).to_zoned(utc.clone());
+    let window = format!("{}-{}", opens.strftime("%H:%M"), closes.strftime("%H:%M"));
+    home.lane(
+        "night",
+        &format!("schedule:\n  every: 1h\npreconditions:\n  - use: off-peak\n    with: {{ window: \"{window}\" }}\ncommand:\n  argv: [\"true\"]\n"),
+    );
+    let ran = (now - SignedDuration::from_mins(30)).to_string();
+    home.ok(&["record", "night", "--outcome", "success", "--at", &ran]);
+    let expected = opens
+        .with()
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .expect("time")
+        .timestamp();
+    let s = home.status("night");
+    let next: Timestamp = s["next_due_at"]
+        .as_str()
+        .expect("next due")
+        .parse()
+        .expect("time");
+    // By the schedule alone it would be due in 30 minutes, outside the window.
+    assert_eq!(next, expected, "{s}");
+    let text = home.ok(&["status"]);
+    assert!(text.contains("in 1h"), "{text}");
 }
