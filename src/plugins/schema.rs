@@ -476,11 +476,33 @@ pub fn parse_window(s: &str) -> Result<(u32, u32), WindowError> {
     let hm = |t: &str| -> Option<u32> {
         let (h, m) = t.trim().split_once(':')?;
         let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-        (h < 24 && m < 60 && t.trim().len() == 5).then_some(h * 60 + m)
+        // `then`, not `then_some`: the minutes of an hour past 23 may not fit in a u32.
+        (h < 24 && m < 60 && t.trim().len() == 5).then(|| h * 60 + m)
     };
     let (start, end) = (hm(a).ok_or_else(bad)?, hm(b).ok_or_else(bad)?);
     if start == end {
         return Err(WindowError::Empty(s.to_string()));
     }
     Ok((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `schedule` fuzz target: the hour was multiplied before it was checked.
+    #[test]
+    fn a_window_with_a_huge_hour_is_refused_not_an_overflow() {
+        for text in [
+            "4294967295:00-06:00",
+            "01:00-4294967295:00",
+            "99999:99-00:00",
+        ] {
+            assert_eq!(
+                parse_window(text),
+                Err(WindowError::NotAWindow(text.to_string()))
+            );
+        }
+        assert_eq!(parse_window("22:00-04:00"), Ok((1320, 240)));
+    }
 }
