@@ -64,6 +64,42 @@ pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
     config::skipped_entries(&home.rules_dir(), &["yaml", "yml"], "lane", &mut diags);
     let rules = config::read_rules(&home.rules_dir(), &mut diags);
     config::writable_by_others(home, &mut diags);
+    let config = assemble(home, settings, registry, rules, &mut diags);
+    (config, diags)
+}
+
+/// [`load_lenient`] of texts instead of a home's files, with the plugins already loaded: the
+/// same parse, checks and binding, for the fuzz targets, which must not touch disk per input.
+/// `settings` is `lanekeeper.yaml` (`None`: absent); each lane file is `(path, content)`.
+pub fn load_texts(
+    home: &Home,
+    settings: Option<Vec<u8>>,
+    lane_files: Vec<(PathBuf, Vec<u8>)>,
+    registry: Registry,
+) -> (Config, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let settings = match settings {
+        Some(bytes) => settings::from_bytes(&home.settings_file(), bytes, home.root(), &mut diags),
+        None => Settings::default(),
+    };
+    let rules = config::parse_rules(
+        lane_files
+            .into_iter()
+            .map(|(path, bytes)| (path, Ok(bytes))),
+        &mut diags,
+    );
+    let config = assemble(home, settings, registry, rules, &mut diags);
+    (config, diags)
+}
+
+/// Binds the parsed lanes to the plugins: the part of a load after the files are read.
+fn assemble(
+    home: &Home,
+    settings: Settings,
+    registry: Registry,
+    rules: config::Rules,
+    diags: &mut Diagnostics,
+) -> Config {
     for (name, (_, at)) in &settings.plugin_grants {
         if registry.get(name).is_none() && registry.broken(name).is_none() {
             diags.push(Diagnostic::yaml(
@@ -83,18 +119,17 @@ pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
     };
     let mut lanes = Vec::new();
     for raw in rules.parsed {
-        if let Some(lane) = compile(raw, home, &settings, &registry, &names, &mut diags) {
+        if let Some(lane) = compile(raw, home, &settings, &registry, &names, diags) {
             lanes.push(lane);
         }
     }
     lanes.sort_by(|a, b| a.name.cmp(&b.name));
-    let config = Config {
+    Config {
         home: home.clone(),
         settings: Arc::new(settings),
         registry,
         lanes,
-    };
-    (config, diags)
+    }
 }
 
 impl Config {

@@ -418,16 +418,36 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// A `cron:` value as lane files give it: `off`, or an expression croner accepts.
+    pub fn from_cron(expr: &str) -> Result<Schedule, croner::errors::CronError> {
+        if expr.trim().eq_ignore_ascii_case("off") {
+            return Ok(Schedule::Disabled);
+        }
+        Ok(Schedule::Cron {
+            expr: expr.to_string(),
+            cron: Box::new(expr.parse::<croner::Cron>()?),
+        })
+    }
+
     /// True for a cron expression that matches no time from `from` on (30 February, or a year
     /// gone by), which would leave its lane silently never due.
     pub fn never_fires(&self, zone: &TimeZone, from: jiff::Timestamp) -> bool {
-        match self {
-            // croner searches up to its last supported year, and says so when nothing matches.
-            Schedule::Cron { cron, .. } => cron
-                .find_next_occurrence(&from.to_zoned(zone.clone()), false)
-                .is_err(),
-            Schedule::Every(_) | Schedule::Disabled => false,
-        }
+        self.why_never_fires(zone, from).is_some()
+    }
+
+    /// Why a cron expression matches no time from `from` on, in words, or `None` if it fires.
+    pub fn why_never_fires(&self, zone: &TimeZone, from: jiff::Timestamp) -> Option<&'static str> {
+        let Schedule::Cron { cron, .. } = self else {
+            return None;
+        };
+        let from = from.to_zoned(zone.clone());
+        // croner searches up to its last supported year, and says so when nothing matches.
+        cron.find_next_occurrence(&from, false).err()?;
+        Some(if cron.find_previous_occurrence(&from, false).is_ok() {
+            "its last time has passed"
+        } else {
+            "no date matches it (a day its months do not have, such as 30 February?)"
+        })
     }
 }
 

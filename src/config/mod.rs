@@ -45,10 +45,6 @@ pub(crate) struct Rules {
 }
 
 pub(crate) fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
-    let mut rules = Rules {
-        parsed: Vec::new(),
-        known: BTreeSet::new(),
-    };
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -56,7 +52,10 @@ pub(crate) fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
                 dir,
                 format!("cannot read the rules directory: {e}; create it and add one <lane>.yaml per lane"),
             ));
-            return rules;
+            return Rules {
+                parsed: Vec::new(),
+                known: BTreeSet::new(),
+            };
         }
     };
     let mut files: Vec<PathBuf> = entries
@@ -65,14 +64,33 @@ pub(crate) fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
+    parse_rules(
+        files.into_iter().map(|path| {
+            let bytes = std::fs::read(&path);
+            (path, bytes)
+        }),
+        diags,
+    )
+}
+
+/// Parses lane files given as `(path, content)` in this order, as [`read_rules`] does for the
+/// files of `rules/`; the fuzz targets pass texts here without touching disk.
+pub(crate) fn parse_rules(
+    files: impl IntoIterator<Item = (PathBuf, std::io::Result<Vec<u8>>)>,
+    diags: &mut Diagnostics,
+) -> Rules {
+    let mut rules = Rules {
+        parsed: Vec::new(),
+        known: BTreeSet::new(),
+    };
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for path in files {
+    for (path, bytes) in files {
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let text = match std::fs::read(&path)
+        let text = match bytes
             .map_err(|e| Diagnostic::file(&path, format!("cannot read lane file: {e}")))
             .and_then(|bytes| yaml::utf8(&path, bytes))
         {
@@ -382,12 +400,8 @@ pub(crate) fn spec(
             DurationSetting::On(d) => Schedule::Every(d),
             DurationSetting::Off => Schedule::Disabled,
         },
-        (None, Some(c)) if c.value.trim().eq_ignore_ascii_case("off") => Schedule::Disabled,
-        (None, Some(c)) => match c.value.parse::<croner::Cron>() {
-            Ok(cron) => Schedule::Cron {
-                expr: c.value.clone(),
-                cron: Box::new(cron),
-            },
+        (None, Some(c)) => match Schedule::from_cron(&c.value) {
+            Ok(schedule) => schedule,
             Err(e) => {
                 diags.push(at(
                     p,
@@ -516,17 +530,9 @@ pub(crate) fn spec(
 /// A well-formed cron that can never fire is an error; the lane is still kept for read-only
 /// views (`status` shows NEXT DUE "never"), and the error stops `load`.
 pub(crate) fn check_never_fires(spec: &LaneSpec, now: jiff::Timestamp, diags: &mut Diagnostics) {
-    if let (Some(at_), Schedule::Cron { expr, cron }) = (spec.cron_at, &spec.schedule)
-        && spec.schedule.never_fires(&spec.zone, now)
+    if let (Some(at_), Schedule::Cron { expr, .. }) = (spec.cron_at, &spec.schedule)
+        && let Some(why) = spec.schedule.why_never_fires(&spec.zone, now)
     {
-        let why = if cron
-            .find_previous_occurrence(&now.to_zoned(spec.zone.clone()), false)
-            .is_ok()
-        {
-            "its last time has passed"
-        } else {
-            "no date matches it (a day its months do not have, such as 30 February?)"
-        };
         diags.push(
             at(
                 &spec.path,

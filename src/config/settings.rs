@@ -418,21 +418,27 @@ struct RawRhaiLimits {
 
 /// Loads `lanekeeper.yaml` if present; problems go to `diags` and defaults stand in.
 pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
-    let mut settings = Settings::default();
-    let text = match std::fs::read(path) {
-        Ok(bytes) => match yaml::utf8(path, bytes) {
-            Ok(t) => t,
-            Err(d) => {
-                diags.push(d);
-                return settings;
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return settings,
+    match std::fs::read(path) {
+        Ok(bytes) => from_bytes(path, bytes, home, diags),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
         Err(e) => {
             diags.push(Diagnostic::file(
                 path,
                 format!("cannot read host settings: {e}"),
             ));
+            Settings::default()
+        }
+    }
+}
+
+/// [`load`] of a file's bytes already read, so the fuzz targets check the same text without
+/// touching disk.
+pub fn from_bytes(path: &Path, bytes: Vec<u8>, home: &Path, diags: &mut Diagnostics) -> Settings {
+    let mut settings = Settings::default();
+    let text = match yaml::utf8(path, bytes) {
+        Ok(t) => t,
+        Err(d) => {
+            diags.push(d);
             return settings;
         }
     };

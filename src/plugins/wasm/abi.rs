@@ -300,6 +300,26 @@ pub fn unpack(packed: i64) -> (usize, usize) {
     ((bits >> 32) as usize, (bits & 0xffff_ffff) as usize)
 }
 
+/// The bytes a packed `ptr << 32 | len` result of a guest points to in its memory `data`
+/// (`None` for 0); the error says what is wrong with it.
+pub fn output(data: &[u8], packed: i64) -> Result<Option<Vec<u8>>, String> {
+    if packed == 0 {
+        return Ok(None);
+    }
+    let (ptr, len) = unpack(packed);
+    if len > MAX_GUEST_STRING {
+        return Err(format!("returned {len} bytes (at most {MAX_GUEST_STRING})"));
+    }
+    data.get(ptr..ptr.saturating_add(len))
+        .map(|b| Some(b.to_vec()))
+        .ok_or_else(|| {
+            format!(
+                "returned {len} bytes at {ptr:#x}, outside its memory of {} bytes",
+                data.len()
+            )
+        })
+}
+
 fn pack(ptr: u32, len: u32) -> i64 {
     ((u64::from(ptr) << 32) | u64::from(len)) as i64
 }

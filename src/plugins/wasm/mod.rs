@@ -261,25 +261,7 @@ impl Live {
 
     /// The bytes a packed `ptr << 32 | len` result points to (`None` for 0).
     fn output(&self, packed: i64) -> Result<Option<Vec<u8>>, CallError> {
-        if packed == 0 {
-            return Ok(None);
-        }
-        let (ptr, len) = abi::unpack(packed);
-        if len > abi::MAX_GUEST_STRING {
-            return Err(CallError::Output(format!(
-                "returned {len} bytes (at most {})",
-                abi::MAX_GUEST_STRING
-            )));
-        }
-        let data = self.memory.data(&self.store);
-        data.get(ptr..ptr.saturating_add(len))
-            .map(|b| Some(b.to_vec()))
-            .ok_or_else(|| {
-                CallError::Output(format!(
-                    "returned {len} bytes at {ptr:#x}, outside its memory of {} bytes",
-                    data.len()
-                ))
-            })
+        abi::output(self.memory.data(&self.store), packed).map_err(CallError::Output)
     }
 }
 
@@ -521,29 +503,39 @@ impl Inner {
 
     /// Reads the verdict record `evaluate` returned (see [`abi::VerdictRecord`]).
     fn verdict(&self, out: Option<Vec<u8>>) -> Result<Verdict, PluginError> {
-        let Some(out) = out else {
-            return Ok(Verdict::Pass { detail: None });
-        };
-        let record = abi::VerdictRecord::read(&out).map_err(|what| self.bad(what))?;
-        match record {
-            abi::VerdictRecord::Pass { detail } => Ok(Verdict::Pass { detail }),
-            abi::VerdictRecord::Defer {
-                reason,
-                detail,
-                hint,
-            } if valid_reason(&reason) => Ok(Verdict::Defer {
-                reason,
-                detail,
-                hint,
-            }),
-            abi::VerdictRecord::Defer { reason, .. } => Err(self.bad(format!(
-                "returned the reason `{reason}`, which is not kebab-case (a-z, 0-9, -)"
-            ))),
-            abi::VerdictRecord::Error { message } => Err(PluginError {
-                kind: PluginErrorKind::Thrown,
-                message: format!("{} failed: {message}", self.at(None)),
-            }),
-        }
+        verdict(&self.at(None), out.as_deref())
+    }
+}
+
+/// The verdict in a record `evaluate` returned (`None`: it returned 0, a pass); `plugin` names
+/// the plugin in errors. Public so the fuzz targets decode records exactly as gates do.
+pub fn verdict(plugin: &str, out: Option<&[u8]>) -> Result<Verdict, PluginError> {
+    let bad = |what: String| PluginError {
+        kind: PluginErrorKind::BadVerdict,
+        message: format!("{plugin} {what}"),
+    };
+    let Some(out) = out else {
+        return Ok(Verdict::Pass { detail: None });
+    };
+    let record = abi::VerdictRecord::read(out).map_err(bad)?;
+    match record {
+        abi::VerdictRecord::Pass { detail } => Ok(Verdict::Pass { detail }),
+        abi::VerdictRecord::Defer {
+            reason,
+            detail,
+            hint,
+        } if valid_reason(&reason) => Ok(Verdict::Defer {
+            reason,
+            detail,
+            hint,
+        }),
+        abi::VerdictRecord::Defer { reason, .. } => Err(bad(format!(
+            "returned the reason `{reason}`, which is not kebab-case (a-z, 0-9, -)"
+        ))),
+        abi::VerdictRecord::Error { message } => Err(PluginError {
+            kind: PluginErrorKind::Thrown,
+            message: format!("{plugin} failed: {message}"),
+        }),
     }
 }
 
