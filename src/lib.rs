@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod dispatch;
 pub mod engine;
+pub mod fuzzing;
 pub mod home;
 pub mod json_schema;
 pub mod lint;

@@ -15,6 +15,7 @@ mod daemon;
 mod dispatch;
 mod docs;
 mod env_overrides;
+mod fuzz_corpus;
 mod grants;
 mod history;
 mod home;
