@@ -441,9 +441,8 @@ impl Schedule {
             return None;
         };
         let from = from.to_zoned(zone.clone());
-        // croner searches up to its last supported year, and says so when nothing matches.
-        cron.find_next_occurrence(&from, false).err()?;
-        Some(if cron.find_previous_occurrence(&from, false).is_ok() {
+        super::cron::next(cron, &from).err()?;
+        Some(if super::cron::previous(cron, &from).is_ok() {
             "its last time has passed"
         } else {
             "no date matches it (a day its months do not have, such as 30 February?)"

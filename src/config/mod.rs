@@ -4,6 +4,7 @@
 //! Every problem is collected with its `path:line:col`, so `validate` reports them all in one
 //! pass; a configuration with any problem is never used.
 
+pub mod cron;
 pub mod diagnostic;
 pub use crate::model::duration;
 pub mod env;

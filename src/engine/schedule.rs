@@ -93,7 +93,7 @@ pub fn due(
                 };
             };
             let from = last.to_zoned(zone.clone());
-            match cron.find_next_occurrence(&from, false) {
+            match crate::config::cron::next(cron, &from) {
                 Ok(slot) if slot.timestamp() <= now => Due::Due {
                     source: TriggerSource::Cron,
                     reason: format!("cron:{expr}"),
@@ -173,10 +173,11 @@ pub fn next_due(
     match schedule {
         Schedule::Disabled => None,
         Schedule::Every(every) => Some(later(last, *every)),
-        Schedule::Cron { cron, .. } => cron
-            .find_next_occurrence(&last.to_zoned(zone.clone()), false)
-            .ok()
-            .map(|z| z.timestamp()),
+        Schedule::Cron { cron, .. } => {
+            crate::config::cron::next(cron, &last.to_zoned(zone.clone()))
+                .ok()
+                .map(|z| z.timestamp())
+        }
     }
 }
 
