@@ -4,8 +4,8 @@
 //! and back to year 1: `0 0 30 2 *` took 8 s and `0 0 L * +1#1` 49 s (the `schedule` fuzz
 //! target, with debug assertions and ASan), in `validate`, every load and reload, and `status`.
 //! Which dates match depends only on the kind of year (the weekday it starts on, and whether it
-//! is a leap year: 14 kinds), so each kind is checked once; croner is asked only once a date is
-//! known to match, and then stops at it.
+//! is a leap year: 14 kinds), so each kind is checked once; croner is asked only once a date
+//! and a time of day are known to match, and then stops at the first slot.
 
 use croner::errors::CronError;
 use croner::time::{days_in_month, is_leap_year};
@@ -15,7 +15,7 @@ use jiff::civil::Date;
 
 /// The first slot after `from`, as croner finds it; an error if there is none.
 pub fn next(cron: &Cron, from: &Zoned) -> Result<Zoned, CronError> {
-    if !some_date(&cron.pattern, from.date(), true) {
+    if !some_time(&cron.pattern) || !some_date(&cron.pattern, from.date(), true) {
         return Err(CronError::TimeSearchLimitExceeded);
     }
     cron.find_next_occurrence(from, false)
@@ -23,10 +23,18 @@ pub fn next(cron: &Cron, from: &Zoned) -> Result<Zoned, CronError> {
 
 /// The last slot before `from`, as croner finds it; an error if there is none.
 pub fn previous(cron: &Cron, from: &Zoned) -> Result<Zoned, CronError> {
-    if !some_date(&cron.pattern, from.date(), false) {
+    if !some_time(&cron.pattern) || !some_date(&cron.pattern, from.date(), false) {
         return Err(CronError::TimeSearchLimitExceeded);
     }
     cron.find_previous_occurrence(from, false)
+}
+
+/// Whether the hour, minute and second fields each match some value: croner accepts an empty
+/// one (`0 , * * 5L` has no hour), and would then try every matching date to its last year.
+fn some_time(pattern: &CronPattern) -> bool {
+    (0..24).any(|h| pattern.hour_match(h).unwrap_or(false))
+        && (0..60).any(|m| pattern.minute_match(m).unwrap_or(false))
+        && (0..60).any(|s| pattern.second_match(s).unwrap_or(false))
 }
 
 /// Whether a date from `from` on (`forward`) or up to `from` matches the pattern's year, month
@@ -124,6 +132,7 @@ mod tests {
             "0 0 31 4,6,9,11 *",
             "0 0 L * +1#1",
             "0 0 0 1 1 * 2020",
+            "0 , * * 5L",
         ] {
             let schedule = crate::config::Schedule::from_cron(expr).expect("croner accepts it");
             let started = Instant::now();
