@@ -1,13 +1,14 @@
 //! Cron slots found with a bounded search.
 //!
 //! croner says a pattern never matches only after walking day by day to its last year (5000),
-//! and back to year 1: `0 0 30 2 *` took 8 s, `0 0 L * +1#1` 49 s, and `* 30 2 31 3 +SUN` in
+//! and back to year 1, in `validate`, every load and reload, `status` and the schedule. Under
+//! the `schedule` fuzz target's build (ASan, debug assertions) that took 8 s for the test suite's
+//! `0 0 30 2 *`; the fuzzer found `0 , * * 5L` (an empty hour field: every last Friday tried);
+//! and, read off croner's search, `0 0 L * +1#1` took 49 s and `* 30 2 31 3 +SUN` in
 //! Europe/Berlin (every second of 02:30 on a 31 March that is a Sunday: always inside the
-//! spring-forward gap) 28 s, under the `schedule` fuzz target (debug assertions and ASan); in
-//! `validate`, every load and reload, `status` and the schedule. Which dates match depends only
-//! on the kind of year (the weekday it starts on, and whether it is a leap year: 14 kinds), so
-//! the dates are found without walking, and croner is asked only once a date is known to hold
-//! a slot, so it stops there.
+//! spring-forward gap) 28 s. Which dates match depends only on the kind of year (the weekday it
+//! starts on, and whether it is a leap year: 14 kinds), so the dates are found without walking,
+//! and croner is asked only once a date is known to hold a slot, so it stops there.
 
 use croner::errors::CronError;
 use croner::time::{days_in_month, is_leap_year};
@@ -219,8 +220,8 @@ mod tests {
         text.parse().expect("a zoned time")
     }
 
-    /// Found by the `schedule` fuzz target: croner walked to the year 5000 and back to 1 to
-    /// say these never fire (seconds each under the fuzzer; the last is always in the gap).
+    /// croner walked to the year 5000 and back to 1 to say these never fire (seconds each
+    /// under the fuzz build; see the module's docs).
     #[test]
     fn a_cron_that_never_fires_is_known_at_once() {
         let from = at("2026-12-02T13:00:00+01:00[Europe/Berlin]");
