@@ -162,7 +162,7 @@ fn cron_outside_window(lane: &Lane, now: Timestamp, out: &mut Diagnostics) {
     let mut from = now.to_zoned(lane.zone.clone());
     let mut seen = 0;
     for _ in 0..SLOTS {
-        let Ok(next) = cron.find_next_occurrence(&from, false) else {
+        let Ok(next) = crate::config::cron::next(cron, &from) else {
             break;
         };
         if next.timestamp() > now.saturating_add((366 * 24).hours()).unwrap_or(now) {
