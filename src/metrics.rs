@@ -134,6 +134,7 @@ pub struct Metrics {
     plugin_errors: Family<PluginErrorLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     retries_exhausted: Family<LaneLabel, Counter>,
+    missed_slots: Family<LaneLabel, Counter>,
     pass_duration: Histogram,
     pass_max: FloatGauge,
 }
@@ -159,6 +160,7 @@ impl Metrics {
         let plugin_errors = Family::default();
         let reloads: Family<ReloadLabels, Counter> = Family::default();
         let retries_exhausted = Family::default();
+        let missed_slots = Family::default();
         let pass_duration = eval_buckets();
         let pass_max = FloatGauge::default();
         registry.register(
@@ -222,6 +224,11 @@ impl Metrics {
             "Failure streaks whose retry window was used up (no more retries until the schedule)",
             retries_exhausted.clone(),
         );
+        registry.register(
+            "missed_slots",
+            "Schedule slots that fell while no daemon ran (counted when the daemon starts)",
+            missed_slots.clone(),
+        );
         // Present from the start, so a dashboard sees 0 rather than no data.
         for result in ["applied", "rejected"] {
             reloads
@@ -243,6 +250,7 @@ impl Metrics {
             plugin_errors,
             reloads,
             retries_exhausted,
+            missed_slots,
             pass_duration,
             pass_max,
         }
@@ -323,6 +331,13 @@ impl Metrics {
         self.retries_exhausted
             .get_or_create(&LaneLabel { lane: lane.into() })
             .inc();
+    }
+
+    /// Counts the slots a lane missed while no daemon ran.
+    pub fn observe_missed_slots(&self, lane: &str, slots: u64) {
+        self.missed_slots
+            .get_or_create(&LaneLabel { lane: lane.into() })
+            .inc_by(slots);
     }
 
     /// Counts a reload.

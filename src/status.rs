@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::compile::Lane;
 use crate::config::Schedule;
-use crate::engine::schedule::next_due;
+use crate::engine::schedule::{Timing, next_due};
 use crate::model::duration::format;
 use crate::state::{
     Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, ReloadStatus, RunResult, Store,
@@ -105,7 +105,7 @@ fn lane_status(
         &lane.name,
         &lane.label,
         describe(&lane.schedule),
-        next_due(&lane.schedule, &lane.zone, state.last_run_at),
+        next_due(&Timing::of(lane), state.last_run_at, state.downtime),
         state,
         episode,
     );

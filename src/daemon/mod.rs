@@ -168,6 +168,8 @@ struct Daemon {
     /// Lanes whose start failed in the last pass, with the wait before the next attempt: no
     /// event follows a failed start, so the loop must wake for it itself.
     start_backoff: HashMap<String, Duration>,
+    /// The downtime this daemon's start ended, until its slots are counted at the first pass.
+    downtime: Option<crate::model::lane_state::Downtime>,
     _lock: LaneLock,
 }
 
@@ -206,6 +208,9 @@ impl Daemon {
         store.set_busy_timeout(STORE_WAIT)?;
         let (tx, rx) = unbounded_channel();
         recovery::recover(&home, &store, &clock, &tx, !once)?;
+        // The time since a daemon was last seen deciding is the home's downtime: the due rule
+        // counts its slots, and `catch_up` says what they owe.
+        let downtime = store.daemon_started(clock.now())?;
         tracing::info!(home = %home.root().display(), lanes = config.lanes.len(), pid = std::process::id(), "Daemon started.");
         match dispatch::cgroup::placement(&config.settings.cgroup) {
             Ok(base) => {
@@ -234,6 +239,7 @@ impl Daemon {
                 pending: Vec::new(),
                 retries: retries::Retries::default(),
                 start_backoff: HashMap::new(),
+                downtime,
                 _lock: lock,
             },
             rx,
@@ -382,6 +388,12 @@ impl Daemon {
         self.changelog.log_changes(&decisions);
         self.metrics.observe_pass(&decisions);
         self.note_exhausted_retries(&states, now);
+        self.note_missed_slots(&states);
+        if let Err(e) = self.store.daemon_seen(now) {
+            tracing::warn!(
+                "Could not record this pass's time ({e}); a restart may count slots decided now as missed."
+            );
+        }
         let origin = if self.once {
             Origin::RunOnce
         } else {
@@ -441,6 +453,32 @@ impl Daemon {
             pending = self.pending.len(),
             "Could not record decisions ({e}); keeping them to record with the next pass."
         );
+    }
+
+    /// Logs and counts, once per start, the slots each lane missed while no daemon ran.
+    fn note_missed_slots(&mut self, states: &LaneStates) {
+        let Some(down) = self.downtime.take() else {
+            return;
+        };
+        for lane in &self.config.lanes {
+            let last = states.get(&lane.name).and_then(|s| s.last_run_at);
+            let missed = engine::schedule::missed_slots(
+                &engine::schedule::Timing::of(lane),
+                last,
+                Some(down),
+            );
+            if missed > 0 {
+                tracing::info!(
+                    lane = %lane.name,
+                    missed,
+                    down_from = %down.from,
+                    down_to = %down.to,
+                    catch_up = lane.catch_up.as_str(),
+                    "Slots missed while the daemon was down."
+                );
+                self.metrics.observe_missed_slots(&lane.name, missed);
+            }
+        }
     }
 
     /// Logs and counts, once per failure streak, each lane whose retries are used up.
@@ -659,6 +697,9 @@ impl Daemon {
                 stop.stop(Signal::SIGTERM);
             }
             runs.extend(self.drain(events, None).await);
+        }
+        if let Err(e) = self.store.daemon_seen(self.clock.now()) {
+            tracing::warn!("Could not record the shutdown's time ({e}).");
         }
         tracing::info!("Daemon stopped.");
         Ok(OnceReport {

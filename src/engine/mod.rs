@@ -261,7 +261,12 @@ fn run_gate(
 
 /// The schedule gate: due by the schedule, or by a retry of a failed run.
 fn due_now(lane: &Lane, state: &crate::model::lane_state::LaneState, now: jiff::Timestamp) -> Due {
-    let due = schedule::due(&lane.schedule, &lane.zone, state.last_run_at, now);
+    let due = schedule::due(
+        &schedule::Timing::of(lane),
+        state.last_run_at,
+        state.downtime,
+        now,
+    );
     if matches!(due, Due::NotDue { .. })
         && let Some(retry) = schedule::retry_due(lane.retry, state, now)
     {

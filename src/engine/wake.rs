@@ -4,7 +4,7 @@
 
 use jiff::Timestamp;
 
-use super::schedule::{next_due, retry_at};
+use super::schedule::{Timing, next_due, retry_at};
 use crate::clock::later;
 use crate::compile::Lane;
 use crate::model::decision::{Decision, Outcome, PAUSE_GATE, SCHEDULE_GATE};
@@ -35,7 +35,7 @@ pub fn next_wake(
         let candidates = match d.outcome {
             Outcome::Disabled | Outcome::Trigger => [None, None],
             Outcome::Deferred if d.gate.as_deref() == Some(SCHEDULE_GATE) => [
-                next_due(&lane.schedule, &lane.zone, state.last_run_at),
+                next_due(&Timing::of(lane), state.last_run_at, state.downtime),
                 retry_at(lane.retry, &state),
             ],
             Outcome::Deferred if d.gate.as_deref() == Some(PAUSE_GATE) => {
