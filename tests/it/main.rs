@@ -9,6 +9,7 @@
 mod harness;
 
 mod architecture;
+mod catchup;
 mod cgroup;
 mod chain;
 mod daemon;
