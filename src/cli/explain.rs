@@ -86,6 +86,42 @@ struct Explanation {
     /// The lane's latest run (live explain), so a stopped or failed run is in view.
     #[serde(skip_serializing_if = "Option::is_none")]
     last_run: Option<RunRecord>,
+    /// The lane's jitter and catch-up, when either is set: what moves its slots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timing: Option<TimingInfo>,
+}
+
+/// `schedule.jitter` with this lane's offset on this host, and `schedule.catch_up`.
+#[derive(serde::Serialize)]
+struct TimingInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jitter_ms: Option<i64>,
+    jitter_offset_ms: i64,
+    catch_up: &'static str,
+}
+
+impl TimingInfo {
+    fn of(lane: &crate::compile::Lane) -> Option<Self> {
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        (lane.jitter.is_some() || lane.catch_up != crate::config::CatchUp::Once).then(|| Self {
+            jitter_ms: lane.jitter.map(ms),
+            jitter_offset_ms: ms(lane.jitter_offset),
+            catch_up: lane.catch_up.as_str(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        use crate::model::duration::format_ms;
+        let jitter = match self.jitter_ms {
+            Some(j) => format!(
+                "jitter {} (this lane on this host: +{}), ",
+                format_ms(j),
+                format_ms(self.jitter_offset_ms)
+            ),
+            None => String::new(),
+        };
+        format!("{jitter}catch_up {}", self.catch_up)
+    }
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
@@ -154,6 +190,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         Some(_) => None,
     };
     let explanation = Explanation {
+        timing: TimingInfo::of(lane),
         paused,
         last_run,
         to_fire: decision.hints(),
@@ -237,6 +274,9 @@ fn changes(then: Option<&BTreeMap<String, String>>, now: &BTreeMap<String, Strin
 
 fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
     let mut out = render(&e.decision, recorded);
+    if let Some(t) = &e.timing {
+        out.push_str(&format!("\nschedule: {}\n", t.describe()));
+    }
     if let Some(d) = &e.dispatch {
         out.push_str(&format!("\n{}\n", clean(&d.summary)));
     }

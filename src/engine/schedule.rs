@@ -221,10 +221,19 @@ pub fn due(
         Schedule::Cron { expr, .. } => (TriggerSource::Cron, format!("cron:{expr}")),
     };
     let Some(last) = last_run else {
+        // Never run: due at once, so the offset only says what later slots will carry.
+        let jitter = if t.offset.is_zero() {
+            String::new()
+        } else {
+            format!(
+                "; jitter +{} from its first run on",
+                format_ms(ms(t.offset))
+            )
+        };
         return Due::Due {
             source,
             reason,
-            detail: "no recorded run".into(),
+            detail: format!("no recorded run{jitter}"),
         };
     };
     let plan = match plan(t, last, down) {
