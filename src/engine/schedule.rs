@@ -225,10 +225,7 @@ pub fn due(
         let jitter = if t.offset.is_zero() {
             String::new()
         } else {
-            format!(
-                "; jitter +{} from its first run on",
-                format_ms(ms(t.offset))
-            )
+            format!("; later slots jitter +{}", format_ms(ms(t.offset)))
         };
         return Due::Due {
             source,
