@@ -398,7 +398,10 @@ struct RawRhaiLimits {
 
 /// Loads `lanekeeper.yaml` if present; problems go to `diags` and defaults stand in.
 pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
-    let mut settings = Settings::default();
+    let mut settings = Settings {
+        metrics: MetricCatalog::rooted(home.to_path_buf()),
+        ..Settings::default()
+    };
     let text = match std::fs::read(path) {
         Ok(bytes) => match yaml::utf8(path, bytes) {
             Ok(t) => t,

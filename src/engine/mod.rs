@@ -447,12 +447,15 @@ fn chain_mode(lane: &Lane, explain: Option<&str>) -> ChainMode {
 }
 
 /// Whether a decision looked at a lane that `pass` now counts as starting: a plugin read its
-/// state before it was admitted.
+/// state, or counted `lanes.running`, before it was admitted.
 fn looked_at_starting(d: &Decision, pass: &PassHost) -> bool {
-    d.chain
-        .iter()
-        .flat_map(|c| &c.evidence)
-        .any(|o| matches!(o, host::Observation::Lane { lane, .. } if pass.is_starting(lane)))
+    d.chain.iter().flat_map(|c| &c.evidence).any(|o| match o {
+        host::Observation::Lane { lane, .. } => pass.is_starting(lane),
+        host::Observation::Metric { name, .. } => {
+            name == crate::model::metric::LANES_RUNNING && pass.any_starting()
+        }
+        _ => false,
+    })
 }
 
 /// Decides at once, taking them in `order` on up to [`PASS_WORKERS`] threads (this one

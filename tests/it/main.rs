@@ -9,6 +9,7 @@
 mod harness;
 
 mod architecture;
+mod builtin_metrics;
 mod catchup;
 mod cgroup;
 mod chain;
