@@ -21,6 +21,7 @@ mod history;
 mod home;
 mod lint;
 mod ops;
+mod packaging;
 mod parity;
 mod pass;
 mod plugins;
