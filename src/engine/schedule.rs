@@ -430,6 +430,27 @@ mod tests {
         }
     }
 
+    /// A slot that fell while a daemon still ran (the lane was held back) is owed by `skip`
+    /// too: only slots inside the downtime are skipped.
+    #[test]
+    fn skip_still_owes_a_slot_from_before_the_downtime() {
+        let (cron, utc) = (hourly(), TimeZone::UTC);
+        let skip = Timing {
+            catch_up: CatchUp::Skip,
+            ..Timing::plain(&cron, &utc)
+        };
+        let down = Some(Downtime {
+            from: ts("2026-05-10T01:30:00Z"),
+            to: ts("2026-05-10T05:30:00Z"),
+        });
+        let last = Some(ts("2026-05-10T00:00:00Z"));
+        assert_eq!(missed_slots(&skip, last, down), 4);
+        assert!(matches!(
+            due(&skip, last, down, ts("2026-05-10T05:30:00Z")),
+            Due::Due { .. }
+        ));
+    }
+
     #[test]
     fn jitter_delays_every_slot_by_the_offset_and_no_more() {
         let (cron, utc) = (hourly(), TimeZone::UTC);
