@@ -19,9 +19,27 @@ pub struct ManArgs {
     dir: Option<std::path::PathBuf>,
 }
 
+/// The command line as operators see it: the hidden internal commands (`supervise-run`) left
+/// out, which the generators would otherwise offer.
+fn visible() -> clap::Command {
+    let full = Cli::command();
+    let mut command = clap::Command::new(full.get_name().to_string())
+        .max_term_width(100)
+        .subcommand_required(true)
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    if let Some(version) = full.get_version() {
+        command = command.version(version.to_string());
+    }
+    if let Some(about) = full.get_about() {
+        command = command.about(about.clone());
+    }
+    command
+}
+
 /// Prints the completion script for `shell`.
 pub fn completions(args: CompletionsArgs) -> CliResult {
-    let mut command = Cli::command();
+    let mut command = visible();
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut command, "lanekeeper", &mut out);
     emit(&String::from_utf8_lossy(&out))?;
@@ -30,7 +48,7 @@ pub fn completions(args: CompletionsArgs) -> CliResult {
 
 /// Prints the man page (roff), or writes one per command into `--dir`.
 pub fn man(args: ManArgs) -> CliResult {
-    let command = Cli::command();
+    let command = visible();
     let page = |c: clap::Command| -> Result<Vec<u8>, std::io::Error> {
         let mut out = Vec::new();
         clap_mangen::Man::new(c).render(&mut out)?;
@@ -48,7 +66,7 @@ pub fn man(args: ManArgs) -> CliResult {
     };
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in command.get_subcommands() {
         let name = format!("lanekeeper-{}", sub.get_name());
         write(&name, page(sub.clone().name(name.clone()))?)?;
     }

@@ -30,6 +30,10 @@ fn completions_are_generated_for_each_shell() {
         for command in ["validate", "check", "explain", "completions"] {
             assert!(script.contains(command), "{shell}: no `{command}`");
         }
+        assert!(
+            !script.contains("supervise-run"),
+            "{shell}: offers the internal command"
+        );
     }
 }
 
