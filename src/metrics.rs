@@ -124,6 +124,7 @@ fn error_kinds() -> [&'static str; 6] {
 pub struct Metrics {
     registry: Registry,
     decisions: Family<OutcomeLabels, Counter>,
+    missed_slots: Family<LaneLabel, Counter>,
     deferrals: Family<DeferralLabels, Counter>,
     deferred_seconds: Family<LaneLabel, FloatGauge>,
     since_success: Family<LaneLabel, FloatGauge>,
@@ -134,7 +135,6 @@ pub struct Metrics {
     plugin_errors: Family<PluginErrorLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     retries_exhausted: Family<LaneLabel, Counter>,
-    missed_slots: Family<LaneLabel, Counter>,
     pass_duration: Histogram,
     pass_max: FloatGauge,
 }
@@ -150,6 +150,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("lanekeeper");
         let decisions = Family::default();
+        let missed_slots = Family::default();
         let deferrals = Family::default();
         let deferred_seconds = Family::default();
         let since_success = Family::default();
@@ -160,7 +161,6 @@ impl Metrics {
         let plugin_errors = Family::default();
         let reloads: Family<ReloadLabels, Counter> = Family::default();
         let retries_exhausted = Family::default();
-        let missed_slots = Family::default();
         let pass_duration = eval_buckets();
         let pass_max = FloatGauge::default();
         registry.register(
@@ -177,6 +177,11 @@ impl Metrics {
             "lane_decisions",
             "Decisions made, by lane and outcome",
             decisions.clone(),
+        );
+        registry.register(
+            "missed_slots",
+            "Schedule slots that fell while no daemon ran (counted when the daemon starts)",
+            missed_slots.clone(),
         );
         registry.register(
             "lane_deferrals",
@@ -224,11 +229,6 @@ impl Metrics {
             "Failure streaks whose retry window was used up (no more retries until the schedule)",
             retries_exhausted.clone(),
         );
-        registry.register(
-            "missed_slots",
-            "Schedule slots that fell while no daemon ran (counted when the daemon starts)",
-            missed_slots.clone(),
-        );
         // Present from the start, so a dashboard sees 0 rather than no data.
         for result in ["applied", "rejected"] {
             reloads
@@ -240,6 +240,7 @@ impl Metrics {
         Self {
             registry,
             decisions,
+            missed_slots,
             deferrals,
             deferred_seconds,
             since_success,
@@ -250,7 +251,6 @@ impl Metrics {
             plugin_errors,
             reloads,
             retries_exhausted,
-            missed_slots,
             pass_duration,
             pass_max,
         }
@@ -263,6 +263,13 @@ impl Metrics {
         if secs > self.pass_max.get() {
             self.pass_max.set(secs);
         }
+    }
+
+    /// Counts the slots a lane missed while no daemon ran.
+    pub fn observe_missed_slots(&self, lane: &str, slots: u64) {
+        self.missed_slots
+            .get_or_create(&LaneLabel { lane: lane.into() })
+            .inc_by(slots);
     }
 
     /// Counts one pass's decisions and its plugin evaluations.
@@ -331,13 +338,6 @@ impl Metrics {
         self.retries_exhausted
             .get_or_create(&LaneLabel { lane: lane.into() })
             .inc();
-    }
-
-    /// Counts the slots a lane missed while no daemon ran.
-    pub fn observe_missed_slots(&self, lane: &str, slots: u64) {
-        self.missed_slots
-            .get_or_create(&LaneLabel { lane: lane.into() })
-            .inc_by(slots);
     }
 
     /// Counts a reload.

@@ -72,6 +72,9 @@ struct Explanation {
     decision: Decision,
     /// What would have to change for the lane to fire.
     to_fire: Vec<String>,
+    /// The lane's jitter and catch-up, when either is set: what moves its slots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timing: Option<TimingInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     evaluation: Option<Evaluation>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,9 +89,6 @@ struct Explanation {
     /// The lane's latest run (live explain), so a stopped or failed run is in view.
     #[serde(skip_serializing_if = "Option::is_none")]
     last_run: Option<RunRecord>,
-    /// The lane's jitter and catch-up, when either is set: what moves its slots.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timing: Option<TimingInfo>,
 }
 
 /// `schedule.jitter` with this lane's offset on this host, and `schedule.catch_up`.

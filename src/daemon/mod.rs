@@ -165,11 +165,11 @@ struct Daemon {
     pending: Vec<Decision>,
     /// Failure streaks whose used-up retries were already reported.
     retries: retries::Retries,
+    /// The downtime this daemon's start ended, until its slots are counted at the first pass.
+    downtime: Option<crate::model::lane_state::Downtime>,
     /// Lanes whose start failed in the last pass, with the wait before the next attempt: no
     /// event follows a failed start, so the loop must wake for it itself.
     start_backoff: HashMap<String, Duration>,
-    /// The downtime this daemon's start ended, until its slots are counted at the first pass.
-    downtime: Option<crate::model::lane_state::Downtime>,
     _lock: LaneLock,
 }
 
@@ -238,8 +238,8 @@ impl Daemon {
                 last_prune: None,
                 pending: Vec::new(),
                 retries: retries::Retries::default(),
-                start_backoff: HashMap::new(),
                 downtime,
+                start_backoff: HashMap::new(),
                 _lock: lock,
             },
             rx,
@@ -684,6 +684,10 @@ impl Daemon {
         why: &str,
     ) -> Result<OnceReport, DaemonError> {
         self.stopping = true;
+        // No pass decides from here on: a downtime starts now.
+        if let Err(e) = self.store.daemon_seen(self.clock.now()) {
+            tracing::warn!("Could not record the shutdown's time ({e}).");
+        }
         let timeout = self.config.settings.shutdown_timeout;
         tracing::info!(signal = why, running = self.runs.len(), timeout = %config::duration::format(timeout), "Shutting down: no new runs; waiting for running children.");
         let deadline = tokio::time::Instant::now().checked_add(timeout);
@@ -697,9 +701,6 @@ impl Daemon {
                 stop.stop(Signal::SIGTERM);
             }
             runs.extend(self.drain(events, None).await);
-        }
-        if let Err(e) = self.store.daemon_seen(self.clock.now()) {
-            tracing::warn!("Could not record the shutdown's time ({e}).");
         }
         tracing::info!("Daemon stopped.");
         Ok(OnceReport {

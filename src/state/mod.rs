@@ -12,9 +12,7 @@ use crate::model::decision::{Decision, Origin};
 
 pub use sqlite::SqliteStore;
 
-pub use crate::model::lane_state::{
-    Downtime, ExitInfo, LaneState, LaneStates, Pause, RunResult, RunningRun,
-};
+pub use crate::model::lane_state::{ExitInfo, LaneState, LaneStates, Pause, RunResult, RunningRun};
 
 /// Errors of the state store, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -566,7 +564,10 @@ pub trait Store {
     fn resume(&self, lane: &str, at: Timestamp, by: &str) -> Result<Option<Pause>, StoreError>;
     /// A daemon starts deciding at `now`: the time since the last one was seen is recorded
     /// as the home's downtime (returned), and `now` as seen.
-    fn daemon_started(&self, now: Timestamp) -> Result<Option<Downtime>, StoreError>;
+    fn daemon_started(
+        &self,
+        now: Timestamp,
+    ) -> Result<Option<crate::model::lane_state::Downtime>, StoreError>;
     /// A daemon decided (or shut down) at `now`: the downtime that follows starts here.
     fn daemon_seen(&self, now: Timestamp) -> Result<(), StoreError>;
     /// Records the end of every pause whose `until` is at or before `now`; returns how many.

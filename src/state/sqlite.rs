@@ -11,9 +11,10 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::decision::{Origin, Outcome, holds};
+use crate::model::lane_state::Downtime;
 
 use super::{
-    Coverage, Decision, Downtime, ENDED_EXPIRED, ENDED_REPLACED, Episode, EpisodeSummary, ExitInfo,
+    Coverage, Decision, ENDED_EXPIRED, ENDED_REPLACED, Episode, EpisodeSummary, ExitInfo,
     LaneState, LaneStates, Pause, PauseRecord, ReloadStatus, RunEnd, RunRecord, RunResult,
     RunStart, RunningRun, StatesAt, StopRequest, Store, StoreError,
 };
