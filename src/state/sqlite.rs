@@ -11,7 +11,6 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::decision::{Origin, Outcome, holds};
-use crate::model::lane_state::Downtime;
 
 use super::{
     Coverage, Decision, ENDED_EXPIRED, ENDED_REPLACED, Episode, EpisodeSummary, ExitInfo,
@@ -132,12 +131,12 @@ fn set_meta(tx: &rusqlite::Transaction<'_>, key: &str, value: &str) -> rusqlite:
 fn downtime(
     tx: &rusqlite::Transaction<'_>,
     at: Option<Timestamp>,
-) -> rusqlite::Result<Option<Downtime>> {
+) -> rusqlite::Result<Option<crate::model::lane_state::Downtime>> {
     let Some(text) = meta(tx, DOWNTIME_KEY)? else {
         return Ok(None);
     };
     let parsed = text.split_once("..").and_then(|(a, b)| {
-        Some(Downtime {
+        Some(crate::model::lane_state::Downtime {
             from: ts(Some(a.parse().ok()?))?,
             to: ts(Some(b.parse().ok()?))?,
         })
@@ -622,12 +621,15 @@ impl Store for SqliteStore {
         })
     }
 
-    fn daemon_started(&self, now: Timestamp) -> Result<Option<Downtime>, StoreError> {
+    fn daemon_started(
+        &self,
+        now: Timestamp,
+    ) -> Result<Option<crate::model::lane_state::Downtime>, StoreError> {
         self.write("record the daemon's start", |tx| {
             let seen = ts(meta(tx, SEEN_KEY)?.and_then(|v| v.parse().ok()));
             let down = seen
                 .filter(|s| *s < now)
-                .map(|from| Downtime { from, to: now });
+                .map(|from| crate::model::lane_state::Downtime { from, to: now });
             if let Some(d) = down {
                 let text = format!("{}..{}", d.from.as_millisecond(), d.to.as_millisecond());
                 set_meta(tx, DOWNTIME_KEY, &text)?;
