@@ -97,6 +97,20 @@ pub fn load_lenient(home: &Home) -> (Config, Diagnostics) {
     (config, diags)
 }
 
+impl Config {
+    /// Every value its files took from the environment whose variable is a secret, so that
+    /// commands printing decisions (a probed URL, a detail) can leave them out.
+    pub fn secrets(&self) -> Vec<config::env::EnvRef> {
+        self.lanes
+            .iter()
+            .flat_map(|l| l.env.iter())
+            .chain(self.settings.env.iter())
+            .filter(|r| r.value.is_none())
+            .cloned()
+            .collect()
+    }
+}
+
 struct KnownNames<'a> {
     lanes: &'a BTreeSet<String>,
     settings: &'a Settings,
@@ -167,6 +181,12 @@ pub struct Lane {
     pub retry: Option<Retry>,
     /// The command.
     pub command: Command,
+    /// Commands run on its events (its own, else `lanekeeper.yaml`'s).
+    pub hooks: crate::model::hook::Hooks,
+    /// Deferred this long without a break: `on_give_up` fires.
+    pub give_up_after: Option<Duration>,
+    /// Values its lane file took from the environment (`${VAR}`), for `explain`.
+    pub env: Vec<config::env::EnvRef>,
     /// Fingerprints of this lane's file and of each plugin it uses.
     pub fingerprints: crate::model::decision::Fingerprints,
     /// Where its settings were written.
@@ -244,6 +264,9 @@ fn compile(
         priority: spec.priority,
         retry: spec.retry,
         command: spec.command,
+        hooks: spec.hooks,
+        give_up_after: spec.give_up_after,
+        env: spec.env,
         fingerprints: Arc::new(fingerprints),
         places: spec.places,
     })

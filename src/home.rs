@@ -65,6 +65,11 @@ impl Home {
         self.state_dir().join("runs").join(lane)
     }
 
+    /// Where the hooks of `lane` write their output (`state/hooks/<lane>.log`, appended).
+    pub fn hook_log(&self, lane: &str) -> PathBuf {
+        self.state_dir().join("hooks").join(format!("{lane}.log"))
+    }
+
     /// Resolves a path written in a lane file: relative paths are relative to the home.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod model;
 pub mod observe;
 pub mod plugins;
+pub mod simulate;
 pub mod state;
 pub mod status;
 pub mod web;

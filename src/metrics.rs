@@ -18,7 +18,7 @@ use crate::dispatch::RunReport;
 use crate::engine::fairness::{GROUP_GATE, REASON_GROUP};
 use crate::engine::{Decision, GateVerdict, Outcome, REASON_NOT_DUE, REASON_PLUGIN_ERROR};
 use crate::plugins::PluginErrorKind;
-use crate::state::{LaneStates, RunResult};
+use crate::state::{HookEvent, HookResult, LaneStates, RunResult};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LaneLabel {
@@ -54,6 +54,13 @@ struct PluginLabels {
 struct PluginErrorLabels {
     plugin: String,
     kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    lane: String,
+    event: String,
+    result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -135,6 +142,7 @@ pub struct Metrics {
     plugin_errors: Family<PluginErrorLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     retries_exhausted: Family<LaneLabel, Counter>,
+    hooks: Family<HookLabels, Counter>,
     pass_duration: Histogram,
     pass_max: FloatGauge,
 }
@@ -161,6 +169,7 @@ impl Metrics {
         let plugin_errors = Family::default();
         let reloads: Family<ReloadLabels, Counter> = Family::default();
         let retries_exhausted = Family::default();
+        let hooks = Family::default();
         let pass_duration = eval_buckets();
         let pass_max = FloatGauge::default();
         registry.register(
@@ -229,6 +238,11 @@ impl Metrics {
             "Failure streaks whose retry window was used up (no more retries until the schedule)",
             retries_exhausted.clone(),
         );
+        registry.register(
+            "hooks",
+            "Hook firings (on_failure, on_give_up, on_forced_run, on_defer), by how they ended",
+            hooks.clone(),
+        );
         // Present from the start, so a dashboard sees 0 rather than no data.
         for result in ["applied", "rejected"] {
             reloads
@@ -251,6 +265,7 @@ impl Metrics {
             plugin_errors,
             reloads,
             retries_exhausted,
+            hooks,
             pass_duration,
             pass_max,
         }
@@ -340,6 +355,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a hook firing by how it ended.
+    pub fn observe_hook(&self, lane: &str, event: HookEvent, result: HookResult) {
+        self.hooks
+            .get_or_create(&HookLabels {
+                lane: lane.into(),
+                event: event.as_str().into(),
+                result: result.as_str().into(),
+            })
+            .inc();
+    }
+
     /// Counts a reload.
     pub fn observe_reload(&self, applied: bool) {
         let result = if applied { "applied" } else { "rejected" };
@@ -375,6 +401,23 @@ impl Metrics {
                 self.retries_exhausted
                     .get_or_create(&LaneLabel { lane: name() }),
             );
+            for event in HookEvent::ALL {
+                if lane.hooks.get(event).is_none() {
+                    continue;
+                }
+                for result in [
+                    HookResult::Success,
+                    HookResult::Failure,
+                    HookResult::Timeout,
+                    HookResult::Error,
+                ] {
+                    drop(self.hooks.get_or_create(&HookLabels {
+                        lane: name(),
+                        event: event.as_str().into(),
+                        result: result.as_str().into(),
+                    }));
+                }
+            }
             let deferral = |gate: &str, reason: &str| {
                 drop(self.deferrals.get_or_create(&DeferralLabels {
                     lane: name(),

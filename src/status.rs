@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::compile::Lane;
 use crate::config::Schedule;
-use crate::engine::schedule::{Timing, next_due};
+use crate::engine::calendar::next_allowed;
 use crate::model::duration::format;
 use crate::state::{
     Episode, EpisodeSummary, ExitInfo, LaneState, LaneStates, ReloadStatus, RunResult, Store,
@@ -52,7 +52,8 @@ pub struct LaneStatus {
     pub last_success_at: Option<Timestamp>,
     /// The run in progress.
     pub running: Option<Running>,
-    /// When it is (or was) next due; `None` if never run or disabled.
+    /// When it is (or was) next due, as its window gates allow (the calendar's); `None` if
+    /// disabled, or never run and free to run now.
     pub next_due_at: Option<Timestamp>,
     /// The current deferral streak.
     pub deferral: Option<Deferral>,
@@ -105,7 +106,7 @@ fn lane_status(
         &lane.name,
         &lane.label,
         describe(&lane.schedule),
-        next_due(&Timing::of(lane), state.last_run_at, state.downtime),
+        next_allowed(lane, &state, now),
         state,
         episode,
     );

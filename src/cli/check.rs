@@ -49,9 +49,12 @@ pub fn run(home: &Home, args: Args) -> CliResult {
                 d
             })
             .collect();
-        print_json_lines(&shown)?;
+        print_json_lines(&shown, &session.config.secrets())?;
     } else {
-        emit(&render(&decisions))?;
+        emit(&crate::config::env::redact(
+            &render(&decisions),
+            &session.config.secrets(),
+        ))?;
     }
     Ok(0)
 }

@@ -89,6 +89,13 @@ struct Explanation {
     /// The lane's latest run (live explain), so a stopped or failed run is in view.
     #[serde(skip_serializing_if = "Option::is_none")]
     last_run: Option<RunRecord>,
+    /// The lane's latest hook firing (live explain): event, what fired it, how it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_hook: Option<crate::state::HookFiring>,
+    /// Values the lane file and `lanekeeper.yaml` took from the environment, by variable (a
+    /// secret's value left out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    from_environment: Vec<crate::config::env::EnvRef>,
 }
 
 /// `schedule.jitter` with this lane's offset on this host, and `schedule.catch_up`.
@@ -180,6 +187,10 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         None => session.store.recent_runs(&lane.name, 1)?.pop(),
         Some(_) => None,
     };
+    let last_hook = match at {
+        None => session.store.last_hook(&lane.name)?,
+        Some(_) => None,
+    };
     let paused = match at {
         None => session
             .store
@@ -193,6 +204,13 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         timing: TimingInfo::of(lane),
         paused,
         last_run,
+        last_hook,
+        from_environment: lane
+            .env
+            .iter()
+            .chain(session.config.settings.env.iter())
+            .cloned()
+            .collect(),
         to_fire: decision.hints(),
         evaluation,
         dispatch,
@@ -200,11 +218,14 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         episode,
         changed_since,
     };
-    if args.json {
-        emit(&format!("{}\n", serde_json::to_string(&explanation)?))?;
+    // A secret from the environment may sit in a URL, a detail or evidence: never printed.
+    let secrets = explanation.from_environment.clone();
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string(&explanation)?)
     } else {
-        emit(&render_all(&explanation, at.is_some(), now))?;
-    }
+        render_all(&explanation, at.is_some(), now)
+    };
+    emit(&crate::config::env::redact(&text, &secrets))?;
     Ok(0)
 }
 
@@ -294,6 +315,27 @@ fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
             r.exit.map(|x| format!(", {x}")).unwrap_or_default(),
             e.decision.lane
         ));
+    }
+    if let Some(h) = &e.last_hook {
+        out.push_str(&format!(
+            "\nlast hook: {} ({}) at {}: {}{}; its output is in state/hooks/{}.log\n",
+            h.event.key(),
+            clean(&h.key),
+            h.at,
+            h.result
+                .map_or("running, or its runner died", |r| r.as_str()),
+            h.detail
+                .as_deref()
+                .map(|d| format!(" ({})", clean(d)))
+                .unwrap_or_default(),
+            e.decision.lane
+        ));
+    }
+    if !e.from_environment.is_empty() {
+        out.push_str("\nvalues from the environment (as the loading process saw it):\n");
+        for r in &e.from_environment {
+            out.push_str(&format!("  {}\n", clean(&r.describe())));
+        }
     }
     if !e.to_fire.is_empty() {
         out.push_str("\nwhat would have to change for it to fire:\n");

@@ -123,7 +123,70 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         handle.wait(&session.store).await
     })?;
     eprintln!("{}", summary(&lane.name, &report));
+    on_failure(&session, lane, &report, &runtime);
     Ok(report.shell_code())
+}
+
+/// `fire --wait` runs the lane's `on_failure` hook itself for a failed run, and waits for it
+/// (up to its timeout): it claims the firing first, so a daemon never runs it again.
+fn on_failure(
+    session: &Session,
+    lane: &crate::compile::Lane,
+    report: &RunReport,
+    runtime: &tokio::runtime::Runtime,
+) {
+    use crate::dispatch::hook::{self, Firing};
+    use crate::state::{HookEvent, HookResult, RunResult};
+    let Some(hook) = &lane.hooks.on_failure else {
+        return;
+    };
+    if !matches!(report.result, RunResult::Failure | RunResult::Interrupted) {
+        return;
+    }
+    let key = format!("run:{}", report.run_id);
+    let id = match session
+        .store
+        .claim_hook(&lane.name, HookEvent::Failure, &key, session.now())
+    {
+        Ok(Some(id)) => id,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!("lane `{}`: on_failure not run: {e}", lane.name);
+            return;
+        }
+    };
+    let record = session
+        .store
+        .recent_runs(&lane.name, 8)
+        .ok()
+        .and_then(|runs| runs.into_iter().find(|r| r.id == report.run_id));
+    let firing = Firing {
+        lane: lane.name.clone(),
+        event: HookEvent::Failure,
+        key,
+        reason: None,
+        run_id: Some(report.run_id),
+        result: Some(report.result.as_str().to_string()),
+        payload: serde_json::json!({ "run": record, "report": report }),
+    };
+    let outcome = runtime.block_on(hook::run(&session.config.home, hook, &firing));
+    if let Err(e) = session
+        .store
+        .finish_hook(id, outcome.result, &outcome.detail, session.now())
+    {
+        eprintln!(
+            "lane `{}`: could not record how on_failure ended: {e}",
+            lane.name
+        );
+    }
+    if outcome.result != HookResult::Success {
+        eprintln!(
+            "lane `{}`: on_failure hook {}: {}",
+            lane.name,
+            outcome.result.as_str(),
+            outcome.detail
+        );
+    }
 }
 
 /// The refusal to fire a paused lane, naming the pause and its note (exit 1, as a lane

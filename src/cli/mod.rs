@@ -1,6 +1,7 @@
 //! The command line (docs/DESIGN.md §5): parsing, one module per command, and the mapping of errors
 //! to messages and exit codes (0 ok, 1 invalid configuration or failure, 2 usage).
 
+mod calendar;
 mod check;
 mod completions;
 mod explain;
@@ -13,6 +14,7 @@ mod plugin;
 mod record;
 mod run;
 mod schema;
+mod simulate;
 mod status;
 mod stop;
 mod validate;
@@ -80,6 +82,10 @@ enum Command {
     Run(run::Args),
     /// The JSON Schema of a lane file (default) or of lanekeeper.yaml, for editors and CI.
     Schema(schema::Args),
+    /// The next fire times of each lane, by its schedule and as its window gates allow.
+    Calendar(calendar::Args),
+    /// Run the engine over simulated time, answered from facts; print each lane's timeline.
+    Simulate(simulate::Args),
     /// Plugin authoring: `plugin new NAME --rhai|--wasm` writes a working skeleton with a test.
     #[command(subcommand)]
     Plugin(plugin::Command),
@@ -184,6 +190,8 @@ pub fn main() -> i32 {
             Command::Stop(a) => stop::run(&home, a),
             Command::Logs(a) => logs::run(&home, a),
             Command::History(a) => history::run(&home, a),
+            Command::Simulate(a) => simulate::run(&home, a),
+            Command::Calendar(a) => calendar::run(&home, a),
             Command::Plugin(c) => plugin::run(&home, c),
             Command::Schema(a) => schema::run(&home, a),
             Command::SuperviseRun => Ok(crate::dispatch::supervisor::main(&home)),
@@ -437,11 +445,16 @@ fn emit(text: &str) -> Result<(), CliError> {
 }
 
 /// Prints items as JSON, one object per line.
-fn print_json_lines<T: serde::Serialize>(items: &[T]) -> Result<(), CliError> {
+/// One JSON object per line, with the secrets of `redact` (values from the environment) left
+/// out.
+fn print_json_lines<T: serde::Serialize>(
+    items: &[T],
+    redact: &[crate::config::env::EnvRef],
+) -> Result<(), CliError> {
     let mut text = String::new();
     for item in items {
         text.push_str(&serde_json::to_string(item)?);
         text.push('\n');
     }
-    emit(&text)
+    emit(&crate::config::env::redact(&text, redact))
 }

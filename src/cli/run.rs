@@ -54,9 +54,12 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     })?;
     if args.once {
         if args.json {
-            print_json_lines(&report.decisions)?;
+            print_json_lines(&report.decisions, &report.secrets)?;
         } else {
-            emit(&render(&report.decisions))?;
+            emit(&crate::config::env::redact(
+                &render(&report.decisions),
+                &report.secrets,
+            ))?;
         }
         for (lane, run) in &report.runs {
             match run {

@@ -103,6 +103,9 @@ pub fn run(home: &Home, args: Args) -> CliResult {
                     "now (overdue {})",
                     relative(now, Some(t)).trim_end_matches(" ago")
                 ),
+                (Some(t), _) if s.last_run_at.is_none() => {
+                    format!("{} (never run)", relative(now, Some(t)))
+                }
                 (Some(t), _) => relative(now, Some(t)),
             };
             let deferral = match (&s.deferral, &s.episode) {

@@ -49,7 +49,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let warnings = diags.len() - errors;
     let code = if errors > 0 { 1 } else { 0 };
     if args.json {
-        print_json_lines(&diags.iter().collect::<Vec<_>>())?;
+        print_json_lines(&diags.iter().collect::<Vec<_>>(), &[])?;
         return Ok(code);
     }
     eprint!("{}", super::output::clean_lines(&diags.to_string()));

@@ -114,7 +114,7 @@ impl fmt::Display for Diagnostic {
 
 /// Every problem found in one load, in file order.
 #[derive(Debug, Clone, Default)]
-pub struct Diagnostics(Vec<Diagnostic>);
+pub struct Diagnostics(Vec<Diagnostic>, Vec<(PathBuf, Shifts)>);
 
 impl Diagnostics {
     /// Every problem, in the order found.
@@ -122,9 +122,18 @@ impl Diagnostics {
         self.0.iter()
     }
 
-    /// Adds one problem.
-    pub fn push(&mut self, d: Diagnostic) {
+    /// Adds one problem. A place in a file whose `${…}` were substituted is moved back to
+    /// where it was written.
+    pub fn push(&mut self, mut d: Diagnostic) {
+        if let Some((_, shifts)) = self.1.iter().find(|(p, _)| *p == d.path) {
+            d.col = shifts.map(d.line, d.col);
+        }
         self.0.push(d);
+    }
+
+    /// From now on, places in `path` are in its substituted text: map them back with `shifts`.
+    pub(crate) fn substituted(&mut self, path: &Path, shifts: Shifts) {
+        self.1.push((path.to_path_buf(), shifts));
     }
 
     /// True when nothing was found.
@@ -149,7 +158,10 @@ impl Diagnostics {
 
     /// Only the errors.
     pub fn errors(&self) -> Diagnostics {
-        Diagnostics(self.0.iter().filter(|d| d.is_error()).cloned().collect())
+        Diagnostics(
+            self.0.iter().filter(|d| d.is_error()).cloned().collect(),
+            Vec::new(),
+        )
     }
 
     /// Names `lane` as the lane of every problem from index `from` on that names none yet.
@@ -170,3 +182,44 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// One substitution: where it sits in the text parsed, and where it was written.
+#[derive(Debug, Clone)]
+pub(crate) struct Site {
+    pub(crate) line: u64,
+    /// 1-based column of its first character in the substituted text.
+    pub(crate) new_col: u64,
+    /// Its length there, in characters.
+    pub(crate) new_len: u64,
+    /// 1-based column of `${` (or `$$`) in the file.
+    pub(crate) orig_col: u64,
+    /// Its length as written, in characters.
+    pub(crate) orig_len: u64,
+}
+
+/// Maps places in the substituted text back to the file as written.
+#[derive(Debug, Clone, Default)]
+pub struct Shifts(pub(crate) Vec<Site>);
+
+impl Shifts {
+    /// The column in the file of column `col` of `line` in the substituted text: inside a
+    /// substituted value, where its `${` was written.
+    pub fn map(&self, line: u64, col: u64) -> u64 {
+        let mut delta: i64 = 0;
+        for s in self.0.iter().filter(|s| s.line == line) {
+            if col < s.new_col {
+                break;
+            }
+            if col < s.new_col + s.new_len.max(1) {
+                return s.orig_col;
+            }
+            let signed = |v: u64| i64::try_from(v).unwrap_or(0);
+            delta = signed(s.orig_col) + signed(s.orig_len) - signed(s.new_col) - signed(s.new_len);
+        }
+        u64::try_from(i64::try_from(col).unwrap_or(0) + delta).unwrap_or(col)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}

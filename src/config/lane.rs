@@ -11,6 +11,7 @@ use serde_saphyr::Spanned;
 
 use super::duration::DurationSetting;
 use super::yaml::{Key, Shape, check};
+use crate::model::hook::HookEvent;
 
 /// The keys of a lane file, checked before the typed read so every problem is reported at once.
 /// Each value's check is the type of its field in [`RawLane`] and the structs below.
@@ -80,6 +81,14 @@ pub(super) const SCHEMA: Shape = Shape::Map(&[
             optional("cpu", Shape::Value(check::<Option<String>>)),
         ]),
     ),
+    optional(
+        "give_up_after",
+        Shape::Value(check::<Option<DurationSetting>>),
+    ),
+    optional("on_failure", HOOK),
+    optional("on_give_up", HOOK),
+    optional("on_forced_run", HOOK),
+    optional("on_defer", HOOK),
     required(
         "command",
         "add command.argv, the program and its arguments (e.g. argv: [sh, jobs/backup.sh])",
@@ -95,6 +104,16 @@ pub(super) const SCHEMA: Shape = Shape::Map(&[
             optional("grace", Shape::Value(check::<Option<DurationSetting>>)),
         ]),
     ),
+]);
+
+/// A hook (`on_failure:` …): an argv, never a shell string, and its own timeout.
+pub(super) const HOOK: Shape = Shape::Map(&[
+    required(
+        "argv",
+        "add the program and its arguments, e.g. argv: [sh, jobs/notify-webhook.sh]",
+        Shape::Value(check::<Vec<String>>),
+    ),
+    optional("timeout", Shape::Value(check::<Option<DurationSetting>>)),
 ]);
 
 const fn optional(name: &'static str, shape: Shape) -> Key {
@@ -138,8 +157,48 @@ pub(super) struct RawLane {
     #[schemars(with = "Option<RawRetry>")]
     pub retry: Option<Spanned<RawRetry>>,
     pub limits: Option<RawLimits>,
+    /// Deferred this long without a break: `on_give_up` fires.
+    #[schemars(with = "Option<DurationSetting>")]
+    pub give_up_after: Option<Spanned<DurationSetting>>,
+    /// Run when a run of the lane fails.
+    #[schemars(with = "Option<RawHook>")]
+    pub on_failure: Option<Spanned<RawHook>>,
+    /// Run when retries are used up, or after `give_up_after` of deferral.
+    #[schemars(with = "Option<RawHook>")]
+    pub on_give_up: Option<Spanned<RawHook>>,
+    /// Run when the starvation guard forces a run.
+    #[schemars(with = "Option<RawHook>")]
+    pub on_forced_run: Option<Spanned<RawHook>>,
+    /// Run once at the start of each deferral episode.
+    #[schemars(with = "Option<RawHook>")]
+    pub on_defer: Option<Spanned<RawHook>>,
     #[schemars(with = "RawCommand")]
     pub command: Spanned<RawCommand>,
+}
+
+impl RawLane {
+    /// The hooks as written, by event.
+    pub(super) fn hooks(&self) -> [(HookEvent, Option<&Spanned<RawHook>>); 4] {
+        [
+            (HookEvent::Failure, self.on_failure.as_ref()),
+            (HookEvent::GiveUp, self.on_give_up.as_ref()),
+            (HookEvent::ForcedRun, self.on_forced_run.as_ref()),
+            (HookEvent::Defer, self.on_defer.as_ref()),
+        ]
+    }
+}
+
+/// A hook as written: `{ argv: [sh, jobs/notify-webhook.sh], timeout: 30s }`.
+#[derive(schemars::JsonSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Hook")]
+pub(crate) struct RawHook {
+    /// The program and its arguments; never through a shell.
+    #[schemars(with = "Vec<ScalarText>")]
+    pub argv: Spanned<Vec<Spanned<String>>>,
+    /// TERM after this long (default 30s), KILL 5s later.
+    #[schemars(with = "Option<DurationSetting>")]
+    pub timeout: Option<Spanned<DurationSetting>>,
 }
 
 /// The JSON Schema (draft 2020-12) of a lane file, from the types it is read into, so the two
@@ -505,6 +564,8 @@ mod tests {
             preconditions:\n  - { use: p, with: { a: 1 }, soft: true, on_error: pass, allow: { http: [h], metrics: [m] } }\n\
             max_deferral: 1h\nrecheck: 30s\ngroup: g\npriority: 1\n\
             retry: { delay: 1m, window: 1h }\n\
+            give_up_after: 2h\non_failure: { argv: [x], timeout: 5s }\non_give_up: { argv: [x] }\n\
+            on_forced_run: { argv: [x] }\non_defer: { argv: [x] }\n\
             command: { argv: [x], cwd: ., env: { A: b }, timeout: 1h, grace: 5s }\n";
         let path = Path::new("x.yaml");
         let mut diags = Diagnostics::default();

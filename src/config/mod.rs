@@ -6,6 +6,7 @@
 
 pub mod diagnostic;
 pub use crate::model::duration;
+pub mod env;
 pub mod lane;
 pub mod program;
 pub mod settings;
@@ -32,6 +33,7 @@ pub(crate) struct ParsedLane {
     path: PathBuf,
     raw: RawLane,
     hash: String,
+    env: Vec<env::EnvRef>,
 }
 
 /// The lane files that parsed, and the name of every lane file, loaded or not.
@@ -82,15 +84,24 @@ pub(crate) fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
             }
         };
         let before = diags.len();
+        let hash = crate::model::fingerprint::content_hash(text.as_bytes());
+        let written = text;
+        let env::Substituted {
+            text,
+            shifts,
+            refs: env_refs,
+        } = env::substitute(&path, &written, &env_var, diags);
+        diags.substituted(&path, shifts.clone());
         let Some(tree) = yaml::tree(&path, &text, diags) else {
             // Unparsable: still known by the name it declares, if a line says so.
-            let name = declared_name(&text).unwrap_or(stem);
+            let name = declared_name(&written).unwrap_or(stem);
             diags.attribute(before, &name);
             if valid_lane_name(&name) {
                 rules.known.insert(name);
             }
             continue;
         };
+        env::check_keys(&path, &tree, &shifts, diags);
         let declared = tree.value.get("lane");
         let (name, loc, owner_at) = match declared {
             Some((key, value)) => match &value.value {
@@ -131,16 +142,25 @@ pub(crate) fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
         );
         diags.attribute(before, &name);
         let Some(raw) = raw else { continue };
+        if diags.has_errors_since(before) {
+            // An unset variable or a key with `${…}`: the file as read is not the file meant.
+            continue;
+        }
         seen.insert(name.clone(), path.clone());
-        let hash = crate::model::fingerprint::content_hash(text.as_bytes());
         rules.parsed.push(ParsedLane {
             name,
             path,
             raw,
             hash,
+            env: env_refs,
         });
     }
     rules
+}
+
+/// The process environment, read when a file is loaded: the daemon's is the one it started with.
+pub(crate) fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 /// Warns about entries of `dir` named like `what` files (by `extensions`) that are not regular
@@ -294,6 +314,10 @@ pub(crate) struct LaneSpec {
     pub priority: i64,
     pub retry: Option<Retry>,
     pub command: Command,
+    /// Its hooks: its own, else `lanekeeper.yaml`'s.
+    pub hooks: crate::model::hook::Hooks,
+    /// Deferred this long without a break: `on_give_up`.
+    pub give_up_after: Option<std::time::Duration>,
     /// The rules file's content hash.
     pub hash: String,
     /// Its preconditions, as references to plugins.
@@ -302,6 +326,8 @@ pub(crate) struct LaneSpec {
     cron_at: Option<Location>,
     /// Where its settings were written.
     pub places: lane::Places,
+    /// Values its file took from the environment.
+    pub env: Vec<env::EnvRef>,
 }
 
 /// Checks one parsed lane file's schedule, durations and command. Problems go to `diags`; the
@@ -317,6 +343,7 @@ pub(crate) fn spec(
         path,
         raw,
         hash,
+        env: env_refs,
     } = parsed;
     let p = path.as_path();
     let sched = &raw.schedule.value;
@@ -394,6 +421,17 @@ pub(crate) fn spec(
         Some(Retry { delay, window })
     });
 
+    let give_up_after = raw
+        .give_up_after
+        .as_ref()
+        .and_then(|d| settings::positive(p, "give_up_after", d, duration::MAX, diags));
+    let mut hooks = settings.hooks.clone();
+    for (event, written) in raw.hooks() {
+        if let Some(h) = written {
+            *hooks.slot(event) = settings::compile_hook(p, home.root(), event, h, diags);
+        }
+    }
+
     let cmd = &raw.command.value;
     let argv: Vec<String> = cmd.argv.value.iter().map(|a| a.value.clone()).collect();
     if argv.first().is_none_or(String::is_empty) {
@@ -462,6 +500,8 @@ pub(crate) fn spec(
         priority: raw.priority.unwrap_or(lane::DEFAULT_PRIORITY),
         retry,
         command,
+        hooks,
+        give_up_after,
         hash,
         cron_at: sched.cron.as_ref().map(|c| c.referenced),
         places: lane::Places {
@@ -478,6 +518,7 @@ pub(crate) fn spec(
             timeout: cmd.timeout.as_ref().map(|t| t.referenced),
         },
         gates: raw.preconditions,
+        env: env_refs,
     }
 }
 

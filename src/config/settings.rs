@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::model::hook::{DEFAULT_HOOK_TIMEOUT, Hook, HookEvent};
+
 use super::diagnostic::{Diagnostic, Diagnostics};
 use super::duration::{self, DurationSetting};
 use super::yaml;
@@ -149,6 +151,10 @@ pub struct Settings {
     pub plugin_grants: BTreeMap<String, (crate::model::grants::Grants, serde_saphyr::Location)>,
     /// Where runs get their own cgroup v2 (`cgroup:`).
     pub cgroup: CgroupSetting,
+    /// Hooks for every lane that declares none of its own for the event.
+    pub hooks: crate::model::hook::Hooks,
+    /// Values `lanekeeper.yaml` took from the environment.
+    pub env: Vec<super::env::EnvRef>,
 }
 
 /// `cgroup:` in lanekeeper.yaml: where each run gets its own cgroup v2, so a stop or timeout
@@ -198,6 +204,8 @@ impl Default for Settings {
             listen: None,
             plugin_grants: BTreeMap::new(),
             cgroup: CgroupSetting::Auto,
+            hooks: crate::model::hook::Hooks::default(),
+            env: Vec::new(),
         }
     }
 }
@@ -234,6 +242,18 @@ struct RawSettings {
     plugins: BTreeMap<String, Spanned<RawPluginSettings>>,
     #[schemars(with = "Option<String>")]
     cgroup: Option<Spanned<String>>,
+    /// Run when a run fails, for lanes without their own `on_failure`.
+    #[schemars(with = "Option<super::lane::RawHook>")]
+    on_failure: Option<Spanned<super::lane::RawHook>>,
+    /// Run when a lane gives up, for lanes without their own `on_give_up`.
+    #[schemars(with = "Option<super::lane::RawHook>")]
+    on_give_up: Option<Spanned<super::lane::RawHook>>,
+    /// Run when the starvation guard forces a run, for lanes without their own.
+    #[schemars(with = "Option<super::lane::RawHook>")]
+    on_forced_run: Option<Spanned<super::lane::RawHook>>,
+    /// Run when a deferral episode begins, for lanes without their own `on_defer`.
+    #[schemars(with = "Option<super::lane::RawHook>")]
+    on_defer: Option<Spanned<super::lane::RawHook>>,
 }
 
 /// `listen:` in a JSON Schema: a port, or `HOST:PORT`.
@@ -419,9 +439,30 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
             return settings;
         }
     };
+    let before = diags.len();
+    let substituted = super::env::substitute(path, &text, &super::env_var, diags);
+    diags.substituted(path, substituted.shifts.clone());
+    settings.env = substituted.refs;
+    if diags.has_errors_since(before) {
+        return settings;
+    }
+    let text = substituted.text;
+    if let Some(tree) = yaml::tree(path, &text, &mut Diagnostics::default()) {
+        super::env::check_keys(path, &tree, &substituted.shifts, diags);
+    }
     let Some(raw) = yaml::parse::<Option<RawSettings>>(path, &text, diags).flatten() else {
         return settings;
     };
+    for (event, written) in [
+        (HookEvent::Failure, &raw.on_failure),
+        (HookEvent::GiveUp, &raw.on_give_up),
+        (HookEvent::ForcedRun, &raw.on_forced_run),
+        (HookEvent::Defer, &raw.on_defer),
+    ] {
+        if let Some(h) = written {
+            *settings.hooks.slot(event) = compile_hook(path, home, event, h, diags);
+        }
+    }
     for (name, metric) in raw.metrics {
         match compile_metric(&metric.value, home) {
             Ok(src) => {
@@ -758,3 +799,69 @@ pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, ListenError> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not an address; write PORT (loopback) or HOST:PORT, e.g. 127.0.0.1:9470")]
 pub struct ListenError(pub String);
+
+/// Checks a hook as written: a program, no NUL, a positive timeout.
+pub(crate) fn compile_hook(
+    path: &std::path::Path,
+    home: &std::path::Path,
+    event: HookEvent,
+    raw: &Spanned<super::lane::RawHook>,
+    diags: &mut Diagnostics,
+) -> Option<Hook> {
+    let argv: Vec<String> = raw
+        .value
+        .argv
+        .value
+        .iter()
+        .map(|a| a.value.clone())
+        .collect();
+    let before = diags.len();
+    if argv.first().is_none_or(String::is_empty) {
+        diags.push(Diagnostic::yaml(
+            path,
+            raw.value.argv.referenced,
+            format!(
+                "`{}.argv` needs at least the program, e.g. [sh, jobs/notify-webhook.sh]",
+                event.key()
+            ),
+        ));
+    }
+    for (i, a) in raw.value.argv.value.iter().enumerate() {
+        if a.value.contains('\0') {
+            diags.push(Diagnostic::yaml(
+                path,
+                a.referenced,
+                format!(
+                    "`{}.argv[{i}]` contains a NUL byte, which cannot be passed to a program; remove it",
+                    event.key()
+                ),
+            ));
+        }
+    }
+    let timeout = match &raw.value.timeout {
+        Some(t) => positive(
+            path,
+            &format!("{}.timeout", event.key()),
+            t,
+            duration::MAX_WAIT,
+            diags,
+        )?,
+        None => DEFAULT_HOOK_TIMEOUT,
+    };
+    // As for a lane's program: a warning only, the daemon's PATH may differ.
+    if let Some(program) = raw.value.argv.value.first()
+        && !program.value.is_empty()
+        && !program.value.contains('\0')
+        && let Err(why) = super::program::resolve(&program.value, home, &BTreeMap::new())
+    {
+        diags.push(
+            Diagnostic::yaml(
+                path,
+                program.referenced,
+                format!("{}: {why}; the hook will fail to start", event.key()),
+            )
+            .warning(),
+        );
+    }
+    (!diags.has_errors_since(before)).then_some(Hook { argv, timeout })
+}

@@ -7,11 +7,12 @@
 //! Then the triggers that the groups allow are dispatched through the same code as `fire`.
 
 mod changelog;
+mod hooks;
 mod recovery;
 mod reload;
 mod retries;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, RwLock};
@@ -33,8 +34,8 @@ use crate::metrics::Metrics;
 use crate::observe::{LiveObserver, Observer};
 use crate::state::{LaneStates, ReloadStatus, SqliteStore, Store, StoreError};
 
-/// The longest the loop sleeps without a reason, as a guard against clock jumps.
-const MAX_SLEEP: Duration = Duration::from_secs(3600);
+/// The longest the loop sleeps without a reason (shared with simulations).
+const MAX_SLEEP: Duration = engine::wake::MAX_SLEEP;
 /// How long to wait before trying again after a pass failed (e.g. the disk was full).
 const PASS_RETRY: Duration = Duration::from_secs(30);
 /// How many runs start at once: a pass that triggers hundreds of lanes starts their
@@ -64,6 +65,8 @@ pub enum Event {
     /// A command changed what the store says about a lane (`pause`, `resume`, `stop`): decide
     /// again now.
     Wake,
+    /// A hook ended: its firing's row id, the firing and how it ended.
+    HookEnded(i64, dispatch::hook::Firing, dispatch::hook::Outcome),
 }
 
 /// Why the daemon could not start.
@@ -115,6 +118,8 @@ pub struct OnceReport {
     pub decisions: Vec<Decision>,
     /// Each dispatched run and how it ended.
     pub runs: Vec<(String, Result<RunReport, String>)>,
+    /// The configuration's secrets from the environment, to leave out of what is printed.
+    pub secrets: Vec<crate::config::env::EnvRef>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT, or one pass with `once`. `listen` overrides the
@@ -170,6 +175,13 @@ struct Daemon {
     /// Lanes whose start failed in the last pass, with the wait before the next attempt: no
     /// event follows a failed start, so the loop must wake for it itself.
     start_backoff: HashMap<String, Duration>,
+    /// Hook firings handled (run or found claimed), so a pass does not ask the store again.
+    hooks_seen: HashSet<(String, crate::state::HookEvent, String)>,
+    /// Each lane's deferral episode in progress, by its start, for when the store could not
+    /// record it yet.
+    open_deferrals: HashMap<String, Timestamp>,
+    /// Hooks still running; `run --once` and shutdown wait for them.
+    hooks_running: usize,
     _lock: LaneLock,
 }
 
@@ -240,6 +252,9 @@ impl Daemon {
                 retries: retries::Retries::default(),
                 downtime,
                 start_backoff: HashMap::new(),
+                hooks_seen: HashSet::new(),
+                open_deferrals: HashMap::new(),
+                hooks_running: 0,
                 _lock: lock,
             },
             rx,
@@ -290,8 +305,12 @@ impl Daemon {
                 }
             };
             if self.once {
-                let runs = self.drain(&mut events, None).await;
-                return Ok(OnceReport { decisions, runs });
+                let runs = self.drain(&mut events, None, true).await;
+                return Ok(OnceReport {
+                    decisions,
+                    runs,
+                    secrets: self.config.secrets(),
+                });
             }
             let sleep = wake.duration_since(self.clock.now()).clamp(
                 SignedDuration::ZERO,
@@ -328,6 +347,12 @@ impl Daemon {
         self.runs.remove(lane);
         if let Some(Ok(r)) = report {
             self.metrics.observe_run(lane, r);
+            if matches!(
+                r.result,
+                crate::state::RunResult::Failure | crate::state::RunResult::Interrupted
+            ) {
+                self.failed_run(lane, r.run_id, Some(r));
+            }
         }
     }
 
@@ -336,6 +361,7 @@ impl Daemon {
             Event::RunEnded(lane, report) => self.ended(&lane, report.as_ref()),
             Event::Reload(why) => self.reload(why).await,
             Event::Wake => tracing::debug!("Woken by a command; deciding again."),
+            Event::HookEnded(id, firing, outcome) => self.hook_ended(id, &firing, &outcome),
         }
     }
 
@@ -400,6 +426,7 @@ impl Daemon {
             Origin::Daemon
         };
         self.record(&decisions, origin);
+        self.pass_hooks(&decisions, &states, now);
         self.prune(now);
         if !self.stopping {
             let triggers: Vec<&Decision> = decisions
@@ -413,6 +440,8 @@ impl Daemon {
         if !self.pending.is_empty() {
             wake = wake.min(later(now, RECORD_RETRY));
         }
+        // What a rehearsal (`run --once --at`) needs to take the next step as the loop would.
+        tracing::debug!(at = %wake, "Next pass, unless an event comes first.");
         (decisions, wake)
     }
 
@@ -494,6 +523,7 @@ impl Daemon {
                 "Retries exhausted: the retry window is used up; the lane waits for its normal schedule."
             );
             self.metrics.observe_retries_exhausted(&e.lane);
+            self.retries_given_up(&e.lane, e.failing_since);
         }
     }
 
@@ -525,15 +555,20 @@ impl Daemon {
             let task = tokio::task::spawn_local(async move {
                 dispatch::start(&home, &spec, SupervisorLog::Inherit).await
             });
-            starting.push((lane, source, task));
+            let forced = (decision.source == Some(engine::TriggerSource::StarvationGuard))
+                .then(|| (*decision).clone());
+            starting.push((lane, source, task, forced));
         }
-        for (lane, source, task) in starting {
+        for (lane, source, task, forced) in starting {
             let started = task.await.unwrap_or_else(|e| {
                 Err(DispatchError::Supervisor {
                     lane: lane.name.clone(),
                     message: format!("the start was lost: {e}"),
                 })
             });
+            if let (Some(d), Ok(Start::Running(run))) = (&forced, &started) {
+                self.forced_run(d, run.run_id);
+            }
             self.started(lane, source, started, failed_before);
         }
     }
@@ -649,14 +684,16 @@ impl Daemon {
         }
     }
 
-    /// Waits for this daemon's runs to end (all of them, or until `deadline`).
+    /// Waits for this daemon's runs to end (all of them, or until `deadline`), and for its
+    /// hooks too with `hooks`.
     async fn drain(
         &mut self,
         events: &mut UnboundedReceiver<Event>,
         deadline: Option<tokio::time::Instant>,
+        hooks: bool,
     ) -> Vec<(String, Result<RunReport, String>)> {
         let mut ended = Vec::new();
-        while !self.runs.is_empty() {
+        while !self.runs.is_empty() || (hooks && self.hooks_running > 0) {
             let event = match deadline {
                 Some(at) => tokio::select! {
                     e = events.recv() => e,
@@ -670,6 +707,9 @@ impl Daemon {
                     if let Some(r) = report {
                         ended.push((lane, r));
                     }
+                }
+                Some(Event::HookEnded(id, firing, outcome)) => {
+                    self.hook_ended(id, &firing, &outcome)
                 }
                 Some(Event::Reload(_) | Event::Wake) => {}
                 None => break,
@@ -691,7 +731,7 @@ impl Daemon {
         let timeout = self.config.settings.shutdown_timeout;
         tracing::info!(signal = why, running = self.runs.len(), timeout = %config::duration::format(timeout), "Shutting down: no new runs; waiting for running children.");
         let deadline = tokio::time::Instant::now().checked_add(timeout);
-        let mut runs = self.drain(events, deadline).await;
+        let mut runs = self.drain(events, deadline, true).await;
         if !self.runs.is_empty() {
             tracing::warn!(
                 running = self.runs.len(),
@@ -700,12 +740,14 @@ impl Daemon {
             for stop in self.runs.values() {
                 stop.stop(Signal::SIGTERM);
             }
-            runs.extend(self.drain(events, None).await);
+            // Hooks still running are not waited for again: they end with the daemon.
+            runs.extend(self.drain(events, None, false).await);
         }
         tracing::info!("Daemon stopped.");
         Ok(OnceReport {
             decisions: Vec::new(),
             runs,
+            secrets: Vec::new(),
         })
     }
 }

@@ -8,6 +8,7 @@
 //! records.
 
 pub mod cgroup;
+pub mod hook;
 pub mod lock;
 pub mod logs;
 pub mod process;

@@ -4,6 +4,7 @@
 //! returns a [`Decision`]. It reads no clock and touches no store; `check`, `fire`, `run` and
 //! `explain` all call it, so they cannot disagree.
 
+pub mod calendar;
 pub mod fairness;
 pub mod schedule;
 pub mod wake;

@@ -93,6 +93,9 @@ fn lane(name: &str, every: Option<Duration>, gates: Vec<GateBinding>) -> Lane {
         },
         fingerprints: Arc::default(),
         places: Default::default(),
+        hooks: Default::default(),
+        give_up_after: None,
+        env: Vec::new(),
     }
 }
 
@@ -512,4 +515,33 @@ fn the_wake_rule_wakes_when_a_pause_ends_by_itself_and_not_for_an_open_one() {
         assert_eq!(ds[0].reason.as_deref(), Some(REASON_PAUSED));
         assert_eq!(wake::next_wake(&ds, &lanes, &states, now), wake);
     }
+}
+
+#[test]
+fn a_retry_whose_window_is_used_up_wakes_nobody() {
+    // The retry came due at 00:16 while the lane was held back; at 01:02 its window is over.
+    // Waking "at the retry" would mean waking now, again and again, until the next due time.
+    let mut l = lane("x", Some(Duration::from_secs(24 * 3600)), vec![]);
+    l.retry = Some(Retry {
+        delay: Duration::from_secs(15 * 60),
+        window: HOUR,
+    });
+    let failed = LaneState {
+        last_run_at: Some(t0()),
+        last_result: Some(RunResult::Failure),
+        last_ended_at: Some(ms(t0(), 60_000)),
+        failure_since: Some(ms(t0(), 60_000)),
+        ..LaneState::default()
+    };
+    let mut states = LaneStates::new();
+    states.insert("x".into(), failed.clone());
+    let now = ms(t0(), 62 * 60_000);
+    let d = decide_one(&l, failed, now, ChainMode::FirstDeferral);
+    assert_eq!(d.outcome, Outcome::Deferred, "window used up");
+    let lanes = [l];
+    assert_eq!(
+        wake::next_wake(&[d], &lanes, &states, now),
+        Some(ms(t0(), 24 * 3_600_000)),
+        "the next due time, not now"
+    );
 }

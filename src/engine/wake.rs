@@ -2,6 +2,8 @@
 //! change without an event (a child exiting, a file edit, a signal). The daemon sleeps until
 //! then, and a simulation jumps there, so both wake at exactly the same instants.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
 use super::schedule::{Timing, next_due, retry_at};
@@ -9,6 +11,10 @@ use crate::clock::later;
 use crate::compile::Lane;
 use crate::model::decision::{Decision, Outcome, PAUSE_GATE, SCHEDULE_GATE};
 use crate::model::lane_state::LaneStates;
+
+/// The longest the daemon sleeps without a reason, as a guard against clock jumps: a
+/// simulation wakes at least this often too, so both make the same passes.
+pub const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 /// When a pass's decisions could next change by themselves:
 /// - a lane not due yet, when it becomes due (or its failed run's retry does);
@@ -36,7 +42,9 @@ pub fn next_wake(
             Outcome::Disabled | Outcome::Trigger => [None, None],
             Outcome::Deferred if d.gate.as_deref() == Some(SCHEDULE_GATE) => [
                 next_due(&Timing::of(lane), state.last_run_at, state.downtime),
-                retry_at(lane.retry, &state),
+                // A retry already past is over (else the lane would be due): its window
+                // closed while a gate held the lane back.
+                retry_at(lane.retry, &state).filter(|t| *t > now),
             ],
             Outcome::Deferred if d.gate.as_deref() == Some(PAUSE_GATE) => {
                 [state.pause.as_ref().and_then(|p| p.until), None]

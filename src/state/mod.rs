@@ -12,6 +12,7 @@ use crate::model::decision::{Decision, Origin};
 
 pub use sqlite::SqliteStore;
 
+pub use crate::model::hook::{HookEvent, HookFiring, HookResult};
 pub use crate::model::lane_state::{ExitInfo, LaneState, LaneStates, Pause, RunResult, RunningRun};
 
 /// Errors of the state store, with the operation that failed.
@@ -579,4 +580,23 @@ pub trait Store {
         lane: Option<&str>,
         since: Timestamp,
     ) -> Result<Vec<PauseRecord>, StoreError>;
+    /// Claims the firing of `event`'s hook for `lane`, identified by `key`, before it runs:
+    /// its row id, or `None` if it was claimed before (by this process or an earlier one).
+    fn claim_hook(
+        &self,
+        lane: &str,
+        event: HookEvent,
+        key: &str,
+        at: Timestamp,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Records how a claimed hook firing ended.
+    fn finish_hook(
+        &self,
+        id: i64,
+        result: HookResult,
+        detail: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// The latest hook firing of `lane`.
+    fn last_hook(&self, lane: &str) -> Result<Option<HookFiring>, StoreError>;
 }

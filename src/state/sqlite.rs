@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::decision::{Origin, Outcome, holds};
+use crate::model::hook::{HookEvent, HookFiring, HookResult};
 
 use super::{
     Coverage, Decision, ENDED_EXPIRED, ENDED_REPLACED, Episode, EpisodeSummary, ExitInfo,
@@ -107,6 +108,20 @@ const MIGRATIONS: &[&str] = &[
     // recorded as `cancelled`.
     "ALTER TABLE runs ADD COLUMN stopped_by TEXT;
     ALTER TABLE runs ADD COLUMN stop_grace_ms INTEGER;",
+    // 8: hook firings, one per (lane, event, key), claimed before the hook starts, so a
+    // restart never runs a hook twice for one event.
+    "CREATE TABLE hook_firings (
+        id       INTEGER PRIMARY KEY,
+        lane     TEXT NOT NULL,
+        event    TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        at       INTEGER NOT NULL,
+        result   TEXT,
+        detail   TEXT,
+        ended_at INTEGER,
+        UNIQUE (lane, event, key)
+    );
+    CREATE INDEX hook_firings_by_lane ON hook_firings(lane, at);",
 ];
 
 /// The meta key of the daemon's latest reload.
@@ -765,7 +780,14 @@ impl Store for SqliteStore {
                 "DELETE FROM pauses WHERE ended_at IS NOT NULL AND ended_at < ?1",
                 params![cutoff],
             )?;
-            Ok(episodes + runs + pauses)
+            // The latest firing of each lane and event stays, so the event still in force
+            // (the run kept above, an open deferral) is never fired again.
+            let hooks = tx.execute(
+                "DELETE FROM hook_firings WHERE at < ?1
+                 AND id NOT IN (SELECT MAX(id) FROM hook_firings GROUP BY lane, event)",
+                params![cutoff],
+            )?;
+            Ok(episodes + runs + pauses + hooks)
         })
     }
 
@@ -922,6 +944,73 @@ impl Store for SqliteStore {
             pause_row,
         )
     }
+
+    fn claim_hook(
+        &self,
+        lane: &str,
+        event: HookEvent,
+        key: &str,
+        at: Timestamp,
+    ) -> Result<Option<i64>, StoreError> {
+        self.write("claim a hook firing", |tx| {
+            let n = tx.execute(
+                "INSERT INTO hook_firings(lane, event, key, at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(lane, event, key) DO NOTHING",
+                params![lane, event.as_str(), key, at.as_millisecond()],
+            )?;
+            Ok((n > 0).then(|| tx.last_insert_rowid()))
+        })
+    }
+
+    fn finish_hook(
+        &self,
+        id: i64,
+        result: HookResult,
+        detail: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write("record a hook's end", |tx| {
+            tx.execute(
+                "UPDATE hook_firings SET result = ?2, detail = ?3, ended_at = ?4 WHERE id = ?1",
+                params![id, result.as_str(), detail, at.as_millisecond()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn last_hook(&self, lane: &str) -> Result<Option<HookFiring>, StoreError> {
+        self.first_readable(
+            "read hook firings",
+            "SELECT id, lane, event, key, at, result, detail FROM hook_firings
+             WHERE lane = ?1 ORDER BY at DESC, id DESC",
+            params![lane],
+            "hook firing",
+            hook_row,
+        )
+    }
+}
+
+fn hook_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HookFiring> {
+    let event: String = r.get(2)?;
+    let event = HookEvent::ALL
+        .into_iter()
+        .find(|e| e.as_str() == event)
+        .ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                2,
+                rusqlite::types::Type::Text,
+                format!("unknown hook event `{event}`").into(),
+            )
+        })?;
+    let result: Option<String> = r.get(5)?;
+    Ok(HookFiring {
+        lane: r.get(1)?,
+        event,
+        key: r.get(3)?,
+        at: ts(r.get(4)?).unwrap_or(Timestamp::UNIX_EPOCH),
+        result: result.as_deref().and_then(HookResult::parse),
+        detail: r.get(6)?,
+    })
 }
 
 fn pause_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PauseRecord> {

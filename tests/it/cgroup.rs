@@ -91,7 +91,7 @@ fn each_run_lives_in_a_cgroup_of_its_own_and_a_timeout_empties_it() {
         &format!(
             "schedule:\n  every: 1h\ncommand:\n  argv: {}\n  timeout: 1s\n  grace: 1s\n",
             sh("setsid sh -c 'trap \"\" TERM; sed -n \"s/^0:://p\" /proc/self/cgroup > escaped.cg; \
-                echo $$ > escaped.pid; exec sleep 60' & \
+                echo $$$$ > escaped.pid; exec sleep 60' & \
                 while [ ! -s escaped.pid ]; do sleep 0.05; done; sleep 60")
         ),
     );

@@ -29,7 +29,7 @@ pub const SHIPPED_LANES: [&str; 6] = [
     "summary",
 ];
 /// The shipped jobs under `jobs/`.
-pub const SHIPPED_JOBS: [&str; 2] = ["backup.py", "work.sh"];
+pub const SHIPPED_JOBS: [&str; 3] = ["backup.py", "notify-webhook.sh", "work.sh"];
 
 /// A temporary home.
 pub struct Home {

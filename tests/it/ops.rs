@@ -204,7 +204,7 @@ fn fire_refuses_a_paused_lane_naming_the_note_unless_forced() {
 fn stubborn(home: &Home) -> String {
     let pids = home.path().join("pids");
     sh(&format!(
-        "trap '' TERM; sleep 300 & a=$!; setsid sleep 300 & b=$!; echo \"$$ $a $b\" > {p}.tmp && mv {p}.tmp {p}; echo started; wait",
+        "trap '' TERM; sleep 300 & a=$!; setsid sleep 300 & b=$!; echo \"$$$$ $a $b\" > {p}.tmp && mv {p}.tmp {p}; echo started; wait",
         p = pids.display()
     ))
 }

@@ -116,3 +116,38 @@ fn the_settings_schema_takes_every_documented_setting_and_rejects_a_typo() {
     assert!(!errors(&v, "recheck: 30s\nshutdown_timout: 60s\n").is_empty());
     assert!(!errors(&v, "limits: { rhai: { max_operation: 5 } }\n").is_empty());
 }
+
+#[test]
+fn both_schemas_know_hooks_and_give_up_after() {
+    let home = Home::shipped();
+    let lane = schema(&home, "lane");
+    let hooked = "schedule: { every: 1h }\ngive_up_after: 2d\n\
+        on_failure: { argv: [sh, jobs/notify-webhook.sh], timeout: 30s }\n\
+        on_give_up: { argv: [sh, jobs/notify-webhook.sh] }\n\
+        on_forced_run: { argv: [x] }\non_defer: { argv: [x, 1] }\n\
+        command: { argv: [\"true\"] }\n";
+    assert_eq!(errors(&lane, hooked), Vec::<String>::new());
+    for (typo, from, to) in [
+        ("a misspelt hook", "on_defer:", "on_defered:"),
+        ("a hook without argv", "{ argv: [x] }", "{ program: x }"),
+        ("a shell string", "{ argv: [x, 1] }", "{ argv: \"x 1\" }"),
+        (
+            "a hook timeout without a unit",
+            "timeout: 30s",
+            "timeout: 30",
+        ),
+    ] {
+        assert!(hooked.contains(from), "{typo}: {from}");
+        let bad = hooked.replacen(from, to, 1);
+        assert!(!errors(&lane, &bad).is_empty(), "{typo} passed:\n{bad}");
+    }
+    let settings = schema(&home, "settings");
+    assert_eq!(
+        errors(
+            &settings,
+            "on_failure: { argv: [sh, jobs/notify-webhook.sh] }\n"
+        ),
+        Vec::<String>::new()
+    );
+    assert!(!errors(&settings, "on_failure: { argv: [x], timout: 1s }\n").is_empty());
+}
