@@ -157,7 +157,7 @@ fn pass_10k() {
             .filter(|l| {
                 let last = states.get(&l.name).and_then(|s| s.last_run_at);
                 matches!(
-                    schedule::due(&l.schedule, &l.zone, last, now),
+                    schedule::due(&schedule::Timing::of(l), last, None, now),
                     schedule::Due::Due { .. }
                 )
             })

@@ -196,6 +196,12 @@ pub struct Lane {
     pub schedule: Schedule,
     /// The zone for cron and local time.
     pub zone: TimeZone,
+    /// `schedule.jitter`, if set: the window its fixed delay is drawn from.
+    pub jitter: Option<Duration>,
+    /// Its fixed delay on this host, in `[0, jitter)`: every slot is due this much later.
+    pub jitter_offset: Duration,
+    /// What slots missed while no daemon ran owe.
+    pub catch_up: config::CatchUp,
     /// Its preconditions, in order.
     pub gates: Vec<GateBinding>,
     /// Starvation guard: waive soft gates after being due and deferred this long.
@@ -273,12 +279,19 @@ fn compile(
         return None;
     }
     config::check_never_fires(&spec, SystemClock.now(), diags);
+    let jitter_offset = spec
+        .jitter
+        .map(|w| crate::model::jitter::offset(&spec.name, host_name(), w))
+        .unwrap_or_default();
     Some(Lane {
         name: spec.name,
         label: spec.label,
         file: spec.path,
         schedule: spec.schedule,
         zone: spec.zone,
+        jitter_offset,
+        jitter: spec.jitter,
+        catch_up: spec.catch_up,
         gates,
         max_deferral: spec.max_deferral,
         recheck: spec.recheck,
@@ -291,6 +304,17 @@ fn compile(
         env: spec.env,
         fingerprints: Arc::new(fingerprints),
         places: spec.places,
+    })
+}
+
+/// This machine's name, read once: with the lane's name it draws the lane's jitter, so two
+/// hosts sharing rules do not both start on the same instant.
+fn host_name() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default()
     })
 }
 

@@ -147,11 +147,18 @@ pub fn schedule(data: &[u8]) -> Result<(), String> {
     for s in &parsed {
         for zone in &zones {
             let _ = s.why_never_fires(zone, now);
+            let timing = schedule::Timing::plain(s, zone);
             for last in lasts {
-                let _ = schedule::due(s, zone, Some(last), now);
-                let _ = schedule::next_due(s, zone, Some(last));
+                let _ = schedule::due(&timing, Some(last), None, now);
+                let _ = schedule::next_due(&timing, Some(last), None);
+                // A downtime between the last run and now: the catch-up arithmetic too.
+                let down = crate::model::lane_state::Downtime {
+                    from: last,
+                    to: now,
+                };
+                let _ = schedule::due(&timing, Some(last), Some(down), now);
             }
-            let _ = schedule::due(s, zone, None, now);
+            let _ = schedule::due(&timing, None, None, now);
         }
     }
     Ok(())

@@ -169,8 +169,11 @@ fn cron_outside_window(lane: &Lane, now: Timestamp, out: &mut Diagnostics) {
             break;
         }
         seen += 1;
-        let m =
-            u32::from(next.hour().unsigned_abs()) * 60 + u32::from(next.minute().unsigned_abs());
+        // The lane starts at its slot plus its jitter on this host.
+        let starts =
+            crate::clock::later(next.timestamp(), lane.jitter_offset).to_zoned(lane.zone.clone());
+        let m = u32::from(starts.hour().unsigned_abs()) * 60
+            + u32::from(starts.minute().unsigned_abs());
         if windows.iter().all(|(_, w)| in_window(m, *w)) {
             return;
         }

@@ -131,6 +131,7 @@ fn error_kinds() -> [&'static str; 6] {
 pub struct Metrics {
     registry: Registry,
     decisions: Family<OutcomeLabels, Counter>,
+    missed_slots: Family<LaneLabel, Counter>,
     deferrals: Family<DeferralLabels, Counter>,
     deferred_seconds: Family<LaneLabel, FloatGauge>,
     since_success: Family<LaneLabel, FloatGauge>,
@@ -157,6 +158,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("lanekeeper");
         let decisions = Family::default();
+        let missed_slots = Family::default();
         let deferrals = Family::default();
         let deferred_seconds = Family::default();
         let since_success = Family::default();
@@ -184,6 +186,11 @@ impl Metrics {
             "lane_decisions",
             "Decisions made, by lane and outcome",
             decisions.clone(),
+        );
+        registry.register(
+            "missed_slots",
+            "Schedule slots that fell while no daemon ran (counted when the daemon starts)",
+            missed_slots.clone(),
         );
         registry.register(
             "lane_deferrals",
@@ -247,6 +254,7 @@ impl Metrics {
         Self {
             registry,
             decisions,
+            missed_slots,
             deferrals,
             deferred_seconds,
             since_success,
@@ -270,6 +278,13 @@ impl Metrics {
         if secs > self.pass_max.get() {
             self.pass_max.set(secs);
         }
+    }
+
+    /// Counts the slots a lane missed while no daemon ran.
+    pub fn observe_missed_slots(&self, lane: &str, slots: u64) {
+        self.missed_slots
+            .get_or_create(&LaneLabel { lane: lane.into() })
+            .inc_by(slots);
     }
 
     /// Counts one pass's decisions and its plugin evaluations.

@@ -72,6 +72,9 @@ struct Explanation {
     decision: Decision,
     /// What would have to change for the lane to fire.
     to_fire: Vec<String>,
+    /// The lane's jitter and catch-up, when either is set: what moves its slots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timing: Option<TimingInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     evaluation: Option<Evaluation>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,6 +96,39 @@ struct Explanation {
     /// secret's value left out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     from_environment: Vec<crate::config::env::EnvRef>,
+}
+
+/// `schedule.jitter` with this lane's offset on this host, and `schedule.catch_up`.
+#[derive(serde::Serialize)]
+struct TimingInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jitter_ms: Option<i64>,
+    jitter_offset_ms: i64,
+    catch_up: &'static str,
+}
+
+impl TimingInfo {
+    fn of(lane: &crate::compile::Lane) -> Option<Self> {
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        (lane.jitter.is_some() || lane.catch_up != crate::config::CatchUp::Once).then(|| Self {
+            jitter_ms: lane.jitter.map(ms),
+            jitter_offset_ms: ms(lane.jitter_offset),
+            catch_up: lane.catch_up.as_str(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        use crate::model::duration::format_ms;
+        let jitter = match self.jitter_ms {
+            Some(j) => format!(
+                "jitter {} (this lane on this host: +{}), ",
+                format_ms(j),
+                format_ms(self.jitter_offset_ms)
+            ),
+            None => String::new(),
+        };
+        format!("{jitter}catch_up {}", self.catch_up)
+    }
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
@@ -165,6 +201,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         Some(_) => None,
     };
     let explanation = Explanation {
+        timing: TimingInfo::of(lane),
         paused,
         last_run,
         last_hook,
@@ -258,6 +295,9 @@ fn changes(then: Option<&BTreeMap<String, String>>, now: &BTreeMap<String, Strin
 
 fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
     let mut out = render(&e.decision, recorded);
+    if let Some(t) = &e.timing {
+        out.push_str(&format!("\nschedule: {}\n", t.describe()));
+    }
     if let Some(d) = &e.dispatch {
         out.push_str(&format!("\n{}\n", clean(&d.summary)));
     }

@@ -3,6 +3,7 @@
 
 mod calendar;
 mod check;
+mod completions;
 mod explain;
 mod fire;
 mod history;
@@ -88,6 +89,10 @@ enum Command {
     /// Plugin authoring: `plugin new NAME --rhai|--wasm` writes a working skeleton with a test.
     #[command(subcommand)]
     Plugin(plugin::Command),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), or write one per command with `--dir`.
+    Man(completions::ManArgs),
     /// Internal: a run's own supervisor, started by `fire` and the daemon (a run spec on stdin).
     #[command(hide = true)]
     SuperviseRun,
@@ -163,7 +168,14 @@ pub fn main() -> i32 {
     let home = Home::new(cli.home.clone());
     // Every command, `plugin new` included, works on an existing home: a mistyped --home must
     // not leave state/ or plugins/ in some other directory.
-    let result = match require_home(&home) {
+    // Completions and man pages come from the parser alone: no home needed.
+    let needs_home = !matches!(cli.command, Command::Completions(_) | Command::Man(_));
+    let checked = if needs_home {
+        require_home(&home)
+    } else {
+        Ok(())
+    };
+    let result = match checked {
         Err(e) => Err(e),
         Ok(()) => match cli.command {
             Command::Validate(a) => validate::run(&home, a),
@@ -183,6 +195,8 @@ pub fn main() -> i32 {
             Command::Plugin(c) => plugin::run(&home, c),
             Command::Schema(a) => schema::run(&home, a),
             Command::SuperviseRun => Ok(crate::dispatch::supervisor::main(&home)),
+            Command::Completions(a) => completions::completions(a),
+            Command::Man(a) => completions::man(a),
         },
     };
     match result {

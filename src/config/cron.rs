@@ -26,8 +26,13 @@ const CANDIDATE_TIMES: usize = 4_000;
 
 /// The first slot after `from`, as croner finds it; an error if there is none.
 pub fn next(cron: &Cron, from: &Zoned) -> Result<Zoned, CronError> {
+    next_from(cron, from, false)
+}
+
+/// [`next`], or `from` itself when it is a slot and `inclusive`.
+pub fn next_from(cron: &Cron, from: &Zoned, inclusive: bool) -> Result<Zoned, CronError> {
     if bounded(cron, from, true) {
-        cron.find_next_occurrence(from, false)
+        cron.find_next_occurrence(from, inclusive)
     } else {
         Err(CronError::TimeSearchLimitExceeded)
     }

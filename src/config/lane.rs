@@ -25,6 +25,8 @@ pub(super) const SCHEMA: Shape = Shape::Map(&[
             optional("every", Shape::Value(check::<Option<DurationSetting>>)),
             optional("cron", Shape::Value(check::<Option<String>>)),
             optional("timezone", Shape::Value(check::<Option<String>>)),
+            optional("jitter", Shape::Value(check::<Option<DurationSetting>>)),
+            optional("catch_up", Shape::Value(check::<Option<CatchUp>>)),
         ]),
     ),
     optional(
@@ -239,6 +241,33 @@ pub(super) struct RawSchedule {
     pub cron: Option<Spanned<String>>,
     #[schemars(with = "Option<String>")]
     pub timezone: Option<Spanned<String>>,
+    /// A fixed delay in [0, jitter) per lane and host, so lanes on one slot spread out.
+    #[schemars(with = "Option<DurationSetting>")]
+    pub jitter: Option<Spanned<DurationSetting>>,
+    /// What slots missed while no daemon ran owe: one run (`once`) or none (`skip`).
+    pub catch_up: Option<CatchUp>,
+}
+
+/// What a lane owes for slots that passed while no daemon was deciding (systemd's
+/// `Persistent=`, made explicit).
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// One run at once, however many slots were missed.
+    #[default]
+    Once,
+    /// None: wait for the next slot after the daemon's start.
+    Skip,
+}
+
+impl CatchUp {
+    /// As written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Once => "once",
+            CatchUp::Skip => "skip",
+        }
+    }
 }
 
 #[derive(schemars::JsonSchema, Deserialize)]
@@ -550,7 +579,7 @@ mod tests {
     /// [`RawLane`] agree on them.
     #[test]
     fn the_schema_has_exactly_the_keys_of_the_lane_file() {
-        let text = "lane: x\nlabel: X\nschedule: { every: 1h, cron: off, timezone: UTC }\n\
+        let text = "lane: x\nlabel: X\nschedule: { every: 1h, cron: off, timezone: UTC, jitter: 5m, catch_up: skip }\n\
             preconditions:\n  - { use: p, with: { a: 1 }, soft: true, on_error: pass, allow: { http: [h], metrics: [m] } }\n\
             max_deferral: 1h\nrecheck: 30s\ngroup: g\npriority: 1\n\
             retry: { delay: 1m, window: 1h }\n\

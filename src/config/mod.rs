@@ -24,7 +24,7 @@ use yaml::Node;
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub(crate) use lane::RawGate;
 use lane::RawLane;
-pub use lane::{Command, OnError, Retry, RunLimits, Schedule};
+pub use lane::{CatchUp, Command, OnError, Retry, RunLimits, Schedule};
 pub use settings::Settings;
 
 use crate::home::Home;
@@ -324,6 +324,9 @@ pub(crate) struct LaneSpec {
     pub label: String,
     pub schedule: Schedule,
     pub zone: TimeZone,
+    /// `schedule.jitter`: the window each lane's fixed delay is drawn from.
+    pub jitter: Option<std::time::Duration>,
+    pub catch_up: lane::CatchUp,
     pub max_deferral: Option<std::time::Duration>,
     pub recheck: std::time::Duration,
     pub group: Option<String>,
@@ -414,6 +417,10 @@ pub(crate) fn spec(
         },
     };
 
+    let jitter = sched.jitter.as_ref().and_then(|j| match j.value {
+        DurationSetting::Off => None,
+        DurationSetting::On(_) => settings::positive(p, "schedule.jitter", j, duration::MAX, diags),
+    });
     let max_deferral = raw
         .max_deferral
         .as_ref()
@@ -500,6 +507,8 @@ pub(crate) fn spec(
         path,
         schedule,
         zone,
+        jitter,
+        catch_up: sched.catch_up.unwrap_or_default(),
         max_deferral,
         recheck,
         group: raw.group.as_ref().map(|g| g.value.clone()),

@@ -418,15 +418,20 @@ struct RawRhaiLimits {
 
 /// Loads `lanekeeper.yaml` if present; problems go to `diags` and defaults stand in.
 pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
+    // Relative metric paths (disk.free_pct:state) are under the home, whatever the file says.
+    let defaults = || Settings {
+        metrics: MetricCatalog::rooted(home.to_path_buf()),
+        ..Settings::default()
+    };
     match std::fs::read(path) {
         Ok(bytes) => from_bytes(path, bytes, home, diags),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => defaults(),
         Err(e) => {
             diags.push(Diagnostic::file(
                 path,
                 format!("cannot read host settings: {e}"),
             ));
-            Settings::default()
+            defaults()
         }
     }
 }
@@ -434,7 +439,10 @@ pub fn load(path: &Path, home: &Path, diags: &mut Diagnostics) -> Settings {
 /// [`load`] of a file's bytes already read, so the fuzz targets check the same text without
 /// touching disk.
 pub fn from_bytes(path: &Path, bytes: Vec<u8>, home: &Path, diags: &mut Diagnostics) -> Settings {
-    let mut settings = Settings::default();
+    let mut settings = Settings {
+        metrics: MetricCatalog::rooted(home.to_path_buf()),
+        ..Settings::default()
+    };
     let text = match yaml::utf8(path, bytes) {
         Ok(t) => t,
         Err(d) => {

@@ -170,6 +170,8 @@ struct Daemon {
     pending: Vec<Decision>,
     /// Failure streaks whose used-up retries were already reported.
     retries: retries::Retries,
+    /// The downtime this daemon's start ended, until its slots are counted at the first pass.
+    downtime: Option<crate::model::lane_state::Downtime>,
     /// Lanes whose start failed in the last pass, with the wait before the next attempt: no
     /// event follows a failed start, so the loop must wake for it itself.
     start_backoff: HashMap<String, Duration>,
@@ -218,6 +220,9 @@ impl Daemon {
         store.set_busy_timeout(STORE_WAIT)?;
         let (tx, rx) = unbounded_channel();
         recovery::recover(&home, &store, &clock, &tx, !once)?;
+        // The time since a daemon was last seen deciding is the home's downtime: the due rule
+        // counts its slots, and `catch_up` says what they owe.
+        let downtime = store.daemon_started(clock.now())?;
         tracing::info!(home = %home.root().display(), lanes = config.lanes.len(), pid = std::process::id(), "Daemon started.");
         match dispatch::cgroup::placement(&config.settings.cgroup) {
             Ok(base) => {
@@ -245,6 +250,7 @@ impl Daemon {
                 last_prune: None,
                 pending: Vec::new(),
                 retries: retries::Retries::default(),
+                downtime,
                 start_backoff: HashMap::new(),
                 hooks_seen: HashSet::new(),
                 open_deferrals: HashMap::new(),
@@ -408,6 +414,12 @@ impl Daemon {
         self.changelog.log_changes(&decisions);
         self.metrics.observe_pass(&decisions);
         self.note_exhausted_retries(&states, now);
+        self.note_missed_slots(&states);
+        if let Err(e) = self.store.daemon_seen(now) {
+            tracing::warn!(
+                "Could not record this pass's time ({e}); a restart may count slots decided now as missed."
+            );
+        }
         let origin = if self.once {
             Origin::RunOnce
         } else {
@@ -470,6 +482,32 @@ impl Daemon {
             pending = self.pending.len(),
             "Could not record decisions ({e}); keeping them to record with the next pass."
         );
+    }
+
+    /// Logs and counts, once per start, the slots each lane missed while no daemon ran.
+    fn note_missed_slots(&mut self, states: &LaneStates) {
+        let Some(down) = self.downtime.take() else {
+            return;
+        };
+        for lane in &self.config.lanes {
+            let last = states.get(&lane.name).and_then(|s| s.last_run_at);
+            let missed = engine::schedule::missed_slots(
+                &engine::schedule::Timing::of(lane),
+                last,
+                Some(down),
+            );
+            if missed > 0 {
+                tracing::info!(
+                    lane = %lane.name,
+                    missed,
+                    down_from = %down.from,
+                    down_to = %down.to,
+                    catch_up = lane.catch_up.as_str(),
+                    "Slots missed while the daemon was down."
+                );
+                self.metrics.observe_missed_slots(&lane.name, missed);
+            }
+        }
     }
 
     /// Logs and counts, once per failure streak, each lane whose retries are used up.
@@ -686,6 +724,10 @@ impl Daemon {
         why: &str,
     ) -> Result<OnceReport, DaemonError> {
         self.stopping = true;
+        // No pass decides from here on: a downtime starts now.
+        if let Err(e) = self.store.daemon_seen(self.clock.now()) {
+            tracing::warn!("Could not record the shutdown's time ({e}).");
+        }
         let timeout = self.config.settings.shutdown_timeout;
         tracing::info!(signal = why, running = self.runs.len(), timeout = %config::duration::format(timeout), "Shutting down: no new runs; waiting for running children.");
         let deadline = tokio::time::Instant::now().checked_add(timeout);

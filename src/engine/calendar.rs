@@ -8,7 +8,7 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use super::schedule::next_due;
+use super::schedule::{Timing, next_due};
 use crate::clock::later;
 use crate::compile::Lane;
 use crate::config::Schedule;
@@ -50,7 +50,7 @@ pub fn schedule_fires(
         let due = match last {
             None if matches!(lane.schedule, Schedule::Disabled) => break,
             None => from,
-            Some(l) => match next_due(&lane.schedule, &lane.zone, Some(l)) {
+            Some(l) => match next_due(&Timing::of(lane), Some(l), None) {
                 Some(t) => t.max(from),
                 None => break,
             },
@@ -78,7 +78,7 @@ pub fn gated_fires(
         let due = match last {
             None if matches!(lane.schedule, Schedule::Disabled) => break,
             None => from,
-            Some(l) => match next_due(&lane.schedule, &lane.zone, Some(l)) {
+            Some(l) => match next_due(&Timing::of(lane), Some(l), None) {
                 Some(t) => t.max(from),
                 None => break,
             },
@@ -103,7 +103,7 @@ pub fn next_allowed(lane: &Lane, state: &LaneState, now: Timestamp) -> Option<Ti
     let due = match state.last_run_at {
         None if matches!(lane.schedule, Schedule::Disabled) => return None,
         None => now,
-        Some(last) => next_due(&lane.schedule, &lane.zone, Some(last))?,
+        Some(last) => next_due(&Timing::of(lane), Some(last), state.downtime)?,
     };
     if due > now {
         return allowed_from(lane, due, due).map(|f| f.at);

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::schedule::next_due;
+use super::schedule::{Timing, next_due};
 use crate::compile::Lane;
 use crate::model::decision::{ChainEntry, Decision, GateVerdict, Outcome};
 use crate::model::lane_state::LaneStates;
@@ -26,11 +26,16 @@ pub const REASON_RUNNING: &str = "already-running";
 
 /// How overdue a lane is: elapsed since its last run over its interval.
 pub fn overdue(lane: &Lane, states: &LaneStates, now: Timestamp) -> f64 {
-    let Some(last) = states.get(&lane.name).and_then(|s| s.last_run_at) else {
+    let state = states.get(&lane.name);
+    let Some(last) = state.and_then(|s| s.last_run_at) else {
         return f64::INFINITY;
     };
     let elapsed = (now.as_millisecond() - last.as_millisecond()) as f64;
-    match next_due(&lane.schedule, &lane.zone, Some(last)) {
+    match next_due(
+        &Timing::of(lane),
+        Some(last),
+        state.and_then(|s| s.downtime),
+    ) {
         Some(due) if due > last => elapsed / (due.as_millisecond() - last.as_millisecond()) as f64,
         _ => elapsed,
     }

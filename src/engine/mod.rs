@@ -262,7 +262,12 @@ fn run_gate(
 
 /// The schedule gate: due by the schedule, or by a retry of a failed run.
 fn due_now(lane: &Lane, state: &crate::model::lane_state::LaneState, now: jiff::Timestamp) -> Due {
-    let due = schedule::due(&lane.schedule, &lane.zone, state.last_run_at, now);
+    let due = schedule::due(
+        &schedule::Timing::of(lane),
+        state.last_run_at,
+        state.downtime,
+        now,
+    );
     if matches!(due, Due::NotDue { .. })
         && let Some(retry) = schedule::retry_due(lane.retry, state, now)
     {
@@ -443,12 +448,15 @@ fn chain_mode(lane: &Lane, explain: Option<&str>) -> ChainMode {
 }
 
 /// Whether a decision looked at a lane that `pass` now counts as starting: a plugin read its
-/// state before it was admitted.
+/// state, or counted `lanes.running`, before it was admitted.
 fn looked_at_starting(d: &Decision, pass: &PassHost) -> bool {
-    d.chain
-        .iter()
-        .flat_map(|c| &c.evidence)
-        .any(|o| matches!(o, host::Observation::Lane { lane, .. } if pass.is_starting(lane)))
+    d.chain.iter().flat_map(|c| &c.evidence).any(|o| match o {
+        host::Observation::Lane { lane, .. } => pass.is_starting(lane),
+        host::Observation::Metric { name, .. } => {
+            name == crate::model::metric::LANES_RUNNING && pass.any_starting()
+        }
+        _ => false,
+    })
 }
 
 /// Decides at once, taking them in `order` on up to [`PASS_WORKERS`] threads (this one

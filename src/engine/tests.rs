@@ -74,6 +74,9 @@ fn lane(name: &str, every: Option<Duration>, gates: Vec<GateBinding>) -> Lane {
         file: format!("rules/{name}.yaml").into(),
         schedule: every.map_or(Schedule::Disabled, Schedule::Every),
         zone: TimeZone::UTC,
+        jitter: None,
+        jitter_offset: Duration::ZERO,
+        catch_up: Default::default(),
         gates,
         max_deferral: None,
         recheck: Duration::from_secs(30),
@@ -390,6 +393,47 @@ fn the_wake_rule_wakes_for_due_times_rechecks_and_nothing_else() {
     );
     let none: Vec<Decision> = quiet.into_iter().filter(|d| d.lane != "later").collect();
     assert_eq!(wake::next_wake(&none, &lanes, &states, now), None);
+}
+
+/// The wake rule wakes at the jittered due time, and after a downtime at the slot a
+/// `catch_up: skip` lane waits for, not at the missed ones.
+#[test]
+fn the_wake_rule_includes_jitter_and_skipped_slots() {
+    let mut jittered = lane("jittered", Some(HOUR), vec![]);
+    jittered.jitter = Some(Duration::from_secs(600));
+    jittered.jitter_offset = Duration::from_secs(90);
+    let mut skip = lane("skip", Some(HOUR), vec![]);
+    skip.catch_up = crate::config::CatchUp::Skip;
+    let now = t0();
+    let down = crate::model::lane_state::Downtime {
+        from: ms(now, -4 * 3_600_000),
+        to: ms(now, -60_000),
+    };
+    let mut states = LaneStates::new();
+    states.insert("jittered".into(), ran_at(ms(now, -20 * 60_000)));
+    // Ran at 07:30, down from 08:00 to 11:59: 08:30 to 11:30 missed, 12:30 is next.
+    let mut skipped = ran_at(ms(now, -4 * 3_600_000 - 1_800_000));
+    skipped.downtime = Some(down);
+    states.insert("skip".into(), skipped);
+    let lanes = [jittered, skip];
+    let refs: Vec<&Lane> = lanes.iter().collect();
+    let ds = run_pass(&refs, states.clone(), now);
+    assert!(ds.iter().all(|d| d.outcome == Outcome::Deferred), "{ds:?}");
+    let jittered_only: Vec<Decision> = ds
+        .iter()
+        .filter(|d| d.lane == "jittered")
+        .cloned()
+        .collect();
+    assert_eq!(
+        wake::next_wake(&jittered_only, &lanes, &states, now),
+        Some(ms(now, 40 * 60_000 + 90_000))
+    );
+    let skip_only: Vec<Decision> = ds.into_iter().filter(|d| d.lane == "skip").collect();
+    assert_eq!(
+        wake::next_wake(&skip_only, &lanes, &states, now),
+        Some(ms(now, 1_800_000)),
+        "the first slot after the daemon's start"
+    );
 }
 
 fn paused(until: Option<Timestamp>) -> LaneState {

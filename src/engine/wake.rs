@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::schedule::{next_due, retry_at};
+use super::schedule::{Timing, next_due, retry_at};
 use crate::clock::later;
 use crate::compile::Lane;
 use crate::model::decision::{Decision, Outcome, PAUSE_GATE, SCHEDULE_GATE};
@@ -41,7 +41,7 @@ pub fn next_wake(
         let candidates = match d.outcome {
             Outcome::Disabled | Outcome::Trigger => [None, None],
             Outcome::Deferred if d.gate.as_deref() == Some(SCHEDULE_GATE) => [
-                next_due(&lane.schedule, &lane.zone, state.last_run_at),
+                next_due(&Timing::of(lane), state.last_run_at, state.downtime),
                 // A retry already past is over (else the lane would be due): its window
                 // closed while a gate held the lane back.
                 retry_at(lane.retry, &state).filter(|t| *t > now),

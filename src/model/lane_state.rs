@@ -116,6 +116,11 @@ pub struct LaneState {
     /// whose `until` has passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<Pause>,
+    /// The home's last downtime (no daemon deciding), the same for every lane: the due rule
+    /// counts the slots that fell in it and `catch_up` says what they owe. Not a lane's own
+    /// record, so not serialized.
+    #[serde(default, skip)]
+    pub downtime: Option<Downtime>,
     /// Not recorded: set within a pass for a lane that an earlier decision of the same pass
     /// dispatches, so later lanes see it as running.
     #[serde(default, skip)]
@@ -150,6 +155,16 @@ impl Pause {
     pub fn in_force(&self, now: Timestamp) -> bool {
         self.until.is_none_or(|u| now < u)
     }
+}
+
+/// A stretch of time no daemon decided on the home: from its last pass (or its shutdown) to
+/// the start of the next one. Slots inside it were missed, not deferred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Downtime {
+    /// The last moment a daemon was seen deciding.
+    pub from: Timestamp,
+    /// When the next daemon started (exclusive: a slot at this instant is its to run).
+    pub to: Timestamp,
 }
 
 /// Every lane's recorded state, by lane name.

@@ -100,7 +100,42 @@ pub enum MetricSource {
         /// Which field.
         index: usize,
     },
+    /// The file system holding `path` (statvfs), as an unprivileged user sees it.
+    Disk {
+        /// Any path on it; relative ones are resolved against the home.
+        path: PathBuf,
+        /// Which figure.
+        figure: DiskFigure,
+    },
+    /// How many lanes of this home run now, or start in this pass: counted from the pass's
+    /// lane states, never read from the world.
+    LanesRunning,
 }
+
+/// What `disk.<figure>:/path` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFigure {
+    /// Bytes available to unprivileged users.
+    FreeBytes,
+    /// Those as a percentage of the file system's size.
+    FreePct,
+    /// 100 minus that: what a contention gate's `above:` can defer on as the disk fills.
+    UsedPct,
+}
+
+impl DiskFigure {
+    /// As written in the metric's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskFigure::FreeBytes => "free_bytes",
+            DiskFigure::FreePct => "free_pct",
+            DiskFigure::UsedPct => "used_pct",
+        }
+    }
+}
+
+/// The name of the built-in count of running lanes.
+pub const LANES_RUNNING: &str = "lanes.running";
 
 impl fmt::Display for MetricSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -119,18 +154,33 @@ impl fmt::Display for MetricSource {
             MetricSource::LoadAvg { index } => {
                 write!(f, "loadavg {}m", [1, 5, 15].get(*index).unwrap_or(&1))
             }
+            MetricSource::Disk { path, figure } => {
+                write!(f, "statvfs {} {}", path.display(), figure.as_str())
+            }
+            MetricSource::LanesRunning => f.write_str("lane states of this pass"),
         }
     }
 }
 
 /// Named metrics: those configured in `lanekeeper.yaml`, plus built-ins
-/// (`psi.<cpu|io|memory>.<some|full>.<avg10|avg60|avg300>`, `loadavg.<1|5|15>`).
+/// (`psi.<cpu|io|memory>.<some|full>.<avg10|avg60|avg300>`, `loadavg.<1|5|15>`,
+/// `disk.<free_bytes|free_pct|used_pct>:PATH`, `lanes.running`).
 #[derive(Debug, Clone, Default)]
 pub struct MetricCatalog {
     named: BTreeMap<String, MetricSource>,
+    /// The home, against which a relative `disk.*:PATH` is resolved.
+    root: PathBuf,
 }
 
 impl MetricCatalog {
+    /// An empty catalog whose relative disk paths are under `root`.
+    pub fn rooted(root: PathBuf) -> Self {
+        Self {
+            named: BTreeMap::new(),
+            root,
+        }
+    }
+
     /// Names a metric source.
     pub fn insert(&mut self, name: String, source: MetricSource) {
         self.named.insert(name, source);
@@ -141,11 +191,29 @@ impl MetricCatalog {
         if let Some(src) = self.named.get(name) {
             return Some(src.clone());
         }
+        if let Some((figure, path)) = name.strip_prefix("disk.").and_then(|r| r.split_once(':')) {
+            let figure = match figure {
+                "free_bytes" => DiskFigure::FreeBytes,
+                "free_pct" => DiskFigure::FreePct,
+                "used_pct" => DiskFigure::UsedPct,
+                _ => return None,
+            };
+            if path.is_empty() {
+                return None;
+            }
+            return Some(MetricSource::Disk {
+                path: self.root.join(path),
+                figure,
+            });
+        }
         builtin(name)
     }
 }
 
 fn builtin(name: &str) -> Option<MetricSource> {
+    if name == LANES_RUNNING {
+        return Some(MetricSource::LanesRunning);
+    }
     let parts: Vec<&str> = name.split('.').collect();
     match parts.as_slice() {
         ["psi", res, kind, window]
@@ -194,5 +262,32 @@ pub fn parse_labels(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
         labels.push((key, value));
         s = s[end + 1..].trim_start();
         s = s.strip_prefix(',').unwrap_or(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_metrics_name_a_figure_and_a_path_relative_to_the_home() {
+        let c = MetricCatalog::rooted(PathBuf::from("/srv/lk"));
+        assert_eq!(
+            c.resolve("disk.free_pct:/"),
+            Some(MetricSource::Disk {
+                path: PathBuf::from("/"),
+                figure: DiskFigure::FreePct
+            })
+        );
+        assert_eq!(
+            c.resolve("disk.free_bytes:state"),
+            Some(MetricSource::Disk {
+                path: PathBuf::from("/srv/lk/state"),
+                figure: DiskFigure::FreeBytes
+            })
+        );
+        assert_eq!(c.resolve("disk.free_pct:"), None);
+        assert_eq!(c.resolve("disk.inodes:/"), None);
+        assert_eq!(c.resolve("lanes.running"), Some(MetricSource::LanesRunning));
     }
 }

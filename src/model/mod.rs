@@ -7,6 +7,7 @@ pub mod duration;
 pub mod fingerprint;
 pub mod grants;
 pub mod hook;
+pub mod jitter;
 pub mod lane_state;
 pub mod metric;
 pub mod observer;

@@ -2,7 +2,7 @@
 //! Linux PSI, and the load average.
 
 use super::http::Prober;
-use crate::model::metric::{MetricSource, Selector, parse_labels};
+use crate::model::metric::{DiskFigure, MetricSource, Selector, parse_labels};
 
 /// Reads one metric source now.
 pub fn read(source: &MetricSource, http: &Prober) -> Result<f64, String> {
@@ -33,6 +33,9 @@ pub fn read(source: &MetricSource, http: &Prober) -> Result<f64, String> {
             })?;
             psi_value(&text, *full, window).ok_or_else(|| format!("{path}: no {window} value"))
         }
+        MetricSource::Disk { path, figure } => disk(path, *figure),
+        // The pass counts it from its lane states (plugins::host); nothing to read.
+        MetricSource::LanesRunning => Err("lanes.running is counted by the pass".into()),
         MetricSource::LoadAvg { index } => {
             let text = std::fs::read_to_string("/proc/loadavg")
                 .map_err(|e| format!("cannot read /proc/loadavg: {e}"))?;
@@ -42,6 +45,23 @@ pub fn read(source: &MetricSource, http: &Prober) -> Result<f64, String> {
                 .ok_or_else(|| "cannot parse /proc/loadavg".to_string())
         }
     }
+}
+
+/// Free space of the file system holding `path`, as an unprivileged user may use it.
+fn disk(path: &std::path::Path, figure: DiskFigure) -> Result<f64, String> {
+    let st = nix::sys::statvfs::statvfs(path)
+        .map_err(|e| format!("cannot statvfs {}: {e}", path.display()))?;
+    let unit = st.fragment_size() as f64;
+    let (size, free) = (
+        st.blocks() as f64 * unit,
+        st.blocks_available() as f64 * unit,
+    );
+    let pct = if size > 0.0 { free / size * 100.0 } else { 0.0 };
+    Ok(match figure {
+        DiskFigure::FreeBytes => free,
+        DiskFigure::FreePct => pct,
+        DiskFigure::UsedPct => 100.0 - pct,
+    })
 }
 
 /// Picks a PSI value: `some avg10=0.12 avg60=… total=…`.

@@ -280,6 +280,22 @@ impl PassHost {
         lock(&self.starting).insert(lane.to_string());
     }
 
+    /// Lanes running now, or starting in this pass: the built-in `lanes.running`.
+    pub fn lanes_running(&self) -> usize {
+        let starting = lock(&self.starting);
+        let running = self
+            .states
+            .iter()
+            .filter(|(name, s)| s.is_running() && !starting.contains(*name))
+            .count();
+        running + starting.len()
+    }
+
+    /// Whether any earlier decision of this pass dispatches a lane.
+    pub fn any_starting(&self) -> bool {
+        !lock(&self.starting).is_empty()
+    }
+
     /// Whether an earlier decision of this pass dispatches `lane`.
     pub fn is_starting(&self, lane: &str) -> bool {
         lock(&self.starting).contains(lane)
@@ -367,6 +383,8 @@ impl PassHost {
         })?;
         let source = self.metrics.resolve(name);
         let (value, was_cached) = capability(|left| match &source {
+            // Counted, not read: the pass's states are the home's runs.
+            Some(MetricSource::LanesRunning) => (Ok(self.lanes_running() as f64), false),
             Some(src) => {
                 let until = left.map(|left| Instant::now() + left);
                 let src = clamp(src, left);

@@ -563,6 +563,14 @@ pub trait Store {
     /// Ends the pause of `lane` at `at`, recording who; returns it, or `None` if none was in
     /// force.
     fn resume(&self, lane: &str, at: Timestamp, by: &str) -> Result<Option<Pause>, StoreError>;
+    /// A daemon starts deciding at `now`: the time since the last one was seen is recorded
+    /// as the home's downtime (returned), and `now` as seen.
+    fn daemon_started(
+        &self,
+        now: Timestamp,
+    ) -> Result<Option<crate::model::lane_state::Downtime>, StoreError>;
+    /// A daemon decided (or shut down) at `now`: the downtime that follows starts here.
+    fn daemon_seen(&self, now: Timestamp) -> Result<(), StoreError>;
     /// Records the end of every pause whose `until` is at or before `now`; returns how many.
     fn settle_expired_pauses(&self, now: Timestamp) -> Result<usize, StoreError>;
     /// The pauses of `lane` (of every lane with `None`) still in force at or after `since`,

@@ -128,6 +128,36 @@ const MIGRATIONS: &[&str] = &[
 const RELOAD_KEY: &str = "reload";
 /// The meta key of the pruning horizon (epoch ms): history before it is gone.
 const HORIZON_KEY: &str = "history_horizon";
+/// The last moment a daemon was seen deciding (its last pass, or its shutdown), in ms.
+const SEEN_KEY: &str = "daemon_seen_at";
+/// The home's last downtime, `from..to` in ms, recorded by the daemon that ended it.
+const DOWNTIME_KEY: &str = "daemon_downtime";
+
+fn set_meta(tx: &rusqlite::Transaction<'_>, key: &str, value: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+/// The last recorded downtime; with `at`, only one that had ended by then.
+fn downtime(
+    tx: &rusqlite::Transaction<'_>,
+    at: Option<Timestamp>,
+) -> rusqlite::Result<Option<crate::model::lane_state::Downtime>> {
+    let Some(text) = meta(tx, DOWNTIME_KEY)? else {
+        return Ok(None);
+    };
+    let parsed = text.split_once("..").and_then(|(a, b)| {
+        Some(crate::model::lane_state::Downtime {
+            from: ts(Some(a.parse().ok()?))?,
+            to: ts(Some(b.parse().ok()?))?,
+        })
+    });
+    Ok(parsed.filter(|d| at.is_none_or(|at| d.to <= at)))
+}
 
 /// A SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -432,6 +462,7 @@ impl Store for SqliteStore {
                             failure_since: ts(r.get(8)?),
                             last_ended_at: ts(r.get(9)?),
                             pause: None,
+                            downtime: None,
                             starting: false,
                         },
                     ))
@@ -480,6 +511,10 @@ impl Store for SqliteStore {
             }
             for (lane, pause) in open_pauses(&tx, None).map_err(|e| self.err("read pauses", e))? {
                 states.entry(lane).or_default().pause = Some(pause);
+            }
+            let down = downtime(&tx, None).map_err(|e| self.err("read the last downtime", e))?;
+            for state in states.values_mut() {
+                state.downtime = down;
             }
         }
         tx.finish().map_err(|e| self.err("read lane states", e))?;
@@ -598,6 +633,30 @@ impl Store for SqliteStore {
                 tx.execute_batch("RELEASE decision")?;
             }
             Ok(())
+        })
+    }
+
+    fn daemon_started(
+        &self,
+        now: Timestamp,
+    ) -> Result<Option<crate::model::lane_state::Downtime>, StoreError> {
+        self.write("record the daemon's start", |tx| {
+            let seen = ts(meta(tx, SEEN_KEY)?.and_then(|v| v.parse().ok()));
+            let down = seen
+                .filter(|s| *s < now)
+                .map(|from| crate::model::lane_state::Downtime { from, to: now });
+            if let Some(d) = down {
+                let text = format!("{}..{}", d.from.as_millisecond(), d.to.as_millisecond());
+                set_meta(tx, DOWNTIME_KEY, &text)?;
+            }
+            set_meta(tx, SEEN_KEY, &now.as_millisecond().to_string())?;
+            Ok(down)
+        })
+    }
+
+    fn daemon_seen(&self, now: Timestamp) -> Result<(), StoreError> {
+        self.write("record the daemon's pass", |tx| {
+            set_meta(tx, SEEN_KEY, &now.as_millisecond().to_string())
         })
     }
 
@@ -1137,6 +1196,10 @@ fn states_at(tx: &rusqlite::Transaction<'_>, at: Timestamp) -> rusqlite::Result<
         if p.pause.in_force(at) {
             states.entry(p.lane).or_default().pause = Some(p.pause);
         }
+    }
+    let down = downtime(tx, Some(at))?;
+    for state in states.values_mut() {
+        state.downtime = down;
     }
     let first_record: Option<i64> = tx.query_row(
         "SELECT MIN(t) FROM (SELECT MIN(started_at) AS t FROM runs

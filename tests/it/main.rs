@@ -9,6 +9,8 @@
 mod harness;
 
 mod architecture;
+mod builtin_metrics;
+mod catchup;
 mod cgroup;
 mod chain;
 mod daemon;
@@ -22,6 +24,7 @@ mod home;
 mod hooks;
 mod lint;
 mod ops;
+mod packaging;
 mod parity;
 mod pass;
 mod plugins;

@@ -71,6 +71,28 @@ fn the_lane_schema_rejects_planted_typos_and_knows_each_plugins_with() {
             "{typo} passed the schema:\n{bad}"
         );
     }
+    // Jitter and catch-up: taken when well written, refused otherwise.
+    let timed = good.replacen(
+        "  every: 24h",
+        "  every: 24h\n  jitter: 10m\n  catch_up: skip",
+        1,
+    );
+    assert!(errors(&v, &timed).is_empty(), "{:?}", errors(&v, &timed));
+    for (what, from, to) in [
+        (
+            "catch_up neither once nor skip",
+            "catch_up: skip",
+            "catch_up: twice",
+        ),
+        (
+            "a jitter that is no duration",
+            "jitter: 10m",
+            "jitter: soon",
+        ),
+    ] {
+        let bad = timed.replacen(from, to, 1);
+        assert!(!errors(&v, &bad).is_empty(), "{what} passed:\n{bad}");
+    }
     // A required parameter left out (provider-probe's url).
     let bad = good.replacen(
         "with: { url: \"http://127.0.0.1:11434/api/tags\", timeout: 3s }",
