@@ -14,6 +14,7 @@ use super::output::clean;
 use super::{Access, CliError, CliResult, Session, emit};
 use crate::home::Home;
 use crate::model::duration::format_ms;
+use crate::simulate::replay::Replay;
 use crate::simulate::report::{LaneReport, Report};
 use crate::simulate::{self, Facts, Plan, SimError};
 
@@ -35,8 +36,17 @@ pub struct Args {
     #[arg(long, value_name = "LANE=DURATION,...")]
     durations: Option<String>,
     /// What probes answer, metrics read and runs do, over time (YAML; see docs/DESIGN.md §5).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
     facts: Option<PathBuf>,
+    /// Take the facts from recorded history: the probe results and metric values stored with
+    /// each decision (the one nearest at or before each simulated instant), and the real runs'
+    /// outcomes and lengths. A question history never answered is an error.
+    #[arg(long)]
+    replay: bool,
+    /// With --replay: runs succeed and last as --durations, the median or the timeout say,
+    /// instead of as the recorded runs did.
+    #[arg(long, requires = "replay")]
+    modelled_runs: bool,
     /// Show times in this IANA zone (default: each lane's own zone).
     #[arg(long, value_name = "ZONE")]
     tz: Option<String>,
@@ -86,6 +96,13 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let given = parse_durations(args.durations.as_deref().unwrap_or(""))?;
     let facts = match &args.facts {
         Some(path) => Facts::load(path, tz.as_ref().unwrap_or(&TimeZone::UTC)).map_err(usage)?,
+        None if args.replay => simulate::replay::recorded_facts(
+            &session.store,
+            &session.config,
+            Replay {
+                runs: !args.modelled_runs,
+            },
+        )?,
         None => Facts::default(),
     };
     let run_lengths =

@@ -111,9 +111,66 @@ pub struct Facts {
     http: BTreeMap<String, Vec<Span<HttpFact>>>,
     metrics: BTreeMap<String, Vec<Span<Result<f64, String>>>>,
     runs: BTreeMap<String, Vec<Span<RunFact>>>,
+    /// Taken from recorded history (`--replay`), so an unanswered question is a gap in it.
+    recorded: bool,
+}
+
+/// A metric's value, or why it could not be read.
+pub type MetricRead = Result<f64, String>;
+
+/// How long after the instant a pass was made for its observations may be stamped: a pass's
+/// clock reads a little later than the instant it woke for (process start, the lanes decided
+/// before), so the recorded pass for instant T is stamped T plus milliseconds. Far shorter than
+/// any recheck, so it never reaches the next pass's observations of the same thing.
+pub const RECORDED_SLACK: Duration = Duration::from_secs(10);
+
+/// Values observed at instants, turned into spans: each holds from its instant (less
+/// [`RECORDED_SLACK`]) until the next one's, the last one open-ended, and nothing before the
+/// first (a gap, never a guess).
+fn observed<T>(points: Vec<(Timestamp, T)>) -> Vec<Span<T>> {
+    let mut points: Vec<(Timestamp, T)> = points
+        .into_iter()
+        .map(|(t, v)| (crate::clock::earlier(t, RECORDED_SLACK), v))
+        .collect();
+    points.sort_by_key(|p| p.0);
+    let next: Vec<Option<Timestamp>> = points
+        .iter()
+        .skip(1)
+        .map(|p| Some(p.0))
+        .chain([None])
+        .collect();
+    points
+        .into_iter()
+        .zip(next)
+        .map(|((from, value), to)| Span {
+            from: Some(from),
+            to,
+            value,
+        })
+        .collect()
 }
 
 impl Facts {
+    /// Facts from observations recorded at instants (`--replay`): a question at a time is
+    /// answered by the observation nearest at or before it.
+    pub fn recorded(
+        http: BTreeMap<String, Vec<(Timestamp, HttpFact)>>,
+        metrics: BTreeMap<String, Vec<(Timestamp, MetricRead)>>,
+        runs: BTreeMap<String, Vec<(Timestamp, RunFact)>>,
+    ) -> Self {
+        Self {
+            http: http.into_iter().map(|(k, v)| (k, observed(v))).collect(),
+            metrics: metrics.into_iter().map(|(k, v)| (k, observed(v))).collect(),
+            runs: runs.into_iter().map(|(k, v)| (k, observed(v))).collect(),
+            recorded: true,
+        }
+    }
+
+    /// Whether these facts come from recorded history.
+    pub fn is_recorded(&self) -> bool {
+        self.recorded
+    }
+
     /// What a probe of `url` answers at `when`, if the facts say.
     pub fn http(&self, url: &str, when: Timestamp) -> Option<&HttpFact> {
         at(self.http.get(url)?, when)

@@ -9,6 +9,7 @@
 
 pub mod facts;
 pub mod observer;
+pub mod replay;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,21 @@ pub enum SimError {
         at: Timestamp,
         /// Where in the facts file it goes.
         hint: String,
+    },
+    /// A plugin asked something the recorded history (`--replay`) has no observation of, at or
+    /// before the instant it asked.
+    #[error(
+        "lane `{lane}`, gate `{gate}` asked for {what} at {at}, and the recorded history has no observation of it at or before then (or within 10s after, as a pass stamps it); replay from a later --from, or give the answers with --facts instead"
+    )]
+    NotRecorded {
+        /// The lane decided.
+        lane: String,
+        /// The gate (plugin) that asked.
+        gate: String,
+        /// `http GET URL` or `metric NAME (SOURCE)`.
+        what: String,
+        /// The simulated instant.
+        at: Timestamp,
     },
     /// A lane has no run length: none given, none recorded, no timeout.
     #[error(
@@ -258,7 +274,7 @@ pub fn simulate(
         let decisions = engine::pass_all(config, Arc::clone(&states), now, shared, None);
         passes += 1;
         if let Some(missing) = observer.take_unanswered().into_iter().next() {
-            return Err(unanswered(&decisions, &missing, now));
+            return Err(unanswered(&decisions, &missing, now, facts.is_recorded()));
         }
         sim.record(&decisions, now);
         progress(now);
@@ -284,7 +300,12 @@ pub fn simulate(
 }
 
 /// The error for a question the facts left open, naming the lane and gate that asked.
-fn unanswered(decisions: &[Decision], missing: &Unanswered, at: Timestamp) -> SimError {
+fn unanswered(
+    decisions: &[Decision],
+    missing: &Unanswered,
+    at: Timestamp,
+    recorded: bool,
+) -> SimError {
     let asked = |o: &Observation| match (o, missing) {
         (Observation::Http { url, .. }, Unanswered::Http(u)) => url == u,
         (Observation::Metric { source, .. }, Unanswered::Metric(s)) => source == s,
@@ -322,6 +343,14 @@ fn unanswered(decisions: &[Decision], missing: &Unanswered, at: Timestamp) -> Si
             )
         }
     };
+    if recorded {
+        return SimError::NotRecorded {
+            lane,
+            gate,
+            what,
+            at,
+        };
+    }
     SimError::Unanswered {
         lane,
         gate,

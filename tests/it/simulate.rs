@@ -770,3 +770,164 @@ fn status_shows_an_off_peak_lane_next_due_inside_its_window() {
     let text = home.ok(&["status"]);
     assert!(text.contains("in 1h"), "{text}");
 }
+
+/// Three lanes whose decisions depend on a probe, a window and how runs end: what a replay of
+/// their recorded history must reproduce.
+fn replay_scenario(home: &Home, url: &str) {
+    let cmd = "command:\n  argv: [\"true\"]\n  timeout: 1m\n";
+    home.lane(
+        "probe",
+        &format!(
+            "schedule:\n  every: 55m\npreconditions:\n  - use: provider-probe\n    with: {{ url: \"{url}\", timeout: 2s }}\nrecheck: 10m\n{cmd}"
+        ),
+    );
+    home.lane(
+        "compact",
+        &format!(
+            "schedule:\n  every: 145m\npreconditions:\n  - use: off-peak\n    with: {{ window: \"02:00-05:00\" }}\nrecheck: 10m\n{cmd}"
+        ),
+    );
+    home.lane(
+        "flaky",
+        "schedule:\n  every: 115m\nretry: { delay: 15m, window: 50m }\ncommand:\n  argv: [\"false\"]\n  timeout: 1m\n",
+    );
+}
+
+/// Real passes (`run --once --at`) every `step` from `from` to `to`, the server answering as
+/// `status_at` says: each pass's decisions.
+fn rehearse(
+    home: &Home,
+    server: &ScriptedServer,
+    from: Timestamp,
+    to: Timestamp,
+    step: SignedDuration,
+    status_at: &dyn Fn(Timestamp) -> u16,
+) -> Vec<Vec<Value>> {
+    let mut passes = Vec::new();
+    let mut at = from;
+    while at < to {
+        server.status.store(status_at(at), Ordering::SeqCst);
+        let out = home.ok(&["run", "--once", "--at", &at.to_string(), "--json"]);
+        passes.push(
+            out.lines()
+                .map(|l| serde_json::from_str(l).expect("a JSON decision"))
+                .collect(),
+        );
+        at += step;
+    }
+    passes
+}
+
+/// Midnight UTC three days ago: in the past, as recorded history is.
+fn three_days_ago() -> Timestamp {
+    (Timestamp::now() - SignedDuration::from_hours(72))
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .at(0, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .expect("time")
+        .timestamp()
+}
+
+#[test]
+fn replay_reproduces_the_recorded_decisions_and_a_gap_in_history_is_an_error() {
+    let from = three_days_ago();
+    let to = from + SignedDuration::from_hours(6);
+    let (down_from, down_to) = (
+        from + SignedDuration::from_mins(125),
+        from + SignedDuration::from_mins(195),
+    );
+    let server = ScriptedServer::start();
+    let home = Home::standard();
+    replay_scenario(&home, &server.url);
+    let step = SignedDuration::from_mins(10);
+    let passes = rehearse(&home, &server, from, to, step, &|t| {
+        if t >= down_from && t < down_to {
+            503
+        } else {
+            200
+        }
+    });
+    let hits = server.hits.load(Ordering::SeqCst);
+
+    let (f, t) = (from.to_string(), to.to_string());
+    let report: Value = serde_json::from_str(&home.ok(&[
+        "simulate", "--replay", "--from", &f, "--to", &t, "--step", "10m", "--json",
+    ]))
+    .expect("simulate --json");
+    assert_eq!(
+        server.hits.load(Ordering::SeqCst),
+        hits,
+        "the replay probed nothing"
+    );
+    let daemon = timelines_of(&passes);
+    let replayed = timelines_of_report(&report);
+    compare(&daemon, &replayed).unwrap_or_else(|e| panic!("{e}"));
+    let reasons: std::collections::BTreeSet<String> = replayed
+        .values()
+        .flat_map(|t| t.deferrals.iter().map(|e| e.reason.clone()))
+        .collect();
+    for r in ["provider-unreachable", "outside-off-peak"] {
+        assert!(reasons.contains(r), "no {r} deferral in {reasons:?}");
+    }
+    let flaky = &report["lanes"]
+        .as_array()
+        .expect("lanes")
+        .iter()
+        .find(|l| l["lane"] == "flaky")
+        .expect("flaky")["runs"];
+    assert!(
+        flaky
+            .as_array()
+            .expect("runs")
+            .iter()
+            .all(|r| r["result"] == "failure"),
+        "the recorded failures are replayed: {flaky}"
+    );
+    assert!(
+        replayed["flaky"]
+            .triggers
+            .iter()
+            .any(|x| x.1 == "failed-run-retry"),
+        "{:?}",
+        replayed["flaky"]
+    );
+
+    // With runs modelled instead, flaky's runs succeed and nothing is retried.
+    let modelled: Value = serde_json::from_str(&home.ok(&[
+        "simulate",
+        "--replay",
+        "--modelled-runs",
+        "--from",
+        &f,
+        "--to",
+        &t,
+        "--step",
+        "10m",
+        "--json",
+    ]))
+    .expect("simulate --json");
+    assert!(
+        !timelines_of_report(&modelled)["flaky"]
+            .triggers
+            .iter()
+            .any(|x| x.1 == "failed-run-retry")
+    );
+
+    // An hour before the history starts, the probe's question has no recorded answer.
+    let early = from - SignedDuration::from_hours(1);
+    let (code, out, err) = sim(
+        &home,
+        &["--replay", "--from", &early.to_string(), "--to", &f],
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "lane `probe`, gate `provider-probe` asked for http GET {} at {early}",
+            server.url
+        )),
+        "{err}"
+    );
+    assert!(err.contains("recorded history has no observation"), "{err}");
+    assert!(out.is_empty(), "no timeline made up: {out}");
+}
