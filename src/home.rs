@@ -6,12 +6,18 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Home {
     root: PathBuf,
+    /// Rules read from elsewhere (`lanekeeper diff --rules DIR`: candidate rules with this
+    /// home's plugins and settings).
+    rules: Option<PathBuf>,
 }
 
 impl Home {
     /// A home rooted at `root` (nothing is created until state is first written).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            rules: None,
+        }
     }
 
     /// The home directory itself.
@@ -21,7 +27,18 @@ impl Home {
 
     /// `rules/`: one lane per YAML file.
     pub fn rules_dir(&self) -> PathBuf {
-        self.root.join("rules")
+        match &self.rules {
+            Some(dir) => dir.clone(),
+            None => self.root.join("rules"),
+        }
+    }
+
+    /// This home with its lanes read from `dir` instead of `rules/`.
+    pub fn with_rules(&self, dir: impl Into<PathBuf>) -> Self {
+        Self {
+            root: self.root.clone(),
+            rules: Some(dir.into()),
+        }
     }
 
     /// `plugins/`: precondition plugins; only the top level is loaded.

@@ -4,6 +4,7 @@
 mod calendar;
 mod check;
 mod completions;
+mod diff;
 mod explain;
 mod fire;
 mod history;
@@ -86,6 +87,9 @@ enum Command {
     Calendar(calendar::Args),
     /// Run the engine over simulated time, answered from facts; print each lane's timeline.
     Simulate(simulate::Args),
+    /// Replay a period through the current and candidate rules; print where decisions differ
+    /// (exit 1 when they do).
+    Diff(diff::Args),
     /// Plugin authoring: `plugin new NAME --rhai|--wasm` writes a working skeleton with a test.
     #[command(subcommand)]
     Plugin(plugin::Command),
@@ -191,6 +195,7 @@ pub fn main() -> i32 {
             Command::Logs(a) => logs::run(&home, a),
             Command::History(a) => history::run(&home, a),
             Command::Simulate(a) => simulate::run(&home, a),
+            Command::Diff(a) => diff::run(&home, a),
             Command::Calendar(a) => calendar::run(&home, a),
             Command::Plugin(c) => plugin::run(&home, c),
             Command::Schema(a) => schema::run(&home, a),

@@ -7,6 +7,7 @@
 //! [`FactsObserver`]; runs last as long as modelled and end as the facts say. Nothing is
 //! written anywhere: the states live in memory.
 
+pub mod diff;
 pub mod facts;
 pub mod observer;
 pub mod replay;

@@ -931,3 +931,108 @@ fn replay_reproduces_the_recorded_decisions_and_a_gap_in_history_is_an_error() {
     assert!(err.contains("recorded history has no observation"), "{err}");
     assert!(out.is_empty(), "no timeline made up: {out}");
 }
+
+/// A copy of the home's rules/ in `dir`, with `edit` applied to each file's text.
+fn copy_rules(home: &Home, dir: &str, edit: &dyn Fn(&str, String) -> String) -> String {
+    let to = home.path().join(dir);
+    std::fs::create_dir_all(&to).expect("mkdir");
+    for entry in std::fs::read_dir(home.path().join("rules")).expect("rules/") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(entry.path()).expect("read");
+        std::fs::write(to.join(&name), edit(&name, text)).expect("write");
+    }
+    to.to_str().expect("utf8").to_string()
+}
+
+#[test]
+fn diff_finds_a_planted_change_and_nothing_in_an_unchanged_copy() {
+    let from = three_days_ago();
+    let to = from + SignedDuration::from_hours(6);
+    let server = ScriptedServer::start();
+    let home = Home::standard();
+    replay_scenario(&home, &server.url);
+    let (down_from, down_to) = (
+        from + SignedDuration::from_mins(125),
+        from + SignedDuration::from_mins(195),
+    );
+    rehearse(
+        &home,
+        &server,
+        from,
+        to,
+        SignedDuration::from_mins(10),
+        &|t| {
+            if t >= down_from && t < down_to {
+                503
+            } else {
+                200
+            }
+        },
+    );
+    let (f, t) = (from.to_string(), to.to_string());
+    let diff = |rules: &str, json: bool| {
+        // Passes at the recorded instants, so every question has the answer of its own time.
+        let mut args = vec![
+            "diff", "--rules", rules, "--from", &f, "--to", &t, "--step", "10m",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let out = home.run(&args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let same = copy_rules(&home, "same", &|_, text| text);
+    let (code, out, err) = diff(&same, false);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("No differences"), "{out}");
+
+    // A narrower off-peak window: compact waits an hour longer and triggers once, not twice.
+    let narrow = copy_rules(&home, "narrow", &|name, text| {
+        if name.starts_with("compact") {
+            text.replace("02:00-05:00", "03:00-05:00")
+        } else {
+            text
+        }
+    });
+    let (code, out, err) = diff(&narrow, false);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("compact: 1 trigger instead of 2"), "{out}");
+    assert!(out.contains("longer, by outside-off-peak"), "{out}");
+    assert!(!out.contains("probe:") && !out.contains("flaky:"), "{out}");
+    let (code, out, _) = diff(&narrow, true);
+    assert_eq!(code, Some(1));
+    let doc: Value = serde_json::from_str(&out).expect("diff --json");
+    assert_eq!(doc["differs"], true);
+    let lanes = doc["lanes"].as_array().expect("lanes");
+    assert_eq!(lanes.len(), 1, "{doc}");
+    assert_eq!(lanes[0]["lane"], "compact");
+    assert_eq!(lanes[0]["current"]["triggers"], 2);
+    assert_eq!(lanes[0]["candidate"]["triggers"], 1);
+
+    // A removed gate: the probe no longer holds its lane back while the server is down.
+    let ungated = copy_rules(&home, "ungated", &|name, text| {
+        if name.starts_with("probe") {
+            let cut = text.find("preconditions:").expect("preconditions");
+            let rest = text.find("recheck:").expect("recheck");
+            format!("{}{}", &text[..cut], &text[rest..])
+        } else {
+            text
+        }
+    });
+    let (code, out, err) = diff(&ungated, false);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("probe: deferred"), "{out}");
+    assert!(out.contains("shorter, by provider-unreachable"), "{out}");
+
+    // Candidate rules that do not load are a usage error.
+    let broken = copy_rules(&home, "broken", &|_, text| text.replace("every:", "evry:"));
+    let (code, _, err) = diff(&broken, false);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("candidate rules"), "{err}");
+}
