@@ -50,6 +50,10 @@ pub struct Args {
     /// Show times in this IANA zone (default: each lane's own zone).
     #[arg(long, value_name = "ZONE")]
     tz: Option<String>,
+    /// Also write the timeline as an SVG Gantt chart to FILE: a row per lane, deferrals coloured
+    /// by reason, runs by outcome, triggers as ticks, with a legend and an axis in --tz (UTC).
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
     /// One JSON document: `{"from", "to", "passes", "lanes": [{triggers, deferrals, runs}]}`.
     #[arg(long)]
     json: bool,
@@ -127,6 +131,15 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     );
     bar.done();
     let report = report.map_err(sim_error)?;
+    if let Some(path) = &args.svg {
+        let chart = simulate::svg::render(&report, tz.as_ref().unwrap_or(&TimeZone::UTC));
+        std::fs::write(path, chart).map_err(|e| {
+            CliError::Failed(anyhow::anyhow!(
+                "--svg {}: cannot write it: {e}",
+                path.display()
+            ))
+        })?;
+    }
     if args.json {
         emit(&format!("{}\n", serde_json::to_string(&report)?))?;
     } else {

@@ -12,6 +12,7 @@ pub mod facts;
 pub mod observer;
 pub mod replay;
 pub mod report;
+pub mod svg;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

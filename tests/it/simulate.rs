@@ -1036,3 +1036,73 @@ fn diff_finds_a_planted_change_and_nothing_in_an_unchanged_copy() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("candidate rules"), "{err}");
 }
+
+#[test]
+fn svg_is_a_deterministic_gantt_chart_with_lanes_legend_and_axis() {
+    let home = Home::standard();
+    home.lane(
+        "compact",
+        "schedule:\n  every: 12h\npreconditions:\n  - use: off-peak\n    with: { window: \"02:00-05:00\" }\nrecheck: 10m\ncommand:\n  argv: [\"true\"]\n  timeout: 1m\n",
+    );
+    home.lane(
+        "flaky",
+        "schedule:\n  every: 2h\ncommand:\n  argv: [\"true\"]\n  timeout: 1m\n",
+    );
+    home.write(
+        "facts.yaml",
+        "runs:\n  flaky:\n    - { outcome: failure }\n",
+    );
+    let facts = home.path().join("facts.yaml");
+    let chart = |name: &str| {
+        let path = home.path().join(name);
+        let (code, out, err) = sim(
+            &home,
+            &[
+                "--from",
+                "2026-11-01T00:00:00Z",
+                "--to",
+                "12h",
+                "--durations",
+                "*=5m",
+                "--tz",
+                "Europe/Berlin",
+                "--facts",
+                facts.to_str().expect("utf8"),
+                "--svg",
+                path.to_str().expect("utf8"),
+            ],
+        );
+        assert_eq!(code, Some(0), "{out}{err}");
+        std::fs::read_to_string(path).expect("the SVG is written")
+    };
+    let svg = chart("a.svg");
+    assert_eq!(
+        svg,
+        chart("b.svg"),
+        "the same simulation draws the same bytes"
+    );
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
+    assert!(svg.trim_end().ends_with("</svg>"), "{svg}");
+    for lane in ["compact", "flaky"] {
+        assert!(svg.contains(&format!("data-lane=\"{lane}\"")), "{svg}");
+    }
+    for entry in [
+        "run: success",
+        "run: failure",
+        "trigger",
+        "forced trigger",
+        "deferred: outside-off-peak",
+    ] {
+        assert!(
+            svg.contains(&format!(">{entry}</text>")),
+            "legend lacks {entry}: {svg}"
+        );
+    }
+    // The axis in the chosen zone: 00:00Z is 01:00 in Berlin.
+    assert!(svg.contains("times in Europe/Berlin"), "{svg}");
+    assert!(svg.contains(">11-01 01:00</text>"), "{svg}");
+    assert!(svg.contains("<title>run: failure</title>"), "{svg}");
+}
