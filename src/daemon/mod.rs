@@ -497,6 +497,8 @@ impl Daemon {
                 Some(down),
             );
             if missed > 0 {
+                // Counted before it is logged: the log line means /metrics has it.
+                self.metrics.observe_missed_slots(&lane.name, missed);
                 tracing::info!(
                     lane = %lane.name,
                     missed,
@@ -505,7 +507,6 @@ impl Daemon {
                     catch_up = lane.catch_up.as_str(),
                     "Slots missed while the daemon was down."
                 );
-                self.metrics.observe_missed_slots(&lane.name, missed);
             }
         }
     }

@@ -115,6 +115,13 @@ fn a_restarted_daemon_counts_the_missed_slots_in_metrics() {
         .and_then(|rest| rest.split_whitespace().next())
         .expect("address in the log")
         .to_string();
+    // The endpoint listens before the first pass has counted the downtime: wait for the pass.
+    wait_for(&home, "both lanes' missed slots logged", || {
+        log_of(&home)
+            .matches("Slots missed while the daemon was down")
+            .count()
+            >= 2
+    });
     let body = reqwest::blocking::get(format!("http://{addr}/metrics"))
         .expect("GET /metrics")
         .text()
