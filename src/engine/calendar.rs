@@ -36,6 +36,16 @@ pub fn assumed(lane: &Lane) -> Vec<String> {
         .collect()
 }
 
+/// When the lane is next due by its schedule, not before `from`, had it last run at `last`
+/// (`from` itself when it never ran); `None` when disabled or past the end of time.
+fn due_after(lane: &Lane, last: Option<Timestamp>, from: Timestamp) -> Option<Timestamp> {
+    match last {
+        None if matches!(lane.schedule, Schedule::Disabled) => None,
+        None => Some(from),
+        Some(l) => next_due(&Timing::of(lane), Some(l), None).map(|t| t.max(from)),
+    }
+}
+
 /// The next `count` due times by the schedule alone, from `from`, as if the lane ran at each:
 /// the first is `from` itself when the lane never ran or is overdue.
 pub fn schedule_fires(
@@ -47,13 +57,8 @@ pub fn schedule_fires(
     let mut out = Vec::with_capacity(count);
     let mut last = last_run;
     while out.len() < count {
-        let due = match last {
-            None if matches!(lane.schedule, Schedule::Disabled) => break,
-            None => from,
-            Some(l) => match next_due(&Timing::of(lane), Some(l), None) {
-                Some(t) => t.max(from),
-                None => break,
-            },
+        let Some(due) = due_after(lane, last, from) else {
+            break;
         };
         if last.is_some_and(|l| due <= l) {
             break; // the end of time
@@ -75,13 +80,8 @@ pub fn gated_fires(
     let mut out = Vec::with_capacity(count);
     let mut last = last_run;
     while out.len() < count {
-        let due = match last {
-            None if matches!(lane.schedule, Schedule::Disabled) => break,
-            None => from,
-            Some(l) => match next_due(&Timing::of(lane), Some(l), None) {
-                Some(t) => t.max(from),
-                None => break,
-            },
+        let Some(due) = due_after(lane, last, from) else {
+            break;
         };
         let Some(fire) = allowed_from(lane, due, due) else {
             break;
