@@ -72,17 +72,7 @@ struct Calendar {
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
-    let tz = args
-        .tz
-        .as_deref()
-        .map(|z| {
-            TimeZone::get(z).map_err(|e| {
-                CliError::Usage(format!(
-                    "--tz `{z}` is not an IANA time zone ({e}); write e.g. Europe/Berlin"
-                ))
-            })
-        })
-        .transpose()?;
+    let tz = super::zone_flag(args.tz.as_deref())?;
     if args.count == 0 {
         return Err(CliError::Usage("--count must be at least 1".into()));
     }

@@ -121,6 +121,18 @@ impl<E: Into<anyhow::Error>> From<E> for CliError {
 
 type CliResult = Result<i32, CliError>;
 
+/// `--tz`: an IANA time zone, when given.
+fn zone_flag(tz: Option<&str>) -> Result<Option<jiff::tz::TimeZone>, CliError> {
+    tz.map(|z| {
+        jiff::tz::TimeZone::get(z).map_err(|e| {
+            CliError::Usage(format!(
+                "--tz `{z}` is not an IANA time zone ({e}); write e.g. Europe/Berlin"
+            ))
+        })
+    })
+    .transpose()
+}
+
 /// Which way a duration given for a time counts from now.
 #[derive(Clone, Copy)]
 enum Offset {

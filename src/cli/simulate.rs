@@ -64,17 +64,7 @@ fn usage(e: impl std::fmt::Display) -> CliError {
 }
 
 pub fn run(home: &Home, args: Args) -> CliResult {
-    let tz = args
-        .tz
-        .as_deref()
-        .map(|z| {
-            TimeZone::get(z).map_err(|e| {
-                usage(format!(
-                    "--tz `{z}` is not an IANA time zone ({e}); write e.g. Europe/Berlin"
-                ))
-            })
-        })
-        .transpose()?;
+    let tz = super::zone_flag(args.tz.as_deref())?;
     let session = Session::open(home, Access::Read)?;
     let from = match args.from.as_deref() {
         Some(t) => time("--from", t)?,
