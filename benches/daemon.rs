@@ -80,7 +80,8 @@ fn dispatch_latency() {
             env!("CARGO_BIN_EXE_lanekeeper"),
         )
     };
-    let spec = dispatch::RunSpec::new(&lane, &settings, "bench", &clock);
+    let location = lanekeeper::state::Location::File(home.database());
+    let spec = dispatch::RunSpec::new(&lane, &settings, "bench", &clock, &location);
     let mut recorded = Vec::with_capacity(RUNS);
     runtime.block_on(async {
         for _ in 0..RUNS {

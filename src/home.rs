@@ -2,13 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
-/// Paths inside one lanekeeper home directory.
+/// Paths inside one lanekeeper home directory, and who this replica of it is.
 #[derive(Debug, Clone)]
 pub struct Home {
     root: PathBuf,
     /// Rules read from elsewhere (`lanekeeper diff --rules DIR`: candidate rules with this
     /// home's plugins and settings).
     rules: Option<PathBuf>,
+    /// Where state lives when given on the command line (`--state`, `LANEKEEPER_STATE`): it
+    /// wins over `state:` in lanekeeper.yaml.
+    state: Option<String>,
+    /// This replica's name among those sharing a store (`--host`), by default the host name.
+    host: String,
 }
 
 impl Home {
@@ -17,6 +22,41 @@ impl Home {
         Self {
             root: root.into(),
             rules: None,
+            state: None,
+            host: local_host_name(),
+        }
+    }
+
+    /// This home with its state at `state` (a path or a `postgres://` URL) whatever
+    /// lanekeeper.yaml says.
+    pub fn with_state(mut self, state: Option<String>) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// The state location given on the command line, if any.
+    pub fn state_override(&self) -> Option<&str> {
+        self.state.as_deref()
+    }
+
+    /// This home as the replica named `host`.
+    pub fn with_host(mut self, host: Option<String>) -> Self {
+        if let Some(h) = host {
+            self.host = h;
+        }
+        self
+    }
+
+    /// This replica's name: what leases, run claims and `hosts:` know it by.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The same home at `root` (an absolute path, say), keeping who it is.
+    pub fn rooted_at(&self, root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            ..self.clone()
         }
     }
 
@@ -36,8 +76,8 @@ impl Home {
     /// This home with its lanes read from `dir` instead of `rules/`.
     pub fn with_rules(&self, dir: impl Into<PathBuf>) -> Self {
         Self {
-            root: self.root.clone(),
             rules: Some(dir.into()),
+            ..self.clone()
         }
     }
 
@@ -95,4 +135,13 @@ impl Home {
             self.root.join(path)
         }
     }
+}
+
+/// The machine's host name, or `localhost` when it has none that is text.
+fn local_host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -6,7 +6,6 @@ use super::output::{clean, or_dash, table};
 use super::{Access, CliResult, Session, emit, parse_at, print_json_lines};
 use crate::engine::Decision;
 use crate::home::Home;
-use crate::state::Store;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

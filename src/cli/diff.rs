@@ -18,7 +18,6 @@ use crate::simulate::diff::{LaneDiff, compare};
 use crate::simulate::replay::{Replay, recorded_facts};
 use crate::simulate::report::Report;
 use crate::simulate::{self, Plan, SimError};
-use crate::state::Store;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -93,8 +92,8 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         eprintln!("lanekeeper: note: {}", clean(&note));
     }
     let replay = |config: &Config, which: &str| -> Result<Report, CliError> {
-        let facts = recorded_facts(&session.store, config, Replay { runs: true })?;
-        let run_lengths = simulate::run_lengths(&config.lanes, &BTreeMap::new(), &session.store)
+        let facts = recorded_facts(&*session.store, config, Replay { runs: true })?;
+        let run_lengths = simulate::run_lengths(&config.lanes, &BTreeMap::new(), &*session.store)
             .map_err(|e| sim_error(which, e))?;
         let plan = Plan {
             from,

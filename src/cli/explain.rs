@@ -175,7 +175,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     };
     let dispatch = match at {
         Some(_) if decision.outcome == Outcome::Trigger => {
-            Some(dispatch(&session.store, &decision)?)
+            Some(dispatch(&*session.store, &decision)?)
         }
         _ => None,
     };

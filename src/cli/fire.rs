@@ -11,7 +11,6 @@ use super::{Access, CliResult, Session};
 use crate::dispatch::{self, RunReport, Start, SupervisorLog};
 use crate::engine;
 use crate::home::Home;
-use crate::state::Store;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -49,6 +48,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         &session.config.settings,
         engine::TriggerSource::Manual.as_str(),
         &session.clock,
+        &session.location,
     );
     spec.force = args.force;
     let wiring = if args.wait {
@@ -120,7 +120,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
                 }
             });
         }
-        handle.wait(&session.store).await
+        handle.wait(&*session.store).await
     })?;
     eprintln!("{}", summary(&lane.name, &report));
     on_failure(&session, lane, &report, &runtime);

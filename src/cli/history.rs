@@ -9,9 +9,7 @@ use super::{Access, CliResult, Offset, Session, emit};
 use crate::home::Home;
 use crate::model::decision::holds;
 use crate::model::duration::format_ms;
-use crate::state::{
-    ENDED_EXPIRED, ENDED_REPLACED, ExitInfo, PauseRecord, RunRecord, RunResult, Store,
-};
+use crate::state::{ENDED_EXPIRED, ENDED_REPLACED, ExitInfo, PauseRecord, RunRecord, RunResult};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::{Access, CliError, CliResult, Session};
 use crate::dispatch::process;
 use crate::home::Home;
-use crate::state::{RunRecord, Store};
+use crate::state::RunRecord;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

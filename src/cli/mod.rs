@@ -33,7 +33,7 @@ use crate::dispatch::process;
 use crate::engine::{self, Decision};
 use crate::home::Home;
 use crate::observe::{LiveObserver, Observer};
-use crate::state::{LaneStates, SqliteStore, Store};
+use crate::state::{Access, LaneStates, Location, Store};
 
 /// Coordinates heavy maintenance jobs ("lanes") behind ordered, pluggable preconditions.
 #[derive(Parser, Debug)]
@@ -42,6 +42,13 @@ pub struct Cli {
     /// The lanekeeper home: rules/, plugins/, state/ and lanekeeper.yaml.
     #[arg(long, global = true, env = "LANEKEEPER_HOME", default_value = ".")]
     home: PathBuf,
+    /// Where state lives, overriding `state:` in lanekeeper.yaml: a file, or a `postgres://`
+    /// URL that replicas share (the password from PGPASSWORD or ~/.pgpass).
+    #[arg(long, global = true, env = "LANEKEEPER_STATE")]
+    state: Option<String>,
+    /// This replica's name among those sharing a PostgreSQL store (default: the host name).
+    #[arg(long, global = true, env = "LANEKEEPER_HOST")]
+    host: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -181,7 +188,9 @@ pub fn main() -> i32 {
         }
     };
     init_logging(&cli);
-    let home = Home::new(cli.home.clone());
+    let home = Home::new(cli.home.clone())
+        .with_state(cli.state.clone())
+        .with_host(cli.host.clone());
     // Every command, `plugin new` included, works on an existing home: a mistyped --home must
     // not leave state/ or plugins/ in some other directory.
     // Completions and man pages come from the parser alone: no home needed.
@@ -278,23 +287,25 @@ fn parse_at(text: &str) -> Result<Timestamp, CliError> {
     })
 }
 
-/// How a command uses the state database. Only commands that run or record lanes create it, so
-/// looking at a home (`status`, `check`, `explain`) leaves no file behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    /// Creates the database if there is none (`fire`, `record`).
-    Create,
-    /// Writes to the database if there is one; with none, works on an empty one in memory, so
-    /// nothing is recorded (`check`).
-    WriteExisting,
-    /// Only reads it; with none, an empty one in memory (`status`, `explain`).
-    Read,
+/// Where `home`'s state lives, by `--state`, then `state:`, then the home's own file.
+fn state_location(home: &Home, config: &Config) -> Result<Location, CliError> {
+    Location::of(home, config.settings.state.as_deref()).map_err(|e| {
+        CliError::Usage(format!(
+            "{}: {e}",
+            match home.state_override() {
+                Some(_) => "--state",
+                None => "state: in lanekeeper.yaml",
+            }
+        ))
+    })
 }
 
 /// A loaded home: configuration, store and the live observer.
 struct Session {
     config: Config,
-    store: SqliteStore,
+    store: Box<dyn Store>,
+    /// Where the store is, for the supervisors of runs this command starts.
+    location: Location,
     observer: Arc<dyn Observer>,
     clock: SystemClock,
 }
@@ -312,17 +323,13 @@ impl Session {
     }
 
     fn with_config(home: &Home, config: Config, access: Access) -> Result<Self, CliError> {
-        crate::state::refuse_lost_history(home)?;
-        let db = home.database();
-        let store = match access {
-            Access::Create => SqliteStore::open(&db)?,
-            _ if !db.exists() => SqliteStore::in_memory()?,
-            Access::WriteExisting => SqliteStore::open(&db)?,
-            Access::Read => SqliteStore::open_read_only(&db)?,
-        };
+        let location = state_location(home, &config)?;
+        crate::state::refuse_lost_history(home, &location)?;
+        let store = location.open(access)?;
         Ok(Self {
             config,
             store,
+            location,
             observer: Arc::new(LiveObserver::default()),
             clock: SystemClock,
         })
@@ -335,7 +342,7 @@ impl Session {
     /// Lane states as recorded, with runs whose process is gone no longer counted as running,
     /// and an empty state for every configured lane that has none yet (so plugins see them all).
     fn states(&self) -> Result<LaneStates, CliError> {
-        Ok(process::live_states(&self.store, &self.config.lanes)?)
+        Ok(process::live_states(&*self.store, &self.config.lanes)?)
     }
 
     /// The lanes named, in the order given, or all lanes.

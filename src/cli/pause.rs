@@ -7,7 +7,7 @@ use super::output::clean;
 use super::{Access, CliError, CliResult, Offset, Session, emit, operator, wake_daemon};
 use crate::home::Home;
 use crate::model::decision::pause_words;
-use crate::state::{Pause, Store};
+use crate::state::Pause;
 
 #[derive(clap::Args, Debug)]
 pub struct PauseArgs {

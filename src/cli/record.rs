@@ -4,7 +4,7 @@ use clap::ValueEnum;
 
 use super::{Access, CliError, CliResult, Session, parse_at};
 use crate::home::Home;
-use crate::state::{RunResult, Store};
+use crate::state::RunResult;
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum Outcome {

@@ -91,7 +91,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     let facts = match &args.facts {
         Some(path) => Facts::load(path, tz.as_ref().unwrap_or(&TimeZone::UTC)).map_err(usage)?,
         None if args.replay => simulate::replay::recorded_facts(
-            &session.store,
+            &*session.store,
             &session.config,
             Replay {
                 runs: !args.modelled_runs,
@@ -100,7 +100,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         None => Facts::default(),
     };
     let run_lengths =
-        simulate::run_lengths(&session.config.lanes, &given, &session.store).map_err(sim_error)?;
+        simulate::run_lengths(&session.config.lanes, &given, &*session.store).map_err(sim_error)?;
     let (states, notes) = session.states_at(from)?;
     for note in notes {
         eprintln!("lanekeeper: note: {}", clean(&note));

@@ -56,7 +56,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         &session.config.lanes,
         &invalid,
         session.states()?,
-        &session.store,
+        &*session.store,
         now,
     )?;
     if args.json {

@@ -15,7 +15,7 @@ use super::{Access, CliError, CliResult, Session, emit, operator, wake_daemon};
 use crate::dispatch::process;
 use crate::home::Home;
 use crate::model::duration::format;
-use crate::state::{RunRecord, Store};
+use crate::state::RunRecord;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -155,7 +155,21 @@ pub struct Settings {
     pub hooks: crate::model::hook::Hooks,
     /// Values `lanekeeper.yaml` took from the environment.
     pub env: Vec<super::env::EnvRef>,
+    /// Where the recorded state lives (`state:`), when not in the home's own SQLite file:
+    /// a path, or a `postgres://` URL shared by replicas. `--state` overrides it.
+    pub state: Option<String>,
+    /// How long a replica's leadership lasts unless renewed (`lease_ttl:`), on a shared store.
+    pub lease_ttl: Duration,
 }
+
+/// A `state:` value that names no usable store.
+fn check_state(text: &str) -> Result<(), crate::state::LocationError> {
+    crate::state::Location::parse(text, &crate::home::Home::new(".")).map(|_| ())
+}
+
+/// The default `lease_ttl`: lanes are coarse, but a failover should come before a person
+/// notices.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// `cgroup:` in lanekeeper.yaml: where each run gets its own cgroup v2, so a stop or timeout
 /// reaches every process of the run and a lane's `limits:` can be enforced.
@@ -206,6 +220,8 @@ impl Default for Settings {
             cgroup: CgroupSetting::Auto,
             hooks: crate::model::hook::Hooks::default(),
             env: Vec::new(),
+            state: None,
+            lease_ttl: DEFAULT_LEASE_TTL,
         }
     }
 }
@@ -242,6 +258,13 @@ struct RawSettings {
     plugins: BTreeMap<String, Spanned<RawPluginSettings>>,
     #[schemars(with = "Option<String>")]
     cgroup: Option<Spanned<String>>,
+    /// Where the recorded state lives: a file path, or `postgres://HOST/DB` shared by replicas
+    /// (the password comes from PGPASSWORD or ~/.pgpass, never from here).
+    #[schemars(with = "Option<String>")]
+    state: Option<Spanned<String>>,
+    /// How long a replica leads unless it renews (on a shared store); 10s by default.
+    #[schemars(with = "Option<DurationSetting>")]
+    lease_ttl: Option<Spanned<DurationSetting>>,
     /// Run when a run fails, for lanes without their own `on_failure`.
     #[schemars(with = "Option<super::lane::RawHook>")]
     on_failure: Option<Spanned<super::lane::RawHook>>,
@@ -540,6 +563,19 @@ pub fn from_bytes(path: &Path, bytes: Vec<u8>, home: &Path, diags: &mut Diagnost
             Ok(setting) => settings.cgroup = setting,
             Err(e) => diags.push(Diagnostic::yaml(path, c.referenced, format!("cgroup: {e}"))),
         }
+    }
+    if let Some(st) = raw.state {
+        match check_state(&st.value) {
+            Ok(()) => settings.state = Some(st.value.trim().to_string()),
+            Err(e) => diags.push(Diagnostic::yaml(path, st.referenced, format!("state: {e}"))),
+        }
+    }
+    if let Some(d) = raw
+        .lease_ttl
+        .as_ref()
+        .and_then(|d| positive(path, "lease_ttl", d, duration::MAX_WAIT, diags))
+    {
+        settings.lease_ttl = d;
     }
     if let Some(h) = raw.history
         && let Some(d) = positive(

@@ -9,7 +9,7 @@ use super::{Daemon, Event};
 use crate::dispatch::RunReport;
 use crate::dispatch::hook::{self, Firing};
 use crate::engine::Decision;
-use crate::state::{HookEvent, LaneStates, RunResult, Store};
+use crate::state::{HookEvent, LaneStates, RunResult};
 
 /// How many handled firings are remembered in memory before starting afresh.
 const MAX_SEEN: usize = 10_000;

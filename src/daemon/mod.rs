@@ -32,7 +32,7 @@ use crate::engine::{self, Decision, Origin, Outcome};
 use crate::home::Home;
 use crate::metrics::Metrics;
 use crate::observe::{LiveObserver, Observer};
-use crate::state::{LaneStates, ReloadStatus, SqliteStore, Store, StoreError};
+use crate::state::{Access, LaneStates, Location, ReloadStatus, Store, StoreError};
 
 /// The longest the loop sleeps without a reason (shared with simulations).
 const MAX_SLEEP: Duration = engine::wake::MAX_SLEEP;
@@ -155,7 +155,9 @@ struct Daemon {
     /// The configuration as the HTTP endpoint sees it (swapped on reload).
     shared_config: Arc<RwLock<Arc<Config>>>,
     metrics: Arc<Metrics>,
-    store: Rc<SqliteStore>,
+    store: Rc<dyn Store>,
+    /// Where the store is, for the HTTP endpoint's own connection.
+    location: Location,
     observer: Arc<dyn Observer>,
     clock: Arc<dyn Clock>,
     /// Runs this daemon started, by lane, with the way to stop them.
@@ -192,7 +194,7 @@ impl Daemon {
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, UnboundedReceiver<Event>), DaemonError> {
         // Absolute paths, so file-change events match whatever the working directory.
-        let home = Home::new(
+        let home = home.rooted_at(
             std::fs::canonicalize(home.root()).unwrap_or_else(|_| home.root().to_path_buf()),
         );
         let lock = match LaneLock::try_acquire(&home.state_dir().join("daemon.lock")) {
@@ -206,7 +208,9 @@ impl Daemon {
             Err(e) => return Err(DaemonError::Setup(e.to_string())),
         };
         let config = compile::load(&home).map_err(DaemonError::Config)?;
-        crate::state::refuse_lost_history(&home)?;
+        let location = Location::of(&home, config.settings.state.as_deref())
+            .map_err(|e| DaemonError::Setup(format!("state: {e}")))?;
+        crate::state::refuse_lost_history(&home, &location)?;
         // The file `pause`, `resume` and `stop` write to wake the loop; it must exist to be
         // watched.
         if let Err(e) = std::fs::OpenOptions::new()
@@ -216,8 +220,7 @@ impl Daemon {
         {
             tracing::warn!(file = %home.wake_file().display(), "Cannot create the wake file ({e}); pauses reach the daemon at its next pass.");
         }
-        let store = Rc::new(SqliteStore::open(&home.database())?);
-        store.set_busy_timeout(STORE_WAIT)?;
+        let store: Rc<dyn Store> = Rc::from(location.open(Access::Wait(STORE_WAIT))?);
         let (tx, rx) = unbounded_channel();
         recovery::recover(&home, &store, &clock, &tx, !once)?;
         // The time since a daemon was last seen deciding is the home's downtime: the due rule
@@ -240,6 +243,7 @@ impl Daemon {
                 metrics: Arc::new(Metrics::new()),
                 config,
                 store,
+                location,
                 observer: Arc::new(LiveObserver::default()),
                 clock,
                 runs: HashMap::new(),
@@ -329,7 +333,7 @@ impl Daemon {
 
     /// Starts the HTTP endpoint.
     async fn serve_http(&self, addr: SocketAddr) -> Result<(), DaemonError> {
-        let store = SqliteStore::open(&self.home.database())?;
+        let store = self.location.open(Access::Create)?;
         let state = Arc::new(crate::web::WebState {
             metrics: Arc::clone(&self.metrics),
             config: Arc::clone(&self.shared_config),
@@ -551,7 +555,13 @@ impl Daemon {
                 continue;
             };
             let source = decision.source.map_or("periodic-sweep", |s| s.as_str());
-            let spec = dispatch::RunSpec::new(&lane, &self.config.settings, source, &*self.clock);
+            let spec = dispatch::RunSpec::new(
+                &lane,
+                &self.config.settings,
+                source,
+                &*self.clock,
+                &self.location,
+            );
             let home = self.home.clone();
             let task = tokio::task::spawn_local(async move {
                 dispatch::start(&home, &spec, SupervisorLog::Inherit).await

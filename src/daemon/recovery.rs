@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::dispatch::lock::{LaneLock, LockError};
 use crate::dispatch::process;
 use crate::home::Home;
-use crate::state::{RunEnd, RunResult, RunningRun, SqliteStore, Store, StoreError};
+use crate::state::{RunEnd, RunResult, RunningRun, Store, StoreError};
 
 /// How often an adopted child (not ours to `wait` on) is checked for exit.
 const ADOPTED_POLL: Duration = Duration::from_secs(1);
@@ -24,7 +24,7 @@ const ADOPTED_POLL: Duration = Duration::from_secs(1);
 /// which must not wait on children it did not start.
 pub fn recover(
     home: &Home,
-    store: &Rc<SqliteStore>,
+    store: &Rc<dyn Store>,
     clock: &Arc<dyn Clock>,
     events: &UnboundedSender<Event>,
     adopt: bool,
@@ -69,7 +69,7 @@ pub fn recover(
 fn watch_supervised(
     lane: String,
     run: RunningRun,
-    store: Rc<SqliteStore>,
+    store: Rc<dyn Store>,
     events: UnboundedSender<Event>,
 ) {
     tracing::info!(lane = %lane, pid = run.pid, started = %run.started_at, "A run started before this daemon is still supervised; watching for its end.");
@@ -95,7 +95,7 @@ fn watch_adopted(
     lane: String,
     run: RunningRun,
     lock: LaneLock,
-    store: Rc<SqliteStore>,
+    store: Rc<dyn Store>,
     clock: Arc<dyn Clock>,
     events: UnboundedSender<Event>,
 ) {

@@ -202,6 +202,8 @@ pub struct RunSpec {
     /// Start it even if the lane is paused (`fire --force`).
     #[serde(default)]
     pub force: bool,
+    /// The store the starter records to, which the supervisor records the run in too.
+    pub state: String,
 }
 
 impl RunSpec {
@@ -211,6 +213,7 @@ impl RunSpec {
         settings: &Settings,
         source: &str,
         clock: &dyn crate::clock::Clock,
+        state: &crate::state::Location,
     ) -> Self {
         Self {
             lane: lane.name.clone(),
@@ -220,6 +223,7 @@ impl RunSpec {
             clock_offset_ms: clock.offset_ms(),
             cgroup: settings.cgroup.clone(),
             force: false,
+            state: state.to_text(),
         }
     }
 }

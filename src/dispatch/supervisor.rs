@@ -20,7 +20,7 @@ use super::{DispatchError, Report, RunReport, RunSpec, acquire, cgroup, logs, pr
 use crate::clock::{Clock, OffsetClock};
 use crate::home::Home;
 use crate::model::duration::format;
-use crate::state::{ExitInfo, RunEnd, RunResult, RunStart, SqliteStore, Store, StoreError};
+use crate::state::{ExitInfo, RunEnd, RunResult, RunStart, Store, StoreError};
 
 /// How long the supervisor keeps trying to record a run's start (the command waits at its gate
 /// meanwhile) before it gives up and never starts it.
@@ -57,8 +57,14 @@ pub fn main(home: &Home) -> i32 {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
     let clock = OffsetClock::with_offset_ms(spec.clock_offset_ms);
-    let report = match SqliteStore::open(&home.database()) {
-        Ok(store) => supervise(home, &spec, &store, &clock),
+    let opened = crate::state::Location::parse(&spec.state, home)
+        .map_err(|e| e.to_string())
+        .and_then(|at| {
+            at.open(crate::state::Access::Create)
+                .map_err(|e| e.to_string())
+        });
+    let report = match opened {
+        Ok(store) => supervise(home, &spec, &*store, &clock),
         Err(e) => Report::Error {
             message: format!("lane `{}`: {e}", spec.lane),
         },
@@ -104,7 +110,7 @@ fn persist<T>(
     }
 }
 
-fn supervise(home: &Home, spec: &RunSpec, store: &SqliteStore, clock: &dyn Clock) -> Report {
+fn supervise(home: &Home, spec: &RunSpec, store: &dyn Store, clock: &dyn Clock) -> Report {
     let lane = spec.lane.as_str();
     let started_at = clock.now();
     let entered = Instant::now();

@@ -3,6 +3,7 @@
 //! [`Store`] is the seam for backends; [`sqlite::SqliteStore`] is the embedded one. The types here
 //! are plain data so the engine can read them without knowing where they came from.
 
+pub mod location;
 pub mod sqlite;
 
 use jiff::Timestamp;
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::decision::{Decision, Origin};
 
+pub use location::{Access, Location, LocationError};
 pub use sqlite::SqliteStore;
 
 pub use crate::model::hook::{HookEvent, HookFiring, HookResult};
@@ -72,6 +74,9 @@ pub enum StoreError {
         /// The pause in force (boxed: errors stay small).
         pause: Box<Pause>,
     },
+    /// A PostgreSQL store was named, and this build cannot open one yet.
+    #[error("state {0}: this lanekeeper has no PostgreSQL backend; use an SQLite file")]
+    NoBackend(String),
     /// A run that is not in progress was asked to finish.
     #[error("run {0} is not recorded as running")]
     NotRunning(i64),
@@ -157,9 +162,14 @@ fn disk_problem(path: &std::path::Path, e: &rusqlite::Error) -> Option<String> {
 /// was lost (a truncated file, a deleted one), and starting a new one would silently run every
 /// lane again. An empty database with no run logs is a new history, as `Home::init_history` in
 /// the tests makes one.
-pub fn refuse_lost_history(home: &crate::home::Home) -> Result<(), StoreError> {
-    let db = home.database();
-    let what = match std::fs::metadata(&db) {
+pub fn refuse_lost_history(
+    home: &crate::home::Home,
+    location: &Location,
+) -> Result<(), StoreError> {
+    let Location::File(db) = location else {
+        return Ok(());
+    };
+    let what = match std::fs::metadata(db) {
         Ok(m) if m.len() > 0 => return Ok(()),
         Ok(_) => "empty",
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing",
@@ -495,8 +505,13 @@ pub fn settle_vanished(
     Ok(())
 }
 
-/// Durable lane state and decision history.
-pub trait Store {
+fn open_postgres(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    Err(StoreError::NoBackend(url.to_string()))
+}
+
+/// Durable lane state and decision history. `Send`, so the web endpoint can use it from its
+/// blocking threads.
+pub trait Store: Send {
     /// Every lane's recorded state, including runs recorded as in progress (liveness is the
     /// caller's to check).
     fn lane_states(&self) -> Result<LaneStates, StoreError>;

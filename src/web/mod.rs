@@ -24,7 +24,7 @@ use crate::clock::Clock;
 use crate::compile::Config;
 use crate::dispatch::process;
 use crate::metrics::{Format, Metrics};
-use crate::state::{EpisodeSummary, SqliteStore, Store};
+use crate::state::{EpisodeSummary, Store};
 use crate::status;
 
 /// What the handlers share with the daemon.
@@ -34,7 +34,7 @@ pub struct WebState {
     /// The configuration in force (swapped on reload).
     pub config: Arc<RwLock<Arc<Config>>>,
     /// A connection of the endpoint's own (readers never block the daemon's writes in WAL).
-    pub store: Mutex<SqliteStore>,
+    pub store: Mutex<Box<dyn Store>>,
     /// The daemon's clock, so `/status` and `/metrics` agree with its decisions (rehearsals too).
     pub clock: Arc<dyn Clock>,
 }
@@ -49,7 +49,7 @@ impl WebState {
         )
     }
 
-    fn store(&self) -> std::sync::MutexGuard<'_, SqliteStore> {
+    fn store(&self) -> std::sync::MutexGuard<'_, Box<dyn Store>> {
         self.store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -196,7 +196,8 @@ async fn metrics(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Resp
     let format = negotiate(Some(&accept));
     let body = blocking(state, move |s| {
         let config = s.config();
-        let states = process::live_states(&*s.store(), &config.lanes).map_err(|e| e.to_string())?;
+        let states =
+            process::live_states(&**s.store(), &config.lanes).map_err(|e| e.to_string())?;
         s.metrics.refresh(&config.lanes, &states, s.clock.now());
         s.metrics.encode(format).map_err(|e| e.to_string())
     })
@@ -211,8 +212,8 @@ async fn status_json(State(state): State<Arc<WebState>>) -> Response {
     let report = blocking(state, |s| {
         let config = s.config();
         let store = s.store();
-        let states = process::live_states(&*store, &config.lanes).map_err(|e| e.to_string())?;
-        status::build(&config.lanes, states, &*store, s.clock.now()).map_err(|e| e.to_string())
+        let states = process::live_states(&**store, &config.lanes).map_err(|e| e.to_string())?;
+        status::build(&config.lanes, states, &**store, s.clock.now()).map_err(|e| e.to_string())
     })
     .await;
     match report {
