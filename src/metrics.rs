@@ -21,6 +21,11 @@ use crate::plugins::PluginErrorKind;
 use crate::state::{HookEvent, HookResult, LaneStates, RunResult};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabel {
+    host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LaneLabel {
     lane: String,
 }
@@ -145,6 +150,11 @@ pub struct Metrics {
     hooks: Family<HookLabels, Counter>,
     pass_duration: Histogram,
     pass_max: FloatGauge,
+    leader: Family<HostLabel, Gauge>,
+    leading: Gauge,
+    lease_token: Gauge,
+    lease_age: FloatGauge,
+    fenced: Counter,
 }
 
 impl Default for Metrics {
@@ -172,6 +182,38 @@ impl Metrics {
         let hooks = Family::default();
         let pass_duration = eval_buckets();
         let pass_max = FloatGauge::default();
+        let (leader, leading, lease_token, lease_age, fenced) = (
+            Family::default(),
+            Gauge::default(),
+            Gauge::default(),
+            FloatGauge::default(),
+            Counter::default(),
+        );
+        registry.register(
+            "leader",
+            "1 for the replica that holds the leader's lease (a shared store only)",
+            leader.clone(),
+        );
+        registry.register(
+            "leading",
+            "1 while this replica decides and dispatches (always, on a store of one writer)",
+            leading.clone(),
+        );
+        registry.register(
+            "lease_token",
+            "The fencing token of the leader's lease (0 without a shared store)",
+            lease_token.clone(),
+        );
+        registry.register(
+            "lease_age_seconds",
+            "How long the leader has held its lease, by the database's clock",
+            lease_age.clone(),
+        );
+        registry.register(
+            "fenced_writes",
+            "Leader writes and run starts of this replica the store refused because its lease had moved on",
+            fenced.clone(),
+        );
         registry.register(
             "pass_duration_seconds",
             "Time to decide every lane in one pass, probes included",
@@ -268,7 +310,32 @@ impl Metrics {
             hooks,
             pass_duration,
             pass_max,
+            leader,
+            leading,
+            lease_token,
+            lease_age,
+            fenced,
         }
+    }
+
+    /// Who leads, as this replica last asked the store: `lease` is the leader's, if any.
+    pub fn observe_leadership(&self, leading: bool, lease: Option<&crate::state::LeaderView>) {
+        self.leading.set(i64::from(leading));
+        self.leader.clear();
+        if let Some(view) = lease.filter(|v| v.live()) {
+            self.leader
+                .get_or_create(&HostLabel {
+                    host: view.lease.host.clone(),
+                })
+                .set(1);
+            self.lease_token.set(view.lease.token);
+            self.lease_age.set(view.age().as_secs_f64());
+        }
+    }
+
+    /// Counts a write or run start the store refused by fencing.
+    pub fn observe_fenced(&self) {
+        self.fenced.inc();
     }
 
     /// Times one pass's decisions.

@@ -85,6 +85,10 @@ pub struct Status {
     pub lanes: Vec<LaneStatus>,
     /// The daemon's last configuration reload, if any.
     pub reload: Option<ReloadStatus>,
+    /// On a store that replicas share, the leader's lease (live or lapsed), as the database
+    /// tells any replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<crate::state::LeaderView>,
 }
 
 /// `every 24h`, `cron 0 3 * * *`, `off`.
@@ -210,5 +214,6 @@ pub fn build_with_invalid(
         at: now,
         lanes: out,
         reload,
+        leader: store.leader()?,
     })
 }

@@ -96,6 +96,17 @@ struct Explanation {
     /// secret's value left out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     from_environment: Vec<crate::config::env::EnvRef>,
+    /// On a shared store, the spans since the lane last ran (a week at most) when no replica
+    /// led, so nothing was decided: its slots then follow its catch-up policy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    no_leader: Vec<Span>,
+}
+
+/// A span of time.
+#[derive(Serialize)]
+struct Span {
+    from: Timestamp,
+    to: Timestamp,
 }
 
 /// `schedule.jitter` with this lane's offset on this host, and `schedule.catch_up`.
@@ -200,7 +211,28 @@ pub fn run(home: &Home, args: Args) -> CliResult {
             .filter(|p| p.in_force(now)),
         Some(_) => None,
     };
+    let until = at.unwrap_or(now);
+    let since = session
+        .store
+        .recent_runs(&lane.name, 1)?
+        .pop()
+        .map(|r| r.started_at)
+        .unwrap_or(until)
+        .max(
+            until
+                .checked_sub(jiff::SignedDuration::from_hours(7 * 24))
+                .unwrap_or(until),
+        )
+        .min(until);
+    let no_leader = session
+        .store
+        .leaderless(since)?
+        .into_iter()
+        .filter(|(from, _)| *from <= until)
+        .map(|(from, to)| Span { from, to })
+        .collect();
     let explanation = Explanation {
+        no_leader,
         timing: TimingInfo::of(lane),
         paused,
         last_run,
@@ -300,6 +332,12 @@ fn render_all(e: &Explanation, recorded: bool, now: Timestamp) -> String {
     }
     if let Some(d) = &e.dispatch {
         out.push_str(&format!("\n{}\n", clean(&d.summary)));
+    }
+    for gap in &e.no_leader {
+        out.push_str(&format!(
+            "\nno leader from {} to {}: no replica decided then; missed slots follow the lane's catch_up\n",
+            gap.from, gap.to
+        ));
     }
     if let Some(r) = &e.last_run {
         let how = match (r.result, &r.stopped_by) {

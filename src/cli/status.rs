@@ -145,6 +145,9 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         "DEFERRED",
     ];
     let mut text = table(&header, &rows);
+    if let Some(view) = &status.leader {
+        text.push_str(&leader_line(view));
+    }
     let paused: Vec<String> = status
         .lanes
         .iter()
@@ -186,4 +189,26 @@ pub fn run(home: &Home, args: Args) -> CliResult {
     }
     emit(&text)?;
     Ok(0)
+}
+
+/// `leader: HOST (token N), lease held 5m, renewed 2s ago, lapses in 8s`, by the database's clock.
+fn leader_line(view: &crate::state::LeaderView) -> String {
+    let l = &view.lease;
+    let span = |d: jiff::SignedDuration| {
+        crate::config::duration::format(std::time::Duration::try_from(d.abs()).unwrap_or_default())
+    };
+    let life = match view.live() {
+        true => format!("lapses in {}", span(l.expires_at.duration_since(view.now))),
+        false => format!(
+            "LAPSED {} ago: no replica leads",
+            span(view.now.duration_since(l.expires_at))
+        ),
+    };
+    format!(
+        "\nleader: {} (token {}), lease held {}, renewed {} ago, {life}\n",
+        clean(&l.host),
+        l.token,
+        span(view.age()),
+        span(view.now.duration_since(l.renewed_at)),
+    )
 }

@@ -32,7 +32,9 @@ use crate::engine::{self, Decision, Origin, Outcome};
 use crate::home::Home;
 use crate::metrics::Metrics;
 use crate::observe::{LiveObserver, Observer};
-use crate::state::{Access, LaneStates, Location, ReloadStatus, Store, StoreError};
+use crate::state::{
+    Access, LaneStates, LeaderView, Leadership, Location, ReloadStatus, Store, StoreError,
+};
 
 /// The longest the loop sleeps without a reason (shared with simulations).
 const MAX_SLEEP: Duration = engine::wake::MAX_SLEEP;
@@ -158,6 +160,10 @@ struct Daemon {
     store: Rc<dyn Store>,
     /// Where the store is, for the HTTP endpoint's own connection.
     location: Location,
+    /// The fencing token of the lease this replica holds on a shared store, if it leads.
+    token: Option<i64>,
+    /// The leader this replica last saw, to log each change once.
+    seen_leader: Option<(String, i64)>,
     observer: Arc<dyn Observer>,
     clock: Arc<dyn Clock>,
     /// Runs this daemon started, by lane, with the way to stop them.
@@ -197,7 +203,15 @@ impl Daemon {
         let home = home.rooted_at(
             std::fs::canonicalize(home.root()).unwrap_or_else(|_| home.root().to_path_buf()),
         );
-        let lock = match LaneLock::try_acquire(&home.state_dir().join("daemon.lock")) {
+        let config = compile::load(&home).map_err(DaemonError::Config)?;
+        let location = Location::of(&home, config.settings.state.as_deref())
+            .map_err(|e| DaemonError::Setup(format!("state: {e}")))?;
+        // On a shared store, replicas on one machine (differing by --host) may share a home.
+        let lock_name = match location.is_shared() {
+            true => format!("daemon-{}.lock", file_safe(home.host())),
+            false => "daemon.lock".into(),
+        };
+        let lock = match LaneLock::try_acquire(&home.state_dir().join(lock_name)) {
             Ok(l) => l,
             Err(LockError::Busy { holder }) => {
                 return Err(DaemonError::AlreadyRunning {
@@ -207,9 +221,6 @@ impl Daemon {
             }
             Err(e) => return Err(DaemonError::Setup(e.to_string())),
         };
-        let config = compile::load(&home).map_err(DaemonError::Config)?;
-        let location = Location::of(&home, config.settings.state.as_deref())
-            .map_err(|e| DaemonError::Setup(format!("state: {e}")))?;
         crate::state::refuse_lost_history(&home, &location)?;
         // The file `pause`, `resume` and `stop` write to wake the loop; it must exist to be
         // watched.
@@ -244,6 +255,8 @@ impl Daemon {
                 config,
                 store,
                 location,
+                token: None,
+                seen_leader: None,
                 observer: Arc::new(LiveObserver::default()),
                 clock,
                 runs: HashMap::new(),
@@ -289,14 +302,19 @@ impl Daemon {
             // A signal ends a pass still deciding (waiting on probes, say): nothing it decided
             // is recorded or dispatched. Once decided, the pass records and dispatches to the
             // end; a signal meanwhile waits for the next select.
-            let decided = tokio::select! {
-                r = self.decide() => r,
-                Some(()) = term.recv() => return self.shutdown(&mut events, "SIGTERM").await,
-                Some(()) = int.recv() => return self.shutdown(&mut events, "SIGINT").await,
-            };
-            let passed = match decided {
-                Ok(decided) => Ok(self.act(decided).await),
-                Err(e) => Err(e),
+            let passed = if self.lead() {
+                let decided = tokio::select! {
+                    r = self.decide() => r,
+                    Some(()) = term.recv() => return self.shutdown(&mut events, "SIGTERM").await,
+                    Some(()) = int.recv() => return self.shutdown(&mut events, "SIGINT").await,
+                };
+                match decided {
+                    Ok(decided) => Ok(self.act(decided).await),
+                    Err(e) => Err(e),
+                }
+            } else {
+                // Another replica decides; ask again before its lease could lapse unseen.
+                Ok((Vec::new(), later(self.clock.now(), self.max_sleep())))
             };
             let (decisions, wake) = match passed {
                 Ok(r) => r,
@@ -316,11 +334,12 @@ impl Daemon {
                     secrets: self.config.secrets(),
                 });
             }
+            let max = self.max_sleep();
             let sleep = wake.duration_since(self.clock.now()).clamp(
                 SignedDuration::ZERO,
-                SignedDuration::try_from(MAX_SLEEP).unwrap_or_default(),
+                SignedDuration::try_from(max).unwrap_or_default(),
             );
-            let sleep = Duration::try_from(sleep).unwrap_or(MAX_SLEEP);
+            let sleep = Duration::try_from(sleep).unwrap_or(max);
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 Some(event) = events.recv() => self.handle(event).await,
@@ -329,6 +348,93 @@ impl Daemon {
                 Some(()) = int.recv() => return self.shutdown(&mut events, "SIGINT").await,
             }
         }
+    }
+
+    /// The longest the loop sleeps: on a shared store a third of the lease, so the leader
+    /// renews in time and a follower notices a lapsed lease within it.
+    fn max_sleep(&self) -> Duration {
+        match self.location.is_shared() {
+            true => MAX_SLEEP.min(self.config.settings.lease_ttl / 3),
+            false => MAX_SLEEP,
+        }
+    }
+
+    /// Takes or renews the leader's lease; true when this replica may decide and dispatch.
+    /// A store that cannot answer is no lease: deciding without one could run a lane twice.
+    fn lead(&mut self) -> bool {
+        let asked = self
+            .store
+            .lead(self.home.host(), self.config.settings.lease_ttl);
+        let (leading, view) = match asked {
+            Ok(Leadership::Sole) => {
+                self.metrics.observe_leadership(true, None);
+                return true;
+            }
+            Ok(Leadership::Leading { lease, now }) => (true, Some(LeaderView { lease, now })),
+            Ok(Leadership::Following { lease, now }) => {
+                (false, lease.map(|lease| LeaderView { lease, now }))
+            }
+            Err(e) => {
+                if self.token.take().is_some() {
+                    tracing::error!(
+                        "Cannot renew the leader's lease ({e}); deciding nothing until the store answers."
+                    );
+                } else {
+                    tracing::warn!("Cannot ask the store who leads ({e}); trying again.");
+                }
+                self.metrics.observe_leadership(false, None);
+                return false;
+            }
+        };
+        self.metrics.observe_leadership(leading, view.as_ref());
+        let token = view.as_ref().filter(|_| leading).map(|v| v.lease.token);
+        if token != self.token {
+            match (token, view.as_ref()) {
+                (Some(t), _) => tracing::info!(
+                    host = self.home.host(),
+                    token = t,
+                    "Leading: this replica decides and dispatches."
+                ),
+                (None, _) if self.token.is_some() => tracing::warn!(
+                    host = self.home.host(),
+                    "No longer leading; deciding nothing."
+                ),
+                _ => {}
+            }
+            self.token = token;
+            // Every leader write of this connection, and each run started, carries the token.
+            // A replica that stops leading keeps its old token, so a stray write is refused.
+            if token.is_some() {
+                self.store.fence(token);
+            }
+        }
+        if !leading {
+            let seen = view
+                .filter(LeaderView::live)
+                .map(|v| (v.lease.host, v.lease.token));
+            if seen != self.seen_leader {
+                match &seen {
+                    Some((host, token)) => {
+                        tracing::info!(leader = %host, token, "Following: another replica leads.")
+                    }
+                    None => tracing::info!("Following: no replica leads yet; asking again."),
+                }
+                self.seen_leader = seen;
+            }
+        } else {
+            self.seen_leader = None;
+        }
+        leading
+    }
+
+    /// The store refused a leader write by fencing: the lease moved on while this replica
+    /// was not looking (stopped, partitioned). Nothing more is decided or started until it
+    /// leads again.
+    fn fenced(&mut self, e: &StoreError) {
+        tracing::error!("{e}; dispatching nothing, dropping this pass's decisions.");
+        self.metrics.observe_fenced();
+        self.token = None;
+        self.pending.clear();
     }
 
     /// Starts the HTTP endpoint.
@@ -429,7 +535,9 @@ impl Daemon {
         } else {
             Origin::Daemon
         };
-        self.record(&decisions, origin);
+        if !self.record(&decisions, origin) {
+            return (Vec::new(), later(now, self.max_sleep()));
+        }
         self.pass_hooks(&decisions, &states, now);
         self.prune(now);
         if !self.stopping {
@@ -451,7 +559,9 @@ impl Daemon {
 
     /// Records a pass's decisions after any the store refused before; what it refuses now is
     /// kept for the next pass (up to [`MAX_PENDING`], oldest dropped first, and said so).
-    fn record(&mut self, decisions: &[Decision], origin: Origin) {
+    /// False when the store refused them by fencing: this replica no longer leads, and the
+    /// pass must start nothing.
+    fn record(&mut self, decisions: &[Decision], origin: Origin) -> bool {
         if !self.pending.is_empty() {
             match self.store.record_decisions(&self.pending, origin) {
                 Ok(()) => {
@@ -461,18 +571,20 @@ impl Daemon {
                     );
                     self.pending.clear();
                 }
-                Err(e) => {
-                    self.keep(decisions, &e);
-                    return;
-                }
+                Err(e) => return self.keep(decisions, &e),
             }
         }
-        if let Err(e) = self.store.record_decisions(decisions, origin) {
-            self.keep(decisions, &e);
+        match self.store.record_decisions(decisions, origin) {
+            Ok(()) => true,
+            Err(e) => self.keep(decisions, &e),
         }
     }
 
-    fn keep(&mut self, decisions: &[Decision], e: &StoreError) {
+    fn keep(&mut self, decisions: &[Decision], e: &StoreError) -> bool {
+        if matches!(e, StoreError::Fenced { .. }) {
+            self.fenced(e);
+            return false;
+        }
         self.pending.extend_from_slice(decisions);
         let over = self.pending.len().saturating_sub(MAX_PENDING);
         if over > 0 {
@@ -486,6 +598,7 @@ impl Daemon {
             pending = self.pending.len(),
             "Could not record decisions ({e}); keeping them to record with the next pass."
         );
+        true
     }
 
     /// Logs and counts, once per start, the slots each lane missed while no daemon ran.
@@ -555,13 +668,14 @@ impl Daemon {
                 continue;
             };
             let source = decision.source.map_or("periodic-sweep", |s| s.as_str());
-            let spec = dispatch::RunSpec::new(
+            let mut spec = dispatch::RunSpec::new(
                 &lane,
                 &self.config.settings,
                 source,
                 &*self.clock,
                 &self.location,
             );
+            spec.fence = self.token;
             let home = self.home.clone();
             let task = tokio::task::spawn_local(async move {
                 dispatch::start(&home, &spec, SupervisorLog::Inherit).await
@@ -618,6 +732,11 @@ impl Daemon {
             }
             Err(DispatchError::Paused { detail, .. }) => {
                 tracing::info!(lane = %lane.name, pause = %detail, "Not started: the lane was paused after the pass decided.");
+            }
+            Err(DispatchError::Fenced { detail, .. }) => {
+                tracing::error!(lane = %lane.name, "Not started, {detail}.");
+                self.metrics.observe_fenced();
+                self.token = None;
             }
             Err(e) => {
                 let wait = failed_before
@@ -761,4 +880,14 @@ impl Daemon {
             secrets: Vec::new(),
         })
     }
+}
+
+/// `host` as a file name: anything but letters, digits, `.`, `-` and `_` becomes `_`.
+fn file_safe(host: &str) -> String {
+    host.chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => c,
+            _ => '_',
+        })
+        .collect()
 }

@@ -51,6 +51,15 @@ pub enum DispatchError {
         /// The pause, in words.
         detail: String,
     },
+    /// The store refused the start by fencing: another replica leads now. Nothing was started
+    /// or recorded.
+    #[error("lane `{lane}`: not started: {detail}")]
+    Fenced {
+        /// The lane.
+        lane: String,
+        /// The refusal, in words.
+        detail: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -204,6 +213,10 @@ pub struct RunSpec {
     pub force: bool,
     /// The store the starter records to, which the supervisor records the run in too.
     pub state: String,
+    /// The starter's fencing token on a shared store: the run's start is recorded only while
+    /// it is current.
+    #[serde(default)]
+    pub fence: Option<i64>,
 }
 
 impl RunSpec {
@@ -224,6 +237,7 @@ impl RunSpec {
             cgroup: settings.cgroup.clone(),
             force: false,
             state: state.to_text(),
+            fence: None,
         }
     }
 }
@@ -253,6 +267,12 @@ pub enum Report {
     /// The lane is paused; nothing was started or recorded.
     Paused {
         /// The pause, in words.
+        detail: String,
+    },
+    /// The store refused the start: this replica's lease moved on. Nothing was started or
+    /// recorded.
+    Fenced {
+        /// The refusal, in words.
         detail: String,
     },
     /// Nothing could be done or recorded.
@@ -448,6 +468,10 @@ pub async fn start(
         Some(Ok(Report::Paused { detail })) => {
             let _ = child.wait().await;
             Err(DispatchError::Paused { lane, detail })
+        }
+        Some(Ok(Report::Fenced { detail })) => {
+            let _ = child.wait().await;
+            Err(DispatchError::Fenced { lane, detail })
         }
         Some(Ok(Report::Error { message })) => {
             let _ = child.wait().await;

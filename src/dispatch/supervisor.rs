@@ -64,7 +64,10 @@ pub fn main(home: &Home) -> i32 {
                 .map_err(|e| e.to_string())
         });
     let report = match opened {
-        Ok(store) => supervise(home, &spec, &*store, &clock),
+        Ok(store) => {
+            store.fence(spec.fence);
+            supervise(home, &spec, &*store, &clock)
+        }
         Err(e) => Report::Error {
             message: format!("lane `{}`: {e}", spec.lane),
         },
@@ -95,8 +98,11 @@ fn persist<T>(
     loop {
         match f() {
             Ok(v) => return Ok(v),
-            // A pause is an answer, not a busy database.
-            Err(e) if !matches!(e, StoreError::Paused { .. }) && Instant::now() + pause < until => {
+            // A pause or a fencing refusal is an answer, not a busy database.
+            Err(e)
+                if !matches!(e, StoreError::Paused { .. } | StoreError::Fenced { .. })
+                    && Instant::now() + pause < until =>
+            {
                 tracing::warn!(
                     lane,
                     "Could not record the {what} yet ({e}); retrying in {}.",
@@ -226,16 +232,21 @@ fn supervise(home: &Home, spec: &RunSpec, store: &dyn Store, clock: &dyn Clock) 
         store.begin_run(&run)
     }) {
         Ok(id) => id,
-        Err(StoreError::Paused { pause, .. }) => {
-            // Paused after the pass decided: the command never leaves its gate, and no run is
-            // recorded.
+        // Paused after the pass decided, or another replica leads now: the command never
+        // leaves its gate, and no run is recorded.
+        Err(e @ (StoreError::Paused { .. } | StoreError::Fenced { .. })) => {
             gated.abort();
             if let Some(cg) = &group.cgroup {
                 cg.remove();
             }
             let _ = std::fs::remove_file(&log_path);
-            return Report::Paused {
-                detail: crate::model::decision::pause_words(&pause),
+            return match e {
+                StoreError::Paused { pause, .. } => Report::Paused {
+                    detail: crate::model::decision::pause_words(&pause),
+                },
+                e => Report::Fenced {
+                    detail: e.to_string(),
+                },
             };
         }
         Err(e) => {

@@ -3,6 +3,7 @@
 //! [`Store`] is the seam for backends; [`sqlite::SqliteStore`] is the embedded one. The types here
 //! are plain data so the engine can read them without knowing where they came from.
 
+pub mod lease;
 pub mod location;
 pub mod sqlite;
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::decision::{Decision, Origin};
 
+pub use lease::{LeaderView, Leadership, Lease};
 pub use location::{Access, Location, LocationError};
 pub use sqlite::SqliteStore;
 
@@ -77,6 +79,18 @@ pub enum StoreError {
     /// A PostgreSQL store was named, and this build cannot open one yet.
     #[error("state {0}: this lanekeeper has no PostgreSQL backend; use an SQLite file")]
     NoBackend(String),
+    /// A write carried a fencing token that is no longer current: another replica took the
+    /// lease, so this one must not dispatch or record as leader.
+    #[error(
+        "refused by fencing: this replica's lease (token {token}) is no longer current{}; another replica leads",
+        current.map(|c| format!(" (token {c} is)")).unwrap_or_default()
+    )]
+    Fenced {
+        /// The token the write carried.
+        token: i64,
+        /// The current one, if any.
+        current: Option<i64>,
+    },
     /// A run that is not in progress was asked to finish.
     #[error("run {0} is not recorded as running")]
     NotRunning(i64),
@@ -614,4 +628,20 @@ pub trait Store: Send {
     ) -> Result<(), StoreError>;
     /// The latest hook firing of `lane`.
     fn last_hook(&self, lane: &str) -> Result<Option<HookFiring>, StoreError>;
+    /// Takes or renews the leader's lease for `host`, lasting `ttl` by the store's clock. A
+    /// single-writer store has nothing to elect.
+    fn lead(&self, _host: &str, _ttl: std::time::Duration) -> Result<Leadership, StoreError> {
+        Ok(Leadership::Sole)
+    }
+    /// Makes every later leader write of this connection carry `token`, so the store refuses
+    /// it once the lease has moved on (`StoreError::Fenced`).
+    fn fence(&self, _token: Option<i64>) {}
+    /// The leader's lease, from any replica.
+    fn leader(&self) -> Result<Option<LeaderView>, StoreError> {
+        Ok(None)
+    }
+    /// The spans with no live leader that overlap `[since, now]`, oldest first.
+    fn leaderless(&self, _since: Timestamp) -> Result<Vec<(Timestamp, Timestamp)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
