@@ -3,6 +3,7 @@
 //! [`Store`] is the seam for backends; [`sqlite::SqliteStore`] is the embedded one. The types here
 //! are plain data so the engine can read them without knowing where they came from.
 
+pub mod postgres;
 pub mod sqlite;
 
 use jiff::Timestamp;
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::decision::{Decision, Origin};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 pub use crate::model::hook::{HookEvent, HookFiring, HookResult};
@@ -72,6 +74,49 @@ pub enum StoreError {
         /// The pause in force (boxed: errors stay small).
         pause: Box<Pause>,
     },
+    /// The shared database could not be reached, read or written.
+    #[error("PostgreSQL {url}: {op}: {source}{}", postgres::postgres_hint(source))]
+    Postgres {
+        /// The connection URL, password hidden.
+        url: String,
+        /// What was being done.
+        op: &'static str,
+        /// The underlying error (boxed: errors stay small).
+        #[source]
+        source: Box<::postgres::Error>,
+    },
+    /// The shared database holds something lanekeeper cannot use, said in words.
+    #[error("PostgreSQL {url}: {op}: {problem}")]
+    PostgresData {
+        /// The connection URL, password hidden.
+        url: String,
+        /// What was being done.
+        op: &'static str,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// A copy into a database that already holds a history, which it would mix with.
+    #[error(
+        "PostgreSQL {url} already holds a lanekeeper history ({rows}); copy into an empty database instead: create one (`createdb NAME`) and name it in the URL, or, if this history is to be replaced, back it up (`pg_dump`) and drop its tables first"
+    )]
+    NotEmpty {
+        /// The connection URL, password hidden.
+        url: String,
+        /// What it holds.
+        rows: String,
+    },
+    /// A write of a replica that no longer leads: its fencing token is not the lease's, or
+    /// its lease expired. Nothing was written.
+    #[error(
+        "fenced: this replica's leader lease (token {token}) {}; nothing was written",
+        match current { Some(c) => format!("was taken over (the lease now has token {c})"), None => "expired and nobody holds the lease now".to_string() }
+    )]
+    Fenced {
+        /// The token the write carried.
+        token: i64,
+        /// The token of the lease in force, if one is.
+        current: Option<i64>,
+    },
     /// A run that is not in progress was asked to finish.
     #[error("run {0} is not recorded as running")]
     NotRunning(i64),
@@ -109,6 +154,17 @@ impl StoreError {
                 op,
                 source: Box::new(source),
             },
+        }
+    }
+}
+
+impl StoreError {
+    /// A PostgreSQL error on the database at `url` (password hidden) while doing `op`.
+    pub fn postgres(url: &str, op: &'static str, source: ::postgres::Error) -> Self {
+        StoreError::Postgres {
+            url: url.to_string(),
+            op,
+            source: Box::new(source),
         }
     }
 }
