@@ -261,7 +261,7 @@ macro_rules! ms {
     };
 }
 
-/// A store write refused because this replica's fencing token is no longer the lease's.
+/// The leader lease as it stands, on the database's clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderInfo {
     /// The host holding the lease.
@@ -478,8 +478,10 @@ impl Conn {
     }
 
     /// Runs `f`; when the connection turns out lost before a commit was sent, connects again
-    /// and tries once more. A connection that cannot be made fails this call, and the next
-    /// call tries again.
+    /// and tries once more (after a commit was sent, whether it landed is unknown, so the
+    /// error is reported). A connection that cannot be made fails this call, and the next
+    /// call tries again. A transaction the server rolled back to break a deadlock or a
+    /// serialisation conflict is run again, a few times.
     fn run<T>(
         &mut self,
         op: &'static str,
@@ -487,6 +489,7 @@ impl Conn {
         f: &mut dyn FnMut(&mut Session<'_>) -> Result<T, Fail>,
     ) -> Result<T, StoreError> {
         let mut tried = false;
+        let mut conflicts = 0u32;
         loop {
             let url = self.url.clone();
             let client = self
@@ -504,6 +507,11 @@ impl Conn {
                 Ok(v) => return Ok(v),
                 Err(Fail::Store(e)) => return Err(e),
                 Err(Fail::Pg(e)) => {
+                    if conflict(&e) && conflicts < 5 {
+                        conflicts += 1;
+                        std::thread::sleep(Duration::from_millis(5 << conflicts));
+                        continue;
+                    }
                     let lost = closed || connection_lost(&e);
                     if lost {
                         self.client = None;
@@ -518,6 +526,14 @@ impl Conn {
             }
         }
     }
+}
+
+/// Whether the server rolled the transaction back for a conflict with another one, so that
+/// running it again can succeed.
+fn conflict(e: &postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        c == &SqlState::T_R_SERIALIZATION_FAILURE || c == &SqlState::T_R_DEADLOCK_DETECTED
+    })
 }
 
 /// Whether an error means the connection is gone (closed, reset, or the server ended it).
@@ -576,6 +592,67 @@ pub(super) fn postgres_hint(e: &postgres::Error) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// The password for `config` from libpq's password file (`PGPASSFILE`, or `~/.pgpass`), read
+/// as libpq reads it: the first line whose host, port, database and user match (`*` matches
+/// any), and nothing from a file that others may read.
+fn passfile_password(config: &postgres::Config) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = match std::env::var_os("PGPASSFILE") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => Path::new(&std::env::var_os("HOME")?).join(".pgpass"),
+    };
+    let meta = std::fs::metadata(&path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            "Password file {} is readable by others; not used (chmod 0600 it).",
+            path.display()
+        );
+        return None;
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        // libpq matches a socket connection as `localhost`.
+        _ => "localhost".to_string(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let user = config.get_user()?;
+    let db = config.get_dbname().unwrap_or(user);
+    pgpass_lookup(&text, [&host, &port, db, user])
+}
+
+/// The password of the first line of a password file that matches host, port, database and
+/// user; `\:` and `\\` escape a colon and a backslash.
+fn pgpass_lookup(text: &str, want: [&str; 4]) -> Option<String> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .find_map(|line| {
+            let mut fields = vec![String::new()];
+            let mut chars = line.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => fields.last_mut()?.extend(chars.next()),
+                    ':' if fields.len() < 5 => fields.push(String::new()),
+                    c => fields.last_mut()?.push(c),
+                }
+            }
+            let [host, port, db, user, password] = <[String; 5]>::try_from(fields).ok()?;
+            let matches = [host, port, db, user]
+                .iter()
+                .zip(want)
+                .all(|(field, want)| field == "*" || field == want);
+            matches.then_some(password)
+        })
 }
 
 /// `url` with its password replaced by `***`, for messages and logs.
@@ -661,7 +738,9 @@ impl PostgresStore {
             .parse()
             .map_err(|e| StoreError::postgres(&shown, "read the connection URL", e))?;
         if config.get_password().is_none()
-            && let Ok(pw) = std::env::var("PGPASSWORD")
+            && let Some(pw) = std::env::var("PGPASSWORD")
+                .ok()
+                .or_else(|| passfile_password(&config))
         {
             config.password(pw);
         }
@@ -694,7 +773,8 @@ impl PostgresStore {
             url: shown,
             fence: Mutex::new(None),
         };
-        store.call("migrate the schema", |s| migrate(s.client))?;
+        let url = store.url.clone();
+        store.call("migrate the schema", move |s| migrate(s.client, &url))?;
         Ok(store)
     }
 
@@ -944,7 +1024,7 @@ impl PostgresStore {
 /// The number of history migrations, as SQLite's `user_version` counts them.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-fn migrate(client: &mut Client) -> Result<(), Fail> {
+fn migrate(client: &mut Client, url: &str) -> Result<(), Fail> {
     let mut tx = client.transaction()?;
     // One replica migrates at a time; the others wait, then find nothing to do.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
@@ -966,7 +1046,7 @@ fn migrate(client: &mut Client) -> Result<(), Fail> {
             .unwrap_or(0);
         if found > supported {
             return Err(Fail::Store(StoreError::TooNew {
-                path: format!("(PostgreSQL, {track} tables)"),
+                path: format!("{url} ({track} tables)"),
                 found,
                 supported,
             }));
@@ -1427,7 +1507,6 @@ fn record_body(
     origin: Origin,
     body: &str,
 ) -> Result<(), postgres::Error> {
-    lock_lane(tx, &d.lane)?;
     let at = d.at.as_millisecond();
     let config = d.hashes.as_ref().map(|h| {
         h.iter()
@@ -1981,6 +2060,13 @@ impl Store for PostgresStore {
         let decisions = decisions.to_vec();
         self.call("record decisions", move |s| {
             s.write(true, |tx| {
+                // Every lane's lock first, in one order, so that two writers never wait on
+                // each other's.
+                let lanes: std::collections::BTreeSet<&str> =
+                    decisions.iter().map(|d| d.lane.as_str()).collect();
+                for lane in lanes {
+                    lock_lane(tx, lane)?;
+                }
                 for d in &decisions {
                     let mut sp = tx.savepoint("decision")?;
                     match record_decision(&mut sp, d, origin, None) {
@@ -2405,6 +2491,23 @@ mod tests {
             "host=/run/postgresql user=lk password=*** dbname=lanekeeper"
         );
         assert_eq!(redact("host=db dbname=x"), "host=db dbname=x");
+    }
+
+    #[test]
+    fn a_password_file_is_read_as_libpq_reads_it() {
+        let file = "# comment\n\
+                    db.example:5432:other:lk:nope\n\
+                    db.example:*:lanekeeper:lk:s3c\\:ret\n\
+                    *:*:*:*:fallback\n";
+        assert_eq!(
+            pgpass_lookup(file, ["db.example", "5432", "lanekeeper", "lk"]).as_deref(),
+            Some("s3c:ret")
+        );
+        assert_eq!(
+            pgpass_lookup(file, ["localhost", "5432", "x", "y"]).as_deref(),
+            Some("fallback")
+        );
+        assert_eq!(pgpass_lookup("a:b:c\n", ["a", "b", "c", "d"]), None);
     }
 
     #[test]
