@@ -75,15 +75,16 @@ pub enum StoreError {
         pause: Box<Pause>,
     },
     /// The shared database could not be reached, read or written.
-    #[error("PostgreSQL {url}: {op}: {source}{}", postgres::postgres_hint(source))]
+    #[error("PostgreSQL {url}: {op}: {}", postgres::describe(error))]
     Postgres {
         /// The connection URL, password hidden.
         url: String,
         /// What was being done.
         op: &'static str,
-        /// The underlying error (boxed: errors stay small).
-        #[source]
-        source: Box<::postgres::Error>,
+        /// The underlying error (boxed: errors stay small). Not the error's `source()`: the
+        /// client says only "db error" at the top, so the message carries its causes and what
+        /// to do, and a chain printed by `{:#}` would say them twice.
+        error: Box<::postgres::Error>,
     },
     /// The shared database holds something lanekeeper cannot use, said in words.
     #[error("PostgreSQL {url}: {op}: {problem}")]
@@ -160,11 +161,11 @@ impl StoreError {
 
 impl StoreError {
     /// A PostgreSQL error on the database at `url` (password hidden) while doing `op`.
-    pub fn postgres(url: &str, op: &'static str, source: ::postgres::Error) -> Self {
+    pub fn postgres(url: &str, op: &'static str, error: ::postgres::Error) -> Self {
         StoreError::Postgres {
             url: url.to_string(),
             op,
-            source: Box::new(source),
+            error: Box::new(error),
         }
     }
 }

@@ -563,14 +563,28 @@ fn io_error(e: &postgres::Error) -> Option<&std::io::Error> {
     None
 }
 
+/// A PostgreSQL error in words: the client's, each cause's (the server's message is one), and
+/// what to do when it is something an operator can fix.
+pub(super) fn describe(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text.push_str(&hint(e));
+    text
+}
+
 /// What to do about a PostgreSQL error, when it is one an operator can fix.
-pub(super) fn postgres_hint(e: &postgres::Error) -> String {
+fn hint(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         let hint = if code == &SqlState::INVALID_PASSWORD
             || code == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION
         {
-            "authentication failed: check the user name and the password (in the URL, or PGPASSWORD) and the server's pg_hba.conf"
+            "authentication failed: check the user name and the password (in the URL, PGPASSWORD or a password file) and the server's pg_hba.conf"
         } else if code == &SqlState::INVALID_CATALOG_NAME {
             "the database does not exist: create it (`createdb NAME` as a user allowed to) or name an existing one in the URL"
         } else if code == &SqlState::INSUFFICIENT_PRIVILEGE {
@@ -589,6 +603,10 @@ pub(super) fn postgres_hint(e: &postgres::Error) -> String {
         }
         Some(std::io::ErrorKind::TimedOut) => {
             "; the server did not answer in time: check the host name, the network and any firewall".into()
+        }
+        // The client's own words when the server asks for a password it was not given.
+        _ if std::error::Error::source(e).is_some_and(|c| c.to_string() == "password missing") => {
+            "; the server asks for a password: give it in the URL, in PGPASSWORD, or in a password file (PGPASSFILE, ~/.pgpass, mode 0600)".into()
         }
         _ => String::new(),
     }
@@ -893,9 +911,10 @@ impl PostgresStore {
         })
     }
 
-    /// Claims `lane` for a run by `host`'s process `pid` (fenced with `token`, when it is
-    /// given and a fence is set): refused, naming the holder, while another claim stands.
-    /// A claim stands until [`release_run`](Self::release_run).
+    /// Claims `lane` for a run by `host`'s process `pid`, in place of the lane's file lock
+    /// (which only one host can see): refused, naming the holder, while another claim
+    /// stands, until [`release_run`](Self::release_run). `token` is kept with the claim (whose
+    /// lease started it); the write is fenced like the other dispatch-side ones.
     pub fn claim_run(
         &self,
         lane: &str,
@@ -2143,7 +2162,7 @@ impl Store for PostgresStore {
         let at = at.as_millisecond();
         let url = self.url.clone();
         self.call("read decision history", move |s| {
-            // Newest first; the first readable one.
+            // Newest first; the first readable of the newest few (a damaged row is skipped).
             let rows = s.client.query(
                 &format!(
                     "{EPISODE_COLUMNS} WHERE lane = $1 AND first_at <= $2 ORDER BY first_at DESC, id DESC LIMIT 16"

@@ -161,7 +161,8 @@ impl Postgres {
         Some(pg)
     }
 
-    fn data(&self) -> PathBuf {
+    /// The cluster's data directory (owned by the server's user).
+    pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 

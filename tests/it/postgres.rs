@@ -850,3 +850,92 @@ fn postgres_connection_problems_say_what_to_do() {
     assert!(!text.contains("hunter2"), "the password is hidden: {text}");
     assert!(matches!(err, StoreError::Postgres { .. }), "{err:?}");
 }
+
+#[test]
+fn postgres_a_password_refused_or_missing_says_what_to_do() {
+    let Some(pg) = Postgres::start() else { return };
+    // Passwords for everyone but the superuser, whose trust the test keeps.
+    std::fs::write(
+        pg.data().join("pg_hba.conf"),
+        "local all postgres trust\nlocal all all scram-sha-256\n",
+    )
+    .expect("pg_hba.conf");
+    pg.sql("CREATE ROLE lk LOGIN PASSWORD 'right'; SELECT pg_reload_conf();");
+    let url = |password: &str| {
+        format!(
+            "host={} user=lk {password} dbname=postgres",
+            pg.data().parent().expect("dir").display()
+        )
+    };
+    // The reload is asynchronous: wait until the server asks for passwords (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let wrong = loop {
+        match PostgresStore::connect(&url("password=wrong")) {
+            Err(e) => break e,
+            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(_) => panic!("the server never asked for a password"),
+        }
+    };
+    let text = wrong.to_string();
+    assert!(
+        text.contains("authentication failed") && text.contains("PGPASSWORD"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong"), "the password is hidden: {text}");
+    if std::env::var_os("PGPASSWORD").is_none() {
+        let text = PostgresStore::connect(&url(""))
+            .expect_err("no password")
+            .to_string();
+        assert!(text.contains("asks for a password"), "{text}");
+    }
+    pg.sql("GRANT CREATE ON SCHEMA public TO lk");
+    let store = PostgresStore::connect(&url("password=right")).expect("the right password");
+    assert!(store.url().contains("password=***"), "{}", store.url());
+}
+
+#[test]
+fn postgres_replicas_racing_for_the_lease_get_one_leader_per_token() {
+    let Some(pg) = Postgres::start() else { return };
+    let stores: Arc<Vec<PostgresStore>> = Arc::new(
+        (0..4)
+            .map(|_| PostgresStore::connect(&pg.url()).expect("connect"))
+            .collect(),
+    );
+    let race = |ttl: Duration| -> Vec<Leadership> {
+        let barrier = Arc::new(Barrier::new(stores.len()));
+        let threads: Vec<_> = (0..stores.len())
+            .map(|i| {
+                let (stores, barrier) = (Arc::clone(&stores), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    stores[i].lead(&format!("host-{i}"), ttl).expect("lead")
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    };
+    let leaders =
+        |round: &[Leadership]| -> Vec<i64> { round.iter().filter_map(Leadership::token).collect() };
+    // The first lease ever, then a takeover after it expired: one winner each time.
+    let first = race(Duration::from_secs(1));
+    assert_eq!(leaders(&first), [1], "{first:?}");
+    wait_expired(&stores[0]);
+    let second = race(Duration::from_secs(60));
+    assert_eq!(leaders(&second), [2], "{second:?}");
+    let winner = stores[0].leader().expect("leader").expect("some");
+    for l in &second {
+        if let Leadership::Following(info) = l {
+            assert_eq!((info.host.as_str(), info.token), (winner.host.as_str(), 2));
+        }
+    }
+    assert_eq!(
+        stores[0]
+            .leader_gaps(Timestamp::UNIX_EPOCH)
+            .expect("gaps")
+            .len(),
+        1
+    );
+}
