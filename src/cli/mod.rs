@@ -16,6 +16,7 @@ mod record;
 mod run;
 mod schema;
 mod simulate;
+mod state;
 mod status;
 mod stop;
 mod validate;
@@ -97,6 +98,10 @@ enum Command {
     /// Replay a period through the current and candidate rules; print where decisions differ
     /// (exit 1 when they do).
     Diff(diff::Args),
+    /// The recorded state itself: `state copy --to URL` moves an SQLite history into
+    /// PostgreSQL.
+    #[command(subcommand)]
+    State(state::Command),
     /// Plugin authoring: `plugin new NAME --rhai|--wasm` writes a working skeleton with a test.
     #[command(subcommand)]
     Plugin(plugin::Command),
@@ -219,6 +224,7 @@ pub fn main() -> i32 {
             Command::Diff(a) => diff::run(&home, a),
             Command::Calendar(a) => calendar::run(&home, a),
             Command::Plugin(c) => plugin::run(&home, c),
+            Command::State(c) => state::run(&home, c),
             Command::Schema(a) => schema::run(&home, a),
             Command::SuperviseRun => Ok(crate::dispatch::supervisor::main(&home)),
             Command::Completions(a) => completions::completions(a),

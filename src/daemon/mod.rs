@@ -873,6 +873,15 @@ impl Daemon {
             // Hooks still running are not waited for again: they end with the daemon.
             runs.extend(self.drain(events, None, false).await);
         }
+        // Another replica takes over at once instead of after the lease lapses.
+        if self.token.take().is_some() {
+            match self.store.resign(self.home.host()) {
+                Ok(()) => tracing::info!("Gave up the leader's lease."),
+                Err(e) => tracing::warn!(
+                    "Could not give up the leader's lease ({e}); another replica takes over when it lapses."
+                ),
+            }
+        }
         tracing::info!("Daemon stopped.");
         Ok(OnceReport {
             decisions: Vec::new(),

@@ -89,7 +89,7 @@ impl Location {
     pub fn open(&self, access: Access) -> Result<Box<dyn Store>, StoreError> {
         match self {
             Location::File(path) => Ok(Box::new(open_file(path, access)?)),
-            Location::Postgres(url) => super::open_postgres(url),
+            Location::Postgres(url) => Ok(Box::new(super::PostgresStore::connect(url)?)),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod lease;
 pub mod location;
+pub mod postgres;
 pub mod sqlite;
 
 use jiff::Timestamp;
@@ -14,6 +15,7 @@ use crate::model::decision::{Decision, Origin};
 
 pub use lease::{LeaderView, Leadership, Lease};
 pub use location::{Access, Location, LocationError};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 pub use crate::model::hook::{HookEvent, HookFiring, HookResult};
@@ -76,19 +78,48 @@ pub enum StoreError {
         /// The pause in force (boxed: errors stay small).
         pause: Box<Pause>,
     },
-    /// A PostgreSQL store was named, and this build cannot open one yet.
-    #[error("state {0}: this lanekeeper has no PostgreSQL backend; use an SQLite file")]
-    NoBackend(String),
-    /// A write carried a fencing token that is no longer current: another replica took the
-    /// lease, so this one must not dispatch or record as leader.
+    /// The shared database could not be reached, read or written.
+    #[error("PostgreSQL {url}: {op}: {}", postgres::describe(error))]
+    Postgres {
+        /// The connection URL, password hidden.
+        url: String,
+        /// What was being done.
+        op: &'static str,
+        /// The underlying error (boxed: errors stay small). Not the error's `source()`: the
+        /// client says only "db error" at the top, so the message carries its causes and what
+        /// to do, and a chain printed by `{:#}` would say them twice.
+        error: Box<::postgres::Error>,
+    },
+    /// The shared database holds something lanekeeper cannot use, said in words.
+    #[error("PostgreSQL {url}: {op}: {problem}")]
+    PostgresData {
+        /// The connection URL, password hidden.
+        url: String,
+        /// What was being done.
+        op: &'static str,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// A copy into a database that already holds a history, which it would mix with.
     #[error(
-        "refused by fencing: this replica's lease (token {token}) is no longer current{}; another replica leads",
-        current.map(|c| format!(" (token {c} is)")).unwrap_or_default()
+        "PostgreSQL {url} already holds a lanekeeper history ({rows}); copy into an empty database instead: create one (`createdb NAME`) and name it in the URL, or, if this history is to be replaced, back it up (`pg_dump`) and drop its tables first"
+    )]
+    NotEmpty {
+        /// The connection URL, password hidden.
+        url: String,
+        /// What it holds.
+        rows: String,
+    },
+    /// A write of a replica that no longer leads: its fencing token is not the lease's, or
+    /// its lease expired. Nothing was written.
+    #[error(
+        "fenced: this replica's leader lease (token {token}) {}; nothing was written",
+        match current { Some(c) => format!("was taken over (the lease now has token {c})"), None => "expired and nobody holds the lease now".to_string() }
     )]
     Fenced {
         /// The token the write carried.
         token: i64,
-        /// The current one, if any.
+        /// The token of the lease in force, if one is.
         current: Option<i64>,
     },
     /// A run that is not in progress was asked to finish.
@@ -128,6 +159,17 @@ impl StoreError {
                 op,
                 source: Box::new(source),
             },
+        }
+    }
+}
+
+impl StoreError {
+    /// A PostgreSQL error on the database at `url` (password hidden) while doing `op`.
+    pub fn postgres(url: &str, op: &'static str, error: ::postgres::Error) -> Self {
+        StoreError::Postgres {
+            url: url.to_string(),
+            op,
+            error: Box::new(error),
         }
     }
 }
@@ -519,10 +561,6 @@ pub fn settle_vanished(
     Ok(())
 }
 
-fn open_postgres(url: &str) -> Result<Box<dyn Store>, StoreError> {
-    Err(StoreError::NoBackend(url.to_string()))
-}
-
 /// Durable lane state and decision history. `Send`, so the web endpoint can use it from its
 /// blocking threads.
 pub trait Store: Send {
@@ -636,6 +674,11 @@ pub trait Store: Send {
     /// Makes every later leader write of this connection carry `token`, so the store refuses
     /// it once the lease has moved on (`StoreError::Fenced`).
     fn fence(&self, _token: Option<i64>) {}
+    /// Gives up the lease if `host` holds it (a clean shutdown), so another replica need not
+    /// wait for it to lapse.
+    fn resign(&self, _host: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The leader's lease, from any replica.
     fn leader(&self) -> Result<Option<LeaderView>, StoreError> {
         Ok(None)

@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod harness;
+mod pg_harness;
 
 mod architecture;
 mod builtin_metrics;
@@ -28,7 +29,9 @@ mod packaging;
 mod parity;
 mod pass;
 mod plugins;
+mod postgres;
 mod preconditions;
+mod replicas;
 mod scaffold;
 mod schedule;
 mod schema;
