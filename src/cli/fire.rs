@@ -51,6 +51,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         &session.location,
     );
     spec.force = args.force;
+    spec.host = Some(home.host().to_string());
     let wiring = if args.wait {
         SupervisorLog::Inherit
     } else {

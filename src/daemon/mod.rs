@@ -676,6 +676,7 @@ impl Daemon {
                 &self.location,
             );
             spec.fence = self.token;
+            spec.host = Some(self.home.host().to_string());
             let home = self.home.clone();
             let task = tokio::task::spawn_local(async move {
                 dispatch::start(&home, &spec, SupervisorLog::Inherit).await

@@ -29,8 +29,23 @@ pub fn recover(
     events: &UnboundedSender<Event>,
     adopt: bool,
 ) -> Result<(), StoreError> {
+    // On a shared store, each machine settles only its own runs: another's pids mean
+    // nothing here. A claim whose supervisor is gone from this machine is released.
+    let claims: std::collections::HashMap<String, crate::state::RunClaim> = store
+        .run_claims()?
+        .into_iter()
+        .map(|c| (c.lane.clone(), c))
+        .collect();
+    for claim in claims.values() {
+        if claim.host == home.host() && process::start_time(claim.pid).is_none() {
+            store.release_run(&claim.lane, &claim.host, claim.pid)?;
+        }
+    }
     for (lane, state) in store.lane_states()? {
         let Some(run) = state.running else { continue };
+        if claims.get(&lane).is_some_and(|c| c.host != home.host()) {
+            continue;
+        }
         // A live supervisor (`fire`, another lanekeeper) holds the lane lock and will record
         // the outcome itself; only runs nobody supervises are ours to settle.
         let lock = match LaneLock::try_acquire(&home.lock_file(&lane)) {

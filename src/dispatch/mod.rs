@@ -217,6 +217,9 @@ pub struct RunSpec {
     /// it is current.
     #[serde(default)]
     pub fence: Option<i64>,
+    /// The replica that starts it (`--host`), whose claim the run holds on a shared store.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 impl RunSpec {
@@ -238,6 +241,7 @@ impl RunSpec {
             force: false,
             state: state.to_text(),
             fence: None,
+            host: None,
         }
     }
 }

@@ -116,10 +116,55 @@ fn persist<T>(
     }
 }
 
+/// A run's claim on a shared store, released however the supervision ends.
+struct ClaimGuard<'a> {
+    store: &'a dyn Store,
+    lane: &'a str,
+    host: &'a str,
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self
+            .store
+            .release_run(self.lane, self.host, std::process::id())
+        {
+            tracing::warn!(
+                lane = self.lane,
+                "Could not release the run's claim ({e}); the replica's recovery will."
+            );
+        }
+    }
+}
+
 fn supervise(home: &Home, spec: &RunSpec, store: &dyn Store, clock: &dyn Clock) -> Report {
     let lane = spec.lane.as_str();
     let started_at = clock.now();
     let entered = Instant::now();
+    // On a shared store the claim comes first: the lane lock sees only this machine, and the
+    // run recorded as running may be another machine's.
+    let host = spec.host.as_deref().unwrap_or(home.host());
+    let _claim = match store.claim_run(lane, spec.fence, host, std::process::id(), started_at) {
+        Ok(None) => ClaimGuard { store, lane, host },
+        Ok(Some(c)) => {
+            return Report::Busy {
+                holder: format!(
+                    "claimed on host {} by lanekeeper pid {} since {}",
+                    c.host, c.pid, c.started_at
+                ),
+            };
+        }
+        Err(e @ StoreError::Fenced { .. }) => {
+            return Report::Fenced {
+                detail: e.to_string(),
+            };
+        }
+        Err(e) => {
+            return Report::Error {
+                message: format!("lane `{lane}`: cannot claim the run: {e}"),
+            };
+        }
+    };
     let _lock = match acquire(home, lane, store, started_at) {
         Ok(lock) => lock,
         Err(DispatchError::Busy { holder, .. }) => return Report::Busy { holder },

@@ -15,7 +15,7 @@ use crate::model::decision::{Decision, Origin};
 
 pub use lease::{LeaderView, Leadership, Lease};
 pub use location::{Access, Location, LocationError};
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, RunClaim};
 pub use sqlite::SqliteStore;
 
 pub use crate::model::hook::{HookEvent, HookFiring, HookResult};
@@ -674,6 +674,27 @@ pub trait Store: Send {
     /// Makes every later leader write of this connection carry `token`, so the store refuses
     /// it once the lease has moved on (`StoreError::Fenced`).
     fn fence(&self, _token: Option<i64>) {}
+    /// Claims `lane` for a run supervised by `host`'s process `pid`, on a store that replicas
+    /// on several machines share (each machine's lane lock sees only its own runs): the claim
+    /// standing, if another holds it. A store of one machine needs none.
+    fn claim_run(
+        &self,
+        _lane: &str,
+        _token: Option<i64>,
+        _host: &str,
+        _pid: u32,
+        _at: Timestamp,
+    ) -> Result<Option<RunClaim>, StoreError> {
+        Ok(None)
+    }
+    /// Releases the claim of `host`'s process `pid` on `lane`, if it holds one.
+    fn release_run(&self, _lane: &str, _host: &str, _pid: u32) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The run claims standing, by lane.
+    fn run_claims(&self) -> Result<Vec<RunClaim>, StoreError> {
+        Ok(Vec::new())
+    }
     /// Gives up the lease if `host` holds it (a clean shutdown), so another replica need not
     /// wait for it to lapse.
     fn resign(&self, _host: &str) -> Result<(), StoreError> {

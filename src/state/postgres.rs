@@ -2540,6 +2540,28 @@ impl Store for PostgresStore {
     fn leaderless(&self, since: Timestamp) -> Result<Vec<(Timestamp, Timestamp)>, StoreError> {
         self.leader_gaps(since)
     }
+
+    fn claim_run(
+        &self,
+        lane: &str,
+        token: Option<i64>,
+        host: &str,
+        pid: u32,
+        at: Timestamp,
+    ) -> Result<Option<RunClaim>, StoreError> {
+        match PostgresStore::claim_run(self, lane, token, host, pid, at)? {
+            Claim::Claimed => Ok(None),
+            Claim::Held(claim) => Ok(Some(claim)),
+        }
+    }
+
+    fn release_run(&self, lane: &str, host: &str, pid: u32) -> Result<(), StoreError> {
+        PostgresStore::release_run(self, lane, host, pid).map(|_| ())
+    }
+
+    fn run_claims(&self) -> Result<Vec<RunClaim>, StoreError> {
+        PostgresStore::run_claims(self)
+    }
 }
 
 #[cfg(test)]

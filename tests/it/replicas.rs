@@ -466,3 +466,57 @@ fn a_leader_stopped_past_its_lease_is_fenced_when_it_wakes_and_starts_nothing() 
     assert_eq!(b.metric("lanekeeper_fenced_writes_total"), Some(0.0));
     drop(b);
 }
+
+#[test]
+fn a_run_claimed_on_one_host_keeps_fire_on_another_from_starting_it() {
+    let Some(pg) = Postgres::start() else { return };
+    // Two machines: homes of their own (so no lane lock is shared), one database.
+    let (one, two) = (shared_home(&pg, ""), shared_home(&pg, ""));
+    let release = one.path().join("release");
+    let lane = format!(
+        "schedule: {{ every: 1h }}\ncommand: {{ argv: {} }}\n",
+        sh(&format!(
+            "while [ ! -e {} ]; do sleep 0.05; done",
+            release.display()
+        ))
+    );
+    one.lane("long", &lane);
+    two.lane("long", &lane);
+    let mut first = one
+        .command(&["fire", "long", "--wait"])
+        .env("LANEKEEPER_HOST", "one")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fire on one");
+    eventually("the claim", Duration::from_secs(20), || {
+        pg.client()
+            .query_one("SELECT count(*) FROM run_claims WHERE host = 'one'", &[])
+            .is_ok_and(|r| r.get::<_, i64>(0) == 1)
+    });
+    let out = two
+        .command(&["fire", "long"])
+        .env("LANEKEEPER_HOST", "two")
+        .output()
+        .expect("fire on two");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("claimed on host one"), "{err}");
+    std::fs::write(&release, "").expect("release");
+    assert!(first.wait().expect("wait").success());
+    let claims: i64 = pg
+        .client()
+        .query_one("SELECT count(*) FROM run_claims", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(claims, 0, "the run's end released its claim");
+    let out = two
+        .command(&["fire", "long", "--wait"])
+        .env("LANEKEEPER_HOST", "two")
+        .output()
+        .expect("fire on two");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
