@@ -776,6 +776,11 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("lanekeeper");
         }
+        // The server's notices ("relation already exists, skipping" from an idempotent
+        // migration) are for debugging, not the operator's log.
+        config.notice_callback(|notice| {
+            tracing::debug!(severity = notice.severity(), "PostgreSQL: {}", notice.message())
+        });
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
