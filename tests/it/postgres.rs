@@ -611,6 +611,28 @@ fn postgres_copy_from_sqlite_gives_the_same_answers() {
         text.contains("already holds") && text.contains("createdb"),
         "{text}"
     );
+    // A SQLite database of another schema version is refused before anything is read.
+    drop(lite);
+    let set_version = |v: i64| {
+        rusqlite::Connection::open(&db)
+            .expect("open")
+            .pragma_update(None, "user_version", v)
+            .expect("user_version");
+    };
+    set_version(7);
+    let text = store
+        .copy_from_sqlite(&db, &mut |_, _| {})
+        .expect_err("older")
+        .to_string();
+    assert!(
+        text.contains("older") && text.contains("lanekeeper status"),
+        "{text}"
+    );
+    set_version(99);
+    assert!(matches!(
+        store.copy_from_sqlite(&db, &mut |_, _| {}),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
 }
 
 #[test]
