@@ -587,6 +587,8 @@ fn hint(e: &postgres::Error) -> String {
             "authentication failed: check the user name and the password (in the URL, PGPASSWORD or a password file) and the server's pg_hba.conf"
         } else if code == &SqlState::INVALID_CATALOG_NAME {
             "the database does not exist: create it (`createdb NAME` as a user allowed to) or name an existing one in the URL"
+        } else if code == &SqlState::LOCK_NOT_AVAILABLE {
+            "another session held what this write needs for longer than lock_timeout (10 s unless the URL sets options='-c lock_timeout=…'): look for a long transaction in pg_stat_activity"
         } else if code == &SqlState::INSUFFICIENT_PRIVILEGE {
             "the user lacks a privilege: it needs to create tables in the database's schema, or an administrator must grant it"
         } else {
@@ -765,8 +767,22 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("lanekeeper");
         }
+        // Unless the URL says otherwise: a dead server or network is noticed within a minute
+        // rather than the kernel's default hours, and a write waits for another's lock as
+        // long as it waits on SQLite (its busy timeout), then fails rather than stalling the
+        // daemon's loop.
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(60));
+        }
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(Duration::from_secs(30));
+        }
+        let options = config.get_options().unwrap_or_default().to_string();
+        if !options.contains("lock_timeout") {
+            config.options(format!("{options} -c lock_timeout=10s").trim_start());
         }
         let (tx, rx) = mpsc::channel::<Job>();
         let mut conn = Conn {

@@ -961,3 +961,40 @@ fn postgres_replicas_racing_for_the_lease_get_one_leader_per_token() {
         1
     );
 }
+
+#[test]
+fn postgres_a_write_waits_for_another_only_until_the_lock_timeout() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = format!("{} options='-c lock_timeout=300ms'", pg.url());
+    let store = PostgresStore::connect(&url).expect("connect");
+    // Another session holds lane `a`'s lock (the key is the store's own).
+    let mut admin = pg.client();
+    let mut tx = admin.transaction().expect("tx");
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&"lanekeeper lane a"],
+    )
+    .expect("lock");
+    let began = Instant::now();
+    let err = store
+        .begin_run(&start("a", "2026-01-01T00:00:00Z", true))
+        .expect_err("blocked");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("lock timeout") && text.contains("pg_stat_activity"),
+        "{text}"
+    );
+    // Other lanes are not held up, and the lane is free once the other session ends.
+    store
+        .begin_run(&start("b", "2026-01-01T00:00:00Z", true))
+        .expect("another lane");
+    tx.rollback().expect("rollback");
+    store
+        .begin_run(&start("a", "2026-01-01T00:00:00Z", true))
+        .expect("free again");
+}
