@@ -7,6 +7,15 @@
 //! ([`PostgresStore::lead`]) with its fencing token ([`PostgresStore::fence`]) keeps a replica
 //! that lost leadership from dispatching.
 //!
+//! Fencing: a replica that leads sets its lease's token ([`PostgresStore::fence`]); its
+//! dispatch-side writes (`begin_run`, `record_decisions`, `claim_hook`, `claim_run`,
+//! `daemon_started`, `daemon_seen`, `prune_history`, `record_reload`) then check the token
+//! against the unexpired lease in their own transaction, holding the lease row to the commit,
+//! so a replica that lost the lease, however late it notices, writes nothing. Records of what
+//! already happened (`finish_run`, `finish_hook`, `release_run`) and of what an operator asked
+//! (`record`, `pause`, `resume`, stop requests) are not fenced: they must land whoever leads.
+//! `settle_expired_pauses` is not either: it writes the same thing whoever runs it.
+//!
 //! The sync `postgres` client runs a tokio runtime of its own and panics inside another one,
 //! and the daemon calls the store from its runtime; so the client lives on a thread of its own
 //! and every call is a job sent to it, the caller blocking for the answer as it does on SQLite.
