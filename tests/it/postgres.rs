@@ -790,6 +790,10 @@ fn postgres_lease_moves_after_expiry_and_fences_the_old_leader() {
     assert_eq!(gaps.len(), 1, "{gaps:?}");
     assert!(gaps[0].0 <= gaps[0].1, "{gaps:?}");
     assert_eq!(gaps[0].1, leader.acquired_at);
+    // A clean shutdown hands over at once, without waiting for the expiry.
+    assert!(!a.resign("host-a").expect("not a's to give"));
+    assert!(b.resign("host-b").expect("resign"));
+    assert_eq!(a.lead("host-a", ttl).expect("lead").token(), Some(3));
     // No fence: no check.
     a.fence(None);
     a.begin_run(&start("z", "2026-01-01T00:00:00Z", true))
