@@ -7,6 +7,15 @@
 //! ([`PostgresStore::lead`]) with its fencing token ([`PostgresStore::fence`]) keeps a replica
 //! that lost leadership from dispatching.
 //!
+//! Fencing: a replica that leads sets its lease's token ([`PostgresStore::fence`]); its
+//! dispatch-side writes (`begin_run`, `record_decisions`, `claim_hook`, `claim_run`,
+//! `daemon_started`, `daemon_seen`, `prune_history`, `record_reload`) then check the token
+//! against the unexpired lease in their own transaction, holding the lease row to the commit,
+//! so a replica that lost the lease, however late it notices, writes nothing. Records of what
+//! already happened (`finish_run`, `finish_hook`, `release_run`) and of what an operator asked
+//! (`record`, `pause`, `resume`, stop requests) are not fenced: they must land whoever leads.
+//! `settle_expired_pauses` is not either: it writes the same thing whoever runs it.
+//!
 //! The sync `postgres` client runs a tokio runtime of its own and panics inside another one,
 //! and the daemon calls the store from its runtime; so the client lives on a thread of its own
 //! and every call is a job sent to it, the caller blocking for the answer as it does on SQLite.
@@ -598,6 +607,8 @@ fn hint(e: &postgres::Error) -> String {
             "authentication failed: check the user name and the password (in the URL, PGPASSWORD or a password file) and the server's pg_hba.conf"
         } else if code == &SqlState::INVALID_CATALOG_NAME {
             "the database does not exist: create it (`createdb NAME` as a user allowed to) or name an existing one in the URL"
+        } else if code == &SqlState::LOCK_NOT_AVAILABLE {
+            "another session held what this write needs for longer than lock_timeout (10 s unless the URL sets options='-c lock_timeout=…'): look for a long transaction in pg_stat_activity"
         } else if code == &SqlState::INSUFFICIENT_PRIVILEGE {
             "the user lacks a privilege: it needs to create tables in the database's schema, or an administrator must grant it"
         } else {
@@ -779,10 +790,28 @@ impl PostgresStore {
         // The server's notices ("relation already exists, skipping" from an idempotent
         // migration) are for debugging, not the operator's log.
         config.notice_callback(|notice| {
-            tracing::debug!(severity = notice.severity(), "PostgreSQL: {}", notice.message())
+            tracing::debug!(
+                severity = notice.severity(),
+                "PostgreSQL: {}",
+                notice.message()
+            )
         });
+        // Unless the URL says otherwise: a dead server or network is noticed within a minute
+        // rather than the kernel's default hours, and a write waits for another's lock as
+        // long as it waits on SQLite (its busy timeout), then fails rather than stalling the
+        // daemon's loop.
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(60));
+        }
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(Duration::from_secs(30));
+        }
+        let options = config.get_options().unwrap_or_default().to_string();
+        if !options.contains("lock_timeout") {
+            config.options(format!("{options} -c lock_timeout=10s").trim_start());
         }
         let (tx, rx) = mpsc::channel::<Job>();
         let mut conn = Conn {

@@ -611,6 +611,28 @@ fn postgres_copy_from_sqlite_gives_the_same_answers() {
         text.contains("already holds") && text.contains("createdb"),
         "{text}"
     );
+    // A SQLite database of another schema version is refused before anything is read.
+    drop(lite);
+    let set_version = |v: i64| {
+        rusqlite::Connection::open(&db)
+            .expect("open")
+            .pragma_update(None, "user_version", v)
+            .expect("user_version");
+    };
+    set_version(7);
+    let text = store
+        .copy_from_sqlite(&db, &mut |_, _| {})
+        .expect_err("older")
+        .to_string();
+    assert!(
+        text.contains("older") && text.contains("lanekeeper status"),
+        "{text}"
+    );
+    set_version(99);
+    assert!(matches!(
+        store.copy_from_sqlite(&db, &mut |_, _| {}),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
 }
 
 #[test]
@@ -768,6 +790,10 @@ fn postgres_lease_moves_after_expiry_and_fences_the_old_leader() {
     assert_eq!(gaps.len(), 1, "{gaps:?}");
     assert!(gaps[0].0 <= gaps[0].1, "{gaps:?}");
     assert_eq!(gaps[0].1, leader.acquired_at);
+    // A clean shutdown hands over at once, without waiting for the expiry.
+    assert!(!a.resign("host-a").expect("not a's to give"));
+    assert!(b.resign("host-b").expect("resign"));
+    assert_eq!(a.lead("host-a", ttl).expect("lead").token(), Some(3));
     // No fence: no check.
     a.fence(None);
     a.begin_run(&start("z", "2026-01-01T00:00:00Z", true))
@@ -938,4 +964,41 @@ fn postgres_replicas_racing_for_the_lease_get_one_leader_per_token() {
             .len(),
         1
     );
+}
+
+#[test]
+fn postgres_a_write_waits_for_another_only_until_the_lock_timeout() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = format!("{} options='-c lock_timeout=300ms'", pg.url());
+    let store = PostgresStore::connect(&url).expect("connect");
+    // Another session holds lane `a`'s lock (the key is the store's own).
+    let mut admin = pg.client();
+    let mut tx = admin.transaction().expect("tx");
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&"lanekeeper lane a"],
+    )
+    .expect("lock");
+    let began = Instant::now();
+    let err = store
+        .begin_run(&start("a", "2026-01-01T00:00:00Z", true))
+        .expect_err("blocked");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("lock timeout") && text.contains("pg_stat_activity"),
+        "{text}"
+    );
+    // Other lanes are not held up, and the lane is free once the other session ends.
+    store
+        .begin_run(&start("b", "2026-01-01T00:00:00Z", true))
+        .expect("another lane");
+    tx.rollback().expect("rollback");
+    store
+        .begin_run(&start("a", "2026-01-01T00:00:00Z", true))
+        .expect("free again");
 }
