@@ -247,18 +247,33 @@ impl Replica {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn metrics(&self) -> String {
+    /// The response to a GET of `path` on the replica's endpoint, headers included.
+    fn get(&self, path: &str) -> String {
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
             return String::new();
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
         let _ = write!(
             s,
-            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         );
         let mut body = String::new();
         let _ = s.read_to_string(&mut body);
         body
+    }
+
+    fn metrics(&self) -> String {
+        self.get("/metrics")
+    }
+
+    /// `/status`'s leader host.
+    fn status_leader(&self) -> Option<String> {
+        let response = self.get("/status");
+        let body = response.split("\r\n\r\n").nth(1)?;
+        let status: Value = serde_json::from_str(body).ok()?;
+        status["leader"]["lease"]["host"]
+            .as_str()
+            .map(str::to_string)
     }
 
     fn metric(&self, name: &str) -> Option<f64> {
@@ -330,6 +345,12 @@ fn three_replicas_elect_one_leader_and_another_takes_over_when_it_is_killed() {
         assert_eq!(
             r.metric("lanekeeper_leading "),
             Some(f64::from(u8::from(r.host == first)))
+        );
+        assert_eq!(
+            r.status_leader().as_deref(),
+            Some(first.as_str()),
+            "/status of {}",
+            r.host
         );
     }
 
