@@ -7,6 +7,7 @@ pub mod lease;
 pub mod location;
 pub mod postgres;
 pub mod sqlite;
+mod stored;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};

@@ -33,6 +33,10 @@ use crate::model::decision::{Origin, Outcome, holds};
 use crate::model::hook::{HookEvent, HookFiring, HookResult};
 use crate::model::lane_state::Downtime;
 
+use super::stored::{
+    DOWNTIME_KEY, EPISODE_COLUMNS, HORIZON_KEY, RELOAD_KEY, RUN_COLUMNS, SEEN_KEY, decision_body,
+    ends_streak, ts,
+};
 use super::{
     Coverage, Decision, ENDED_EXPIRED, ENDED_REPLACED, Episode, EpisodeSummary, ExitInfo,
     LaneState, LaneStates, Pause, PauseRecord, ReloadStatus, RunEnd, RunRecord, RunResult,
@@ -252,14 +256,6 @@ const TABLES: &[(&str, &[&str], bool)] = &[
     ),
 ];
 
-/// The meta key of the daemon's latest reload.
-const RELOAD_KEY: &str = "reload";
-/// The meta key of the pruning horizon (epoch ms).
-const HORIZON_KEY: &str = "history_horizon";
-/// The last moment a daemon was seen deciding, in ms.
-const SEEN_KEY: &str = "daemon_seen_at";
-/// The home's last downtime, `from..to` in ms.
-const DOWNTIME_KEY: &str = "daemon_downtime";
 /// The advisory lock that serialises migrations of one database.
 const MIGRATION_LOCK: i64 = 0x6c6b_6d69_6772_6174;
 
@@ -1244,10 +1240,6 @@ fn lead(tx: &mut Transaction<'_>, host: &str, ttl_ms: i64, url: &str) -> Result<
     })
 }
 
-fn ts(ms: Option<i64>) -> Option<Timestamp> {
-    ms.and_then(|m| Timestamp::from_millisecond(m).ok())
-}
-
 /// Serialises writes that concern one lane (its runs, pauses, episodes) across replicas,
 /// as SQLite's single writer did; held to the end of the transaction.
 fn lock_lane(tx: &mut Transaction<'_>, lane: &str) -> Result<(), postgres::Error> {
@@ -1282,21 +1274,10 @@ fn downtime(
     c: &mut impl GenericClient,
     at: Option<Timestamp>,
 ) -> Result<Option<Downtime>, postgres::Error> {
-    let Some(text) = meta(c, DOWNTIME_KEY)? else {
-        return Ok(None);
-    };
-    let parsed = text.split_once("..").and_then(|(a, b)| {
-        Some(Downtime {
-            from: ts(Some(a.parse().ok()?))?,
-            to: ts(Some(b.parse().ok()?))?,
-        })
-    });
-    Ok(parsed.filter(|d| at.is_none_or(|at| d.to <= at)))
+    Ok(meta(c, DOWNTIME_KEY)?.and_then(|text| super::stored::downtime(&text, at)))
 }
 
 const ENSURE_LANE: &str = "INSERT INTO lanes(lane) VALUES ($1) ON CONFLICT(lane) DO NOTHING";
-
-const RUN_COLUMNS: &str = "SELECT id, lane, source, started_at, ended_at, result, exit_code, signal, pid, log_path, pid_start, stopped_by FROM runs";
 
 fn run_row(r: &postgres::Row) -> Result<RunRecord, postgres::Error> {
     let code: Option<i64> = r.try_get(6)?;
@@ -1387,8 +1368,6 @@ fn end_open_pauses(
     )?;
     Ok(())
 }
-
-const EPISODE_COLUMNS: &str = "SELECT id, lane, outcome, reason, gate, first_at, last_at, count, first_body, last_body FROM episodes";
 
 /// An episode, or why its row cannot be read (a body that does not decode).
 fn episode_row(r: &postgres::Row) -> Result<Result<Episode, String>, postgres::Error> {
@@ -1499,61 +1478,6 @@ fn update_last_result(
     Ok(())
 }
 
-fn ends_streak(outcome: Outcome, origin: Origin) -> bool {
-    outcome != Outcome::Trigger || origin.dispatches()
-}
-
-/// The longest detail a decision stored in short keeps.
-const SHORT_DETAIL: usize = 4096;
-
-/// The stored body of a decision (as SQLite stores it); with `short`, without its chain and
-/// with its detail cut.
-fn decision_body(d: &Decision, origin: Origin, short: Option<&str>) -> Result<String, String> {
-    #[derive(serde::Serialize)]
-    struct Recorded<'a> {
-        #[serde(flatten)]
-        decision: &'a Decision,
-        origin: Origin,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        truncated: Option<&'a str>,
-    }
-    let shortened;
-    let decision = match short {
-        None => d,
-        Some(why) => {
-            let mut s = Decision {
-                chain: Vec::new(),
-                ..d.clone()
-            };
-            let mut detail = s.detail.take().unwrap_or_default();
-            if detail.len() > SHORT_DETAIL {
-                detail.truncate(cut(&detail, SHORT_DETAIL).len());
-                detail.push('…');
-            }
-            s.detail = Some(format!(
-                "{detail} (stored without its chain and evidence: {})",
-                cut(why, 200)
-            ));
-            shortened = s;
-            &shortened
-        }
-    };
-    serde_json::to_string(&Recorded {
-        decision,
-        origin,
-        truncated: short,
-    })
-    .map_err(|e| e.to_string())
-}
-
-fn cut(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// Records one decision into the episode history and the lane's deferral streak.
 fn record_decision(
     tx: &mut Transaction<'_>,
@@ -1561,7 +1485,7 @@ fn record_decision(
     origin: Origin,
     short: Option<&str>,
 ) -> Result<(), String> {
-    let body = decision_body(d, origin, short)?;
+    let body = decision_body(d, origin, short).map_err(|e| e.to_string())?;
     record_body(tx, d, origin, &body).map_err(|e| e.to_string())
 }
 

@@ -13,6 +13,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::model::decision::{Origin, Outcome, holds};
 use crate::model::hook::{HookEvent, HookFiring, HookResult};
 
+use super::stored::{
+    DOWNTIME_KEY, EPISODE_COLUMNS, HORIZON_KEY, RELOAD_KEY, RUN_COLUMNS, SEEN_KEY, decision_body,
+    ends_streak, ts,
+};
 use super::{
     Coverage, Decision, ENDED_EXPIRED, ENDED_REPLACED, Episode, EpisodeSummary, ExitInfo,
     LaneState, LaneStates, Pause, PauseRecord, ReloadStatus, RunEnd, RunRecord, RunResult,
@@ -124,15 +128,6 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX hook_firings_by_lane ON hook_firings(lane, at);",
 ];
 
-/// The meta key of the daemon's latest reload.
-const RELOAD_KEY: &str = "reload";
-/// The meta key of the pruning horizon (epoch ms): history before it is gone.
-const HORIZON_KEY: &str = "history_horizon";
-/// The last moment a daemon was seen deciding (its last pass, or its shutdown), in ms.
-const SEEN_KEY: &str = "daemon_seen_at";
-/// The home's last downtime, `from..to` in ms, recorded by the daemon that ended it.
-const DOWNTIME_KEY: &str = "daemon_downtime";
-
 fn set_meta(tx: &rusqlite::Transaction<'_>, key: &str, value: &str) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO meta(key, value) VALUES (?1, ?2)
@@ -147,26 +142,13 @@ fn downtime(
     tx: &rusqlite::Transaction<'_>,
     at: Option<Timestamp>,
 ) -> rusqlite::Result<Option<crate::model::lane_state::Downtime>> {
-    let Some(text) = meta(tx, DOWNTIME_KEY)? else {
-        return Ok(None);
-    };
-    let parsed = text.split_once("..").and_then(|(a, b)| {
-        Some(crate::model::lane_state::Downtime {
-            from: ts(Some(a.parse().ok()?))?,
-            to: ts(Some(b.parse().ok()?))?,
-        })
-    });
-    Ok(parsed.filter(|d| at.is_none_or(|at| d.to <= at)))
+    Ok(meta(tx, DOWNTIME_KEY)?.and_then(|text| super::stored::downtime(&text, at)))
 }
 
 /// A SQLite-backed [`Store`].
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
-}
-
-fn ts(ms: Option<i64>) -> Option<Timestamp> {
-    ms.and_then(|m| Timestamp::from_millisecond(m).ok())
 }
 
 impl SqliteStore {
@@ -1061,8 +1043,6 @@ fn end_open_pauses(
     Ok(())
 }
 
-const RUN_COLUMNS: &str = "SELECT id, lane, source, started_at, ended_at, result, exit_code, signal, pid, log_path, pid_start, stopped_by FROM runs";
-
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let code: Option<i32> = r.get(6)?;
     let signal: Option<i32> = r.get(7)?;
@@ -1083,12 +1063,6 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         log_path: r.get(9)?,
         stopped_by: r.get(11)?,
     })
-}
-
-/// Whether a decision that is not a held deferral ends the lane's deferral streak: a trigger
-/// from `check` dispatched nothing, so the lane is still due and deferred.
-fn ends_streak(outcome: Outcome, origin: Origin) -> bool {
-    outcome != Outcome::Trigger || origin.dispatches()
 }
 
 fn meta(tx: &rusqlite::Transaction<'_>, key: &str) -> rusqlite::Result<Option<String>> {
@@ -1216,8 +1190,6 @@ fn states_at(tx: &rusqlite::Transaction<'_>, at: Timestamp) -> rusqlite::Result<
     })
 }
 
-const EPISODE_COLUMNS: &str = "SELECT id, lane, outcome, reason, gate, first_at, last_at, count, first_body, last_body FROM episodes";
-
 fn episode_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Episode> {
     let decode = |i: usize, text: Option<String>| -> rusqlite::Result<Option<Decision>> {
         text.map(|t| {
@@ -1301,9 +1273,6 @@ fn update_last_result(
     Ok(())
 }
 
-/// The longest detail a decision stored in short keeps.
-const SHORT_DETAIL: usize = 4096;
-
 /// Records one decision into the episode history and the lane's deferral streak. With
 /// `short`, the reason it could not be stored whole, it is stored without its chain, its
 /// detail cut and saying so.
@@ -1313,47 +1282,8 @@ fn record_decision(
     origin: Origin,
     short: Option<&str>,
 ) -> rusqlite::Result<()> {
-    /// The stored body: the decision with who recorded it.
-    #[derive(serde::Serialize)]
-    struct Recorded<'a> {
-        #[serde(flatten)]
-        decision: &'a Decision,
-        origin: Origin,
-        /// Why it was stored without its chain.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        truncated: Option<&'a str>,
-    }
-    let shortened;
-    let decision = match short {
-        None => d,
-        Some(why) => {
-            let mut s = Decision {
-                chain: Vec::new(),
-                ..d.clone()
-            };
-            let mut detail = s.detail.take().unwrap_or_default();
-            if detail.len() > SHORT_DETAIL {
-                let mut end = SHORT_DETAIL;
-                while !detail.is_char_boundary(end) {
-                    end -= 1;
-                }
-                detail.truncate(end);
-                detail.push('…');
-            }
-            s.detail = Some(format!(
-                "{detail} (stored without its chain and evidence: {})",
-                cut(why, 200)
-            ));
-            shortened = s;
-            &shortened
-        }
-    };
-    let body = serde_json::to_string(&Recorded {
-        decision,
-        origin,
-        truncated: short,
-    })
-    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let body = decision_body(d, origin, short)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     let at = d.at.as_millisecond();
     // A configuration change starts a new episode, so each keeps one set of hashes.
     let config = d.hashes.as_ref().map(|h| {
@@ -1421,15 +1351,6 @@ fn record_decision(
         )?;
     }
     Ok(())
-}
-
-/// `text` cut to at most `max` bytes.
-fn cut(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 #[cfg(test)]
