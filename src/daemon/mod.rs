@@ -235,8 +235,12 @@ impl Daemon {
         let (tx, rx) = unbounded_channel();
         recovery::recover(&home, &store, &clock, &tx, !once)?;
         // The time since a daemon was last seen deciding is the home's downtime: the due rule
-        // counts its slots, and `catch_up` says what they owe.
-        let downtime = store.daemon_started(clock.now())?;
+        // counts its slots, and `catch_up` says what they owe. On a shared store that is the
+        // time without a leader, recorded by whichever replica takes the lease.
+        let downtime = match location.is_shared() {
+            true => None,
+            false => store.daemon_started(clock.now())?,
+        };
         tracing::info!(home = %home.root().display(), lanes = config.lanes.len(), pid = std::process::id(), "Daemon started.");
         match dispatch::cgroup::placement(&config.settings.cgroup) {
             Ok(base) => {
@@ -406,6 +410,12 @@ impl Daemon {
             // A replica that stops leading keeps its old token, so a stray write is refused.
             if token.is_some() {
                 self.store.fence(token);
+                // Taking the lease is a daemon starting to decide: the span since the last
+                // leader was seen is downtime, whose slots follow each lane's catch_up.
+                match self.store.daemon_started(self.clock.now()) {
+                    Ok(down) => self.downtime = down,
+                    Err(e) => tracing::warn!("Could not record the time without a leader ({e}); its missed slots are not counted."),
+                }
             }
         }
         if !leading {
