@@ -214,7 +214,8 @@ fn http_is_off_unless_asked_for() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("lanekeeper.yaml:1:9: listen:"));
 }
 
-fn chromium() -> Option<PathBuf> {
+/// Headless Chromium, if this machine has it.
+pub fn chromium() -> Option<PathBuf> {
     [
         "/usr/bin/chromium",
         "/usr/bin/chromium-browser",
@@ -225,24 +226,27 @@ fn chromium() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// Headless Chromium that reaches nothing but the page it is given.
+pub const HEADLESS: [&str; 9] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=5000",
+];
+
 /// Runs headless chromium on the status page with `extra` arguments.
 fn headless(browser: &Path, base: &str, profile: &Path, extra: &[String]) -> Output {
     let mut cmd = Command::new(browser);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--virtual-time-budget=5000",
-        "--window-size=1400,600",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(extra)
-    .arg(format!("{base}/"));
+    cmd.args(HEADLESS)
+        .arg("--window-size=1400,600")
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(format!("{base}/"));
     cmd.output().expect("run chromium")
 }
 
