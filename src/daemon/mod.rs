@@ -335,11 +335,12 @@ impl Daemon {
             config: Arc::clone(&self.shared_config),
             store: std::sync::Mutex::new(store),
             clock: Arc::clone(&self.clock),
+            simulations: self.home.simulations_dir(),
         });
         let bound = crate::web::serve(addr, state)
             .await
             .map_err(|e| DaemonError::Setup(format!("cannot listen on {addr}: {e}")))?;
-        tracing::info!(addr = %bound, "HTTP endpoint listening (/, /status, /metrics).");
+        tracing::info!(addr = %bound, "HTTP endpoint listening (/, /status, /metrics, /simulation).");
         Ok(())
     }
 
