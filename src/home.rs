@@ -127,6 +127,12 @@ impl Home {
         self.state_dir().join("hooks").join(format!("{lane}.log"))
     }
 
+    /// `simulations/`: `simulate --json` reports an operator keeps; the HTTP endpoint's
+    /// `/simulation` shows the newest.
+    pub fn simulations_dir(&self) -> PathBuf {
+        self.root.join("simulations")
+    }
+
     /// Resolves a path written in a lane file: relative paths are relative to the home.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {

@@ -414,7 +414,9 @@ impl Daemon {
                 // leader was seen is downtime, whose slots follow each lane's catch_up.
                 match self.store.daemon_started(self.clock.now()) {
                     Ok(down) => self.downtime = down,
-                    Err(e) => tracing::warn!("Could not record the time without a leader ({e}); its missed slots are not counted."),
+                    Err(e) => tracing::warn!(
+                        "Could not record the time without a leader ({e}); its missed slots are not counted."
+                    ),
                 }
             }
         }
@@ -455,11 +457,12 @@ impl Daemon {
             config: Arc::clone(&self.shared_config),
             store: std::sync::Mutex::new(store),
             clock: Arc::clone(&self.clock),
+            simulations: self.home.simulations_dir(),
         });
         let bound = crate::web::serve(addr, state)
             .await
             .map_err(|e| DaemonError::Setup(format!("cannot listen on {addr}: {e}")))?;
-        tracing::info!(addr = %bound, "HTTP endpoint listening (/, /status, /metrics).");
+        tracing::info!(addr = %bound, "HTTP endpoint listening (/, /status, /metrics, /simulation).");
         Ok(())
     }
 

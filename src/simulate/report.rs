@@ -1,14 +1,15 @@
 //! What a simulation found, lane by lane: its triggers, its deferral episodes and its runs.
-//! `simulate --json` prints this; the text view is drawn from it at the command line.
+//! `simulate --json` prints this; the text view is drawn from it at the command line, and the
+//! web endpoint reads it back to draw a published one (`/simulation`).
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::decision::TriggerSource;
 use crate::model::lane_state::RunResult;
 
 /// The whole simulation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// The first instant simulated.
     pub from: Timestamp,
@@ -23,7 +24,7 @@ pub struct Report {
 }
 
 /// One lane's timeline.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaneReport {
     /// The lane.
     pub lane: String,
@@ -42,7 +43,7 @@ pub struct LaneReport {
 }
 
 /// A trigger: the lane was dispatched.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Trigger {
     /// When.
     pub at: Timestamp,
@@ -55,7 +56,7 @@ pub struct Trigger {
 }
 
 /// Consecutive passes that held the lane back for the same reason at the same gate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Deferral {
     /// The first pass that held it.
     pub from: Timestamp,
@@ -72,7 +73,7 @@ pub struct Deferral {
 }
 
 /// A simulated run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
     /// When it started.
     pub started_at: Timestamp,
@@ -81,7 +82,7 @@ pub struct Run {
     /// How it ended.
     pub result: Option<RunResult>,
     /// Ended by its lane's `timeout`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub timed_out: bool,
 }
 

@@ -26,8 +26,8 @@ const PALETTE: [&str; 8] = [
     "#90caf9", "#ffe082", "#ce93d8", "#80cbc4", "#f48fb1", "#bcaaa4", "#b0bec5", "#c5e1a5",
 ];
 
-/// Text safe inside an SVG element or attribute.
-fn esc(s: &str) -> String {
+/// Text safe inside an SVG (or HTML) element or attribute.
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

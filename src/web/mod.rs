@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ pub struct WebState {
     pub store: Mutex<Box<dyn Store>>,
     /// The daemon's clock, so `/status` and `/metrics` agree with its decisions (rehearsals too).
     pub clock: Arc<dyn Clock>,
+    /// Where operators drop `simulate --json` reports (`Home::simulations_dir`).
+    pub simulations: PathBuf,
 }
 
 impl WebState {
@@ -76,6 +79,7 @@ pub async fn serve(addr: SocketAddr, state: Arc<WebState>) -> std::io::Result<So
         .route("/metrics", get(metrics))
         .route("/status", get(status_json))
         .route("/history", get(history))
+        .route("/simulation", get(simulation))
         .with_state(state);
     tokio::spawn(accept_loop(listener, app));
     Ok(bound)
@@ -276,6 +280,170 @@ async fn history(State(state): State<Arc<WebState>>, Query(q): Query<HistoryQuer
         Ok(h) => axum::Json(h).into_response(),
         Err(r) => r,
     }
+}
+
+#[derive(Deserialize)]
+struct SimulationQuery {
+    tz: Option<String>,
+}
+
+/// The largest report `/simulation` reads: a year of the shipped home is about 20 MB.
+const MAX_SIMULATION_BYTES: u64 = 64 << 20;
+
+/// The newest `*.json` file in `dir` (by modification time, then name), if any.
+fn newest_json(dir: &Path) -> std::io::Result<Option<(PathBuf, std::time::SystemTime)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut newest: Option<(PathBuf, std::time::SystemTime)> = None;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() || path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        if newest
+            .as_ref()
+            .is_none_or(|(p, m)| (modified, &path) > (*m, p))
+        {
+            newest = Some((path, modified));
+        }
+    }
+    Ok(newest)
+}
+
+/// A page around `body`, in the status page's style.
+fn simulation_page(status: StatusCode, body: &str) -> Response {
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>lanekeeper: simulation</title>
+<style>
+  body {{ margin: 0; font: 14px/1.4 system-ui, sans-serif; background: #fbfbfa; color: #1d1f21; }}
+  header {{ display: flex; align-items: baseline; gap: 1rem; padding: 1rem 1.5rem .5rem; }}
+  h1 {{ font-size: 1.25rem; margin: 0; }}
+  main {{ padding: 0 1.5rem 1.5rem; overflow-x: auto; }}
+  .meta {{ color: #6b7075; }}
+  table {{ border-collapse: collapse; margin-top: 1rem; }}
+  th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #e3e4e6; }}
+  th {{ color: #6b7075; font-size: .8rem; }}
+  code {{ font-family: ui-monospace, monospace; }}
+</style>
+</head>
+<body>
+<header><h1>Simulation</h1><a href="/">status</a></header>
+<main>
+{body}
+</main>
+</body>
+</html>
+"#
+    );
+    (status, Html(html)).into_response()
+}
+
+async fn simulation(
+    State(state): State<Arc<WebState>>,
+    Query(q): Query<SimulationQuery>,
+) -> Response {
+    use crate::simulate::{report::Report, svg};
+    let zone = match q.tz.as_deref() {
+        None => jiff::tz::TimeZone::UTC,
+        Some(z) => match jiff::tz::TimeZone::get(z) {
+            Ok(zone) => zone,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("lanekeeper: tz `{z}` is not an IANA time zone ({e})\n"),
+                )
+                    .into_response();
+            }
+        },
+    };
+    let dir = state.simulations.clone();
+    let read = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let Some((path, modified)) =
+            newest_json(&dir).map_err(|e| format!("{}: {e}", dir.display()))?
+        else {
+            return Ok(None);
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(file, MAX_SIMULATION_BYTES + 1),
+            &mut text,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        if text.len() as u64 > MAX_SIMULATION_BYTES {
+            return Err(format!(
+                "{} is over {} MB; simulate a shorter period",
+                path.display(),
+                MAX_SIMULATION_BYTES >> 20
+            ));
+        }
+        let report: Report = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{} is not a `lanekeeper simulate --json` report: {e}",
+                path.display()
+            )
+        })?;
+        Ok(Some((name, Timestamp::try_from(modified).ok(), report)))
+    })
+    .await;
+    let (name, modified, report) = match read {
+        Ok(Ok(Some(found))) => found,
+        Ok(Ok(None)) => {
+            return simulation_page(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "<p id=\"none\">No simulation is published. Write one into <code>{}</code>, e.g. <code>lanekeeper simulate --to 7d --json &gt; {}/week.json</code>; the newest file there is shown.</p>",
+                    svg::esc(&state.simulations.display().to_string()),
+                    svg::esc(&state.simulations.display().to_string()),
+                ),
+            );
+        }
+        Ok(Err(e)) => return failed(e),
+        Err(e) => return failed(e),
+    };
+    let mut body = format!(
+        "<p class=\"meta\" id=\"source\"><code>{}</code>{}: {} to {}, {} passes ({}); times in {}.</p>\n<figure id=\"chart\">\n{}</figure>\n",
+        svg::esc(&name),
+        modified.map_or(String::new(), |t| format!(
+            ", written {}",
+            t.round(jiff::Unit::Second).unwrap_or(t)
+        )),
+        report.from,
+        report.to,
+        report.passes,
+        svg::esc(&report.stepping),
+        svg::esc(zone.iana_name().unwrap_or("UTC")),
+        svg::render(&report, &zone),
+    );
+    body.push_str("<table id=\"lanes\">\n<tr><th>lane</th><th>triggers (forced)</th><th>runs (failed)</th><th>deferral episodes</th><th>runs last</th></tr>\n");
+    for lane in &report.lanes {
+        body.push_str(&format!(
+            "<tr data-lane=\"{name}\"><td>{name}</td><td>{} ({})</td><td>{} ({})</td><td>{}</td><td>{} ({})</td></tr>\n",
+            lane.triggers.len(),
+            lane.forced(),
+            lane.runs.len(),
+            lane.failed(),
+            lane.deferrals.len(),
+            svg::esc(&lane.run_length),
+            svg::esc(&lane.run_length_basis),
+            name = svg::esc(&lane.lane),
+        ));
+    }
+    body.push_str("</table>");
+    simulation_page(StatusCode::OK, &body)
 }
 
 #[cfg(test)]

@@ -1037,8 +1037,9 @@ fn diff_finds_a_planted_change_and_nothing_in_an_unchanged_copy() {
     assert!(err.contains("candidate rules"), "{err}");
 }
 
-#[test]
-fn svg_is_a_deterministic_gantt_chart_with_lanes_legend_and_axis() {
+/// A small home for charts: an off-peak lane deferred until its window, and a lane whose runs
+/// fail; the facts say so.
+pub fn chart_home() -> Home {
     let home = Home::standard();
     home.lane(
         "compact",
@@ -1052,29 +1053,41 @@ fn svg_is_a_deterministic_gantt_chart_with_lanes_legend_and_axis() {
         "facts.yaml",
         "runs:\n  flaky:\n    - { outcome: failure }\n",
     );
+    home
+}
+
+/// `simulate --svg` of 12 fixed hours of [`chart_home`] (axis in Europe/Berlin), written to
+/// `name` in the home; `extra` arguments are added. Returns the chart and the command's stdout.
+pub fn draw(home: &Home, name: &str, extra: &[&str]) -> (String, String) {
+    let path = home.path().join(name);
     let facts = home.path().join("facts.yaml");
-    let chart = |name: &str| {
-        let path = home.path().join(name);
-        let (code, out, err) = sim(
-            &home,
-            &[
-                "--from",
-                "2026-11-01T00:00:00Z",
-                "--to",
-                "12h",
-                "--durations",
-                "*=5m",
-                "--tz",
-                "Europe/Berlin",
-                "--facts",
-                facts.to_str().expect("utf8"),
-                "--svg",
-                path.to_str().expect("utf8"),
-            ],
-        );
-        assert_eq!(code, Some(0), "{out}{err}");
-        std::fs::read_to_string(path).expect("the SVG is written")
-    };
+    let mut args = vec![
+        "--from",
+        "2026-11-01T00:00:00Z",
+        "--to",
+        "12h",
+        "--durations",
+        "*=5m",
+        "--tz",
+        "Europe/Berlin",
+        "--facts",
+        facts.to_str().expect("utf8"),
+        "--svg",
+        path.to_str().expect("utf8"),
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = sim(home, &args);
+    assert_eq!(code, Some(0), "{out}{err}");
+    (
+        std::fs::read_to_string(path).expect("the SVG is written"),
+        out,
+    )
+}
+
+#[test]
+fn svg_is_a_deterministic_gantt_chart_with_lanes_legend_and_axis() {
+    let home = chart_home();
+    let chart = |name: &str| draw(&home, name, &[]).0;
     let svg = chart("a.svg");
     assert_eq!(
         svg,
@@ -1105,4 +1118,88 @@ fn svg_is_a_deterministic_gantt_chart_with_lanes_legend_and_axis() {
     assert!(svg.contains("times in Europe/Berlin"), "{svg}");
     assert!(svg.contains(">11-01 01:00</text>"), "{svg}");
     assert!(svg.contains("<title>run: failure</title>"), "{svg}");
+}
+
+#[test]
+fn svg_matches_its_reviewed_snapshot() {
+    let (svg, _) = draw(&chart_home(), "chart.svg", &[]);
+    // A change to the chart shows here as a diff to review (`cargo insta review`); CI (CI=true)
+    // never writes snapshots, so an unreviewed change fails it.
+    insta::assert_snapshot!("simulate_svg", svg);
+}
+
+/// A number attribute of the `<svg>` element, e.g. `width`.
+fn svg_attr(svg: &str, name: &str) -> u32 {
+    let head = svg.split('>').next().unwrap_or("");
+    let value = head
+        .split(&format!(" {name}=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no {name} on <svg>: {head}"));
+    value
+        .parse::<f64>()
+        .unwrap_or_else(|e| panic!("{name}={value}: {e}"))
+        .ceil() as u32
+}
+
+#[test]
+fn svg_renders_in_chromium_to_a_png_kept_as_an_artefact() {
+    let Some(browser) = crate::web::chromium() else {
+        eprintln!("skipped: no chromium on this machine (apt-get install chromium)");
+        return;
+    };
+    let home = chart_home();
+    let (svg, _) = draw(&home, "chart.svg", &[]);
+    let (width, height) = (svg_attr(&svg, "width"), svg_attr(&svg, "height"));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory")
+        .join("test-artefacts");
+    std::fs::create_dir_all(&dir).expect("artefact dir");
+    let shot = dir.join("simulate.png");
+    let _ = std::fs::remove_file(&shot);
+    let profile = tempfile::tempdir().expect("profile");
+    let out = std::process::Command::new(&browser)
+        .args(crate::web::HEADLESS)
+        .arg("--hide-scrollbars")
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!(
+            "file://{}",
+            home.path().join("chart.svg").display()
+        ))
+        .output()
+        .expect("run chromium");
+    let bytes = std::fs::read(&shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot at {} ({e}): {}",
+            shot.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("a size")];
+    let frame = reader.next_frame(&mut pixels).expect("PNG pixels");
+    assert_eq!(
+        (frame.width, frame.height),
+        (width, height),
+        "the screenshot is the chart's size"
+    );
+    let pixels = &pixels[..frame.buffer_size()];
+    let channels = frame.color_type.samples();
+    // Non-blank: besides the white background, the run colours are there (success green
+    // #2e7d32, failure red #c62828), and the deferral colour, as the SVG fills them.
+    let has = |rgb: [u8; 3]| {
+        pixels
+            .chunks(channels)
+            .any(|p| p.len() >= 3 && p[..3].iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 8))
+    };
+    assert!(has([0xff, 0xff, 0xff]), "white background");
+    assert!(has([0x2e, 0x7d, 0x32]), "a successful run");
+    assert!(has([0xc6, 0x28, 0x28]), "a failed run");
+    assert!(has([0x90, 0xca, 0xf9]), "a deferral");
+    eprintln!("the chart as Chromium draws it: {}", shot.display());
 }

@@ -214,7 +214,8 @@ fn http_is_off_unless_asked_for() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("lanekeeper.yaml:1:9: listen:"));
 }
 
-fn chromium() -> Option<PathBuf> {
+/// Headless Chromium, if this machine has it.
+pub fn chromium() -> Option<PathBuf> {
     [
         "/usr/bin/chromium",
         "/usr/bin/chromium-browser",
@@ -225,24 +226,27 @@ fn chromium() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// Headless Chromium that reaches nothing but the page it is given.
+pub const HEADLESS: [&str; 9] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=5000",
+];
+
 /// Runs headless chromium on the status page with `extra` arguments.
 fn headless(browser: &Path, base: &str, profile: &Path, extra: &[String]) -> Output {
     let mut cmd = Command::new(browser);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--virtual-time-budget=5000",
-        "--window-size=1400,600",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(extra)
-    .arg(format!("{base}/"));
+    cmd.args(HEADLESS)
+        .arg("--window-size=1400,600")
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(format!("{base}/"));
     cmd.output().expect("run chromium")
 }
 
@@ -828,4 +832,79 @@ fn a_call_outside_a_gates_grants_is_counted() {
         &[("plugin", "snoop"), ("kind", "denied")],
     );
     assert!(denied.is_some_and(|n| n >= 1.0), "{denied:?}");
+}
+
+#[test]
+fn the_newest_published_simulation_is_shown_with_the_chart_simulate_draws() {
+    let home = crate::simulate::chart_home();
+    let (_daemon, base) = serving(&home);
+    let (status, _, body) = get(&format!("{base}/simulation"));
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("No simulation is published"), "{body}");
+    assert!(
+        body.contains("simulations/week.json"),
+        "how to publish one: {body}"
+    );
+
+    // The operator publishes two reports; the newer one is shown (older by modification time).
+    let facts = home.path().join("facts.yaml");
+    let old = home.ok(&[
+        "simulate",
+        "--from",
+        "2026-10-01T00:00:00Z",
+        "--to",
+        "2h",
+        "--durations",
+        "*=5m",
+        "--facts",
+        facts.to_str().expect("utf8"),
+        "--json",
+    ]);
+    let (svg, report) = crate::simulate::draw(&home, "chart.svg", &["--json"]);
+    home.write("simulations/old.json", &old);
+    let old_file = std::fs::File::options()
+        .write(true)
+        .open(home.path().join("simulations/old.json"))
+        .expect("open");
+    old_file
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .expect("set mtime");
+    home.write("simulations/night.json", &report);
+    home.write("simulations/notes.txt", "not a report");
+
+    let (status, ctype, body) = get(&format!("{base}/simulation?tz=Europe/Berlin"));
+    assert_eq!(status, 200, "{body}");
+    assert!(ctype.starts_with("text/html"), "{ctype}");
+    assert!(body.contains("<code>night.json</code>"), "{body}");
+    assert!(
+        body.contains(&svg),
+        "the page holds the chart `simulate --svg` drew, byte for byte:\n{body}"
+    );
+    assert!(
+        body.contains("2026-11-01T00:00:00Z to 2026-11-01T12:00:00Z"),
+        "{body}"
+    );
+    for lane in ["compact", "flaky"] {
+        assert!(
+            body.contains(&format!("<tr data-lane=\"{lane}\">")),
+            "{body}"
+        );
+    }
+    // Without tz the axis is in UTC; a zone that is none is refused.
+    let (_, _, utc) = get(&format!("{base}/simulation"));
+    assert!(utc.contains("times in UTC"), "{utc}");
+    let (status, _, _) = get(&format!("{base}/simulation?tz=Mars/Olympus"));
+    assert_eq!(status, 400);
+    // The status page links to it.
+    let (_, _, page) = get(&format!("{base}/"));
+    assert!(page.contains("href=\"/simulation\""), "{page}");
+
+    // A file that is not a report is an error naming it, not a crash.
+    home.write("simulations/zz-broken.json", "{\"from\": 1}");
+    let (status, _, body) = get(&format!("{base}/simulation"));
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("zz-broken.json is not a `lanekeeper simulate --json` report"),
+        "{body}"
+    );
 }
