@@ -336,6 +336,14 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
 /// enough to bound its threads and live WASM instances (the pool has 64 slots, 48 kept warm).
 pub const PASS_WORKERS: usize = 8;
 
+/// Lanes running plugins in one pass from which they are decided on scoped threads borrowing
+/// them ([`crate::par::map`]) instead of the parked workers, which own clones of theirs.
+const SPREAD_FROM: usize = 512;
+
+/// Lanes a thread takes at a time in a spread-out pass: few, so that a lane waiting for a
+/// slow probe holds up only a few others on its thread.
+const SPREAD_CHUNK: usize = 16;
+
 /// One pass over every lane of `config`: what `check`, `explain` and the daemon all run, so
 /// they cannot decide differently.
 pub fn pass_all(
@@ -468,7 +476,7 @@ fn decide_all(
     lanes: &[&Lane],
     order: &[usize],
     host: &Arc<PassHost>,
-    mode: &dyn Fn(&Lane) -> ChainMode,
+    mode: &(dyn Fn(&Lane) -> ChainMode + Sync),
 ) -> Vec<Option<Decision>> {
     let waiting: Vec<usize> = order
         .iter()
@@ -476,7 +484,21 @@ fn decide_all(
         .filter(|&i| runs_plugins(lanes[i], host, mode(lanes[i])))
         .collect();
     let mut decided: Vec<Option<Decision>> = Vec::new();
-    if waiting.len() > 1 {
+    if waiting.len() >= SPREAD_FROM {
+        // Many lanes: borrowed by scoped threads rather than cloned for the parked ones
+        // (cloning 100,000 lanes cost more than deciding them); starting the threads is
+        // nothing next to the work.
+        decided.resize(lanes.len(), None);
+        let results = crate::par::map(waiting.clone(), PASS_WORKERS, SPREAD_CHUNK, |i| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                decide(lanes[i], host, mode(lanes[i]))
+            }))
+            .ok()
+        });
+        for (i, d) in waiting.into_iter().zip(results) {
+            decided[i] = d;
+        }
+    } else if waiting.len() > 1 {
         decided.resize(lanes.len(), None);
         let batch = waiting
             .iter()
