@@ -336,8 +336,8 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
 /// enough to bound its threads and live WASM instances (the pool has 64 slots, 48 kept warm).
 pub const PASS_WORKERS: usize = 8;
 
-/// Lanes running plugins in one pass from which they are decided on scoped threads borrowing
-/// them ([`crate::par::map`]) instead of the parked workers, which own clones of theirs.
+/// Lanes in one pass from which those that run plugins are found and decided on scoped threads
+/// borrowing them ([`crate::par::map`]) instead of the parked workers, which own clones.
 const SPREAD_FROM: usize = 512;
 
 /// Lanes a thread takes at a time in a spread-out pass: few, so that a lane waiting for a
@@ -478,27 +478,34 @@ fn decide_all(
     host: &Arc<PassHost>,
     mode: &(dyn Fn(&Lane) -> ChainMode + Sync),
 ) -> Vec<Option<Decision>> {
+    let mut decided: Vec<Option<Decision>> = Vec::new();
+    if order.len() >= SPREAD_FROM {
+        // Many lanes: each thread finds which of its lanes run plugins (the due rule is most
+        // of a pass over lanes that are not due) and decides those, borrowing the lanes
+        // rather than cloning each for the parked workers; starting the threads is nothing
+        // next to the work.
+        let results = crate::par::map(order.to_vec(), PASS_WORKERS, SPREAD_CHUNK, |i| {
+            let lane = lanes[i];
+            if !runs_plugins(lane, host, mode(lane)) {
+                return None;
+            }
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                decide(lane, host, mode(lane))
+            }))
+            .ok()
+        });
+        decided.resize(lanes.len(), None);
+        for (&i, d) in order.iter().zip(results) {
+            decided[i] = d;
+        }
+        return decided;
+    }
     let waiting: Vec<usize> = order
         .iter()
         .copied()
         .filter(|&i| runs_plugins(lanes[i], host, mode(lanes[i])))
         .collect();
-    let mut decided: Vec<Option<Decision>> = Vec::new();
-    if waiting.len() >= SPREAD_FROM {
-        // Many lanes: borrowed by scoped threads rather than cloned for the parked ones
-        // (cloning 100,000 lanes cost more than deciding them); starting the threads is
-        // nothing next to the work.
-        decided.resize(lanes.len(), None);
-        let results = crate::par::map(waiting.clone(), PASS_WORKERS, SPREAD_CHUNK, |i| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                decide(lanes[i], host, mode(lanes[i]))
-            }))
-            .ok()
-        });
-        for (i, d) in waiting.into_iter().zip(results) {
-            decided[i] = d;
-        }
-    } else if waiting.len() > 1 {
+    if waiting.len() > 1 {
         decided.resize(lanes.len(), None);
         let batch = waiting
             .iter()
