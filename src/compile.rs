@@ -127,9 +127,12 @@ fn assemble(
     };
     // Each lane is bound on its own, spread over the cores; its problems are then taken in
     // order, so they read as if the lanes had been bound one after another.
+    let programs = config::Programs::default();
     let compiled = crate::par::map(rules.parsed, crate::par::cores(), LANES_AT_ONCE, |raw| {
         let mut found = Diagnostics::default();
-        let lane = compile(raw, home, &settings, &registry, &names, &mut found);
+        let lane = compile(
+            raw, home, &settings, &programs, &registry, &names, &mut found,
+        );
         (lane, found)
     });
     let mut lanes = Vec::with_capacity(compiled.len());
@@ -257,12 +260,13 @@ fn compile(
     parsed: config::ParsedLane,
     home: &Home,
     settings: &Settings,
+    programs: &config::Programs,
     registry: &Registry,
     names: &dyn Names,
     diags: &mut Diagnostics,
 ) -> Option<Lane> {
     let before = diags.len();
-    let spec = config::spec(parsed, home, settings, diags);
+    let spec = config::spec(parsed, home, settings, programs, diags);
     let p = spec.path.as_path();
     let gates: Vec<GateBinding> = spec
         .gates

@@ -461,6 +461,7 @@ pub(crate) fn spec(
     parsed: ParsedLane,
     home: &Home,
     settings: &Settings,
+    programs: &Programs,
     diags: &mut Diagnostics,
 ) -> LaneSpec {
     let ParsedLane {
@@ -602,7 +603,7 @@ pub(crate) fn spec(
         && !program.value.is_empty()
         && !program.value.contains('\0')
         && !command.cwd.as_os_str().as_encoded_bytes().contains(&0)
-        && let Some(problem) = cannot_run(&program.value, &command.cwd, &command.env)
+        && let Some(problem) = programs.cannot_run(&program.value, &command.cwd, &command.env)
     {
         diags.push(at(p, program.referenced, problem).warning());
     }
@@ -712,4 +713,42 @@ fn cannot_run(program: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Opti
     program::resolve(program, cwd, env)
         .err()
         .map(|why| format!("{why}; runs will fail to start"))
+}
+
+/// What [`cannot_run`] found for each program, working directory and `PATH` during one load:
+/// thousands of lanes running the same program would each search `PATH` again (two system
+/// calls per directory). Kept for one load only, so a reload sees programs installed since.
+#[derive(Default)]
+pub(crate) struct Programs(
+    std::sync::Mutex<std::collections::HashMap<(String, PathBuf, Option<String>), Option<String>>>,
+);
+
+impl Programs {
+    fn cannot_run(
+        &self,
+        program: &str,
+        cwd: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Option<String> {
+        let key = (
+            program.to_string(),
+            cwd.to_path_buf(),
+            env.get("PATH").cloned(),
+        );
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(found) = known {
+            return found;
+        }
+        let found = cannot_run(program, cwd, env);
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, found.clone());
+        found
+    }
 }
