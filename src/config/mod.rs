@@ -719,9 +719,10 @@ fn cannot_run(program: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Opti
 /// thousands of lanes running the same program would each search `PATH` again (two system
 /// calls per directory). Kept for one load only, so a reload sees programs installed since.
 #[derive(Default)]
-pub(crate) struct Programs(
-    std::sync::Mutex<std::collections::HashMap<(String, PathBuf, Option<String>), Option<String>>>,
-);
+pub(crate) struct Programs(std::sync::Mutex<std::collections::HashMap<ProgramKey, Option<String>>>);
+
+/// A program, the working directory it is looked up from, and the lane's own `PATH`.
+type ProgramKey = (String, PathBuf, Option<String>);
 
 impl Programs {
     fn cannot_run(
