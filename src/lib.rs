@@ -20,6 +20,7 @@ pub mod lint;
 pub mod metrics;
 pub mod model;
 pub mod observe;
+pub mod par;
 pub mod plugins;
 pub mod simulate;
 pub mod state;

@@ -61,7 +61,10 @@ fn bounded(cron: &Cron, from: &Zoned, forward: bool) -> bool {
 }
 
 /// The first matching dates from `from`'s (inclusive) on, or back from it, within the years
-/// croner searches. Years of a kind with no matching date are skipped without a look.
+/// croner searches. Years of a kind with no matching date are skipped without a look. Only the
+/// days from `from`'s on (or back) are tried, and the search stops at the last date it needs:
+/// the schedule asks this on every pass of every cron lane, and trying the whole year each
+/// time was most of a 100,000-lane pass.
 fn candidate_dates(p: &CronPattern, from: Date, forward: bool) -> Vec<Date> {
     let mut out = Vec::new();
     if !some_time(p) {
@@ -82,32 +85,58 @@ fn candidate_dates(p: &CronPattern, from: Date, forward: bool) -> Vec<Date> {
         if (year != first && !kinds[kind(year)]) || !p.year_match(year).unwrap_or(false) {
             continue;
         }
-        for (month, day) in dates_of(p, year) {
-            let side = if forward {
-                (month, day) >= at
-            } else {
-                (month, day) <= at
-            };
-            if year != first || side {
-                out.extend(Date::new(year as i16, month as i8, day as i8).ok());
+        let bound = (year == first).then_some(at);
+        for (month, day) in dates_toward(p, year, forward, bound) {
+            out.extend(Date::new(year as i16, month as i8, day as i8).ok());
+            if out.len() >= CANDIDATE_DATES {
+                return out;
             }
-        }
-        if !forward {
-            // `dates_of` gives a year's dates in order; backwards, the latest come first.
-            let n = out.len();
-            let start = n - out
-                .iter()
-                .rev()
-                .take_while(|d| i32::from(d.year()) == year)
-                .count();
-            out[start..].reverse();
-        }
-        if out.len() >= CANDIDATE_DATES {
-            out.truncate(CANDIDATE_DATES);
-            break;
         }
     }
     out
+}
+
+/// The `(month, day)`s of `year` that match the month and day fields: forward from `bound`
+/// (inclusive; the whole year without one) in order, or backward from it, latest first.
+fn dates_toward(
+    p: &CronPattern,
+    year: i32,
+    forward: bool,
+    bound: Option<(u32, u32)>,
+) -> impl Iterator<Item = (u32, u32)> + '_ {
+    let jan1 = jan1(year);
+    // Days of the year before the first of each month.
+    let mut before = [0u32; 13];
+    for month in 1..=12u32 {
+        before[month as usize] = before[month as usize - 1] + days_in_month(year, month);
+    }
+    let months: Box<dyn Iterator<Item = u32>> = if forward {
+        Box::new(bound.map_or(1, |b| b.0)..=12)
+    } else {
+        Box::new((1..=bound.map_or(12, |b| b.0)).rev())
+    };
+    months
+        .filter(move |month| p.month_match(*month).unwrap_or(false))
+        .flat_map(move |month| {
+            let len = days_in_month(year, month);
+            let (lo, hi) = match bound {
+                Some((m, d)) if m == month && forward => (d, len),
+                Some((m, d)) if m == month => (1, d.min(len)),
+                _ => (1, len),
+            };
+            let days: Box<dyn Iterator<Item = u32>> = if forward {
+                Box::new(lo..=hi)
+            } else {
+                Box::new((lo..=hi).rev())
+            };
+            let offset = before[month as usize - 1];
+            days.filter_map(move |day| {
+                let weekday = jan1.shift((offset + day - 1) as i32);
+                p.day_match(year, month, day, weekday)
+                    .unwrap_or(false)
+                    .then_some((month, day))
+            })
+        })
 }
 
 /// Whether the hour, minute and second fields each match some value: croner accepts an empty

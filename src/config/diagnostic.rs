@@ -133,7 +133,30 @@ impl Diagnostics {
 
     /// From now on, places in `path` are in its substituted text: map them back with `shifts`.
     pub(crate) fn substituted(&mut self, path: &Path, shifts: Shifts) {
-        self.1.push((path.to_path_buf(), shifts));
+        // A file without substitutions maps every place to itself: kept, it would only make
+        // each later push search a list as long as the home has files.
+        if !shifts.is_empty() {
+            self.1.push((path.to_path_buf(), shifts));
+        }
+    }
+
+    /// Appends `other` as it is (its places already mapped by its own substitutions), and
+    /// keeps those substitutions for what is pushed later: a file's problems found apart.
+    pub(crate) fn append(&mut self, other: Diagnostics) {
+        self.0.extend(other.0);
+        for (path, shifts) in other.1 {
+            if !self.1.iter().any(|(p, _)| *p == path) {
+                self.1.push((path, shifts));
+            }
+        }
+    }
+
+    /// Pushes each of `other`'s problems, mapped by this list's substitutions: problems found
+    /// apart from the list that knows where their file's `${VAR}`s were.
+    pub(crate) fn push_all(&mut self, other: Diagnostics) {
+        for d in other.0 {
+            self.push(d);
+        }
     }
 
     /// True when nothing was found.

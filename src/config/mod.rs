@@ -65,114 +65,220 @@ pub(crate) fn read_rules(dir: &Path, diags: &mut Diagnostics) -> Rules {
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
-    parse_rules(
-        files.into_iter().map(|path| {
-            let bytes = std::fs::read(&path);
-            (path, bytes)
-        }),
-        diags,
-    )
+    read_and_parse(files, diags)
 }
 
 /// Parses lane files given as `(path, content)` in this order, as [`read_rules`] does for the
 /// files of `rules/`; the fuzz targets pass texts here without touching disk.
+///
+/// Each file is read and parsed on its own, spread over the cores ([`crate::par::map`]), and
+/// the results are then taken in order for what spans files (names declared twice), so the
+/// lanes and every problem come out as one file after another would give them.
 pub(crate) fn parse_rules(
     files: impl IntoIterator<Item = (PathBuf, std::io::Result<Vec<u8>>)>,
     diags: &mut Diagnostics,
 ) -> Rules {
+    let files: Vec<_> = files.into_iter().collect();
+    let read = crate::par::map(
+        files,
+        crate::par::cores(),
+        FILES_AT_ONCE,
+        |(path, bytes)| read_lane_file(path, bytes),
+    );
+    merge_lane_files(read, diags)
+}
+
+/// Lane files a thread reads and parses at a time when loading.
+const FILES_AT_ONCE: usize = 64;
+
+/// [`read_rules`] with the files read on the threads that parse them too: `rules/`'s files in
+/// name order, each read and parsed on its own, then merged in that order.
+fn read_and_parse(files: Vec<PathBuf>, diags: &mut Diagnostics) -> Rules {
+    let read = crate::par::map(files, crate::par::cores(), FILES_AT_ONCE, |path| {
+        let bytes = std::fs::read(&path);
+        read_lane_file(path, bytes)
+    });
+    merge_lane_files(read, diags)
+}
+
+/// One lane file read on its own: its problems so far (places already mapped back through its
+/// `${VAR}`s), and what it came to.
+struct LaneFile {
+    path: PathBuf,
+    diags: Diagnostics,
+    outcome: FileOutcome,
+}
+
+enum FileOutcome {
+    /// Unreadable or not UTF-8: known by its file's stem.
+    Unreadable { stem: String },
+    /// Not YAML: known by the name a `lane:` line declares (else its stem), if valid.
+    Unparsable { name: String },
+    /// Its lane name is invalid.
+    BadName,
+    /// A lane name, and the file read as a lane (`raw`, with the problems of reading it in
+    /// `read`, which a duplicate name makes moot).
+    Named {
+        name: String,
+        loc: Location,
+        raw: Option<Box<RawLane>>,
+        read: Diagnostics,
+        hash: String,
+        env: Vec<env::EnvRef>,
+    },
+}
+
+/// Reads one lane file as far as it can be read without the others.
+fn read_lane_file(path: PathBuf, bytes: std::io::Result<Vec<u8>>) -> LaneFile {
+    let mut diags = Diagnostics::default();
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let text = match bytes
+        .map_err(|e| Diagnostic::file(&path, format!("cannot read lane file: {e}")))
+        .and_then(|bytes| yaml::utf8(&path, bytes))
+    {
+        Ok(t) => t,
+        Err(d) => {
+            diags.push(d.for_lane(&stem));
+            return LaneFile {
+                path,
+                diags,
+                outcome: FileOutcome::Unreadable { stem },
+            };
+        }
+    };
+    let hash = crate::model::fingerprint::content_hash(text.as_bytes());
+    let written = text;
+    let env::Substituted {
+        text,
+        shifts,
+        refs: env_refs,
+    } = env::substitute(&path, &written, &env_var, &mut diags);
+    diags.substituted(&path, shifts.clone());
+    let Some(tree) = yaml::tree(&path, &text, &mut diags) else {
+        // Unparsable: still known by the name it declares, if a line says so.
+        let name = declared_name(&written).unwrap_or(stem);
+        return LaneFile {
+            path,
+            diags,
+            outcome: FileOutcome::Unparsable { name },
+        };
+    };
+    env::check_keys(&path, &tree, &shifts, &mut diags);
+    let declared = tree.value.get("lane");
+    let (name, loc, owner_at) = match declared {
+        Some((key, value)) => match &value.value {
+            Node::Str(s) => (s.clone(), value.referenced, key.referenced),
+            _ => (stem, Location::UNKNOWN, key.referenced),
+        },
+        None => (stem, Location::UNKNOWN, Location::UNKNOWN),
+    };
+    if !valid_lane_name(&name) {
+        diags.push(at(
+            &path,
+            loc,
+            format!("lane name `{name}` must be 1-64 of a-z, 0-9, `-` or `_`, starting with a letter or digit"),
+        ));
+        return LaneFile {
+            path,
+            diags,
+            outcome: FileOutcome::BadName,
+        };
+    }
+    // Read here even if the name turns out to be taken (then it is dropped): rare, and it
+    // keeps the parse on this thread.
+    let mut read = Diagnostics::default();
+    read.substituted(&path, shifts);
+    let raw = yaml::read::<RawLane>(
+        &path,
+        &text,
+        &tree,
+        &lane::SCHEMA,
+        &format!("lane `{name}`"),
+        owner_at,
+        &mut read,
+    );
+    LaneFile {
+        path,
+        diags,
+        outcome: FileOutcome::Named {
+            name,
+            loc,
+            raw: raw.map(Box::new),
+            read,
+            hash,
+            env: env_refs,
+        },
+    }
+}
+
+/// Takes the files read on their own in order: names, duplicates, problems.
+fn merge_lane_files(files: Vec<LaneFile>, diags: &mut Diagnostics) -> Rules {
     let mut rules = Rules {
         parsed: Vec::new(),
         known: BTreeSet::new(),
     };
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for (path, bytes) in files {
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let text = match bytes
-            .map_err(|e| Diagnostic::file(&path, format!("cannot read lane file: {e}")))
-            .and_then(|bytes| yaml::utf8(&path, bytes))
-        {
-            Ok(t) => t,
-            Err(d) => {
-                diags.push(d.for_lane(&stem));
-                rules.known.insert(stem);
-                continue;
-            }
-        };
-        let before = diags.len();
-        let hash = crate::model::fingerprint::content_hash(text.as_bytes());
-        let written = text;
-        let env::Substituted {
-            text,
-            shifts,
-            refs: env_refs,
-        } = env::substitute(&path, &written, &env_var, diags);
-        diags.substituted(&path, shifts.clone());
-        let Some(tree) = yaml::tree(&path, &text, diags) else {
-            // Unparsable: still known by the name it declares, if a line says so.
-            let name = declared_name(&written).unwrap_or(stem);
-            diags.attribute(before, &name);
-            if valid_lane_name(&name) {
-                rules.known.insert(name);
-            }
-            continue;
-        };
-        env::check_keys(&path, &tree, &shifts, diags);
-        let declared = tree.value.get("lane");
-        let (name, loc, owner_at) = match declared {
-            Some((key, value)) => match &value.value {
-                Node::Str(s) => (s.clone(), value.referenced, key.referenced),
-                _ => (stem, Location::UNKNOWN, key.referenced),
-            },
-            None => (stem, Location::UNKNOWN, Location::UNKNOWN),
-        };
-        if !valid_lane_name(&name) {
-            diags.push(at(
-                &path,
-                loc,
-                format!("lane name `{name}` must be 1-64 of a-z, 0-9, `-` or `_`, starting with a letter or digit"),
-            ));
-            continue;
-        }
-        rules.known.insert(name.clone());
-        if let Some(first) = seen.get(&name) {
-            diags.push(at(
-                &path,
-                loc,
-                format!(
-                    "duplicate lane name `{name}`: already defined in {}; rename one (set `lane:` or rename the file)",
-                    first.display()
-                ),
-            ));
-            diags.attribute(before, &name);
-            continue;
-        }
-        let raw = yaml::read::<RawLane>(
-            &path,
-            &text,
-            &tree,
-            &lane::SCHEMA,
-            &format!("lane `{name}`"),
-            owner_at,
-            diags,
-        );
-        diags.attribute(before, &name);
-        let Some(raw) = raw else { continue };
-        if diags.has_errors_since(before) {
-            // An unset variable or a key with `${…}`: the file as read is not the file meant.
-            continue;
-        }
-        seen.insert(name.clone(), path.clone());
-        rules.parsed.push(ParsedLane {
-            name,
+    for file in files {
+        let LaneFile {
             path,
-            raw,
-            hash,
-            env: env_refs,
-        });
+            diags: found,
+            outcome,
+        } = file;
+        let before = diags.len();
+        diags.append(found);
+        match outcome {
+            FileOutcome::Unreadable { stem } => {
+                rules.known.insert(stem);
+            }
+            FileOutcome::Unparsable { name } => {
+                diags.attribute(before, &name);
+                if valid_lane_name(&name) {
+                    rules.known.insert(name);
+                }
+            }
+            FileOutcome::BadName => {}
+            FileOutcome::Named {
+                name,
+                loc,
+                raw,
+                read,
+                hash,
+                env,
+            } => {
+                rules.known.insert(name.clone());
+                if let Some(first) = seen.get(&name) {
+                    diags.push(at(
+                        &path,
+                        loc,
+                        format!(
+                            "duplicate lane name `{name}`: already defined in {}; rename one (set `lane:` or rename the file)",
+                            first.display()
+                        ),
+                    ));
+                    diags.attribute(before, &name);
+                    continue;
+                }
+                diags.append(read);
+                diags.attribute(before, &name);
+                let Some(raw) = raw else { continue };
+                if diags.has_errors_since(before) {
+                    // An unset variable or a key with `${…}`: the file as read is not the file meant.
+                    continue;
+                }
+                seen.insert(name.clone(), path.clone());
+                rules.parsed.push(ParsedLane {
+                    name,
+                    path,
+                    raw: *raw,
+                    hash,
+                    env,
+                });
+            }
+        }
     }
     rules
 }
@@ -355,6 +461,7 @@ pub(crate) fn spec(
     parsed: ParsedLane,
     home: &Home,
     settings: &Settings,
+    programs: &Programs,
     diags: &mut Diagnostics,
 ) -> LaneSpec {
     let ParsedLane {
@@ -496,7 +603,7 @@ pub(crate) fn spec(
         && !program.value.is_empty()
         && !program.value.contains('\0')
         && !command.cwd.as_os_str().as_encoded_bytes().contains(&0)
-        && let Some(problem) = cannot_run(&program.value, &command.cwd, &command.env)
+        && let Some(problem) = programs.cannot_run(&program.value, &command.cwd, &command.env)
     {
         diags.push(at(p, program.referenced, problem).warning());
     }
@@ -606,4 +713,43 @@ fn cannot_run(program: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Opti
     program::resolve(program, cwd, env)
         .err()
         .map(|why| format!("{why}; runs will fail to start"))
+}
+
+/// What [`cannot_run`] found for each program, working directory and `PATH` during one load:
+/// thousands of lanes running the same program would each search `PATH` again (two system
+/// calls per directory). Kept for one load only, so a reload sees programs installed since.
+#[derive(Default)]
+pub(crate) struct Programs(std::sync::Mutex<std::collections::HashMap<ProgramKey, Option<String>>>);
+
+/// A program, the working directory it is looked up from, and the lane's own `PATH`.
+type ProgramKey = (String, PathBuf, Option<String>);
+
+impl Programs {
+    fn cannot_run(
+        &self,
+        program: &str,
+        cwd: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Option<String> {
+        let key = (
+            program.to_string(),
+            cwd.to_path_buf(),
+            env.get("PATH").cloned(),
+        );
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(found) = known {
+            return found;
+        }
+        let found = cannot_run(program, cwd, env);
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, found.clone());
+        found
+    }
 }

@@ -336,6 +336,14 @@ pub fn manual(lane: &Lane, now: jiff::Timestamp) -> Decision {
 /// enough to bound its threads and live WASM instances (the pool has 64 slots, 48 kept warm).
 pub const PASS_WORKERS: usize = 8;
 
+/// Lanes in one pass from which those that run plugins are found and decided on scoped threads
+/// borrowing them ([`crate::par::map`]) instead of the parked workers, which own clones.
+const SPREAD_FROM: usize = 512;
+
+/// Lanes a thread takes at a time in a spread-out pass: few, so that a lane waiting for a
+/// slow probe holds up only a few others on its thread.
+const SPREAD_CHUNK: usize = 16;
+
 /// One pass over every lane of `config`: what `check`, `explain` and the daemon all run, so
 /// they cannot decide differently.
 pub fn pass_all(
@@ -468,14 +476,35 @@ fn decide_all(
     lanes: &[&Lane],
     order: &[usize],
     host: &Arc<PassHost>,
-    mode: &dyn Fn(&Lane) -> ChainMode,
+    mode: &(dyn Fn(&Lane) -> ChainMode + Sync),
 ) -> Vec<Option<Decision>> {
+    let mut decided: Vec<Option<Decision>> = Vec::new();
+    if order.len() >= SPREAD_FROM {
+        // Many lanes: each thread finds which of its lanes run plugins (the due rule is most
+        // of a pass over lanes that are not due) and decides those, borrowing the lanes
+        // rather than cloning each for the parked workers; starting the threads is nothing
+        // next to the work.
+        let results = crate::par::map(order.to_vec(), PASS_WORKERS, SPREAD_CHUNK, |i| {
+            let lane = lanes[i];
+            if !runs_plugins(lane, host, mode(lane)) {
+                return None;
+            }
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                decide(lane, host, mode(lane))
+            }))
+            .ok()
+        });
+        decided.resize(lanes.len(), None);
+        for (&i, d) in order.iter().zip(results) {
+            decided[i] = d;
+        }
+        return decided;
+    }
     let waiting: Vec<usize> = order
         .iter()
         .copied()
         .filter(|&i| runs_plugins(lanes[i], host, mode(lanes[i])))
         .collect();
-    let mut decided: Vec<Option<Decision>> = Vec::new();
     if waiting.len() > 1 {
         decided.resize(lanes.len(), None);
         let batch = waiting

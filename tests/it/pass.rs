@@ -328,3 +328,114 @@ fn the_concurrent_pass_decides_as_the_sequential_one() {
         "the mix must have lanes that see a peer start in the same pass"
     );
 }
+
+#[path = "../../benches/support/many_lanes.rs"]
+mod many_lanes;
+
+/// The same over many lanes, the home the 100,000-lane benchmark loads, at a size a debug
+/// build decides in seconds: every lane with the four standard gates, contention between
+/// neighbours, groups of one and of three, soft gates past their `max_deferral`, lanes running
+/// and never run; enough lanes that the pass spreads them over scoped threads. Two instants:
+/// inside and outside most off-peak windows.
+#[test]
+fn the_concurrent_pass_decides_as_the_sequential_one_over_many_lanes() {
+    use std::sync::Arc;
+
+    use lanekeeper::config::settings::MetricSource;
+    use lanekeeper::observe::{HttpResult, Observer};
+
+    struct Stub;
+    impl Observer for Stub {
+        fn http_get(&self, url: &str, _timeout: std::time::Duration) -> HttpResult {
+            let status = many_lanes::answer(url);
+            HttpResult {
+                status,
+                latency_ms: 1.0,
+                error: status.is_none().then(|| "connection refused".into()),
+            }
+        }
+        fn metric(&self, _: &MetricSource) -> Result<f64, String> {
+            Err("no metrics here".into())
+        }
+    }
+
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("micros");
+                m.remove("cached");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+
+    const LANES: usize = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    many_lanes::write_home(
+        dir.path(),
+        &crate::harness::repo(),
+        LANES,
+        &many_lanes::URLS,
+    );
+    let config = lanekeeper::compile::load(&lanekeeper::home::Home::new(dir.path()))
+        .unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(config.lanes.len(), LANES);
+    let lanes: Vec<&lanekeeper::compile::Lane> = config.lanes.iter().collect();
+    let states = Arc::new(many_lanes::states(LANES));
+    let (mut seen, mut four) = (String::new(), 0);
+    for now in [
+        many_lanes::now(),
+        many_lanes::now() + jiff::SignedDuration::from_hours(9),
+    ] {
+        let decide = |concurrent: bool| {
+            let f = if concurrent {
+                lanekeeper::engine::pass
+            } else {
+                lanekeeper::engine::pass_sequential
+            };
+            let decisions = f(
+                &lanes,
+                Arc::clone(&states),
+                now,
+                Arc::new(Stub),
+                &config.settings,
+                None,
+            );
+            let mut v = serde_json::to_value(&decisions).unwrap();
+            strip(&mut v);
+            v
+        };
+        let sequential = decide(false);
+        let concurrent = decide(true);
+        let (s, c) = (
+            sequential.as_array().unwrap(),
+            concurrent.as_array().unwrap(),
+        );
+        assert_eq!(s.len(), LANES);
+        for (s, c) in s.iter().zip(c) {
+            assert_eq!(s, c, "at {now}");
+        }
+        seen.push_str(&sequential.to_string());
+        four += s
+            .iter()
+            .filter(|d| d["chain"].as_array().is_some_and(|c| c.len() == 5))
+            .count();
+    }
+    // The mix must make lanes interact, or the comparison proves little.
+    for what in [
+        "starts in this pass",
+        "goes first in this pass",
+        "is full",
+        "\"outcome\":\"trigger\"",
+        "\"verdict\":\"waived\"",
+        "backup-stale",
+        "provider-unreachable",
+        "outside-off-peak",
+        "is running (pid",
+    ] {
+        assert!(seen.contains(what), "no decision with {what}");
+    }
+    assert!(four > 100, "only {four} decisions ran all four gates");
+}
