@@ -167,6 +167,20 @@ const COORDINATION: &[&str] = &[
         started_at BIGINT NOT NULL,
         run_id     BIGINT
     );",
+    // 3: replicas' heartbeats (times are the database's), and runs the leader hands to
+    // another replica (`hosts:`), one per lane.
+    "CREATE TABLE replicas (
+        host    TEXT PRIMARY KEY,
+        seen_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE hand_offs (
+        lane       TEXT PRIMARY KEY,
+        host       TEXT NOT NULL,
+        token      BIGINT,
+        source     TEXT NOT NULL,
+        decided_at BIGINT NOT NULL,
+        at         TIMESTAMPTZ NOT NULL
+    );",
 ];
 
 /// The tables of the history, copied by [`PostgresStore::copy_from_sqlite`], with their
@@ -1049,6 +1063,99 @@ impl PostgresStore {
                 });
             }
             Ok(out)
+        })
+    }
+
+    /// Notes that `host`'s replica is alive now, by the database's clock. Not fenced: every
+    /// replica announces itself, leading or not.
+    pub fn heartbeat(&self, host: &str) -> Result<(), StoreError> {
+        let host = host.to_string();
+        self.call("note this replica alive", move |s| {
+            s.write(false, |tx| {
+                tx.execute(
+                    "INSERT INTO replicas(host, seen_at) VALUES ($1, clock_timestamp())
+                     ON CONFLICT (host) DO UPDATE SET seen_at = EXCLUDED.seen_at",
+                    &[&host],
+                )?;
+                Ok(())
+            })
+        })
+    }
+
+    /// The replicas seen within `ttl` of the database's clock, by name.
+    pub fn alive_hosts(&self, ttl: Duration) -> Result<Vec<String>, StoreError> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.call("read the replicas alive", move |s| {
+            let rows = s.client.query(
+                "SELECT host FROM replicas
+                 WHERE seen_at > clock_timestamp() - make_interval(secs => ($1::bigint / 1000.0)::float8)
+                 ORDER BY host",
+                &[&ttl_ms],
+            )?;
+            rows.iter()
+                .map(|r| r.try_get::<_, String>(0).map_err(Fail::Pg))
+                .collect()
+        })
+    }
+
+    /// Hands the run of `hand.lane` to `hand.host`: fenced like every dispatch-side write, so
+    /// a leader that lost its lease hands nothing. False when a hand-off of the lane waits
+    /// already (it stands; one per lane).
+    pub fn hand_off(&self, hand: &super::HandOff) -> Result<bool, StoreError> {
+        let hand = hand.clone();
+        self.call("hand a run to another replica", move |s| {
+            let token = s.fence;
+            s.write(true, |tx| {
+                Ok(tx.execute(
+                    "INSERT INTO hand_offs(lane, host, token, source, decided_at, at)
+                     VALUES ($1, $2, $3, $4, $5, clock_timestamp()) ON CONFLICT (lane) DO NOTHING",
+                    &[
+                        &hand.lane,
+                        &hand.host,
+                        &token,
+                        &hand.source,
+                        &hand.decided_at.as_millisecond(),
+                    ],
+                )? > 0)
+            })
+        })
+    }
+
+    /// The hand-offs addressed to `host`, oldest first.
+    pub fn hand_offs(&self, host: &str) -> Result<Vec<super::HandOff>, StoreError> {
+        let host = host.to_string();
+        self.call("read hand-offs", move |s| {
+            let rows = s.client.query(
+                "SELECT lane, host, token, source, decided_at FROM hand_offs
+                 WHERE host = $1 ORDER BY at, lane",
+                &[&host],
+            )?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(super::HandOff {
+                    lane: r.try_get(0)?,
+                    host: r.try_get(1)?,
+                    token: r.try_get(2)?,
+                    source: r.try_get(3)?,
+                    decided_at: ts(r.try_get(4)?).unwrap_or(Timestamp::UNIX_EPOCH),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Removes the hand-off of `lane` to `host`, once taken. Not fenced: the replica that takes
+    /// it does not lead.
+    pub fn drop_hand_off(&self, lane: &str, host: &str) -> Result<(), StoreError> {
+        let (lane, host) = (lane.to_string(), host.to_string());
+        self.call("remove a hand-off", move |s| {
+            s.write(false, |tx| {
+                tx.execute(
+                    "DELETE FROM hand_offs WHERE lane = $1 AND host = $2",
+                    &[&lane, &host],
+                )?;
+                Ok(())
+            })
         })
     }
 
@@ -1961,6 +2068,7 @@ impl Store for PostgresStore {
                             last_ended_at: ts(r.try_get(9)?),
                             pause: None,
                             downtime: None,
+                            alive_hosts: None,
                             starting: false,
                         },
                     );
@@ -2595,6 +2703,26 @@ impl Store for PostgresStore {
 
     fn run_claims(&self) -> Result<Vec<RunClaim>, StoreError> {
         PostgresStore::run_claims(self)
+    }
+
+    fn heartbeat(&self, host: &str) -> Result<(), StoreError> {
+        PostgresStore::heartbeat(self, host)
+    }
+
+    fn alive_hosts(&self, ttl: Duration) -> Result<Option<Vec<String>>, StoreError> {
+        PostgresStore::alive_hosts(self, ttl).map(Some)
+    }
+
+    fn hand_off(&self, hand: &super::HandOff) -> Result<bool, StoreError> {
+        PostgresStore::hand_off(self, hand)
+    }
+
+    fn hand_offs(&self, host: &str) -> Result<Vec<super::HandOff>, StoreError> {
+        PostgresStore::hand_offs(self, host)
+    }
+
+    fn drop_hand_off(&self, lane: &str, host: &str) -> Result<(), StoreError> {
+        PostgresStore::drop_hand_off(self, lane, host)
     }
 }
 
