@@ -790,7 +790,7 @@ impl Daemon {
                 None => {
                     tracing::warn!(lane = %hand.lane, "Dropped a handed run: the lane is not configured on this replica.")
                 }
-                Some(lane) if !lane.hosts.iter().any(|h| *h == host) => {
+                Some(lane) if !lane.hosts.contains(&host) => {
                     tracing::warn!(lane = %hand.lane, hosts = %lane.hosts.join(", "), "Dropped a handed run: this replica's configuration does not list it in the lane's hosts.")
                 }
                 Some(_) if stale || self.runs.contains_key(&hand.lane) => {
