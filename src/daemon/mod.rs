@@ -739,6 +739,7 @@ impl Daemon {
             token: self.token,
             source: source.to_string(),
             decided_at,
+            age: Duration::ZERO,
         };
         match self.store.hand_off(&hand) {
             Ok(true) => {
@@ -782,10 +783,11 @@ impl Daemon {
             }
         };
         for hand in hands {
-            let stale = states
-                .get(&hand.lane)
-                .and_then(|s| s.last_run_at)
-                .is_some_and(|t| t >= hand.decided_at);
+            let stale = hand.age > self.config.settings.lease_ttl
+                || states
+                    .get(&hand.lane)
+                    .and_then(|s| s.last_run_at)
+                    .is_some_and(|t| t >= hand.decided_at);
             match self.config.lane(&hand.lane).cloned() {
                 None => {
                     tracing::warn!(lane = %hand.lane, "Dropped a handed run: the lane is not configured on this replica.")
@@ -794,7 +796,7 @@ impl Daemon {
                     tracing::warn!(lane = %hand.lane, hosts = %lane.hosts.join(", "), "Dropped a handed run: this replica's configuration does not list it in the lane's hosts.")
                 }
                 Some(_) if stale || self.runs.contains_key(&hand.lane) => {
-                    tracing::debug!(lane = %hand.lane, "Dropped a handed run: the lane ran since it was decided.")
+                    tracing::info!(lane = %hand.lane, "Dropped a handed run: the lane ran since it was decided, or it waited longer than the lease (the leader decides again).")
                 }
                 Some(lane) => self.start_handed(lane, &hand).await,
             }

@@ -749,4 +749,8 @@ pub struct HandOff {
     pub source: String,
     /// When the leader decided it: a run recorded since makes it stale.
     pub decided_at: Timestamp,
+    /// How long it has waited, by the store's clock (zero when writing one): one older than
+    /// the lease waited for a replica that was down, and its decision is no longer the
+    /// leader's to stand by.
+    pub age: std::time::Duration,
 }

@@ -1099,8 +1099,9 @@ impl PostgresStore {
     }
 
     /// Hands the run of `hand.lane` to `hand.host`: fenced like every dispatch-side write, so
-    /// a leader that lost its lease hands nothing. False when a hand-off of the lane waits
-    /// already (it stands; one per lane).
+    /// a leader that lost its lease hands nothing. One per lane: a waiting hand-off to another
+    /// host is readdressed (that host is no longer the first alive), one to the same host
+    /// stands (false).
     pub fn hand_off(&self, hand: &super::HandOff) -> Result<bool, StoreError> {
         let hand = hand.clone();
         self.call("hand a run to another replica", move |s| {
@@ -1108,7 +1109,11 @@ impl PostgresStore {
             s.write(true, |tx| {
                 Ok(tx.execute(
                     "INSERT INTO hand_offs(lane, host, token, source, decided_at, at)
-                     VALUES ($1, $2, $3, $4, $5, clock_timestamp()) ON CONFLICT (lane) DO NOTHING",
+                     VALUES ($1, $2, $3, $4, $5, clock_timestamp())
+                     ON CONFLICT (lane) DO UPDATE SET host = EXCLUDED.host,
+                         token = EXCLUDED.token, source = EXCLUDED.source,
+                         decided_at = EXCLUDED.decided_at, at = EXCLUDED.at
+                     WHERE hand_offs.host <> EXCLUDED.host",
                     &[
                         &hand.lane,
                         &hand.host,
@@ -1126,8 +1131,11 @@ impl PostgresStore {
         let host = host.to_string();
         self.call("read hand-offs", move |s| {
             let rows = s.client.query(
-                "SELECT lane, host, token, source, decided_at FROM hand_offs
-                 WHERE host = $1 ORDER BY at, lane",
+                concat!(
+                    "SELECT lane, host, token, source, decided_at, ",
+                    ms!("clock_timestamp() - at"),
+                    " FROM hand_offs WHERE host = $1 ORDER BY at, lane"
+                ),
                 &[&host],
             )?;
             let mut out = Vec::new();
@@ -1138,6 +1146,7 @@ impl PostgresStore {
                     token: r.try_get(2)?,
                     source: r.try_get(3)?,
                     decided_at: ts(r.try_get(4)?).unwrap_or(Timestamp::UNIX_EPOCH),
+                    age: Duration::from_millis(u64::try_from(r.try_get::<_, i64>(5)?).unwrap_or(0)),
                 });
             }
             Ok(out)
