@@ -69,6 +69,8 @@ pub enum Event {
     Wake,
     /// A hook ended: its firing's row id, the firing and how it ended.
     HookEnded(i64, dispatch::hook::Firing, dispatch::hook::Outcome),
+    /// The leader handed a run to this replica (PostgreSQL's NOTIFY): take it now.
+    HandedOff,
 }
 
 /// Why the daemon could not start.
@@ -286,6 +288,13 @@ impl Daemon {
         let mut term = signal(SignalKind::terminate()).map_err(setup)?;
         let mut int = signal(SignalKind::interrupt()).map_err(setup)?;
         let mut hup = signal(SignalKind::hangup()).map_err(setup)?;
+        if !self.once && self.location.is_shared() {
+            let events = self.events.clone();
+            self.store.watch_hand_offs(
+                self.home.host(),
+                Box::new(move || events.send(Event::HandedOff).is_ok()),
+            );
+        }
         let _watch = if self.once {
             None
         } else {
@@ -479,6 +488,7 @@ impl Daemon {
             Event::RunEnded(lane, report) => self.ended(&lane, report.as_ref()),
             Event::Reload(why) => self.reload(why).await,
             Event::Wake => tracing::debug!("Woken by a command; deciding again."),
+            Event::HandedOff => tracing::debug!("Woken by a hand-off to this replica."),
             Event::HookEnded(id, firing, outcome) => self.hook_ended(id, &firing, &outcome),
         }
     }
@@ -969,7 +979,7 @@ impl Daemon {
                 Some(Event::HookEnded(id, firing, outcome)) => {
                     self.hook_ended(id, &firing, &outcome)
                 }
-                Some(Event::Reload(_) | Event::Wake) => {}
+                Some(Event::Reload(_) | Event::Wake | Event::HandedOff) => {}
                 None => break,
             }
         }

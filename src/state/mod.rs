@@ -731,6 +731,9 @@ pub trait Store: Send {
     fn drop_hand_off(&self, _lane: &str, _host: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Calls `wake` whenever a hand-off to `host` is written, until it returns false, so the
+    /// replica need not wait for its next poll. A store of one machine has none to announce.
+    fn watch_hand_offs(&self, _host: &str, _wake: Box<dyn Fn() -> bool + Send>) {}
 }
 
 /// A run the leader decided and hands to another replica, because the lane's `hosts:` does not

@@ -753,12 +753,70 @@ fn redact_params(tail: &str) -> String {
     format!("{path}?{query}")
 }
 
+/// The channel a hand-off is announced on, its payload the host addressed.
+const HAND_OFF_CHANNEL: &str = "lanekeeper_hand_offs";
+
+/// [`PostgresStore::watch_hand_offs`]'s thread: LISTEN, wake on each notification for `host`,
+/// connect again after a pause when the connection is lost; ends once `wake` says nobody
+/// listens any more.
+fn listen(config: &postgres::Config, host: &str, url: &str, wake: &dyn Fn() -> bool) {
+    const AGAIN: Duration = Duration::from_secs(5);
+    let mut said = false;
+    loop {
+        match config.connect(NoTls) {
+            Ok(mut client) => match client.batch_execute(&format!("LISTEN {HAND_OFF_CHANNEL}")) {
+                Ok(()) => {
+                    tracing::debug!(url, "Listening for runs handed to this replica.");
+                    said = false;
+                    loop {
+                        let next = postgres::fallible_iterator::FallibleIterator::next(
+                            &mut client.notifications().timeout_iter(Duration::from_secs(30)),
+                        )
+                        .map(|n| n.map(|n| n.payload() == host));
+                        match next {
+                            Ok(Some(true)) => {
+                                if !wake() {
+                                    return;
+                                }
+                            }
+                            Ok(Some(_)) => {}
+                            Err(e) => {
+                                tracing::debug!(
+                                    url,
+                                    "Lost the connection listening for hand-offs ({e}); polling meanwhile."
+                                );
+                                break;
+                            }
+                            Ok(None) if client.is_closed() => break,
+                            Ok(None) => {}
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(url, "Cannot LISTEN for hand-offs ({e}); polling meanwhile.")
+                }
+            },
+            Err(e) if !said => {
+                said = true;
+                tracing::debug!(
+                    url,
+                    "Cannot connect to listen for hand-offs ({e}); polling meanwhile."
+                );
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(AGAIN);
+    }
+}
+
 /// A PostgreSQL-backed [`Store`], shared by replicas.
 pub struct PostgresStore {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     worker: Option<std::thread::JoinHandle<()>>,
     url: String,
     fence: Mutex<Option<i64>>,
+    /// The connection settings, for a listening connection of its own.
+    config: postgres::Config,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -829,7 +887,7 @@ impl PostgresStore {
         }
         let (tx, rx) = mpsc::channel::<Job>();
         let mut conn = Conn {
-            config,
+            config: config.clone(),
             url: shown.clone(),
             client: None,
         };
@@ -849,6 +907,7 @@ impl PostgresStore {
             worker: Some(worker),
             url: shown,
             fence: Mutex::new(None),
+            config,
         };
         let url = store.url.clone();
         store.call("migrate the schema", move |s| migrate(s.client, &url))?;
@@ -1107,7 +1166,7 @@ impl PostgresStore {
         self.call("hand a run to another replica", move |s| {
             let token = s.fence;
             s.write(true, |tx| {
-                Ok(tx.execute(
+                let new = tx.execute(
                     "INSERT INTO hand_offs(lane, host, token, source, decided_at, at)
                      VALUES ($1, $2, $3, $4, $5, clock_timestamp())
                      ON CONFLICT (lane) DO UPDATE SET host = EXCLUDED.host,
@@ -1121,9 +1180,29 @@ impl PostgresStore {
                         &hand.source,
                         &hand.decided_at.as_millisecond(),
                     ],
-                )? > 0)
+                )? > 0;
+                if new {
+                    // Delivered at the commit, to the replica's listening connection.
+                    tx.execute("SELECT pg_notify($1, $2)", &[&HAND_OFF_CHANNEL, &hand.host])?;
+                }
+                Ok(new)
             })
         })
+    }
+
+    /// Calls `wake` on a thread of its own, over a connection of its own, whenever a hand-off
+    /// to `host` is written (LISTEN/NOTIFY), until `wake` returns false. A lost connection is
+    /// made again after a pause; meanwhile the daemon's polling finds hand-offs anyway.
+    pub fn watch_hand_offs(&self, host: &str, wake: Box<dyn Fn() -> bool + Send>) {
+        let (config, host, url) = (self.config.clone(), host.to_string(), self.url.clone());
+        let spawned = std::thread::Builder::new()
+            .name("lanekeeper-listen".into())
+            .spawn(move || listen(&config, &host, &url, &*wake));
+        if let Err(e) = spawned {
+            tracing::warn!(
+                "Cannot listen for hand-offs ({e}); they are found by polling, every loop iteration."
+            );
+        }
     }
 
     /// The hand-offs addressed to `host`, oldest first.
@@ -2732,6 +2811,10 @@ impl Store for PostgresStore {
 
     fn drop_hand_off(&self, lane: &str, host: &str) -> Result<(), StoreError> {
         PostgresStore::drop_hand_off(self, lane, host)
+    }
+
+    fn watch_hand_offs(&self, host: &str, wake: Box<dyn Fn() -> bool + Send>) {
+        PostgresStore::watch_hand_offs(self, host, wake);
     }
 }
 

@@ -176,3 +176,33 @@ fn a_lane_with_hosts_runs_only_there_and_defers_with_no_eligible_host_when_it_is
     assert_eq!(lines(&pinned).len(), ran, "nothing ran pinned without b");
     assert_eq!(lines(&local), ["a"]);
 }
+
+#[test]
+fn a_hand_off_wakes_its_replica_at_once_rather_than_at_its_next_poll() {
+    let Some(pg) = Postgres::start() else { return };
+    let home = Home::standard();
+    // A long lease: followers poll every 20 s, so a run within seconds came by NOTIFY.
+    home.write(
+        "lanekeeper.yaml",
+        &format!("state: \"{}\"\nlease_ttl: 60s\n", pg.url()),
+    );
+    let pinned = home.path().join("pinned");
+    home.lane(
+        "pinned",
+        &format!(
+            "schedule: {{ every: 1h }}\nrecheck: 1s\nhosts: [b]\ncommand: {{ argv: {} }}\n",
+            sh(&format!("echo $LANEKEEPER_HOST >> {}", pinned.display()))
+        ),
+    );
+    let _a = Replica::start(&home, "a");
+    eventually("a to lead", Duration::from_secs(20), || {
+        leader(&home).as_deref() == Some("a")
+    });
+    let b = Replica::start(&home, "b");
+    // b's first iteration comes before a sees it alive; the hand-off follows within a's
+    // recheck (1 s), and b takes it when notified.
+    eventually("pinned to run on b", Duration::from_secs(12), || {
+        lines(&pinned) == ["b"]
+    });
+    assert!(b.log().contains("handed to this replica"), "{}", b.log());
+}
