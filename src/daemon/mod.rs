@@ -767,8 +767,9 @@ impl Daemon {
 
     /// The executing side of `hosts:`: starts, through this replica's own supervisor, each run
     /// the leader handed to it, then removes the hand-off. The run's claim carries the
-    /// leader's token, so a hand-off from a deposed leader starts nothing; one older than the
-    /// lane's last recorded start is stale (the leader decided before that run) and dropped.
+    /// leader's token, so a hand-off from a deposed leader starts nothing; one decided before
+    /// the lane's last recorded start (the leader had not seen that run), or waiting longer
+    /// than the lease (this replica was down, and the decision is old), is dropped unrun.
     /// This replica decides nothing here: a dropped hand-off is decided again by the leader.
     async fn take_hand_offs(&mut self) {
         if self.stopping || self.once || !self.location.is_shared() {
