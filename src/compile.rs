@@ -237,6 +237,8 @@ pub struct Lane {
     pub hooks: crate::model::hook::Hooks,
     /// Deferred this long without a break: `on_give_up` fires.
     pub give_up_after: Option<Duration>,
+    /// The replicas it may run on, in order of preference (`hosts:`); empty: any.
+    pub hosts: Vec<String>,
     /// Values its lane file took from the environment (`${VAR}`), for `explain`.
     pub env: Vec<config::env::EnvRef>,
     /// Fingerprints of this lane's file and of each plugin it uses.
@@ -319,6 +321,7 @@ fn compile(
         command: spec.command,
         hooks: spec.hooks,
         give_up_after: spec.give_up_after,
+        hosts: spec.hosts,
         env: spec.env,
         fingerprints: Arc::new(fingerprints),
         places: spec.places,

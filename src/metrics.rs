@@ -496,6 +496,12 @@ impl Metrics {
             if lane.group.is_some() {
                 deferral(GROUP_GATE, REASON_GROUP);
             }
+            if !lane.hosts.is_empty() {
+                deferral(
+                    crate::engine::HOSTS_GATE,
+                    crate::engine::REASON_NO_ELIGIBLE_HOST,
+                );
+            }
             for binding in &lane.gates {
                 if binding.on_error == OnError::Defer {
                     deferral(&binding.name, REASON_PLUGIN_ERROR);

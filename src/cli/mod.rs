@@ -348,7 +348,14 @@ impl Session {
     /// Lane states as recorded, with runs whose process is gone no longer counted as running,
     /// and an empty state for every configured lane that has none yet (so plugins see them all).
     fn states(&self) -> Result<LaneStates, CliError> {
-        Ok(process::live_states(&*self.store, &self.config.lanes)?)
+        let mut states = process::live_states(&*self.store, &self.config.lanes)?;
+        process::note_alive_hosts(
+            &mut states,
+            &*self.store,
+            self.config.home.host(),
+            self.config.settings.lease_ttl,
+        )?;
+        Ok(states)
     }
 
     /// The lanes named, in the order given, or all lanes.

@@ -45,6 +45,24 @@ pub fn run(home: &Home, args: Args) -> CliResult {
             );
         }
     }
+    // `hosts:` picks among replicas sharing a store; with the home's own database there is
+    // one host, and a lane whose hosts do not name it never runs.
+    let shared = crate::state::Location::of(home, config.settings.state.as_deref())
+        .is_ok_and(|l| l.is_shared());
+    if !shared {
+        for lane in config.lanes.iter().filter(|l| !l.hosts.is_empty()) {
+            let message = format!(
+                "`hosts: [{}]` only means something on a shared PostgreSQL store (`state:` in lanekeeper.yaml); with this home's own database the only host is this one ({}), and the lane runs only if its hosts name it",
+                lane.hosts.join(", "),
+                home.host()
+            );
+            let d = match lane.places.hosts {
+                Some(at) => crate::config::at(&lane.file, at, message),
+                None => Diagnostic::file(&lane.file, message),
+            };
+            diags.push(d.for_lane(&lane.name).warning());
+        }
+    }
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     let code = if errors > 0 { 1 } else { 0 };

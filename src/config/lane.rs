@@ -85,6 +85,7 @@ pub(super) const SCHEMA: Shape = Shape::Map(&[
         "give_up_after",
         Shape::Value(check::<Option<DurationSetting>>),
     ),
+    optional("hosts", Shape::Value(check::<Vec<String>>)),
     optional("on_failure", HOOK),
     optional("on_give_up", HOOK),
     optional("on_forced_run", HOOK),
@@ -160,6 +161,9 @@ pub(super) struct RawLane {
     /// Deferred this long without a break: `on_give_up` fires.
     #[schemars(with = "Option<DurationSetting>")]
     pub give_up_after: Option<Spanned<DurationSetting>>,
+    /// The replicas it may run on (`--host` names), on a shared store; any when absent.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub hosts: Option<Spanned<Vec<Spanned<String>>>>,
     /// Run when a run of the lane fails.
     #[schemars(with = "Option<RawHook>")]
     pub on_failure: Option<Spanned<RawHook>>,
@@ -415,6 +419,8 @@ pub struct Places {
     pub group: Option<serde_saphyr::Location>,
     /// `command.timeout:`.
     pub timeout: Option<serde_saphyr::Location>,
+    /// `hosts:`.
+    pub hosts: Option<serde_saphyr::Location>,
 }
 
 impl Default for Places {
@@ -426,6 +432,7 @@ impl Default for Places {
             retry_window: None,
             group: None,
             timeout: None,
+            hosts: None,
         }
     }
 }

@@ -443,6 +443,8 @@ pub(crate) struct LaneSpec {
     pub hooks: crate::model::hook::Hooks,
     /// Deferred this long without a break: `on_give_up`.
     pub give_up_after: Option<std::time::Duration>,
+    /// The replicas it may run on; empty: any.
+    pub hosts: Vec<String>,
     /// The rules file's content hash.
     pub hash: String,
     /// Its preconditions, as references to plugins.
@@ -547,6 +549,7 @@ pub(crate) fn spec(
         .give_up_after
         .as_ref()
         .and_then(|d| settings::positive(p, "give_up_after", d, duration::MAX, diags));
+    let hosts = lane_hosts(p, raw.hosts.as_ref(), diags);
     let mut hooks = settings.hooks.clone();
     for (event, written) in raw.hooks() {
         if let Some(h) = written {
@@ -624,6 +627,7 @@ pub(crate) fn spec(
         command,
         hooks,
         give_up_after,
+        hosts,
         hash,
         cron_at: sched.cron.as_ref().map(|c| c.referenced),
         places: lane::Places {
@@ -638,10 +642,46 @@ pub(crate) fn spec(
             retry_window: raw.retry.as_ref().map(|r| r.value.window.referenced),
             group: raw.group.as_ref().map(|g| g.referenced),
             timeout: cmd.timeout.as_ref().map(|t| t.referenced),
+            hosts: raw.hosts.as_ref().map(|h| h.referenced),
         },
         gates: raw.preconditions,
         env: env_refs,
     }
+}
+
+/// `hosts:` checked: each a non-empty name, without repeats; an empty list is refused, since
+/// it would mean a lane that can run nowhere.
+fn lane_hosts(
+    p: &Path,
+    raw: Option<&serde_saphyr::Spanned<Vec<serde_saphyr::Spanned<String>>>>,
+    diags: &mut Diagnostics,
+) -> Vec<String> {
+    let Some(raw) = raw else {
+        return Vec::new();
+    };
+    if raw.value.is_empty() {
+        diags.push(at(
+            p,
+            raw.referenced,
+            "`hosts` is empty, so the lane could run nowhere; name the replicas (their --host) it may run on, or drop `hosts`",
+        ));
+    }
+    let mut hosts: Vec<String> = Vec::new();
+    for h in &raw.value {
+        let name = h.value.trim();
+        if name.is_empty() {
+            diags.push(at(
+                p,
+                h.referenced,
+                "`hosts` has an empty name; write each replica's --host name",
+            ));
+        } else if hosts.iter().any(|k| k == name) {
+            diags.push(at(p, h.referenced, format!("`hosts` names `{name}` twice")).warning());
+        } else {
+            hosts.push(name.to_string());
+        }
+    }
+    hosts
 }
 
 /// A well-formed cron that can never fire is an error; the lane is still kept for read-only

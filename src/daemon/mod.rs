@@ -69,6 +69,8 @@ pub enum Event {
     Wake,
     /// A hook ended: its firing's row id, the firing and how it ended.
     HookEnded(i64, dispatch::hook::Firing, dispatch::hook::Outcome),
+    /// The leader handed a run to this replica (PostgreSQL's NOTIFY): take it now.
+    HandedOff,
 }
 
 /// Why the daemon could not start.
@@ -290,6 +292,13 @@ impl Daemon {
         let mut term = signal(SignalKind::terminate()).map_err(setup)?;
         let mut int = signal(SignalKind::interrupt()).map_err(setup)?;
         let mut hup = signal(SignalKind::hangup()).map_err(setup)?;
+        if !self.once && self.location.is_shared() {
+            let events = self.events.clone();
+            self.store.watch_hand_offs(
+                self.home.host(),
+                Box::new(move || events.send(Event::HandedOff).is_ok()),
+            );
+        }
         let _watch = if self.once {
             None
         } else {
@@ -320,6 +329,9 @@ impl Daemon {
                 // Another replica decides; ask again before its lease could lapse unseen.
                 Ok((Vec::new(), later(self.clock.now(), self.max_sleep())))
             };
+            // Runs the leader handed to this replica; polled every iteration, which on a
+            // shared store comes at least every third of the lease.
+            self.take_hand_offs().await;
             let (decisions, wake) = match passed {
                 Ok(r) => r,
                 Err(e) => {
@@ -366,6 +378,11 @@ impl Daemon {
     /// Takes or renews the leader's lease; true when this replica may decide and dispatch.
     /// A store that cannot answer is no lease: deciding without one could run a lane twice.
     fn lead(&mut self) -> bool {
+        // Every replica announces itself first, leading or not: the leader hands runs of
+        // lanes with `hosts:` only to replicas seen within the lease TTL.
+        if let Err(e) = self.store.heartbeat(self.home.host()) {
+            tracing::warn!("Cannot note this replica alive in the store ({e}); trying again.");
+        }
         let asked = self
             .store
             .lead(self.home.host(), self.config.settings.lease_ttl);
@@ -484,13 +501,21 @@ impl Daemon {
             Event::RunEnded(lane, report) => self.ended(&lane, report.as_ref()),
             Event::Reload(why) => self.reload(why).await,
             Event::Wake => tracing::debug!("Woken by a command; deciding again."),
+            Event::HandedOff => tracing::debug!("Woken by a hand-off to this replica."),
             Event::HookEnded(id, firing, outcome) => self.hook_ended(id, &firing, &outcome),
         }
     }
 
     /// Lane states as recorded, dead runs pruned, every configured lane present.
     fn states(&self) -> Result<LaneStates, StoreError> {
-        dispatch::process::live_states(&*self.store, &self.config.lanes)
+        let mut states = dispatch::process::live_states(&*self.store, &self.config.lanes)?;
+        dispatch::process::note_alive_hosts(
+            &mut states,
+            &*self.store,
+            self.home.host(),
+            self.config.settings.lease_ttl,
+        )?;
+        Ok(states)
     }
 
     /// One evaluation pass: decide, record changes, dispatch. Returns the decisions and when
@@ -681,6 +706,10 @@ impl Daemon {
                 continue;
             };
             let source = decision.source.map_or("periodic-sweep", |s| s.as_str());
+            if !lane.hosts.is_empty() && !lane.hosts.iter().any(|h| h == self.home.host()) {
+                self.hand_off(&lane, source, decision.at);
+                continue;
+            }
             let mut spec = dispatch::RunSpec::new(
                 &lane,
                 &self.config.settings,
@@ -710,6 +739,115 @@ impl Daemon {
             }
             self.started(lane, source, started, failed_before);
         }
+    }
+
+    /// The leader's side of `hosts:`: the run goes to the first of the lane's hosts that is
+    /// alive, as a hand-off row written fenced; that replica starts it (see
+    /// [`Self::take_hand_offs`]).
+    fn hand_off(&mut self, lane: &Lane, source: &str, decided_at: Timestamp) {
+        let alive = match self.store.alive_hosts(self.config.settings.lease_ttl) {
+            Ok(a) => a.unwrap_or_else(|| vec![self.home.host().to_string()]),
+            Err(e) => {
+                tracing::error!(lane = %lane.name, "Not handed off: cannot read the replicas alive ({e}).");
+                return;
+            }
+        };
+        let Some(host) = engine::eligible_host(lane, &alive) else {
+            tracing::warn!(lane = %lane.name, hosts = %lane.hosts.join(", "), "Not handed off: none of the lane's hosts is alive any more; the next pass defers it.");
+            return;
+        };
+        let hand = crate::state::HandOff {
+            lane: lane.name.clone(),
+            host: host.to_string(),
+            token: self.token,
+            source: source.to_string(),
+            decided_at,
+            age: Duration::ZERO,
+        };
+        match self.store.hand_off(&hand) {
+            Ok(true) => {
+                tracing::info!(lane = %lane.name, to = %hand.host, source, "Handed the run to the replica that may run it.")
+            }
+            Ok(false) => {
+                tracing::debug!(lane = %lane.name, to = %hand.host, "A hand-off of the lane is still waiting.")
+            }
+            Err(e @ StoreError::Fenced { .. }) => self.fenced(&e),
+            Err(e) => {
+                tracing::error!(lane = %lane.name, to = %hand.host, "Could not hand the run off: {e}.")
+            }
+        }
+    }
+
+    /// The executing side of `hosts:`: starts, through this replica's own supervisor, each run
+    /// the leader handed to it, then removes the hand-off. The run's claim carries the
+    /// leader's token, so a hand-off from a deposed leader starts nothing; one decided before
+    /// the lane's last recorded start (the leader had not seen that run), or waiting longer
+    /// than the lease (this replica was down, and the decision is old), is dropped unrun.
+    /// This replica decides nothing here: a dropped hand-off is decided again by the leader.
+    async fn take_hand_offs(&mut self) {
+        if self.stopping || self.once || !self.location.is_shared() {
+            return;
+        }
+        let host = self.home.host().to_string();
+        let hands = match self.store.hand_offs(&host) {
+            Ok(h) if h.is_empty() => return,
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!("Cannot read the runs handed to this replica ({e}); trying again.");
+                return;
+            }
+        };
+        let states = match self.store.lane_states() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(
+                    "Cannot read the lane states for the handed runs ({e}); trying again."
+                );
+                return;
+            }
+        };
+        for hand in hands {
+            let stale = hand.age > self.config.settings.lease_ttl
+                || states
+                    .get(&hand.lane)
+                    .and_then(|s| s.last_run_at)
+                    .is_some_and(|t| t >= hand.decided_at);
+            match self.config.lane(&hand.lane).cloned() {
+                None => {
+                    tracing::warn!(lane = %hand.lane, "Dropped a handed run: the lane is not configured on this replica.")
+                }
+                Some(lane) if !lane.hosts.contains(&host) => {
+                    tracing::warn!(lane = %hand.lane, hosts = %lane.hosts.join(", "), "Dropped a handed run: this replica's configuration does not list it in the lane's hosts.")
+                }
+                Some(_) if stale || self.runs.contains_key(&hand.lane) => {
+                    tracing::info!(lane = %hand.lane, "Dropped a handed run: the lane ran since it was decided, or it waited longer than the lease (the leader decides again).")
+                }
+                Some(lane) => self.start_handed(lane, &hand).await,
+            }
+            if let Err(e) = self.store.drop_hand_off(&hand.lane, &host) {
+                tracing::warn!(lane = %hand.lane, "Could not remove the hand-off ({e}); the next start is refused as stale.");
+            }
+        }
+    }
+
+    async fn start_handed(&mut self, lane: Lane, hand: &crate::state::HandOff) {
+        let mut spec = dispatch::RunSpec::new(
+            &lane,
+            &self.config.settings,
+            &hand.source,
+            &*self.clock,
+            &self.location,
+        );
+        spec.fence = hand.token;
+        spec.host = Some(self.home.host().to_string());
+        tracing::info!(lane = %lane.name, source = %hand.source, "Starting a run the leader handed to this replica.");
+        let started = dispatch::start(&self.home, &spec, SupervisorLog::Inherit).await;
+        if let Err(DispatchError::Fenced { detail, .. }) = &started {
+            // The leader's token, not this replica's: its lease moved on.
+            tracing::warn!(lane = %lane.name, "Not started: the leader that handed it over no longer leads ({detail}).");
+            return;
+        }
+        self.started(lane, &hand.source, started, &HashMap::new());
     }
 
     fn started(
@@ -855,7 +993,7 @@ impl Daemon {
                 Some(Event::HookEnded(id, firing, outcome)) => {
                     self.hook_ended(id, &firing, &outcome)
                 }
-                Some(Event::Reload(_) | Event::Wake) => {}
+                Some(Event::Reload(_) | Event::Wake | Event::HandedOff) => {}
                 None => break,
             }
         }

@@ -99,6 +99,24 @@ pub fn live_states(store: &dyn Store, lanes: &[Lane]) -> Result<LaneStates, Stor
     Ok(states)
 }
 
+/// Gives every lane state the replicas alive now (`hosts:` needs one of them): on a shared
+/// store those seen within `ttl`, otherwise `host` alone, the only one there is.
+pub fn note_alive_hosts(
+    states: &mut LaneStates,
+    store: &dyn Store,
+    host: &str,
+    ttl: std::time::Duration,
+) -> Result<(), StoreError> {
+    let alive: std::sync::Arc<[String]> = store
+        .alive_hosts(ttl)?
+        .unwrap_or_else(|| vec![host.to_string()])
+        .into();
+    for state in states.values_mut() {
+        state.alive_hosts = Some(std::sync::Arc::clone(&alive));
+    }
+    Ok(())
+}
+
 /// Sends `signal` to the process group led by `pgid`; true if any member received it.
 pub fn signal_group(pgid: u32, signal: Signal) -> bool {
     match i32::try_from(pgid) {

@@ -16,8 +16,8 @@ mod tests;
 use std::sync::Arc;
 
 pub use crate::model::decision::{
-    ChainEntry, Decision, GateVerdict, Origin, Outcome, PAUSE_GATE, REASON_PAUSED, SCHEDULE_GATE,
-    TriggerSource,
+    ChainEntry, Decision, GateVerdict, HOSTS_GATE, Origin, Outcome, PAUSE_GATE,
+    REASON_NO_ELIGIBLE_HOST, REASON_PAUSED, SCHEDULE_GATE, TriggerSource,
 };
 use schedule::Due;
 
@@ -56,6 +56,9 @@ pub fn decide(lane: &Lane, pass: &Arc<PassHost>, mode: ChainMode) -> Decision {
         return decision;
     }
     if !pause_gate(&mut decision, &state, mode) {
+        return decision;
+    }
+    if !hosts_gate(&mut decision, lane, &state, mode) {
         return decision;
     }
     let starving_for = starving_for(lane, &state, now);
@@ -186,6 +189,74 @@ fn pause_gate(
     }
     decision.chain.push(entry);
     mode == ChainMode::Full
+}
+
+/// The built-in gate after the pause: a lane with `hosts:` defers with `no-eligible-host`
+/// while none of them is alive, since no replica may run it; otherwise it passes, naming the
+/// host that runs it (the first alive, in the lane's order). The alive hosts come in with the
+/// lane states, so the engine stays pure. Returns whether the lane's own gates are evaluated
+/// next (only when the whole chain is asked for, if it defers).
+fn hosts_gate(
+    decision: &mut Decision,
+    lane: &Lane,
+    state: &crate::model::lane_state::LaneState,
+    mode: ChainMode,
+) -> bool {
+    let Some(alive) = state.alive_hosts.as_deref() else {
+        return true;
+    };
+    if lane.hosts.is_empty() {
+        return true;
+    }
+    if let Some(host) = eligible_host(lane, alive) {
+        decision.chain.push(ChainEntry::builtin(
+            HOSTS_GATE,
+            GateVerdict::Pass,
+            None,
+            format!("runs on {host} (hosts: {})", lane.hosts.join(", ")),
+        ));
+        return true;
+    }
+    let seen = match alive {
+        [] => "none".to_string(),
+        a => a.join(", "),
+    };
+    let detail = format!(
+        "none of its hosts ({}) is alive: no replica by those names was seen within the lease TTL (alive: {seen})",
+        lane.hosts.join(", ")
+    );
+    let mut entry = ChainEntry::builtin(
+        HOSTS_GATE,
+        GateVerdict::Defer,
+        Some(REASON_NO_ELIGIBLE_HOST),
+        detail,
+    );
+    entry.hint = Some(format!(
+        "start `lanekeeper run --host NAME` on one of {}, or change the lane's `hosts:`",
+        lane.hosts.join(", ")
+    ));
+    if decision.outcome != Outcome::Deferred {
+        entry.decided = mode == ChainMode::Full;
+        decision.outcome = Outcome::Deferred;
+        decision.source = None;
+        decision.reason = Some(REASON_NO_ELIGIBLE_HOST.into());
+        decision.gate = Some(HOSTS_GATE.into());
+        decision.detail = entry.detail.clone();
+    }
+    decision.chain.push(entry);
+    mode == ChainMode::Full
+}
+
+/// The host that runs `lane` among the `alive` ones: the first of its `hosts:` that is alive,
+/// or any when it names none (`None` when none of them is).
+pub fn eligible_host<'a>(lane: &'a Lane, alive: &'a [String]) -> Option<&'a str> {
+    if lane.hosts.is_empty() {
+        return alive.first().map(String::as_str);
+    }
+    lane.hosts
+        .iter()
+        .find(|h| alive.contains(h))
+        .map(String::as_str)
 }
 
 /// The starvation guard: how long the lane has been due and deferred without a break, once

@@ -95,6 +95,7 @@ fn lane(name: &str, every: Option<Duration>, gates: Vec<GateBinding>) -> Lane {
         places: Default::default(),
         hooks: Default::default(),
         give_up_after: None,
+        hosts: Vec::new(),
         env: Vec::new(),
     }
 }
@@ -544,4 +545,93 @@ fn a_retry_whose_window_is_used_up_wakes_nobody() {
         Some(ms(t0(), 24 * 3_600_000)),
         "the next due time, not now"
     );
+}
+
+fn alive(hosts: &[&str]) -> LaneState {
+    LaneState {
+        alive_hosts: Some(hosts.iter().map(|h| h.to_string()).collect()),
+        ..LaneState::default()
+    }
+}
+
+#[test]
+fn a_lane_with_hosts_defers_with_no_eligible_host_while_none_of_them_is_alive() {
+    let (g, stub) = gate("g", pass_(), false);
+    let mut l = lane("h", Some(HOUR), vec![g]);
+    l.hosts = vec!["b".into(), "c".into()];
+    let d = decide_one(&l, alive(&["a"]), t0(), ChainMode::FirstDeferral);
+    assert_eq!(
+        (d.outcome, d.gate.as_deref(), d.reason.as_deref()),
+        (
+            Outcome::Deferred,
+            Some(HOSTS_GATE),
+            Some(REASON_NO_ELIGIBLE_HOST)
+        )
+    );
+    let detail = d.detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.contains("b, c") && detail.contains("alive: a"),
+        "{detail}"
+    );
+    assert_eq!(stub.calls.load(Ordering::SeqCst), 0, "no plugin runs");
+    assert!(d.is_held(), "due and held: it counts as a deferral streak");
+    // `explain` sees every gate, the hosts gate deciding.
+    let d = decide_one(&l, alive(&[]), t0(), ChainMode::Full);
+    let decided: Vec<&str> = d
+        .chain
+        .iter()
+        .filter(|c| c.decided)
+        .map(|c| c.gate.as_str())
+        .collect();
+    assert_eq!(decided, [HOSTS_GATE]);
+    assert!(d.chain.iter().any(|c| c.gate == "g"));
+    // One of them alive: it passes, naming the first alive in the lane's order.
+    let d = decide_one(&l, alive(&["a", "c", "b"]), t0(), ChainMode::Full);
+    assert_eq!(d.outcome, Outcome::Trigger);
+    let entry = d.chain.iter().find(|c| c.gate == HOSTS_GATE);
+    assert!(
+        entry.is_some_and(|c| c.verdict == GateVerdict::Pass
+            && c.detail
+                .as_deref()
+                .is_some_and(|t| t.starts_with("runs on b"))),
+        "{:?}",
+        d.chain
+    );
+    assert_eq!(crate::engine::eligible_host(&l, &["c".into()]), Some("c"));
+    assert_eq!(crate::engine::eligible_host(&l, &["a".into()]), None);
+}
+
+#[test]
+fn hosts_hold_nothing_back_when_nobody_says_who_is_alive_and_come_after_the_pause() {
+    let mut l = lane("h", Some(HOUR), vec![]);
+    l.hosts = vec!["b".into()];
+    // Simulations and past instants know no replicas: the gate is silent.
+    let d = decide_one(&l, LaneState::default(), t0(), ChainMode::Full);
+    assert_eq!(d.outcome, Outcome::Trigger);
+    assert!(d.chain.iter().all(|c| c.gate != HOSTS_GATE));
+    // A lane without hosts runs on any replica, alive ones or not.
+    let any = lane("any", Some(HOUR), vec![]);
+    let d = decide_one(&any, alive(&[]), t0(), ChainMode::FirstDeferral);
+    assert_eq!(d.outcome, Outcome::Trigger);
+    // Not due, or paused, says so first.
+    let d = decide_one(
+        &l,
+        LaneState {
+            last_run_at: Some(t0()),
+            ..alive(&[])
+        },
+        t0(),
+        ChainMode::FirstDeferral,
+    );
+    assert_eq!(d.reason.as_deref(), Some(REASON_NOT_DUE));
+    let d = decide_one(
+        &l,
+        LaneState {
+            alive_hosts: alive(&[]).alive_hosts,
+            ..paused(None)
+        },
+        t0(),
+        ChainMode::FirstDeferral,
+    );
+    assert_eq!(d.reason.as_deref(), Some(REASON_PAUSED));
 }

@@ -298,6 +298,11 @@ pub fn pause_words(pause: &crate::model::lane_state::Pause) -> String {
 /// The reason a paused lane defers with.
 pub const REASON_PAUSED: &str = "paused";
 
+/// The built-in gate after the pause: a lane with `hosts:` needs one of them alive.
+pub const HOSTS_GATE: &str = "hosts";
+/// The reason a lane defers with when none of its `hosts:` is alive.
+pub const REASON_NO_ELIGIBLE_HOST: &str = "no-eligible-host";
+
 /// One thing a plugin looked at, recorded with the decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]

@@ -121,6 +121,11 @@ pub struct LaneState {
     /// record, so not serialized.
     #[serde(default, skip)]
     pub downtime: Option<Downtime>,
+    /// The replicas alive now (seen within the lease TTL on a shared store; this one alone
+    /// otherwise), the same for every lane: `hosts:` needs one of them. `None` when nobody
+    /// asked (simulations, past instants): then `hosts:` holds nothing back. Not recorded.
+    #[serde(default, skip)]
+    pub alive_hosts: Option<std::sync::Arc<[String]>>,
     /// Not recorded: set within a pass for a lane that an earlier decision of the same pass
     /// dispatches, so later lanes see it as running.
     #[serde(default, skip)]

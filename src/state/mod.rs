@@ -709,4 +709,52 @@ pub trait Store: Send {
     fn leaderless(&self, _since: Timestamp) -> Result<Vec<(Timestamp, Timestamp)>, StoreError> {
         Ok(Vec::new())
     }
+    /// Notes that `host`'s replica is alive, by the store's clock (each loop iteration), so the
+    /// leader knows where lanes with `hosts:` may run. A store of one machine needs none.
+    fn heartbeat(&self, _host: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The replicas seen within `ttl`; `None` on a store of one machine, where the only host
+    /// is the one asking.
+    fn alive_hosts(&self, _ttl: std::time::Duration) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(None)
+    }
+    /// Hands a run the leader decided to the replica that must run it (fenced); false when
+    /// one for the lane waits already. A store of one machine has nobody to hand to.
+    fn hand_off(&self, _hand: &HandOff) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    /// The hand-offs addressed to `host`, oldest first.
+    fn hand_offs(&self, _host: &str) -> Result<Vec<HandOff>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Removes the hand-off of `lane` to `host`, once taken.
+    fn drop_hand_off(&self, _lane: &str, _host: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Calls `wake` whenever a hand-off to `host` is written, until it returns false, so the
+    /// replica need not wait for its next poll. A store of one machine has none to announce.
+    fn watch_hand_offs(&self, _host: &str, _wake: Box<dyn Fn() -> bool + Send>) {}
+}
+
+/// A run the leader decided and hands to another replica, because the lane's `hosts:` does not
+/// name the leader's: that replica starts it through its own supervisor (which claims the run,
+/// so it cannot start twice) and removes the hand-off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandOff {
+    /// The lane.
+    pub lane: String,
+    /// The replica that runs it.
+    pub host: String,
+    /// The fencing token of the leader that handed it over; the run's claim carries it, so a
+    /// hand-off from a deposed leader starts nothing.
+    pub token: Option<i64>,
+    /// What started it (`periodic-sweep`, `cron`, …).
+    pub source: String,
+    /// When the leader decided it: a run recorded since makes it stale.
+    pub decided_at: Timestamp,
+    /// How long it has waited, by the store's clock (zero when writing one): one older than
+    /// the lease waited for a replica that was down, and its decision is no longer the
+    /// leader's to stand by.
+    pub age: std::time::Duration,
 }

@@ -171,6 +171,20 @@ const COORDINATION: &[&str] = &[
         started_at BIGINT NOT NULL,
         run_id     BIGINT
     );",
+    // 3: replicas' heartbeats (times are the database's), and runs the leader hands to
+    // another replica (`hosts:`), one per lane.
+    "CREATE TABLE replicas (
+        host    TEXT PRIMARY KEY,
+        seen_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE hand_offs (
+        lane       TEXT PRIMARY KEY,
+        host       TEXT NOT NULL,
+        token      BIGINT,
+        source     TEXT NOT NULL,
+        decided_at BIGINT NOT NULL,
+        at         TIMESTAMPTZ NOT NULL
+    );",
 ];
 
 /// The tables of the history, copied by [`PostgresStore::copy_from_sqlite`], with their
@@ -735,12 +749,70 @@ fn redact_params(tail: &str) -> String {
     format!("{path}?{query}")
 }
 
+/// The channel a hand-off is announced on, its payload the host addressed.
+const HAND_OFF_CHANNEL: &str = "lanekeeper_hand_offs";
+
+/// [`PostgresStore::watch_hand_offs`]'s thread: LISTEN, wake on each notification for `host`,
+/// connect again after a pause when the connection is lost; ends once `wake` says nobody
+/// listens any more.
+fn listen(config: &postgres::Config, host: &str, url: &str, wake: &dyn Fn() -> bool) {
+    const AGAIN: Duration = Duration::from_secs(5);
+    let mut said = false;
+    loop {
+        match config.connect(NoTls) {
+            Ok(mut client) => match client.batch_execute(&format!("LISTEN {HAND_OFF_CHANNEL}")) {
+                Ok(()) => {
+                    tracing::debug!(url, "Listening for runs handed to this replica.");
+                    said = false;
+                    loop {
+                        let next = postgres::fallible_iterator::FallibleIterator::next(
+                            &mut client.notifications().timeout_iter(Duration::from_secs(30)),
+                        )
+                        .map(|n| n.map(|n| n.payload() == host));
+                        match next {
+                            Ok(Some(true)) => {
+                                if !wake() {
+                                    return;
+                                }
+                            }
+                            Ok(Some(_)) => {}
+                            Err(e) => {
+                                tracing::debug!(
+                                    url,
+                                    "Lost the connection listening for hand-offs ({e}); polling meanwhile."
+                                );
+                                break;
+                            }
+                            Ok(None) if client.is_closed() => break,
+                            Ok(None) => {}
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(url, "Cannot LISTEN for hand-offs ({e}); polling meanwhile.")
+                }
+            },
+            Err(e) if !said => {
+                said = true;
+                tracing::debug!(
+                    url,
+                    "Cannot connect to listen for hand-offs ({e}); polling meanwhile."
+                );
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(AGAIN);
+    }
+}
+
 /// A PostgreSQL-backed [`Store`], shared by replicas.
 pub struct PostgresStore {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     worker: Option<std::thread::JoinHandle<()>>,
     url: String,
     fence: Mutex<Option<i64>>,
+    /// The connection settings, for a listening connection of its own.
+    config: postgres::Config,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -811,7 +883,7 @@ impl PostgresStore {
         }
         let (tx, rx) = mpsc::channel::<Job>();
         let mut conn = Conn {
-            config,
+            config: config.clone(),
             url: shown.clone(),
             client: None,
         };
@@ -831,6 +903,7 @@ impl PostgresStore {
             worker: Some(worker),
             url: shown,
             fence: Mutex::new(None),
+            config,
         };
         let url = store.url.clone();
         store.call("migrate the schema", move |s| migrate(s.client, &url))?;
@@ -1045,6 +1118,128 @@ impl PostgresStore {
                 });
             }
             Ok(out)
+        })
+    }
+
+    /// Notes that `host`'s replica is alive now, by the database's clock. Not fenced: every
+    /// replica announces itself, leading or not.
+    pub fn heartbeat(&self, host: &str) -> Result<(), StoreError> {
+        let host = host.to_string();
+        self.call("note this replica alive", move |s| {
+            s.write(false, |tx| {
+                tx.execute(
+                    "INSERT INTO replicas(host, seen_at) VALUES ($1, clock_timestamp())
+                     ON CONFLICT (host) DO UPDATE SET seen_at = EXCLUDED.seen_at",
+                    &[&host],
+                )?;
+                Ok(())
+            })
+        })
+    }
+
+    /// The replicas seen within `ttl` of the database's clock, by name.
+    pub fn alive_hosts(&self, ttl: Duration) -> Result<Vec<String>, StoreError> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.call("read the replicas alive", move |s| {
+            let rows = s.client.query(
+                "SELECT host FROM replicas
+                 WHERE seen_at > clock_timestamp() - make_interval(secs => ($1::bigint / 1000.0)::float8)
+                 ORDER BY host",
+                &[&ttl_ms],
+            )?;
+            rows.iter()
+                .map(|r| r.try_get::<_, String>(0).map_err(Fail::Pg))
+                .collect()
+        })
+    }
+
+    /// Hands the run of `hand.lane` to `hand.host`: fenced like every dispatch-side write, so
+    /// a leader that lost its lease hands nothing. One per lane: a waiting hand-off to another
+    /// host is readdressed (that host is no longer the first alive), one to the same host
+    /// stands (false).
+    pub fn hand_off(&self, hand: &super::HandOff) -> Result<bool, StoreError> {
+        let hand = hand.clone();
+        self.call("hand a run to another replica", move |s| {
+            let token = s.fence;
+            s.write(true, |tx| {
+                let new = tx.execute(
+                    "INSERT INTO hand_offs(lane, host, token, source, decided_at, at)
+                     VALUES ($1, $2, $3, $4, $5, clock_timestamp())
+                     ON CONFLICT (lane) DO UPDATE SET host = EXCLUDED.host,
+                         token = EXCLUDED.token, source = EXCLUDED.source,
+                         decided_at = EXCLUDED.decided_at, at = EXCLUDED.at
+                     WHERE hand_offs.host <> EXCLUDED.host",
+                    &[
+                        &hand.lane,
+                        &hand.host,
+                        &token,
+                        &hand.source,
+                        &hand.decided_at.as_millisecond(),
+                    ],
+                )? > 0;
+                if new {
+                    // Delivered at the commit, to the replica's listening connection.
+                    tx.execute("SELECT pg_notify($1, $2)", &[&HAND_OFF_CHANNEL, &hand.host])?;
+                }
+                Ok(new)
+            })
+        })
+    }
+
+    /// Calls `wake` on a thread of its own, over a connection of its own, whenever a hand-off
+    /// to `host` is written (LISTEN/NOTIFY), until `wake` returns false. A lost connection is
+    /// made again after a pause; meanwhile the daemon's polling finds hand-offs anyway.
+    pub fn watch_hand_offs(&self, host: &str, wake: Box<dyn Fn() -> bool + Send>) {
+        let (config, host, url) = (self.config.clone(), host.to_string(), self.url.clone());
+        let spawned = std::thread::Builder::new()
+            .name("lanekeeper-listen".into())
+            .spawn(move || listen(&config, &host, &url, &*wake));
+        if let Err(e) = spawned {
+            tracing::warn!(
+                "Cannot listen for hand-offs ({e}); they are found by polling, every loop iteration."
+            );
+        }
+    }
+
+    /// The hand-offs addressed to `host`, oldest first.
+    pub fn hand_offs(&self, host: &str) -> Result<Vec<super::HandOff>, StoreError> {
+        let host = host.to_string();
+        self.call("read hand-offs", move |s| {
+            let rows = s.client.query(
+                concat!(
+                    "SELECT lane, host, token, source, decided_at, ",
+                    ms!("clock_timestamp() - at"),
+                    " FROM hand_offs WHERE host = $1 ORDER BY at, lane"
+                ),
+                &[&host],
+            )?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(super::HandOff {
+                    lane: r.try_get(0)?,
+                    host: r.try_get(1)?,
+                    token: r.try_get(2)?,
+                    source: r.try_get(3)?,
+                    decided_at: ts(r.try_get(4)?).unwrap_or(Timestamp::UNIX_EPOCH),
+                    age: Duration::from_millis(u64::try_from(r.try_get::<_, i64>(5)?).unwrap_or(0)),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Removes the hand-off of `lane` to `host`, once taken. Not fenced: the replica that takes
+    /// it does not lead.
+    pub fn drop_hand_off(&self, lane: &str, host: &str) -> Result<(), StoreError> {
+        let (lane, host) = (lane.to_string(), host.to_string());
+        self.call("remove a hand-off", move |s| {
+            s.write(false, |tx| {
+                tx.execute(
+                    "DELETE FROM hand_offs WHERE lane = $1 AND host = $2",
+                    &[&lane, &host],
+                )?;
+                Ok(())
+            })
         })
     }
 
@@ -1885,6 +2080,7 @@ impl Store for PostgresStore {
                             last_ended_at: ts(r.try_get(9)?),
                             pause: None,
                             downtime: None,
+                            alive_hosts: None,
                             starting: false,
                         },
                     );
@@ -2519,6 +2715,30 @@ impl Store for PostgresStore {
 
     fn run_claims(&self) -> Result<Vec<RunClaim>, StoreError> {
         PostgresStore::run_claims(self)
+    }
+
+    fn heartbeat(&self, host: &str) -> Result<(), StoreError> {
+        PostgresStore::heartbeat(self, host)
+    }
+
+    fn alive_hosts(&self, ttl: Duration) -> Result<Option<Vec<String>>, StoreError> {
+        PostgresStore::alive_hosts(self, ttl).map(Some)
+    }
+
+    fn hand_off(&self, hand: &super::HandOff) -> Result<bool, StoreError> {
+        PostgresStore::hand_off(self, hand)
+    }
+
+    fn hand_offs(&self, host: &str) -> Result<Vec<super::HandOff>, StoreError> {
+        PostgresStore::hand_offs(self, host)
+    }
+
+    fn drop_hand_off(&self, lane: &str, host: &str) -> Result<(), StoreError> {
+        PostgresStore::drop_hand_off(self, lane, host)
+    }
+
+    fn watch_hand_offs(&self, host: &str, wake: Box<dyn Fn() -> bool + Send>) {
+        PostgresStore::watch_hand_offs(self, host, wake);
     }
 }
 

@@ -445,6 +445,7 @@ impl Store for SqliteStore {
                             last_ended_at: ts(r.get(9)?),
                             pause: None,
                             downtime: None,
+                            alive_hosts: None,
                             starting: false,
                         },
                     ))

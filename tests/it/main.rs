@@ -23,6 +23,7 @@ mod grants;
 mod history;
 mod home;
 mod hooks;
+mod hosts;
 mod lint;
 mod ops;
 mod packaging;

@@ -1002,3 +1002,55 @@ fn postgres_a_write_waits_for_another_only_until_the_lock_timeout() {
         .begin_run(&start("a", "2026-01-01T00:00:00Z", true))
         .expect("free again");
 }
+
+#[test]
+fn postgres_heartbeats_say_who_is_alive_and_hand_offs_are_fenced_and_readdressed() {
+    use lanekeeper::state::HandOff;
+    let Some((pg, a)) = store() else { return };
+    let b = PostgresStore::connect(&pg.url()).expect("connect b");
+    let ttl = Duration::from_secs(60);
+    a.heartbeat("a").expect("a alive");
+    b.heartbeat("b").expect("b alive");
+    b.heartbeat("b").expect("again: an upsert");
+    assert_eq!(a.alive_hosts(ttl).expect("alive"), ["a", "b"]);
+    std::thread::sleep(Duration::from_millis(300));
+    a.heartbeat("a").expect("a again");
+    assert_eq!(
+        a.alive_hosts(Duration::from_millis(200)).expect("alive"),
+        ["a"],
+        "b not seen within the TTL"
+    );
+
+    let token = a.lead("a", ttl).expect("lead").token();
+    a.fence(token);
+    let hand = |host: &str| HandOff {
+        lane: "pinned".into(),
+        host: host.into(),
+        token: None,
+        source: "periodic-sweep".into(),
+        decided_at: t("2026-01-01T00:00:00Z"),
+        age: Duration::ZERO,
+    };
+    assert!(a.hand_off(&hand("b")).expect("hand to b"));
+    assert!(!a.hand_off(&hand("b")).expect("again"), "one per lane");
+    let waiting = b.hand_offs("b").expect("b's");
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(
+        waiting[0].token, token,
+        "the leader's token, from its fence"
+    );
+    assert!(waiting[0].age < ttl);
+    assert!(a.hand_offs("a").expect("a's").is_empty());
+    // Readdressed when another host is the first alive.
+    assert!(a.hand_off(&hand("c")).expect("to c"));
+    assert!(b.hand_offs("b").expect("b's").is_empty());
+    b.drop_hand_off("pinned", "c").expect("taken");
+    assert!(b.hand_offs("c").expect("c's").is_empty());
+    // A replica that does not hold the lease hands nothing.
+    b.fence(Some(99));
+    assert!(matches!(
+        b.hand_off(&hand("b")),
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(b.hand_offs("b").expect("b's").is_empty());
+}

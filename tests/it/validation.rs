@@ -718,3 +718,25 @@ fn yaml_library_advice_is_said_in_the_terms_of_a_lane_file() {
         }
     }
 }
+
+#[test]
+fn hosts_must_name_someone_and_off_postgresql_are_warned_about() {
+    let home = Home::new();
+    home.lane("a", &format!("schedule:\n  every: 1h\nhosts: []\n{CMD}"));
+    assert_one(&home, "rules/a.yaml", "3:8", "could run nowhere");
+    home.lane(
+        "a",
+        &format!("schedule:\n  every: 1h\nhosts: [db1, \"\"]\n{CMD}"),
+    );
+    assert_one(&home, "rules/a.yaml", "3:14", "empty name");
+    // Valid, but with the home's own database the only host is this one: a warning.
+    home.lane("a", &format!("schedule:\n  every: 1h\nhosts: [db1]\n{CMD}"));
+    let out = home.run(&["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("rules/a.yaml:3:")
+            && stderr.contains("only means something on a shared PostgreSQL store"),
+        "{stderr}"
+    );
+}
