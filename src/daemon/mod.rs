@@ -690,7 +690,24 @@ impl Daemon {
         triggers: &[&Decision],
         failed_before: &HashMap<String, Duration>,
     ) {
-        for chunk in triggers.chunks(MAX_STARTING) {
+        let token = self.token;
+        for (i, chunk) in triggers.chunks(MAX_STARTING).enumerate() {
+            // On a shared store the lease is renewed before each further chunk, as starts can
+            // outlast a third of the TTL. A start refused by fencing clears the token, and a
+            // lease that lapsed meanwhile comes back with another: either way this replica
+            // stopped leading while deciding, and the rest of the pass is not started. It
+            // must never start with no token (an unfenced start records a run whoever leads:
+            // a second run of a lane the new leader ran) nor with a token newer than its
+            // decisions.
+            if self.location.is_shared()
+                && (self.token.is_none() || (i > 0 && (!self.lead() || self.token != token)))
+            {
+                tracing::warn!(
+                    triggers = triggers.len(),
+                    "No longer leading under the lease this pass was decided with: the rest of its runs are not started."
+                );
+                break;
+            }
             self.dispatch_some(chunk, failed_before).await;
         }
     }

@@ -344,7 +344,7 @@ pub enum Leadership {
         /// The database's clock.
         now: Timestamp,
     },
-    /// Another host holds an unexpired lease.
+    /// Another host, or this host's predecessor (another token), holds an unexpired lease.
     Following(LeaderInfo),
 }
 
@@ -813,6 +813,10 @@ pub struct PostgresStore {
     fence: Mutex<Option<i64>>,
     /// The connection settings, for a listening connection of its own.
     config: postgres::Config,
+    /// The token of the last lease this store was granted: only that lease is renewed. A
+    /// live lease under this host's name with another token is a predecessor's (a replica
+    /// restarted under the same name) and is followed until it lapses.
+    granted: Mutex<Option<i64>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -904,6 +908,7 @@ impl PostgresStore {
             url: shown,
             fence: Mutex::new(None),
             config,
+            granted: Mutex::new(None),
         };
         let url = store.url.clone();
         store.call("migrate the schema", move |s| migrate(s.client, &url))?;
@@ -969,9 +974,16 @@ impl PostgresStore {
         let host = host.to_string();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let url = self.url.clone();
-        self.call("take the leader lease", move |s| {
-            s.write(false, |tx| lead(tx, &host, ttl_ms, &url))
-        })
+        let granted = self.granted.lock().map(|g| *g).unwrap_or(None);
+        let led = self.call("take the leader lease", move |s| {
+            s.write(false, |tx| lead(tx, &host, ttl_ms, granted, &url))
+        })?;
+        if let Leadership::Leading { token, .. } = &led
+            && let Ok(mut g) = self.granted.lock()
+        {
+            *g = Some(*token);
+        }
+        Ok(led)
     }
 
     /// Gives up the lease if `host` holds it, so another replica need not wait for it to
@@ -1345,7 +1357,19 @@ fn lease_row(r: &postgres::Row) -> Result<LeaderInfo, postgres::Error> {
     })
 }
 
-fn lead(tx: &mut Transaction<'_>, host: &str, ttl_ms: i64, url: &str) -> Result<Leadership, Fail> {
+/// Takes or renews the lease for `host`. Only the lease this store was `granted` is renewed: a
+/// live lease under the same host name with another token belongs to a predecessor (this
+/// replica killed and restarted within the TTL), whose supervisors may still be recording runs
+/// with its token. Renewing it would let this replica decide on states those runs have not
+/// reached yet and start a lane a second time; it is followed until it lapses instead, and
+/// taken with the next token, which fences them.
+fn lead(
+    tx: &mut Transaction<'_>,
+    host: &str,
+    ttl_ms: i64,
+    granted: Option<i64>,
+    url: &str,
+) -> Result<Leadership, Fail> {
     let current = match tx.query_opt(&format!("{LEASE_SELECT} FOR UPDATE"), &[])? {
         Some(r) => Some(lease_row(&r)?),
         None => {
@@ -1380,7 +1404,7 @@ fn lead(tx: &mut Transaction<'_>, host: &str, ttl_ms: i64, url: &str) -> Result<
             problem: "the lease row vanished while taking it".into(),
         }));
     };
-    if lease.live() && lease.host != host {
+    if lease.live() && (lease.host != host || granted != Some(lease.token)) {
         return Ok(Leadership::Following(lease));
     }
     if lease.live() {
@@ -2658,11 +2682,13 @@ impl Store for PostgresStore {
     fn lead(&self, host: &str, ttl: Duration) -> Result<super::Leadership, StoreError> {
         let lease = LeaderInfo::lease;
         match PostgresStore::lead(self, host, ttl)? {
-            Leadership::Leading { now, .. } => match PostgresStore::leader(self)? {
-                Some(info) if info.host == host => Ok(super::Leadership::Leading {
-                    lease: lease(info),
-                    now,
-                }),
+            Leadership::Leading { now, token, .. } => match PostgresStore::leader(self)? {
+                Some(info) if info.host == host && info.token == token => {
+                    Ok(super::Leadership::Leading {
+                        lease: lease(info),
+                        now,
+                    })
+                }
                 // Lost between the two reads: follow, and ask again next time.
                 other => Ok(super::Leadership::Following {
                     lease: other.map(lease),

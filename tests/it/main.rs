@@ -14,6 +14,7 @@ mod builtin_metrics;
 mod catchup;
 mod cgroup;
 mod chain;
+mod chaos;
 mod daemon;
 mod dispatch;
 mod docs;

@@ -15,7 +15,7 @@ use crate::harness::{Home, kill, sh};
 use crate::pg_harness::Postgres;
 
 /// A home whose lanekeeper.yaml names the server's database as its state.
-fn shared_home(pg: &Postgres, extra: &str) -> Home {
+pub(crate) fn shared_home(pg: &Postgres, extra: &str) -> Home {
     let home = Home::standard();
     home.write(
         "lanekeeper.yaml",
@@ -41,7 +41,7 @@ fn lane_of<'a>(status: &'a Value, lane: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{lane} not in {status}"))
 }
 
-fn eventually(what: &str, within: Duration, cond: impl Fn() -> bool) {
+pub(crate) fn eventually(what: &str, within: Duration, cond: impl Fn() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(start.elapsed() < within, "timed out waiting for {what}");
@@ -209,9 +209,9 @@ fn state_copy_moves_an_sqlite_history_into_postgresql() {
 }
 
 /// One replica of a shared home, with its log in a file.
-struct Replica {
-    host: &'static str,
-    child: Child,
+pub(crate) struct Replica {
+    pub(crate) host: &'static str,
+    pub(crate) child: Child,
     log: std::path::PathBuf,
     port: u16,
 }
@@ -223,10 +223,15 @@ fn free_port() -> u16 {
         .expect("port")
 }
 
-fn replica(home: &Home, host: &'static str) -> Replica {
+pub(crate) fn replica(home: &Home, host: &'static str) -> Replica {
     let log = home.path().join(format!("replica-{host}.log"));
     let port = free_port();
-    let file = std::fs::File::create(&log).expect("log");
+    // Appended to, so a replica restarted by a test keeps its earlier lives' log.
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("log");
     let child = home
         .command(&["run", "--listen", &format!("127.0.0.1:{port}")])
         .env("LANEKEEPER_HOST", host)
@@ -243,7 +248,7 @@ fn replica(home: &Home, host: &'static str) -> Replica {
 }
 
 impl Replica {
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -293,7 +298,7 @@ impl Drop for Replica {
 }
 
 /// The leader's host and token as `status --json` says from `home`.
-fn leader(home: &Home) -> Option<(String, i64)> {
+pub(crate) fn leader(home: &Home) -> Option<(String, i64)> {
     let status = json(&home.run(&["status", "--json"]));
     let l = &status["leader"];
     let live = l["lease"]["expires_at"].as_str()? > l["now"].as_str()?;
