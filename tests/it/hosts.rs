@@ -2,70 +2,15 @@
 //! that names another replica to it, which runs it; with that replica gone the lane defers
 //! with `no-eligible-host`, as every command on the leader's side says.
 
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
+use std::time::Duration;
 
 use crate::harness::{Home, sh};
 use crate::pg_harness::Postgres;
+use crate::replicas::{eventually, json, replica};
 
-/// A replica of `home` as `host`, its log in the home.
-struct Replica {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Replica {
-    fn start(home: &Home, host: &str) -> Self {
-        let log = home.path().join(format!("replica-{host}.log"));
-        let file = std::fs::File::create(&log).expect("log");
-        let child = home
-            .command(&["run"])
-            .env("LANEKEEPER_HOST", host)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn replica");
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn eventually(what: &str, within: Duration, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn json(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
-}
-
-/// The live leader's host, as `status --json` says.
+/// The live leader's host.
 fn leader(home: &Home) -> Option<String> {
-    let status = json(&home.run(&["status", "--json"]));
-    let l = &status["leader"];
-    let live = l["lease"]["expires_at"].as_str()? > l["now"].as_str()?;
-    live.then(|| l["lease"]["host"].as_str().unwrap_or_default().to_string())
+    crate::replicas::leader(home).map(|(host, _)| host)
 }
 
 fn lines(path: &std::path::Path) -> Vec<String> {
@@ -115,7 +60,7 @@ fn a_lane_with_hosts_runs_only_there_and_defers_with_no_eligible_host_when_it_is
             sh(&format!("echo $LANEKEEPER_HOST >> {}", local.display()))
         ),
     );
-    let a = Replica::start(&home, "a");
+    let a = replica(&home, "a");
     eventually("a to lead", Duration::from_secs(20), || {
         leader(&home).as_deref() == Some("a")
     });
@@ -126,7 +71,7 @@ fn a_lane_with_hosts_runs_only_there_and_defers_with_no_eligible_host_when_it_is
     let d = json(&home.run(&["check", "pinned", "--json"]));
     assert_eq!(d["reason"], "no-eligible-host", "{d}");
 
-    let mut b = Replica::start(&home, "b");
+    let mut b = replica(&home, "b");
     eventually("pinned to run on b", Duration::from_secs(30), || {
         !lines(&pinned).is_empty()
     });
@@ -194,11 +139,11 @@ fn a_hand_off_wakes_its_replica_at_once_rather_than_at_its_next_poll() {
             sh(&format!("echo $LANEKEEPER_HOST >> {}", pinned.display()))
         ),
     );
-    let _a = Replica::start(&home, "a");
+    let _a = replica(&home, "a");
     eventually("a to lead", Duration::from_secs(20), || {
         leader(&home).as_deref() == Some("a")
     });
-    let b = Replica::start(&home, "b");
+    let b = replica(&home, "b");
     // b's first iteration comes before a sees it alive; the hand-off follows within a's
     // recheck (1 s), and b takes it when notified.
     eventually("pinned to run on b", Duration::from_secs(12), || {

@@ -24,7 +24,7 @@ pub(crate) fn shared_home(pg: &Postgres, extra: &str) -> Home {
     home
 }
 
-fn json(out: &std::process::Output) -> Value {
+pub(crate) fn json(out: &std::process::Output) -> Value {
     assert!(
         out.status.success(),
         "failed: {}\n{}",
