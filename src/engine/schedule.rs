@@ -49,8 +49,10 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Counting missed cron slots stops here: an every-second cron down for a week is "at least".
-pub const MISSED_CAP: u64 = 10_000;
+/// Counting missed cron slots stops here: each is a step of the cron, asked on every pass
+/// until the lane runs again, and past a thousand the exact number tells an operator nothing
+/// more ("at least").
+pub const MISSED_CAP: u64 = 1_000;
 
 /// What the due rule reads of a lane besides its recorded state.
 #[derive(Clone, Copy)]
