@@ -252,8 +252,8 @@ fn the_starvation_guard_waives_soft_gates_from_max_deferral_on_and_never_hard_on
     );
 }
 
-#[test]
-fn a_failed_run_is_retried_after_its_delay_within_its_window() {
+/// A daily lane retried every 15 min for an hour, whose run at t0 failed a minute in.
+fn retrying_lane() -> (Lane, LaneState) {
     let mut l = lane("x", Some(Duration::from_secs(24 * 3600)), vec![]);
     l.retry = Some(Retry {
         delay: Duration::from_secs(15 * 60),
@@ -266,6 +266,12 @@ fn a_failed_run_is_retried_after_its_delay_within_its_window() {
         failure_since: Some(ms(t0(), 60_000)),
         ..LaneState::default()
     };
+    (l, failed)
+}
+
+#[test]
+fn a_failed_run_is_retried_after_its_delay_within_its_window() {
+    let (l, failed) = retrying_lane();
     let at = |m: i64| {
         decide_one(
             &l,
@@ -522,18 +528,7 @@ fn the_wake_rule_wakes_when_a_pause_ends_by_itself_and_not_for_an_open_one() {
 fn a_retry_whose_window_is_used_up_wakes_nobody() {
     // The retry came due at 00:16 while the lane was held back; at 01:02 its window is over.
     // Waking "at the retry" would mean waking now, again and again, until the next due time.
-    let mut l = lane("x", Some(Duration::from_secs(24 * 3600)), vec![]);
-    l.retry = Some(Retry {
-        delay: Duration::from_secs(15 * 60),
-        window: HOUR,
-    });
-    let failed = LaneState {
-        last_run_at: Some(t0()),
-        last_result: Some(RunResult::Failure),
-        last_ended_at: Some(ms(t0(), 60_000)),
-        failure_since: Some(ms(t0(), 60_000)),
-        ..LaneState::default()
-    };
+    let (l, failed) = retrying_lane();
     let mut states = LaneStates::new();
     states.insert("x".into(), failed.clone());
     let now = ms(t0(), 62 * 60_000);

@@ -174,13 +174,7 @@ impl Home {
     pub fn status(&self, lane: &str) -> Value {
         let out = self.ok(&["status", "--json"]);
         let v: Value = serde_json::from_str(&out).expect("status JSON");
-        v["lanes"]
-            .as_array()
-            .expect("lanes")
-            .iter()
-            .find(|l| l["lane"] == lane)
-            .cloned()
-            .expect("lane in status")
+        lane_in(&v, lane).clone()
     }
 
     /// Polls `status` until `pred` holds for `lane`, for at most 20 s.
@@ -198,6 +192,15 @@ impl Home {
             std::thread::sleep(Duration::from_millis(25));
         }
     }
+}
+
+/// The entry for `lane` in a document's `lanes` (`status --json`, `/status`, a simulation or
+/// calendar report).
+pub fn lane_in<'a>(doc: &'a Value, lane: &str) -> &'a Value {
+    doc["lanes"]
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["lane"] == lane))
+        .unwrap_or_else(|| panic!("{lane} not in {doc}"))
 }
 
 /// A lane with `every` and the given precondition YAML (a list, indented by 2) and command.

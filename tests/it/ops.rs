@@ -104,12 +104,7 @@ fn a_running_daemon_sees_a_pause_at_once_and_a_resume_lets_the_lane_run() {
     assert_eq!(explain["paused"]["by"], "alice", "{explain}");
     assert_eq!(explain["reason"], "paused", "{explain}");
     let web: Value = serde_json::from_str(&get(&format!("{base}/status"))).unwrap();
-    let a = web["lanes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["lane"] == "a")
-        .unwrap();
+    let a = crate::harness::lane_in(&web, "a");
     assert_eq!(a["paused"]["note"], "disk swap, ask alice", "{web}");
     assert!(
         get(&format!("{base}/")).contains("l.paused"),

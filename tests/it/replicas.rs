@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Home, kill, sh};
+use crate::harness::{Home, kill, lane_in, sh};
 use crate::pg_harness::Postgres;
 
 /// A home whose lanekeeper.yaml names the server's database as its state.
@@ -32,13 +32,6 @@ pub(crate) fn json(out: &std::process::Output) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("json")
-}
-
-fn lane_of<'a>(status: &'a Value, lane: &str) -> &'a Value {
-    status["lanes"]
-        .as_array()
-        .and_then(|l| l.iter().find(|s| s["lane"] == lane))
-        .unwrap_or_else(|| panic!("{lane} not in {status}"))
 }
 
 pub(crate) fn eventually(what: &str, within: Duration, cond: impl Fn() -> bool) {
@@ -76,12 +69,12 @@ fn every_command_works_on_postgresql_and_nothing_is_written_to_the_home() {
     );
     let status = json(&home.run(&["status", "--json"]));
     assert_eq!(
-        lane_of(&status, "alpha")["last_result"],
+        lane_in(&status, "alpha")["last_result"],
         "success",
         "{status}"
     );
     assert_eq!(
-        lane_of(&status, "beta")["last_result"],
+        lane_in(&status, "beta")["last_result"],
         "failure",
         "{status}"
     );
@@ -102,7 +95,7 @@ fn every_command_works_on_postgresql_and_nothing_is_written_to_the_home() {
         String::from_utf8_lossy(&out.stderr)
     );
     let status = json(&home.run(&["status", "--json"]));
-    assert_eq!(lane_of(&status, "alpha")["paused"]["note"], "disk swap");
+    assert_eq!(lane_in(&status, "alpha")["paused"]["note"], "disk swap");
     let checked = json(&home.run(&["check", "alpha", "--json"]));
     assert_eq!(checked["lane"], "alpha", "{checked}");
     let out = home.run(&["resume", "alpha"]);
@@ -192,8 +185,8 @@ fn state_copy_moves_an_sqlite_history_into_postgresql() {
     for lane in ["alpha", "beta"] {
         for key in ["last_run_at", "last_result", "last_success_at", "paused"] {
             assert_eq!(
-                lane_of(&after, lane)[key],
-                lane_of(&before, lane)[key],
+                lane_in(&after, lane)[key],
+                lane_in(&before, lane)[key],
                 "{lane}.{key}"
             );
         }

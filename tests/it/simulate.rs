@@ -10,7 +10,7 @@ use std::time::Instant;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
-use crate::harness::Home;
+use crate::harness::{Home, lane_in};
 
 /// A loopback HTTP server answering every request with the status the test sets.
 struct ScriptedServer {
@@ -537,15 +537,7 @@ fn a_simulation_writes_nothing_and_models_runs_from_the_history() {
     assert_eq!(code, Some(0), "{err}");
     assert!(store() == before, "simulate wrote to the store");
     let report: Value = serde_json::from_str(&out).expect("json");
-    let lane = |name: &str| {
-        report["lanes"]
-            .as_array()
-            .expect("lanes")
-            .iter()
-            .find(|l| l["lane"] == name)
-            .cloned()
-            .expect("lane")
-    };
+    let lane = |name: &str| lane_in(&report, name).clone();
     assert_eq!(
         lane("quick")["run_length_basis"],
         "median of 1 recorded run"
@@ -682,15 +674,7 @@ fn calendar_moves_fires_into_windows_and_names_the_gates_it_cannot_foresee() {
         "--json",
     ]);
     let cal: Value = serde_json::from_str(&out).expect("json");
-    let lane = |name: &str| {
-        cal["lanes"]
-            .as_array()
-            .expect("lanes")
-            .iter()
-            .find(|l| l["lane"] == name)
-            .cloned()
-            .expect("lane")
-    };
+    let lane = |name: &str| lane_in(&cal, name).clone();
     let sandman = lane("sandman");
     assert_eq!(
         sandman["schedule"],
@@ -870,12 +854,7 @@ fn replay_reproduces_the_recorded_decisions_and_a_gap_in_history_is_an_error() {
     for r in ["provider-unreachable", "outside-off-peak"] {
         assert!(reasons.contains(r), "no {r} deferral in {reasons:?}");
     }
-    let flaky = &report["lanes"]
-        .as_array()
-        .expect("lanes")
-        .iter()
-        .find(|l| l["lane"] == "flaky")
-        .expect("flaky")["runs"];
+    let flaky = &lane_in(&report, "flaky")["runs"];
     assert!(
         flaky
             .as_array()

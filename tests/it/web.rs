@@ -191,12 +191,7 @@ fn status_endpoint_serves_what_status_json_prints() {
             assert_eq!(h[key], c[key], "{key} of {}", h["lane"]);
         }
     }
-    let sandman = http["lanes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["lane"] == "sandman")
-        .unwrap();
+    let sandman = crate::harness::lane_in(&http, "sandman");
     assert_eq!(sandman["episode"]["reason"], "backup-stale", "{body}");
 }
 
