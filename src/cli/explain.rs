@@ -194,8 +194,9 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         first: (e.first.at != decision.at).then(|| e.first.clone()),
         summary: e.summary(),
     });
+    let latest_run = session.store.recent_runs(&lane.name, 1)?.pop();
     let last_run = match at {
-        None => session.store.recent_runs(&lane.name, 1)?.pop(),
+        None => latest_run.clone(),
         Some(_) => None,
     };
     let last_hook = match at {
@@ -212,10 +213,7 @@ pub fn run(home: &Home, args: Args) -> CliResult {
         Some(_) => None,
     };
     let until = at.unwrap_or(now);
-    let since = session
-        .store
-        .recent_runs(&lane.name, 1)?
-        .pop()
+    let since = latest_run
         .map(|r| r.started_at)
         .unwrap_or(until)
         .max(
